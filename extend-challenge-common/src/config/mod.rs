@@ -1,0 +1,13 @@
+//! `challenges.json`: the raw serde model ([`raw`]), the resolved, validated model
+//! ([`model`]) both binaries use, and the loader/validator ([`loader`]).
+
+pub mod loader;
+pub mod model;
+pub mod raw;
+mod validate;
+
+pub use loader::{ConfigError, load_from_path, parse_and_validate};
+pub use model::{
+    Challenge, ChallengeConfig, EventSource, Goal, GoalRef, OnExpiry, ProgressMode, Requirement,
+    Reward, RewardType, Rotation, Schedule,
+};

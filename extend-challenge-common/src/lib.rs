@@ -1,0 +1,14 @@
+//! Everything the Extend Challenge event handler and service share.
+//!
+//! - [`pb`]: generated protobuf/gRPC code (AccelByte async-API events, the player API).
+//! - [`config`]: the `challenges.json` model, loader and validator.
+//! - [`progress`]: the progress rules as pure functions (no I/O).
+//! - [`rotation`]: UTC rotation periods.
+//! - [`store`]: every SQL statement and the embedded migrations.
+
+pub mod config;
+pub mod pb;
+pub mod progress;
+pub mod rotation;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,83 @@
+//! The progress rules of CONTRACT §2.1 as pure functions: no I/O, no clock (callers pass
+//! `now`). The event handler applies [`apply`] to rows it locked; the service applies
+//! [`view`] on read so a stale row never shows last period's state.
+//!
+//! Storage convention: the `progress` column holds the progress a player sees (for
+//! `relative` goals that is value − baseline, never below 0); `baseline_value` holds the
+//! relative baseline; `last_event_at` is when the row last took an event.
+
+use chrono::{DateTime, Utc};
+
+/// A goal row's status, as stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    NotStarted,
+    InProgress,
+    Completed,
+    Claimed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "not_started",
+            Status::InProgress => "in_progress",
+            Status::Completed => "completed",
+            Status::Claimed => "claimed",
+        }
+    }
+
+    /// Parses a stored status; unknown text is `None`.
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "not_started" => Some(Status::NotStarted),
+            "in_progress" => Some(Status::InProgress),
+            "completed" => Some(Status::Completed),
+            "claimed" => Some(Status::Claimed),
+            _ => None,
+        }
+    }
+
+    /// Completed or claimed: satisfies a prerequisite.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::Completed | Status::Claimed)
+    }
+}
+
+/// The mutable part of a `user_goal_progress` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoalState {
+    pub progress: i32,
+    pub status: Status,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+    pub assigned_at: Option<DateTime<Utc>>,
+    /// End of the rotation period the row belongs to (rotating goals only).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub baseline_value: Option<i32>,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+/// The events of one batch for one (user, goal), collapsed. Collapsing keeps every rule
+/// exact: counts add up; values keep the first event's `v − i` and the latest value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    /// `n` events that each count once (logins; stat events on increment/daily goals).
+    Count(u32),
+    /// Stat events on absolute/relative goals (negative values never get here).
+    Value {
+        /// `v − i` of the first event (the stat value before it).
+        first_base: i32,
+        /// Ordering key of the first event: (event timestamp ms, arrival sequence).
+        first_at: (i64, u64),
+        /// The latest value.
+        latest: i32,
+        /// Ordering key of the latest event.
+        latest_at: (i64, u64),
+    },
+}
+
+pub mod rules;
+
+pub use rules::{apply, delta_for_login, delta_for_stat, is_locked, merge, new_assignment, view};

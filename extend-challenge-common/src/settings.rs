@@ -1,0 +1,279 @@
+//! Typed settings, read once at start-up from the environment (CONTRACT §5). A bad value is
+//! an error naming the variable. Both binaries read the same struct and use what they need.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid environment variable {name}={value:?}: {reason}")]
+pub struct SettingsError {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Reward grants: through AGS Platform (`real`) or logged only (`mock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewardMode {
+    Real,
+    Mock,
+}
+
+/// When the event handler acknowledges an event (CONTRACT §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// `OK` only after the batch holding the event committed.
+    Durable,
+    /// `OK` on enqueue.
+    Buffered,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ab_base_url: String,
+    pub ab_client_id: String,
+    pub ab_client_secret: String,
+    pub ab_namespace: String,
+    pub base_path: String,
+    pub auth_enabled: bool,
+    pub refresh_interval: Duration,
+    pub reward_mode: RewardMode,
+    pub db: PgConnectOptions,
+    pub db_max_open_conns: u32,
+    /// `CHALLENGE_CONFIG_PATH` or `CONFIG_PATH`.
+    pub config_path: String,
+    pub flush_workers: usize,
+    pub log_level: String,
+    pub otel_service_name: String,
+    pub otel_exporter_zipkin_endpoint: Option<String>,
+    /// `REDIS_HOST`: cross-replica de-duplication when set.
+    pub redis_host: Option<String>,
+    pub redis_port: u16,
+    pub redis_password: Option<String>,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub metrics_port: u16,
+    pub buffer_flush_interval: Duration,
+    pub buffer_max_size: usize,
+    pub ack_mode: AckMode,
+    pub auto_initialize_on_event: bool,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads from a map (tests).
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        Self::from_lookup(|k| map.get(k).cloned())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let env = Env { get: &get };
+        let db = match env.text("DATABASE_URL") {
+            Some(url) => {
+                PgConnectOptions::from_str(&url).map_err(|e| env.bad("DATABASE_URL", &url, e))?
+            }
+            None => {
+                let mut o = PgConnectOptions::new()
+                    .host(&env.text("DB_HOST").unwrap_or_else(|| "localhost".into()))
+                    .port(env.parse("DB_PORT", 5432u16)?)
+                    .database(&env.text("DB_NAME").unwrap_or_else(|| "challenge_db".into()))
+                    .username(&env.text("DB_USER").unwrap_or_else(|| "postgres".into()));
+                if let Some(pw) = env.text("DB_PASSWORD") {
+                    o = o.password(&pw);
+                }
+                if let Some(mode) = env.text("DB_SSLMODE") {
+                    let m =
+                        PgSslMode::from_str(&mode).map_err(|e| env.bad("DB_SSLMODE", &mode, e))?;
+                    o = o.ssl_mode(m);
+                }
+                o
+            }
+        };
+        let base_path =
+            normalize_base_path(&env.text("BASE_PATH").unwrap_or_else(|| "/challenge".into()));
+        let s = Settings {
+            ab_base_url: env
+                .text("AB_BASE_URL")
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
+            ab_client_id: env.text("AB_CLIENT_ID").unwrap_or_default(),
+            ab_client_secret: env.text("AB_CLIENT_SECRET").unwrap_or_default(),
+            ab_namespace: env.text("AB_NAMESPACE").unwrap_or_default(),
+            base_path,
+            auth_enabled: env.boolean("PLUGIN_GRPC_SERVER_AUTH_ENABLED", true)?,
+            refresh_interval: Duration::from_secs(env.positive("REFRESH_INTERVAL", 600u64)?),
+            reward_mode: match env.text("REWARD_CLIENT_MODE").as_deref() {
+                None | Some("real") => RewardMode::Real,
+                Some("mock") => RewardMode::Mock,
+                Some(v) => return Err(env.bad("REWARD_CLIENT_MODE", v, "expected real or mock")),
+            },
+            db,
+            db_max_open_conns: env.positive("DB_MAX_OPEN_CONNS", 25u32)?,
+            config_path: env
+                .text("CHALLENGE_CONFIG_PATH")
+                .or_else(|| env.text("CONFIG_PATH"))
+                .unwrap_or_else(|| "config/challenges.json".into()),
+            flush_workers: env.positive("FLUSH_WORKERS", 2usize)?,
+            log_level: env.text("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            otel_service_name: env.text("OTEL_SERVICE_NAME").unwrap_or_default(),
+            otel_exporter_zipkin_endpoint: env.text("OTEL_EXPORTER_ZIPKIN_ENDPOINT"),
+            redis_host: env.text("REDIS_HOST"),
+            redis_port: env.parse("REDIS_PORT", 6379u16)?,
+            redis_password: env.text("REDIS_PASSWORD"),
+            grpc_port: env.parse("GRPC_PORT", 6565u16)?,
+            http_port: env.parse("HTTP_PORT", 8000u16)?,
+            metrics_port: env.parse("METRICS_PORT", 8080u16)?,
+            buffer_flush_interval: Duration::from_millis(
+                env.positive("BUFFER_FLUSH_INTERVAL_MS", 100u64)?,
+            ),
+            buffer_max_size: env.positive("BUFFER_MAX_SIZE", 10_000usize)?,
+            ack_mode: match env.text("ACK_MODE").as_deref() {
+                None | Some("durable") => AckMode::Durable,
+                Some("buffered") => AckMode::Buffered,
+                Some(v) => return Err(env.bad("ACK_MODE", v, "expected durable or buffered")),
+            },
+            auto_initialize_on_event: env.boolean("AUTO_INITIALIZE_ON_EVENT", true)?,
+        };
+        Ok(s)
+    }
+
+    /// The Postgres options with a different database name (tests, tools).
+    pub fn with_database(mut self, name: &str) -> Self {
+        self.db = self.db.database(name);
+        self
+    }
+}
+
+/// `"challenge/"` → `"/challenge"`; `"/"` and `""` → `""` (routes at the root).
+pub fn normalize_base_path(p: &str) -> String {
+    let trimmed = p.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>> {
+    get: &'a F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// A set, non-blank value.
+    fn text(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn bad(&self, name: &str, value: &str, reason: impl std::fmt::Display) -> SettingsError {
+        SettingsError {
+            name: name.into(),
+            value: value.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: T) -> Result<T, SettingsError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.text(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e| self.bad(name, &v, e)),
+        }
+    }
+
+    fn positive<T>(&self, name: &str, default: T) -> Result<T, SettingsError>
+    where
+        T: FromStr + PartialOrd + Default,
+        T::Err: std::fmt::Display,
+    {
+        let v = self.parse(name, default)?;
+        if v <= T::default() {
+            let raw = self.text(name).unwrap_or_default();
+            return Err(self.bad(name, &raw, "must be greater than 0"));
+        }
+        Ok(v)
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(self.bad(name, &v, "expected true or false")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.base_path, "/challenge");
+        assert!(s.auth_enabled);
+        assert_eq!(s.reward_mode, RewardMode::Real);
+        assert_eq!(s.grpc_port, 6565);
+        assert_eq!(s.http_port, 8000);
+        assert_eq!(s.metrics_port, 8080);
+        assert_eq!(s.ack_mode, AckMode::Durable);
+        assert_eq!(s.buffer_flush_interval, Duration::from_millis(100));
+        assert!(s.auto_initialize_on_event);
+        assert_eq!(s.db.get_database(), Some("challenge_db"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("GRPC_PORT", "abc"),
+            ("ACK_MODE", "fast"),
+            ("BUFFER_MAX_SIZE", "0"),
+            ("PLUGIN_GRPC_SERVER_AUTH_ENABLED", "maybe"),
+            ("REWARD_CLIENT_MODE", "fake"),
+            ("DB_PORT", "70000"),
+        ] {
+            let err = settings(&[(k, v)]).unwrap_err();
+            assert_eq!(err.name, k);
+            assert!(err.to_string().contains(k), "{err}");
+        }
+    }
+
+    #[test]
+    fn config_path_accepts_both_names() {
+        assert_eq!(
+            settings(&[("CONFIG_PATH", "/a.json")]).unwrap().config_path,
+            "/a.json"
+        );
+        let both = settings(&[
+            ("CONFIG_PATH", "/a.json"),
+            ("CHALLENGE_CONFIG_PATH", "/b.json"),
+        ]);
+        assert_eq!(both.unwrap().config_path, "/b.json");
+    }
+
+    #[test]
+    fn base_path_is_normalized() {
+        assert_eq!(normalize_base_path("challenge/"), "/challenge");
+        assert_eq!(normalize_base_path("/"), "");
+    }
+}

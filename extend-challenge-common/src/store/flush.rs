@@ -1,0 +1,1 @@
+//! The event handler's batch writes (owned by the event-handler work).

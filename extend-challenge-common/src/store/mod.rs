@@ -1,0 +1,79 @@
+//! Every SQL statement both binaries run, and the embedded migrations.
+//!
+//! - [`flush`]: the event handler's set-based batch writes.
+//! - [`player`]: the service's reads and writes.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::progress::{GoalState, Status};
+
+pub mod flush;
+pub mod player;
+
+/// Migrations under `migrations/`, embedded in the binaries.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so
+/// several replicas may start at once.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Opens a lazily-connecting pool: start-up and health do not depend on Postgres being up
+/// at the moment the process starts.
+pub fn connect_lazy(options: PgConnectOptions, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
+/// Cheap liveness probe of the database.
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}
+
+/// A whole `user_goal_progress` row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ProgressRow {
+    pub user_id: String,
+    pub goal_id: String,
+    pub challenge_id: String,
+    pub namespace: String,
+    pub progress: i32,
+    pub status: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub is_active: bool,
+    pub assigned_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub baseline_value: Option<i32>,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+impl ProgressRow {
+    /// The rule-relevant part of the row. An unknown stored status reads as `not_started`
+    /// (the CHECK constraint makes that impossible in practice).
+    pub fn state(&self) -> GoalState {
+        GoalState {
+            progress: self.progress,
+            status: Status::parse(&self.status).unwrap_or(Status::NotStarted),
+            completed_at: self.completed_at,
+            claimed_at: self.claimed_at,
+            is_active: self.is_active,
+            assigned_at: self.assigned_at,
+            expires_at: self.expires_at,
+            baseline_value: self.baseline_value,
+            last_event_at: self.last_event_at,
+        }
+    }
+}
+
+/// Column list matching [`ProgressRow`], for `SELECT`s.
+pub const ROW_COLUMNS: &str = "user_id, goal_id, challenge_id, namespace, progress, status, \
+    completed_at, claimed_at, created_at, updated_at, is_active, assigned_at, expires_at, \
+    baseline_value, last_event_at";

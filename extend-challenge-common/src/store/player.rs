@@ -1,0 +1,1 @@
+//! The challenge service's reads and writes (owned by the service work).
