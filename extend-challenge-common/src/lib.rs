@@ -8,6 +8,7 @@
 //! - [`settings`]: typed environment settings; [`telemetry`], [`metrics`], [`ops`]: logs,
 //!   Prometheus metrics, `/metrics` `/healthz` `/livez` and gRPC health.
 
+pub mod clock;
 pub mod config;
 pub mod metrics;
 pub mod ops;
