@@ -17,7 +17,8 @@ use rand::Rng;
 use sqlx::PgPool;
 
 use crate::catalog::{Catalog, PlayerView, requirement_pb, reward_pb};
-use crate::clock::{Clock, rfc3339, rfc3339_opt};
+use crate::timefmt::{rfc3339, rfc3339_opt};
+use extend_challenge_common::clock::Clock;
 use crate::error::ServiceError;
 use crate::ports::RewardGranter;
 
@@ -38,7 +39,7 @@ struct Inner {
     catalog: Catalog,
     pool: PgPool,
     granter: Arc<dyn RewardGranter>,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
     namespace: String,
     claim_deadline: Duration,
 }
@@ -48,7 +49,7 @@ impl ChallengeService {
         config: Arc<ChallengeConfig>,
         pool: PgPool,
         granter: Arc<dyn RewardGranter>,
-        clock: Arc<dyn Clock>,
+        clock: Clock,
         namespace: impl Into<String>,
     ) -> Self {
         ChallengeService {

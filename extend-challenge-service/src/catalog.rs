@@ -19,7 +19,7 @@ use extend_challenge_common::progress::{self, GoalState, Status};
 use extend_challenge_common::rotation;
 use extend_challenge_common::store::player::PlayerGoalRow;
 
-use crate::clock::{rfc3339_opt, write_rfc3339};
+use crate::timefmt::{rfc3339_opt, write_rfc3339};
 
 /// A goal with its position and pre-serialized static JSON.
 #[derive(Debug)]
@@ -68,11 +68,8 @@ fn json_str(s: &str) -> String {
 impl Catalog {
     pub fn new(config: Arc<ChallengeConfig>) -> Self {
         let mut goal_index = HashMap::new();
-        for (ci, c) in config.challenges.iter().enumerate() {
-            for g in &c.goals {
-                goal_index.insert(g.id.clone(), goal_index.len());
-                let _ = ci;
-            }
+        for g in config.challenges.iter().flat_map(|c| &c.goals) {
+            goal_index.insert(g.id.clone(), goal_index.len());
         }
         let mut goals = Vec::with_capacity(goal_index.len());
         let mut challenges = Vec::with_capacity(config.challenges.len());

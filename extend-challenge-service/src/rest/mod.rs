@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -336,19 +336,8 @@ impl IntoResponse for ServiceError {
         let text = serde_json::to_string(&body).unwrap_or_default();
         let mut resp = json_text(text);
         *resp.status_mut() = self.http_status();
-        if self.http_status() == StatusCode::METHOD_NOT_ALLOWED {
-            // Nothing more precise is known at this point; clients only need the status.
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(""));
-            resp.headers_mut().remove(header::ALLOW);
-        }
         resp
     }
-}
-
-/// The methods REST serves, for the annotation check and Swagger.
-pub fn method_of(spec: &RouteSpec) -> Method {
-    Method::from_bytes(spec.method.as_bytes()).expect("valid method")
 }
 
 #[cfg(test)]

@@ -1,48 +1,6 @@
-//! Time source. The service never reads the system clock directly, so tests can pin "now"
-//! on either side of a rotation boundary.
-
-use std::sync::Arc;
+//! Timestamps on the wire: RFC 3339, UTC, whole seconds, `Z` (CONTRACT §3.1).
 
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
-
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock that shows what it was last set to (tests).
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl ManualClock {
-    pub fn new(at: DateTime<Utc>) -> Self {
-        ManualClock(Arc::new(Mutex::new(at)))
-    }
-
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock() = at;
-    }
-
-    pub fn advance(&self, by: chrono::Duration) {
-        *self.0.lock() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock()
-    }
-}
 
 /// `2025-11-04T12:00:00Z`: RFC 3339, UTC, whole seconds (CONTRACT §3.1).
 pub fn rfc3339(t: DateTime<Utc>) -> String {
