@@ -163,8 +163,8 @@ async fn missing_and_malformed_tokens_are_unauthenticated() {
     // Algorithm confusion: an HMAC token is refused whatever its signature.
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some("k1".into());
-    let hmac = jsonwebtoken::encode(&hs, &claims("user-1"), &EncodingKey::from_secret(b"k"))
-        .unwrap();
+    let hmac =
+        jsonwebtoken::encode(&hs, &claims("user-1"), &EncodingKey::from_secret(b"k")).unwrap();
     assert_unauthenticated(auth.authenticate(&bearer(&hmac)).await, |e| {
         matches!(e, AuthError::Malformed)
     });
@@ -277,7 +277,10 @@ async fn jwks_is_refetched_when_a_new_kid_appears() {
     assert_eq!(requests_to(&server, JWKS).await, 1);
 
     let rotated = sign(KEY2_PEM, "k2", &claims("user-2"));
-    assert_eq!(auth.authenticate(&bearer(&rotated)).await.unwrap(), "user-2");
+    assert_eq!(
+        auth.authenticate(&bearer(&rotated)).await.unwrap(),
+        "user-2"
+    );
     assert_eq!(requests_to(&server, JWKS).await, 2);
     // Both keys are now cached: no further trips.
     assert!(auth.authenticate(&bearer(&old)).await.is_ok());
@@ -445,7 +448,10 @@ async fn stale_cache_is_refreshed_in_the_background() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(revoked, "background refresh never applied the new revocation list");
+    assert!(
+        revoked,
+        "background refresh never applied the new revocation list"
+    );
 }
 
 #[tokio::test]

@@ -338,13 +338,7 @@ async fn a_hang_ends_with_deadline_exceeded_near_the_deadline() {
         .mount(&server)
         .await;
     let deadline = Duration::from_millis(300);
-    let (client, metrics) = client(
-        &server,
-        RetryPolicy {
-            deadline,
-            ..fast()
-        },
-    );
+    let (client, metrics) = client(&server, RetryPolicy { deadline, ..fast() });
 
     let started = Instant::now();
     let err = client

@@ -83,7 +83,8 @@ mod tests {
         enc["use"] = "enc".into();
         let mut no_kid = key1();
         no_kid.as_object_mut().unwrap().remove("kid");
-        let ec = serde_json::json!({"kty": "EC", "kid": "k-ec", "crv": "P-256", "x": "AA", "y": "AA"});
+        let ec =
+            serde_json::json!({"kty": "EC", "kid": "k-ec", "crv": "P-256", "x": "AA", "y": "AA"});
         let body = serde_json::json!({"keys": [good, enc, no_kid, ec]});
         let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
         assert_eq!(keys.keys().collect::<Vec<_>>(), ["k1"]);

@@ -276,7 +276,9 @@ impl Authenticator {
         let this = self.clone();
         rt.spawn(async move {
             this.inner.refresh_limited(RefreshScope::All).await;
-            this.inner.background_refresh.store(false, Ordering::Release);
+            this.inner
+                .background_refresh
+                .store(false, Ordering::Release);
         });
     }
 }
@@ -481,7 +483,9 @@ mod tests {
             .authenticate(&headers(&[("grpcgateway-x-mock-user-id", "player-8")]))
             .await;
         assert_eq!(user.unwrap(), "player-8");
-        let user = auth.authenticate(&headers(&[("x-mock-user-id", " ")])).await;
+        let user = auth
+            .authenticate(&headers(&[("x-mock-user-id", " ")]))
+            .await;
         assert_eq!(user.unwrap(), DEFAULT_MOCK_USER_ID);
         let user = auth.authenticate(&HeaderMap::new()).await;
         assert_eq!(user.unwrap(), DEFAULT_MOCK_USER_ID);

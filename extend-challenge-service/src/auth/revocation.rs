@@ -284,9 +284,10 @@ mod tests {
 
     #[test]
     fn accepts_signed_words_and_nulls() {
-        let (list, _) =
-            RevocationList::parse(br#"{"revoked_tokens":{"k":2,"bits":[-1, 5]},"revoked_users":null}"#)
-                .unwrap();
+        let (list, _) = RevocationList::parse(
+            br#"{"revoked_tokens":{"k":2,"bits":[-1, 5]},"revoked_users":null}"#,
+        )
+        .unwrap();
         assert_eq!(list.tokens.as_ref().unwrap().words()[0], u64::MAX);
         let (empty, _) = RevocationList::parse(b"{}").unwrap();
         assert!(!empty.is_token_revoked("anything"));

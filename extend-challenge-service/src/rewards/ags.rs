@@ -184,7 +184,14 @@ impl AgsRewardClient {
                 reward.quantity
             )));
         }
-        let base = ["platform", "admin", "namespaces", namespace, "users", user_id];
+        let base = [
+            "platform",
+            "admin",
+            "namespaces",
+            namespace,
+            "users",
+            user_id,
+        ];
         Ok(match reward.reward_type {
             RewardType::Item => PlatformCall {
                 method: reqwest::Method::POST,
@@ -198,10 +205,11 @@ impl AgsRewardClient {
             },
             RewardType::Wallet => PlatformCall {
                 method: reqwest::Method::PUT,
-                url: self.url(
-                    base.iter()
-                        .chain(&["wallets", reward.reward_id.as_str(), "credit"]),
-                )?,
+                url: self.url(base.iter().chain(&[
+                    "wallets",
+                    reward.reward_id.as_str(),
+                    "credit",
+                ]))?,
                 body: json!({
                     "amount": reward.quantity,
                     "source": "REWARD",
