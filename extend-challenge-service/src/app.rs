@@ -20,7 +20,7 @@ use crate::catalog::{Catalog, PlayerView, requirement_pb, reward_pb};
 use crate::timefmt::{rfc3339, rfc3339_opt};
 use extend_challenge_common::clock::Clock;
 use crate::error::ServiceError;
-use crate::ports::RewardGranter;
+use crate::rewards::RewardGranter;
 
 /// How long a claim may take in all (CONTRACT §3.3).
 pub const CLAIM_DEADLINE: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@ use extend_challenge_common::pb::service::service_server::{Service, ServiceServe
 use tonic::{Request, Response, Status};
 
 use crate::app::ChallengeService;
-use crate::ports::Authenticator;
+use crate::auth::Authenticator;
 
 #[derive(Clone)]
 pub struct GrpcAdapter {

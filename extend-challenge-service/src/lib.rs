@@ -8,11 +8,12 @@
 //! and [`Application::run_until_stopped`] serves until the shutdown token fires.
 
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod grpc;
-pub mod ports;
 pub mod rest;
+pub mod rewards;
 pub mod swagger;
 pub mod timefmt;
 
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::ChallengeService;
 use crate::error::ServiceError;
-use crate::ports::{Authenticator, RewardGranter};
+use crate::auth::Authenticator;
+use crate::rewards::RewardGranter;
 
 /// How often the database health is re-checked.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -72,7 +74,7 @@ impl Dependencies {
             .build()
             .context("building the HTTP client")?;
         Ok(Dependencies {
-            granter: ports::rewards_from_settings(settings, http.clone()),
+            granter: rewards::from_settings(settings, http.clone()),
             auth: Authenticator::from_settings(settings, http),
             pool,
             config: Arc::new(config),

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::ChallengeService;
 use crate::error::ServiceError;
-use crate::ports::Authenticator;
+use crate::auth::Authenticator;
 use crate::swagger;
 
 /// One REST route: the RPC it serves, its method and its path template (relative to
