@@ -24,6 +24,10 @@ use crate::rewards::RewardGranter;
 
 /// How long a claim may take in all (CONTRACT §3.3).
 pub const CLAIM_DEADLINE: Duration = Duration::from_secs(10);
+/// Postgres' own limits on the claim transaction (statement and idle-in-transaction
+/// timeouts) sit this far beyond the client-side deadline: they only act if this process
+/// stalls, never before the deadline.
+const SERVER_SIDE_MARGIN: Duration = Duration::from_secs(2);
 /// Kept back from the claim deadline for marking the row and committing.
 const CLAIM_COMMIT_RESERVE: Duration = Duration::from_millis(750);
 
@@ -33,6 +37,7 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 #[derive(Clone)]
 pub struct ChallengeService {
     inner: Arc<Inner>,
+    claim_deadline: Duration,
 }
 
 struct Inner {
@@ -41,7 +46,6 @@ struct Inner {
     granter: Arc<dyn RewardGranter>,
     clock: Clock,
     namespace: String,
-    claim_deadline: Duration,
 }
 
 impl ChallengeService {
@@ -59,22 +63,15 @@ impl ChallengeService {
                 granter,
                 clock,
                 namespace: namespace.into(),
-                claim_deadline: CLAIM_DEADLINE,
             }),
+            claim_deadline: CLAIM_DEADLINE,
         }
     }
 
-    /// Overrides the claim deadline (tests).
-    pub fn with_claim_deadline(self, deadline: Duration) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
-            panic!("with_claim_deadline must be called before the service is shared")
-        });
-        ChallengeService {
-            inner: Arc::new(Inner {
-                claim_deadline: deadline,
-                ..inner
-            }),
-        }
+    /// A handle with another claim deadline (tests).
+    pub fn with_claim_deadline(mut self, deadline: Duration) -> Self {
+        self.claim_deadline = deadline;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -306,7 +303,7 @@ impl ChallengeService {
                 challenge_id: req.challenge_id.clone(),
             })?
             .clone();
-        let deadline = tokio::time::Instant::now() + self.inner.claim_deadline;
+        let deadline = tokio::time::Instant::now() + self.claim_deadline;
         let work = self.claim_locked(user_id, &req.challenge_id, &goal, deadline);
         match tokio::time::timeout_at(deadline, work).await {
             Ok(result) => result,
@@ -326,7 +323,8 @@ impl ChallengeService {
     ) -> Result<pb::ClaimRewardResponse> {
         let inner = &self.inner;
         let (mut tx, row) =
-            player::begin_claim(&inner.pool, user_id, &goal.id, inner.claim_deadline).await?;
+            player::begin_claim(&inner.pool, user_id, &goal.id, self.claim_deadline + SERVER_SIDE_MARGIN)
+                .await?;
         if let Err(e) = self.check_claim(&mut tx, goal, challenge_id, row).await {
             let _ = tx.rollback().await;
             return Err(e);

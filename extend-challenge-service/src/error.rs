@@ -139,6 +139,16 @@ impl From<sqlx::Error> for ServiceError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 ServiceError::Unavailable(e)
             }
+            // query_canceled (statement timeout), lock_not_available, serialization and
+            // deadlock failures: transient, worth a retry.
+            sqlx::Error::Database(ref db)
+                if matches!(
+                    db.code().as_deref(),
+                    Some("57014" | "55P03" | "40001" | "40P01")
+                ) =>
+            {
+                ServiceError::Unavailable(e)
+            }
             other => ServiceError::Database(other),
         }
     }
