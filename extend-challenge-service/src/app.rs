@@ -17,10 +17,10 @@ use rand::Rng;
 use sqlx::PgPool;
 
 use crate::catalog::{Catalog, PlayerView, requirement_pb, reward_pb};
-use crate::timefmt::{rfc3339, rfc3339_opt};
-use extend_challenge_common::clock::Clock;
 use crate::error::ServiceError;
 use crate::rewards::RewardGranter;
+use crate::timefmt::{rfc3339, rfc3339_opt};
+use extend_challenge_common::clock::Clock;
 
 /// How long a claim may take in all (CONTRACT §3.3).
 pub const CLAIM_DEADLINE: Duration = Duration::from_secs(10);
@@ -107,7 +107,10 @@ impl ChallengeService {
 
     async fn challenge_view_rows(&self, user_id: &str, ci: usize) -> Result<Vec<PlayerGoalRow>> {
         let c = &self.inner.catalog.challenges()[ci];
-        Ok(player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites).await?)
+        Ok(
+            player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites)
+                .await?,
+        )
     }
 
     fn challenge_index(&self, challenge_id: &str) -> Result<usize> {
@@ -322,9 +325,13 @@ impl ChallengeService {
         deadline: tokio::time::Instant,
     ) -> Result<pb::ClaimRewardResponse> {
         let inner = &self.inner;
-        let (mut tx, row) =
-            player::begin_claim(&inner.pool, user_id, &goal.id, self.claim_deadline + SERVER_SIDE_MARGIN)
-                .await?;
+        let (mut tx, row) = player::begin_claim(
+            &inner.pool,
+            user_id,
+            &goal.id,
+            self.claim_deadline + SERVER_SIDE_MARGIN,
+        )
+        .await?;
         if let Err(e) = self.check_claim(&mut tx, goal, challenge_id, row).await {
             let _ = tx.rollback().await;
             return Err(e);
@@ -471,9 +478,10 @@ impl ChallengeService {
             let pool: Vec<usize> = goals
                 .clone()
                 .filter(|&gi| {
-                    !view.status(gi).is_done()
-                        && !view.is_locked(gi)
-                        && !(exclude_active && view.is_active(gi))
+                    let unavailable = view.status(gi).is_done()
+                        || view.is_locked(gi)
+                        || (exclude_active && view.is_active(gi));
+                    !unavailable
                 })
                 .collect();
             if pool.is_empty() {

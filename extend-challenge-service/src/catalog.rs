@@ -158,7 +158,12 @@ impl Catalog {
         out.push_str("{\"challenges\":[");
         let mut first = true;
         for ci in 0..self.challenges.len() {
-            if active_only && !self.challenges[ci].goals.clone().any(|gi| view.is_active(gi)) {
+            if active_only
+                && !self.challenges[ci]
+                    .goals
+                    .clone()
+                    .any(|gi| view.is_active(gi))
+            {
                 continue;
             }
             if !first {
@@ -235,17 +240,30 @@ impl Catalog {
     }
 
     /// The same content as [`Self::challenges_json`], as protobuf (gRPC).
-    pub fn challenges_pb(&self, view: &PlayerView<'_>, active_only: bool) -> pb::GetChallengesResponse {
+    pub fn challenges_pb(
+        &self,
+        view: &PlayerView<'_>,
+        active_only: bool,
+    ) -> pb::GetChallengesResponse {
         let challenges = (0..self.challenges.len())
             .filter(|&ci| {
-                !active_only || self.challenges[ci].goals.clone().any(|gi| view.is_active(gi))
+                !active_only
+                    || self.challenges[ci]
+                        .goals
+                        .clone()
+                        .any(|gi| view.is_active(gi))
             })
             .map(|ci| self.challenge_pb(ci, view, active_only))
             .collect();
         pb::GetChallengesResponse { challenges }
     }
 
-    pub fn challenge_pb(&self, ci: usize, view: &PlayerView<'_>, active_only: bool) -> pb::Challenge {
+    pub fn challenge_pb(
+        &self,
+        ci: usize,
+        view: &PlayerView<'_>,
+        active_only: bool,
+    ) -> pb::Challenge {
         let c = &self.challenges[ci];
         pb::Challenge {
             challenge_id: c.id.clone(),
@@ -385,7 +403,9 @@ impl<'a> PlayerView<'a> {
     }
 
     pub fn status(&self, gi: usize) -> Status {
-        self.states.get(&gi).map_or(Status::NotStarted, |s| s.status)
+        self.states
+            .get(&gi)
+            .map_or(Status::NotStarted, |s| s.status)
     }
 
     pub fn is_active(&self, gi: usize) -> bool {

@@ -7,12 +7,16 @@ use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("Goal not found or removed from config (goal_id: {goal_id}, challenge_id: {challenge_id})")]
+    #[error(
+        "Goal not found or removed from config (goal_id: {goal_id}, challenge_id: {challenge_id})"
+    )]
     GoalNotFound {
         goal_id: String,
         challenge_id: String,
     },
-    #[error("Goal not completed. Please wait 1 second and try again. (goal_id: {goal_id}, status: {status})")]
+    #[error(
+        "Goal not completed. Please wait 1 second and try again. (goal_id: {goal_id}, status: {status})"
+    )]
     GoalNotCompleted { goal_id: String, status: String },
     #[error(
         "Goal must be active to claim reward. Activate it first via PUT /v1/challenges/{challenge_id}/goals/{goal_id}/active (goal_id: {goal_id})"
@@ -21,7 +25,9 @@ pub enum ServiceError {
         goal_id: String,
         challenge_id: String,
     },
-    #[error("Goal has rotated and must be re-completed (goal_id: {goal_id}, challenge_id: {challenge_id})")]
+    #[error(
+        "Goal has rotated and must be re-completed (goal_id: {goal_id}, challenge_id: {challenge_id})"
+    )]
     GoalRotated {
         goal_id: String,
         challenge_id: String,
@@ -41,7 +47,9 @@ pub enum ServiceError {
     SelectedGoalNotFound(String),
     #[error("count must be greater than 0")]
     CountNotPositive,
-    #[error("INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: {requested})")]
+    #[error(
+        "INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: {requested})"
+    )]
     InsufficientGoals { requested: i32 },
     /// A malformed request (bad JSON body, bad query value).
     #[error("{0}")]
@@ -73,9 +81,10 @@ impl ServiceError {
     pub fn code(&self) -> Code {
         use ServiceError::*;
         match self {
-            GoalNotFound { .. } | ChallengeNotFound(_) | SelectedGoalNotFound(_) | RouteNotFound => {
-                Code::NotFound
-            }
+            GoalNotFound { .. }
+            | ChallengeNotFound(_)
+            | SelectedGoalNotFound(_)
+            | RouteNotFound => Code::NotFound,
             GoalNotCompleted { .. }
             | GoalNotActive { .. }
             | GoalRotated { .. }
@@ -167,19 +176,34 @@ mod tests {
 
     #[test]
     fn statuses_follow_the_contract() {
-        let grant = ServiceError::RewardGrantFailed { goal_id: "g".into() };
+        let grant = ServiceError::RewardGrantFailed {
+            goal_id: "g".into(),
+        };
         assert_eq!(grant.http_status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             grant.to_string(),
             "Failed to grant reward via Platform Service after 3 retries (goal_id: g)"
         );
         assert_eq!(
-            ServiceError::AlreadyClaimed { goal_id: "g".into(), claimed_at: "t".into() }.http_status(),
+            ServiceError::AlreadyClaimed {
+                goal_id: "g".into(),
+                claimed_at: "t".into()
+            }
+            .http_status(),
             StatusCode::CONFLICT
         );
-        assert_eq!(ServiceError::CountNotPositive.http_status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ServiceError::Unavailable(sqlx::Error::PoolTimedOut).http_status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(ServiceError::MethodNotAllowed.http_status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            ServiceError::CountNotPositive.http_status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ServiceError::Unavailable(sqlx::Error::PoolTimedOut).http_status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ServiceError::MethodNotAllowed.http_status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         assert_eq!(
             ServiceError::InsufficientGoals { requested: 3 }.to_string(),
             "INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: 3)"

@@ -34,8 +34,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::ChallengeService;
-use crate::error::ServiceError;
 use crate::auth::Authenticator;
+use crate::error::ServiceError;
 use crate::rewards::RewardGranter;
 
 /// How often the database health is re-checked.
@@ -108,7 +108,8 @@ pub struct Application {
     service: ChallengeService,
     auth: Authenticator,
     health: Health,
-    health_server: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    health_server:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     base_path: String,
     shutdown: CancellationToken,
 }
@@ -147,15 +148,21 @@ impl Application {
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("bound listener has an address")
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("bound listener has an address")
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("bound listener has an address")
+        self.ops
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Cancelling this token stops the servers gracefully.
@@ -201,9 +208,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(grpc_service.into_server())
-            .serve_with_incoming_shutdown(incoming, async move {
-                grpc_shutdown.cancelled().await
-            });
+            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let router = http_router(self.service.clone(), self.auth.clone(), &self.base_path);
         let http_shutdown = shutdown.clone();
@@ -230,7 +235,11 @@ impl Application {
 }
 
 /// The REST app with request metrics.
-pub fn http_router(service: ChallengeService, auth: Authenticator, base_path: &str) -> axum::Router {
+pub fn http_router(
+    service: ChallengeService,
+    auth: Authenticator,
+    base_path: &str,
+) -> axum::Router {
     rest::router(rest::RestState { service, auth }, base_path)
         .layer(axum::middleware::from_fn(track_http))
 }

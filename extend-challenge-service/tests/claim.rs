@@ -74,9 +74,13 @@ async fn concurrent_rest_claims_answer_one_200_and_409s(pool: PgPool) {
     for _ in 0..50 {
         let h = h.clone();
         tasks.push(tokio::spawn(async move {
-            h.post("/challenge/v1/challenges/winter/goals/kill-10/claim", "bea", "")
-                .await
-                .0
+            h.post(
+                "/challenge/v1/challenges/winter/goals/kill-10/claim",
+                "bea",
+                "",
+            )
+            .await
+            .0
         }));
     }
     let mut statuses = Vec::new();
@@ -85,7 +89,10 @@ async fn concurrent_rest_claims_answer_one_200_and_409s(pool: PgPool) {
     }
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1);
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(),
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
         49
     );
     assert_eq!(h.granter.calls(), 1);
@@ -102,7 +109,11 @@ async fn failed_grant_leaves_the_goal_claimable(pool: PgPool) {
     );
     failing.completed("cy", "kill-10").await;
     let (s, body) = failing
-        .post("/challenge/v1/challenges/winter/goals/kill-10/claim", "cy", "")
+        .post(
+            "/challenge/v1/challenges/winter/goals/kill-10/claim",
+            "cy",
+            "",
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -110,16 +121,26 @@ async fn failed_grant_leaves_the_goal_claimable(pool: PgPool) {
         "Failed to grant reward via Platform Service after 3 retries (goal_id: kill-10)"
     );
     assert_eq!(body["code"], 13);
-    assert_eq!(failing.row_status("cy", "kill-10").await.unwrap().0, "completed");
+    assert_eq!(
+        failing.row_status("cy", "kill-10").await.unwrap().0,
+        "completed"
+    );
     assert_eq!(open_transactions(&pool).await, 0);
 
     // The player retries once Platform is back.
     let healthy = Harness::new(pool);
     let (s, _) = healthy
-        .post("/challenge/v1/challenges/winter/goals/kill-10/claim", "cy", "")
+        .post(
+            "/challenge/v1/challenges/winter/goals/kill-10/claim",
+            "cy",
+            "",
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(healthy.row_status("cy", "kill-10").await.unwrap().0, "claimed");
+    assert_eq!(
+        healthy.row_status("cy", "kill-10").await.unwrap().0,
+        "claimed"
+    );
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -161,18 +182,17 @@ async fn waiting_on_a_locked_row_ends_at_the_deadline(pool: PgPool) {
     h.completed("eve", "kill-10").await;
     // Another transaction holds the row lock.
     let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM user_goal_progress WHERE user_id = 'eve' AND goal_id = 'kill-10' FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT 1 FROM user_goal_progress WHERE user_id = 'eve' AND goal_id = 'kill-10' FOR UPDATE",
+    )
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
     let err = service
         .claim_goal_reward("eve", claim("kill-10"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ServiceError::ClaimTimedOut { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, ServiceError::ClaimTimedOut { .. }), "{err}");
     assert_eq!(err.http_status(), StatusCode::SERVICE_UNAVAILABLE);
     blocker.rollback().await.unwrap();
     assert_eq!(h.granter.calls(), 0);

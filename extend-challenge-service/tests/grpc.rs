@@ -29,10 +29,13 @@ struct Running {
 }
 
 async fn start(pool: PgPool, auth_enabled: bool) -> Running {
-    let settings = settings(&[(
-        "PLUGIN_GRPC_SERVER_AUTH_ENABLED",
-        if auth_enabled { "true" } else { "false" },
-    ), ("AB_BASE_URL", "http://127.0.0.1:9")]);
+    let settings = settings(&[
+        (
+            "PLUGIN_GRPC_SERVER_AUTH_ENABLED",
+            if auth_enabled { "true" } else { "false" },
+        ),
+        ("AB_BASE_URL", "http://127.0.0.1:9"),
+    ]);
     let granter = Arc::new(CountingGranter::default());
     let (clock, _hand) = Clock::manual(at(NOON));
     let deps = Dependencies {
@@ -79,7 +82,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
     let mut c = svc.client().await;
 
     let list = c
-        .get_user_challenges(as_user("amy", pb::GetChallengesRequest { active_only: false }))
+        .get_user_challenges(as_user(
+            "amy",
+            pb::GetChallengesRequest { active_only: false },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -95,7 +101,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
     assert_eq!((init.new_assignments, init.total_active), (3, 3));
 
     let active = c
-        .get_user_challenges(as_user("amy", pb::GetChallengesRequest { active_only: true }))
+        .get_user_challenges(as_user(
+            "amy",
+            pb::GetChallengesRequest { active_only: true },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -123,7 +132,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
         ))
         .await
         .unwrap_err();
-    assert_eq!((err.code(), err.message()), (Code::NotFound, "challenge 'nope' not found"));
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "challenge 'nope' not found")
+    );
 
     let set = c
         .set_goal_active(as_user(
@@ -192,7 +204,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
         ))
         .await
         .unwrap_err();
-    assert_eq!((err.code(), err.message()), (Code::InvalidArgument, "goal_ids cannot be empty"));
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "goal_ids cannot be empty")
+    );
 
     let random = c
         .random_select_goals(as_user(
@@ -220,7 +235,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
         ))
         .await
         .unwrap_err();
-    assert_eq!((err.code(), err.message()), (Code::InvalidArgument, "count must be greater than 0"));
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "count must be greater than 0")
+    );
 
     let rot = c
         .get_rotation_status(as_user(
@@ -306,10 +324,10 @@ async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
 
     // Reflection, both versions.
     {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
         let mut r = ServerReflectionClient::new(channel.clone());
         let req = ServerReflectionRequest {
             host: String::new(),
@@ -329,14 +347,16 @@ async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
         assert_eq!(names, ["grpc.health.v1.Health", "service.Service"]);
     }
     {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
         let mut r = ServerReflectionClient::new(channel.clone());
         let req = ServerReflectionRequest {
             host: String::new(),
-            message_request: Some(MessageRequest::FileContainingSymbol("service.Service".into())),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "service.Service".into(),
+            )),
         };
         let mut stream = r
             .server_reflection_info(tokio_stream::iter(vec![req]))
@@ -353,7 +373,10 @@ async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
     // REST on its own port, ops on another.
     let http = reqwest::Client::new();
     let resp = http
-        .get(format!("http://{}/challenge/v1/challenges?active_only=true", svc.http))
+        .get(format!(
+            "http://{}/challenge/v1/challenges?active_only=true",
+            svc.http
+        ))
         .header("x-mock-user-id", "cat")
         .send()
         .await
@@ -383,9 +406,11 @@ async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
         .await
         .unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("grpc_server_handled_total")
-            && l.contains("grpc_method=\"GetUserChallenges\"")
-            && l.contains("grpc_code=\"OK\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_method=\"GetUserChallenges\"")
+                && l.contains("grpc_code=\"OK\"")),
         "{metrics}"
     );
     assert!(metrics.contains("http_request_duration_seconds"));

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::ChallengeService;
-use crate::error::ServiceError;
 use crate::auth::Authenticator;
+use crate::error::ServiceError;
 use crate::swagger;
 
 /// One REST route: the RPC it serves, its method and its path template (relative to

@@ -46,10 +46,7 @@ pub fn router(base_path: &str) -> Router<RestState> {
 fn asset(name: &str) -> Response {
     let (ctype, body): (&str, &'static [u8]) = match name {
         "index.html" => ("text/html; charset=utf-8", include_bytes!("index.html")),
-        "initializer.js" => (
-            "application/javascript",
-            include_bytes!("initializer.js"),
-        ),
+        "initializer.js" => ("application/javascript", include_bytes!("initializer.js")),
         "swagger-ui-bundle.js" => (
             "application/javascript",
             include_bytes!("dist/swagger-ui-bundle.js"),
@@ -68,7 +65,11 @@ fn asset(name: &str) -> Response {
 }
 
 fn typed(ctype: &'static str, body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(ctype))], body).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
+        body,
+    )
+        .into_response()
 }
 
 fn summary(rpc: &str) -> &'static str {
@@ -102,7 +103,9 @@ fn field_schema(f: &FieldDescriptor, defs: &mut Map<String, Value>) -> Value {
     let item = match f.kind() {
         Kind::String => json!({"type": "string"}),
         Kind::Bool => json!({"type": "boolean"}),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
         Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64"}),
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "string", "format": "int64"}),
         Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64"}),
@@ -191,8 +194,10 @@ pub fn api_json(base_path: &str) -> Value {
         let in_path = path_fields(spec.path);
         let mut params = Vec::new();
         for field in &in_path {
-            params.push(json!({"name": to_camel(field), "in": "path", "required": true,
-                               "type": "string"}));
+            params.push(
+                json!({"name": to_camel(field), "in": "path", "required": true,
+                               "type": "string"}),
+            );
         }
         if spec.method == "GET" {
             for f in input.fields() {
@@ -229,10 +234,12 @@ pub fn api_json(base_path: &str) -> Value {
         let swagger_path: String = spec
             .path
             .split('/')
-            .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(f) => format!("{{{}}}", to_camel(f)),
-                None => seg.to_string(),
-            })
+            .map(
+                |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(f) => format!("{{{}}}", to_camel(f)),
+                    None => seg.to_string(),
+                },
+            )
             .collect::<Vec<_>>()
             .join("/");
         let entry = paths
@@ -278,7 +285,10 @@ mod tests {
         assert!(body.get("goalId").is_none());
         let goal = &spec["definitions"]["serviceGoal"]["properties"];
         assert_eq!(goal["prerequisites"]["type"], "array");
-        assert_eq!(goal["requirement"]["$ref"], "#/definitions/serviceRequirement");
+        assert_eq!(
+            goal["requirement"]["$ref"],
+            "#/definitions/serviceRequirement"
+        );
         assert!(paths["/healthz"]["get"].get("security").is_none());
         let n: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(n, ROUTES.len());

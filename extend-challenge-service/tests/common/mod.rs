@@ -23,7 +23,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/challenges.json");
+pub const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/challenges.json"
+);
 
 /// Tuesday noon UTC.
 pub const NOON: &str = "2025-11-04T12:00:00Z";
@@ -120,7 +123,8 @@ impl Harness {
             clock,
             "test-ns",
         );
-        let router = extend_challenge_service::http_router(service.clone(), mock_auth(), "/challenge");
+        let router =
+            extend_challenge_service::http_router(service.clone(), mock_auth(), "/challenge");
         Harness {
             pool,
             clock: hand,
@@ -131,14 +135,26 @@ impl Harness {
     }
 
     /// Calls the router as `user`; returns the status and the JSON body.
-    pub async fn call(&self, method: &str, uri: &str, user: &str, body: Option<&str>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        user: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let (status, text) = self.call_raw(method, uri, user, body).await;
         let json = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{method} {uri}: body is not JSON ({e}): {text}"));
         (status, json)
     }
 
-    pub async fn call_raw(&self, method: &str, uri: &str, user: &str, body: Option<&str>) -> (StatusCode, String) {
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        uri: &str,
+        user: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, String) {
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -164,7 +180,14 @@ impl Harness {
     }
 
     /// Puts a row into a state, as the event handler would.
-    pub async fn set_row(&self, user: &str, goal: &str, progress: i32, status: &str, completed_at: Option<&str>) {
+    pub async fn set_row(
+        &self,
+        user: &str,
+        goal: &str,
+        progress: i32,
+        status: &str,
+        completed_at: Option<&str>,
+    ) {
         let completed_at = completed_at.map(at);
         let n = sqlx::query(
             "UPDATE user_goal_progress SET progress = $3, status = $4, completed_at = $5 \
@@ -183,18 +206,28 @@ impl Harness {
     }
 
     pub async fn row_status(&self, user: &str, goal: &str) -> Option<(String, bool)> {
-        sqlx::query_as("SELECT status, is_active FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2")
-            .bind(user)
-            .bind(goal)
-            .fetch_optional(&self.pool)
-            .await
-            .unwrap()
+        sqlx::query_as(
+            "SELECT status, is_active FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2",
+        )
+        .bind(user)
+        .bind(goal)
+        .fetch_optional(&self.pool)
+        .await
+        .unwrap()
     }
 
     /// Initializes `user` and completes `goal` (active) at NOON.
     pub async fn completed(&self, user: &str, goal: &str) {
-        self.post("/challenge/v1/challenges/initialize", user, "{}").await;
-        let challenge = self.service.catalog().config().goal(goal).unwrap().challenge_id.clone();
+        self.post("/challenge/v1/challenges/initialize", user, "{}")
+            .await;
+        let challenge = self
+            .service
+            .catalog()
+            .config()
+            .goal(goal)
+            .unwrap()
+            .challenge_id
+            .clone();
         let (s, _) = self
             .call(
                 "PUT",
@@ -204,8 +237,16 @@ impl Harness {
             )
             .await;
         assert_eq!(s, StatusCode::OK);
-        let target = self.service.catalog().config().goal(goal).unwrap().requirement.target_value;
-        self.set_row(user, goal, target, "completed", Some(NOON)).await;
+        let target = self
+            .service
+            .catalog()
+            .config()
+            .goal(goal)
+            .unwrap()
+            .requirement
+            .target_value;
+        self.set_row(user, goal, target, "completed", Some(NOON))
+            .await;
     }
 }
 
