@@ -148,6 +148,12 @@ impl From<sqlx::Error> for ServiceError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 ServiceError::Unavailable(e)
             }
+            // A value longer than its column (a user id over 100 characters).
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("22001") => {
+                ServiceError::InvalidArgument(
+                    "a value in the request is longer than allowed".to_string(),
+                )
+            }
             // query_canceled (statement timeout), lock_not_available, serialization and
             // deadlock failures: transient, worth a retry.
             sqlx::Error::Database(ref db)

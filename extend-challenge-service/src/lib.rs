@@ -204,6 +204,7 @@ impl Application {
         let grpc_shutdown = shutdown.clone();
         let grpc_server = tonic::transport::Server::builder()
             .layer(GrpcMetricsLayer)
+            .layer(tower_http::trace::TraceLayer::new_for_grpc())
             .add_service(self.health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -242,4 +243,6 @@ pub fn http_router(
 ) -> axum::Router {
     rest::router(rest::RestState { service, auth }, base_path)
         .layer(axum::middleware::from_fn(track_http))
+        // One debug line per request; paths carry ids of goals, never personal data.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -780,3 +780,31 @@ async fn auth_guards_every_route_but_health_and_docs(pool: PgPool) {
     let (s, _) = h.get("/challenge/apidocs/api.json", "").await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn concurrent_first_initializations_agree(pool: PgPool) {
+    let h = std::sync::Arc::new(Harness::new(pool));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.post(INIT, "oz", "").await }));
+    }
+    let mut new_total = 0;
+    for t in tasks {
+        let (s, body) = t.await.unwrap();
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body["totalActive"], 3, "{body}");
+        assert_eq!(body["assignedGoals"].as_array().unwrap().len(), 3);
+        new_total += body["newAssignments"].as_i64().unwrap();
+    }
+    assert_eq!(new_total, 3);
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn over_long_user_id_is_a_bad_request(pool: PgPool) {
+    let h = Harness::new(pool);
+    let user = "u".repeat(101);
+    let (s, body) = h.post(INIT, &user, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], 3);
+}

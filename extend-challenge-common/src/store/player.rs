@@ -104,7 +104,8 @@ struct InitRow {
 
 /// Inserts the rows the player lacks (existing rows are left alone) and returns every
 /// active row, in one statement. The outer `SELECT` sees the table as it was before the
-/// insert, so existing and new rows come back exactly once each.
+/// insert, so existing and new rows come back exactly once each. (Only when a concurrent
+/// call inserted some of the same rows is a second read needed.)
 pub async fn initialize(
     pool: &PgPool,
     user_id: &str,
@@ -128,7 +129,7 @@ pub async fn initialize(
          ) \
          SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
            expires_at, baseline_value, last_event_at, false AS inserted \
-         FROM user_goal_progress WHERE user_id = $1 AND is_active \
+         FROM user_goal_progress WHERE user_id = $1 AND (is_active OR goal_id = ANY($3)) \
          UNION ALL \
          SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
            expires_at, baseline_value, last_event_at, true AS inserted FROM ins",
@@ -148,11 +149,27 @@ pub async fn initialize(
     .fetch_all(pool)
     .await?;
     let inserted = found.iter().filter(|r| r.inserted).count();
-    let active = found
-        .into_iter()
-        .filter(|r| r.row.is_active)
-        .map(|r| r.row)
-        .collect();
+    // Each row to insert is either new or was already there. One that is neither was
+    // inserted by a concurrent call after this statement's snapshot: read again.
+    let raced = rows
+        .iter()
+        .any(|n| !found.iter().any(|f| f.row.goal_id == n.goal_id));
+    let active = if raced {
+        sqlx::query_as(
+            "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, \
+             assigned_at, expires_at, baseline_value, last_event_at \
+             FROM user_goal_progress WHERE user_id = $1 AND is_active",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?
+    } else {
+        found
+            .into_iter()
+            .filter(|r| r.row.is_active)
+            .map(|r| r.row)
+            .collect()
+    };
     Ok(Initialized { active, inserted })
 }
 
