@@ -95,6 +95,13 @@ impl ChallengeService {
         Ok(self.inner.catalog.challenges_json(&view, active_only))
     }
 
+    /// `GetUserChallenges` as an encoded `GetChallengesResponse` (the gRPC fast path).
+    pub async fn challenges_proto(&self, user_id: &str, active_only: bool) -> Result<Vec<u8>> {
+        let rows = player::user_rows(&self.inner.pool, user_id).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenges_proto(&view, active_only))
+    }
+
     pub async fn get_user_challenges(
         &self,
         user_id: &str,

@@ -18,6 +18,8 @@ use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::progress::{self, GoalState, Status};
 use extend_challenge_common::rotation;
 use extend_challenge_common::store::player::PlayerGoalRow;
+use prost::Message as _;
+use prost::encoding::{WireType, encode_key, encode_varint};
 
 use crate::timefmt::{rfc3339_opt, write_rfc3339};
 
@@ -29,6 +31,8 @@ pub struct GoalEntry {
     pub challenge: usize,
     /// `{"goalId":…,"name":…,"description":…,"requirement":{…},"reward":{…},"prerequisites":[…],`
     json_head: Box<str>,
+    /// The same static fields (1–6 of `service.Goal`) in protobuf encoding.
+    proto_head: Box<[u8]>,
     /// Flat indexes of the prerequisites.
     prerequisites: Vec<usize>,
 }
@@ -45,6 +49,8 @@ pub struct ChallengeEntry {
     pub external_prerequisites: Vec<String>,
     /// `{"challengeId":…,"name":…,"description":…,"goals":[`
     json_head: Box<str>,
+    /// Fields 1–3 of `service.Challenge` in protobuf encoding.
+    proto_head: Box<[u8]>,
 }
 
 #[derive(Debug)]
@@ -56,6 +62,8 @@ pub struct Catalog {
     challenge_index: HashMap<String, usize>,
     /// Length of all static JSON, to size response buffers in one allocation.
     static_json_len: usize,
+    /// Length of all static protobuf, likewise.
+    static_proto_len: usize,
 }
 
 /// Per-goal JSON tail is at most about this long (numbers, status, three timestamps).
@@ -75,6 +83,7 @@ impl Catalog {
         let mut challenges = Vec::with_capacity(config.challenges.len());
         let mut challenge_index = HashMap::new();
         let mut static_json_len = 0;
+        let mut static_proto_len = 0;
         for (ci, c) in config.challenges.iter().enumerate() {
             let start = goals.len();
             let mut external = Vec::new();
@@ -91,10 +100,13 @@ impl Catalog {
                         external.push(p.clone());
                     }
                 }
+                let proto_head = goal_proto_head(g);
+                static_proto_len += proto_head.len() + 4;
                 goals.push(GoalEntry {
                     goal: g.clone(),
                     challenge: ci,
                     json_head: head.into_boxed_str(),
+                    proto_head: proto_head.into_boxed_slice(),
                     prerequisites,
                 });
             }
@@ -105,6 +117,14 @@ impl Catalog {
                 json_str(&c.description)
             );
             static_json_len += json_head.len() + 2;
+            let proto_head = pb::Challenge {
+                challenge_id: c.id.clone(),
+                name: c.name.clone(),
+                description: c.description.clone(),
+                goals: Vec::new(),
+            }
+            .encode_to_vec();
+            static_proto_len += proto_head.len() + 4;
             challenge_index.insert(c.id.clone(), ci);
             challenges.push(ChallengeEntry {
                 id: c.id.clone(),
@@ -113,6 +133,7 @@ impl Catalog {
                 goals: start..goals.len(),
                 external_prerequisites: external,
                 json_head: json_head.into_boxed_str(),
+                proto_head: proto_head.into_boxed_slice(),
             });
         }
         Catalog {
@@ -122,6 +143,7 @@ impl Catalog {
             challenges,
             challenge_index,
             static_json_len,
+            static_proto_len,
         }
     }
 
@@ -239,6 +261,39 @@ impl Catalog {
         let _ = write!(out, "\",\"expiresInSeconds\":{}}}", d.expires_in_seconds);
     }
 
+    /// `service.GetChallengesResponse` for the player, encoded: the pre-encoded static
+    /// fields of each goal with the per-player fields appended (protobuf messages may be
+    /// concatenated field by field). Decodes to exactly [`Self::challenges_pb`].
+    pub fn challenges_proto(&self, view: &PlayerView<'_>, active_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.static_proto_len + self.goals.len() * 96);
+        let mut challenge = Vec::with_capacity(4096);
+        let mut tail = Vec::with_capacity(128);
+        let mut ts = String::with_capacity(20);
+        for c in &self.challenges {
+            if active_only && !c.goals.clone().any(|gi| view.is_active(gi)) {
+                continue;
+            }
+            challenge.clear();
+            challenge.extend_from_slice(&c.proto_head);
+            for gi in c.goals.clone() {
+                if active_only && !view.is_active(gi) {
+                    continue;
+                }
+                tail.clear();
+                encode_goal_tail(&mut tail, &view.display(gi), &mut ts);
+                let head = &self.goals[gi].proto_head;
+                encode_key(4, WireType::LengthDelimited, &mut challenge);
+                encode_varint((head.len() + tail.len()) as u64, &mut challenge);
+                challenge.extend_from_slice(head);
+                challenge.extend_from_slice(&tail);
+            }
+            encode_key(1, WireType::LengthDelimited, &mut out);
+            encode_varint(challenge.len() as u64, &mut out);
+            out.extend_from_slice(&challenge);
+        }
+        out
+    }
+
     /// The same content as [`Self::challenges_json`], as protobuf (gRPC).
     pub fn challenges_pb(
         &self,
@@ -313,6 +368,55 @@ pub fn reward_pb(g: &Goal) -> pb::Reward {
         r#type: g.reward.reward_type.as_str().to_string(),
         reward_id: g.reward.reward_id.clone(),
         quantity: g.reward.quantity,
+    }
+}
+
+/// Fields 1–6 of `service.Goal` (the static ones), encoded.
+fn goal_proto_head(g: &Goal) -> Vec<u8> {
+    pb::Goal {
+        goal_id: g.id.clone(),
+        name: g.name.clone(),
+        description: g.description.clone(),
+        requirement: Some(requirement_pb(g)),
+        reward: Some(reward_pb(g)),
+        prerequisites: g.prerequisites.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Fields 7–14 of `service.Goal` (the per-player ones), encoded as prost would: in field
+/// order, zero values omitted.
+fn encode_goal_tail(buf: &mut Vec<u8>, d: &GoalDisplay, ts: &mut String) {
+    fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+        if !s.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(s.len() as u64, buf);
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+    let mut put_time = |tag: u32, t: Option<DateTime<Utc>>, buf: &mut Vec<u8>| {
+        if let Some(t) = t {
+            ts.clear();
+            write_rfc3339(ts, t);
+            put_str(tag, ts, buf);
+        }
+    };
+    if d.progress != 0 {
+        prost::encoding::int32::encode(7, &d.progress, buf);
+    }
+    put_str(8, d.status.as_str(), buf);
+    if d.locked {
+        prost::encoding::bool::encode(9, &d.locked, buf);
+    }
+    put_time(10, d.completed_at, buf);
+    put_time(11, d.claimed_at, buf);
+    if d.is_active {
+        prost::encoding::bool::encode(12, &d.is_active, buf);
+    }
+    put_time(13, d.expires_at, buf);
+    if d.expires_in_seconds != 0 {
+        prost::encoding::int32::encode(14, &d.expires_in_seconds, buf);
     }
 }
 

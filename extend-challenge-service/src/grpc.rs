@@ -1,8 +1,19 @@
 //! The gRPC adapter: `service.Service` over tonic. Each method authenticates the caller
 //! from the request metadata and hands the request to [`ChallengeService`].
+//!
+//! `GetUserChallenges`, the hot read, skips building protobuf structs: [`ServiceRouter`]
+//! answers it with bytes spliced from the pre-encoded config (see `catalog`), and hands
+//! every other method to the generated server.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::pb::service::service_server::{Service, ServiceServer};
+use futures::future::BoxFuture;
+use prost::bytes::{Buf, BufMut};
+use tonic::body::Body;
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::app::ChallengeService;
@@ -19,8 +30,12 @@ impl GrpcAdapter {
         GrpcAdapter { service, auth }
     }
 
-    pub fn into_server(self) -> ServiceServer<Self> {
-        ServiceServer::new(self)
+    /// The generated server with the fast `GetUserChallenges` in front.
+    pub fn into_server(self) -> ServiceRouter {
+        ServiceRouter {
+            generated: ServiceServer::new(self.clone()),
+            adapter: self,
+        }
     }
 
     async fn user<T>(&self, req: &Request<T>) -> Result<String, Status> {
@@ -130,5 +145,87 @@ impl Service for GrpcAdapter {
         _request: Request<pb::HealthCheckRequest>,
     ) -> Result<Response<pb::HealthCheckResponse>, Status> {
         Ok(Response::new(self.service.health_check().await?))
+    }
+}
+
+/// An already encoded protobuf message; encoding it copies the bytes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Encoded(pub Vec<u8>);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+const GET_USER_CHALLENGES: &str = "/service.Service/GetUserChallenges";
+
+/// `service.Service`: the fast list path, then the generated server.
+#[derive(Clone)]
+pub struct ServiceRouter {
+    adapter: GrpcAdapter,
+    generated: ServiceServer<GrpcAdapter>,
+}
+
+impl NamedService for ServiceRouter {
+    const NAME: &'static str = <ServiceServer<GrpcAdapter> as NamedService>::NAME;
+}
+
+struct ListChallenges(GrpcAdapter);
+
+impl tonic::server::UnaryService<pb::GetChallengesRequest> for ListChallenges {
+    type Response = Encoded;
+    type Future = BoxFuture<'static, Result<Response<Encoded>, Status>>;
+
+    fn call(&mut self, request: Request<pb::GetChallengesRequest>) -> Self::Future {
+        let adapter = self.0.clone();
+        Box::pin(async move {
+            let user = adapter.user(&request).await?;
+            let bytes = adapter
+                .service
+                .challenges_proto(&user, request.get_ref().active_only)
+                .await?;
+            Ok(Response::new(Encoded(bytes)))
+        })
+    }
+}
+
+impl tower::Service<http::Request<Body>> for ServiceRouter {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if req.uri().path() == GET_USER_CHALLENGES {
+            let method = ListChallenges(self.adapter.clone());
+            Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<Encoded, pb::GetChallengesRequest>::default();
+                Ok(tonic::server::Grpc::new(codec).unary(method, req).await)
+            })
+        } else {
+            tower::Service::call(&mut self.generated, req)
+        }
     }
 }

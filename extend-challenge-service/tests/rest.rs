@@ -94,6 +94,14 @@ async fn spliced_json_equals_the_protobuf_json(pool: PgPool) {
             .await
             .unwrap();
         assert_eq!(rest, serde_json::to_value(&grpc).unwrap());
+        // The gRPC fast path's spliced bytes decode to the same message.
+        let bytes = h
+            .service
+            .challenges_proto("bob", active_only)
+            .await
+            .unwrap();
+        let decoded = <pb::GetChallengesResponse as prost::Message>::decode(&bytes[..]).unwrap();
+        assert_eq!(decoded, grpc);
         for c in ["winter", "daily", "weekly"] {
             let (_, one) = h
                 .get(&format!("{LIST}/{c}?activeOnly={active_only}"), "bob")
