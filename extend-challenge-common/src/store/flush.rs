@@ -13,9 +13,15 @@
 //!
 //! then commits. Keys without a row (goal not assigned) are dropped: only assigned goals
 //! make progress.
+//!
+//! A failed `COMMIT` (connection lost, timeout) is ambiguous: the server may have committed.
+//! The batch's transaction id is read first, so the caller can ask [`transaction_status`]
+//! instead of guessing — retrying a committed batch would count it twice, dropping an
+//! aborted one would lose it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool};
@@ -128,23 +134,96 @@ impl StateColumns {
     }
 }
 
+/// Why a batch was not (known to be) committed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// Failed before `COMMIT` was sent: nothing of the batch was written.
+    #[error("batch not written: {0}")]
+    NotWritten(#[source] sqlx::Error),
+    /// Failed before `COMMIT` was sent, by the timeout: nothing of the batch was written.
+    #[error("batch not written: timed out after {0:?}")]
+    TimedOut(Duration),
+    /// `COMMIT` was sent but its answer was lost: ask [`transaction_status`] about `xid`.
+    #[error("commit of transaction {xid} unconfirmed: {reason}")]
+    CommitUnconfirmed {
+        xid: i64,
+        outcome: FlushOutcome,
+        reason: String,
+    },
+}
+
+/// The fate of a transaction, from `txid_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Committed,
+    Aborted,
+    InProgress,
+    /// Too old for the server to remember (not expected seconds after the commit).
+    Forgotten,
+}
+
+/// Asks the server whether transaction `xid` committed.
+pub async fn transaction_status(pool: &PgPool, xid: i64) -> Result<TxStatus, sqlx::Error> {
+    let status: Option<String> = sqlx::query_scalar("SELECT txid_status($1)")
+        .bind(xid)
+        .fetch_one(pool)
+        .await?;
+    Ok(match status.as_deref() {
+        Some("committed") => TxStatus::Committed,
+        Some("aborted") => TxStatus::Aborted,
+        Some(_) => TxStatus::InProgress,
+        None => TxStatus::Forgotten,
+    })
+}
+
 /// Applies one batch in one transaction (see the module docs). `default_goals`: when
-/// `Some`, the batch's users without any row first get these goals assigned. On error the
-/// transaction is rolled back and nothing of the batch is written.
+/// `Some`, the batch's users without any row first get these goals assigned. Each of the
+/// two phases (statements, `COMMIT`) must finish within `timeout`.
 pub async fn flush_batch(
     pool: &PgPool,
     items: &[BatchItem],
     default_goals: Option<&[Arc<Goal>]>,
     now: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<FlushOutcome, FlushError> {
+    if items.is_empty() {
+        return Ok(FlushOutcome::default());
+    }
+    let work = async {
+        let mut tx = pool.begin().await?;
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *tx)
+            .await?;
+        let outcome = write_batch(&mut tx, items, default_goals, now).await?;
+        Ok::<_, sqlx::Error>((tx, xid, outcome))
+    };
+    let (tx, xid, outcome) = match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(FlushError::NotWritten(e)),
+        Err(_) => return Err(FlushError::TimedOut(timeout)),
+    };
+    let reason = match tokio::time::timeout(timeout, tx.commit()).await {
+        Ok(Ok(())) => return Ok(outcome),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {timeout:?}"),
+    };
+    Err(FlushError::CommitUnconfirmed {
+        xid,
+        outcome,
+        reason,
+    })
+}
+
+async fn write_batch(
+    tx: &mut sqlx::PgConnection,
+    items: &[BatchItem],
+    default_goals: Option<&[Arc<Goal>]>,
+    now: DateTime<Utc>,
 ) -> Result<FlushOutcome, sqlx::Error> {
     let mut outcome = FlushOutcome::default();
-    if items.is_empty() {
-        return Ok(outcome);
-    }
-    let mut tx = pool.begin().await?;
 
     if let Some(goals) = default_goals.filter(|g| !g.is_empty()) {
-        outcome.initialized = auto_initialize(&mut tx, items, goals, now).await?;
+        outcome.initialized = auto_initialize(&mut *tx, items, goals, now).await?;
     }
 
     let mut by_key: HashMap<(&str, &str), &BatchItem> = HashMap::with_capacity(items.len());
@@ -202,7 +281,6 @@ pub async fn flush_batch(
             .await?;
         outcome.updated = done.rows_affected();
     }
-    tx.commit().await?;
     Ok(outcome)
 }
 
