@@ -5,10 +5,16 @@
 //! - [`progress`]: the progress rules as pure functions (no I/O).
 //! - [`rotation`]: UTC rotation periods.
 //! - [`store`]: every SQL statement and the embedded migrations.
+//! - [`settings`]: typed environment settings; [`telemetry`], [`metrics`], [`ops`]: logs,
+//!   Prometheus metrics, `/metrics` `/healthz` `/livez` and gRPC health.
 
+pub mod clock;
 pub mod config;
+pub mod metrics;
+pub mod ops;
 pub mod pb;
 pub mod progress;
 pub mod rotation;
 pub mod settings;
 pub mod store;
+pub mod telemetry;

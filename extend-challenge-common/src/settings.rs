@@ -60,6 +60,9 @@ pub struct Settings {
     pub buffer_max_size: usize,
     pub ack_mode: AckMode,
     pub auto_initialize_on_event: bool,
+    /// `CLOCK_OFFSET_SECONDS` (testing only, default 0): both binaries run this far ahead of
+    /// the system clock, so an end-to-end test can start them "tomorrow".
+    pub clock_offset_seconds: i64,
 }
 
 impl Settings {
@@ -141,8 +144,14 @@ impl Settings {
                 Some(v) => return Err(env.bad("ACK_MODE", v, "expected durable or buffered")),
             },
             auto_initialize_on_event: env.boolean("AUTO_INITIALIZE_ON_EVENT", true)?,
+            clock_offset_seconds: env.parse("CLOCK_OFFSET_SECONDS", 0i64)?,
         };
         Ok(s)
+    }
+
+    /// The clock both binaries use: the system clock, shifted by `CLOCK_OFFSET_SECONDS`.
+    pub fn clock(&self) -> crate::clock::Clock {
+        crate::clock::Clock::offset(chrono::Duration::seconds(self.clock_offset_seconds))
     }
 
     /// The Postgres options with a different database name (tests, tools).

@@ -1,0 +1,267 @@
+//! Prometheus metrics shared by both binaries: the standard per-method gRPC server metrics
+//! (`grpc_server_started_total`, `grpc_server_handled_total`, `grpc_server_handling_seconds`,
+//! as go-grpc-prometheus names them) and HTTP request histograms. Everything registers in
+//! the prometheus default registry, which `ops` serves on `/metrics`.
+
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body_util::BodyExt as _;
+use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
+
+struct GrpcMetrics {
+    started: IntCounterVec,
+    handled: IntCounterVec,
+    seconds: HistogramVec,
+}
+
+static GRPC: LazyLock<GrpcMetrics> = LazyLock::new(|| {
+    GrpcMetrics {
+    started: register_int_counter_vec!(
+        "grpc_server_started_total",
+        "Total number of RPCs started on the server.",
+        &["grpc_type", "grpc_service", "grpc_method"]
+    )
+    .expect("register grpc_server_started_total"),
+    handled: register_int_counter_vec!(
+        "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+        &["grpc_type", "grpc_service", "grpc_method", "grpc_code"]
+    )
+    .expect("register grpc_server_handled_total"),
+    seconds: register_histogram_vec!(
+        "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        &["grpc_type", "grpc_service", "grpc_method"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("register grpc_server_handling_seconds"),
+}
+});
+
+static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "http_request_duration_seconds",
+        "HTTP request latency by route, method and status.",
+        &["method", "route", "status"],
+        vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+        ]
+    )
+    .expect("register http_request_duration_seconds")
+});
+
+/// gRPC code names as go-grpc-prometheus labels them.
+fn code_name(code: &str) -> &'static str {
+    match code.trim() {
+        "0" => "OK",
+        "1" => "Canceled",
+        "2" => "Unknown",
+        "3" => "InvalidArgument",
+        "4" => "DeadlineExceeded",
+        "5" => "NotFound",
+        "6" => "AlreadyExists",
+        "7" => "PermissionDenied",
+        "8" => "ResourceExhausted",
+        "9" => "FailedPrecondition",
+        "10" => "Aborted",
+        "11" => "OutOfRange",
+        "12" => "Unimplemented",
+        "13" => "Internal",
+        "14" => "Unavailable",
+        "15" => "DataLoss",
+        "16" => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
+
+/// Tower layer for a tonic server (`Server::builder().layer(GrpcMetricsLayer)`) recording the
+/// standard gRPC server metrics for every unary call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+}
+
+/// What is known about one call until it completes.
+struct CallLabels {
+    service: String,
+    method: String,
+    start: Instant,
+}
+
+impl CallLabels {
+    fn finish(&self, code: &str) {
+        let labels = ["unary", self.service.as_str(), self.method.as_str()];
+        GRPC.handled
+            .with_label_values(&["unary", &self.service, &self.method, code_name(code)])
+            .inc();
+        GRPC.seconds
+            .with_label_values(&labels)
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for GrpcMetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = http::Response<
+        http_body_util::combinators::UnsyncBoxBody<
+            bytes::Bytes,
+            Box<dyn std::error::Error + Send + Sync>,
+        >,
+    >;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().trim_start_matches('/');
+        let (service, method) = path.split_once('/').unwrap_or((path, ""));
+        let call = CallLabels {
+            service: service.to_string(),
+            method: method.to_string(),
+            start: Instant::now(),
+        };
+        GRPC.started
+            .with_label_values(&["unary", &call.service, &call.method])
+            .inc();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await?;
+            let (parts, body) = res.into_parts();
+            // Errors are usually "trailers-only": grpc-status arrives in the headers.
+            if let Some(code) = parts
+                .headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+            {
+                call.finish(code);
+                let body = body.map_err(Into::into).boxed_unsync();
+                return Ok(http::Response::from_parts(parts, body));
+            }
+            let body = TrailerWatch {
+                inner: body,
+                call: Some(call),
+            };
+            Ok(http::Response::from_parts(
+                parts,
+                body.map_err(Into::into).boxed_unsync(),
+            ))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response body that records the call when the grpc-status trailer passes (or the body
+    /// ends or is dropped without one: the client went away).
+    struct TrailerWatch<R> {
+        #[pin]
+        inner: R,
+        call: Option<CallLabels>,
+    }
+
+    impl<R> PinnedDrop for TrailerWatch<R> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.finish("1");
+            }
+        }
+    }
+}
+
+impl<R: http_body::Body> http_body::Body for TrailerWatch<R> {
+    type Data = R::Data;
+    type Error = R::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let code = trailers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0");
+                    if let Some(call) = this.call.take() {
+                        call.finish(code);
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.finish("0");
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.take() {
+                    call.finish("13");
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// axum middleware recording `http_request_duration_seconds{method,route,status}`; the route
+/// label is the matched route template, never the raw path (bounded cardinality).
+pub async fn track_http(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    let res = next.run(req).await;
+    HTTP_SECONDS
+        .with_label_values(&[method.as_str(), route.as_str(), res.status().as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+/// The default registry in the Prometheus text format.
+pub fn render() -> String {
+    use prometheus::Encoder as _;
+    let mut buf = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = encoder.encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
