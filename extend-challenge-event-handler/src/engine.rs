@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::{ChallengeConfig, Goal};
 use extend_challenge_common::progress::{self, Delta};
 use extend_challenge_common::settings::AckMode;
@@ -21,15 +21,6 @@ use crate::buffer::{Batch, Buffer, Contribution, Enqueued};
 use crate::dedup::{Claim, RedisDedup};
 use crate::event::{Event, Source};
 use crate::metrics;
-
-/// Where the handler reads "now" (flush time, rotation periods, event age). Tests inject
-/// a settable clock to cross period boundaries.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
 
 /// Tunables of the pipeline. [`crate::app::Builder`] fills them from `Settings`.
 #[derive(Debug, Clone)]
@@ -155,7 +146,7 @@ impl Engine {
         if !self.opts.namespace.is_empty() && ev.namespace != self.opts.namespace {
             return Ok(Accepted::Skipped("namespace_mismatch"));
         }
-        let arrival = (self.clock)();
+        let arrival = self.clock.now();
         let seq = self.arrival.fetch_add(1, Ordering::Relaxed);
         let at_time = ev.timestamp.unwrap_or(arrival);
         if let Some(ts) = ev.timestamp {
@@ -285,7 +276,7 @@ impl Engine {
             return Ok(FlushOutcome::default());
         };
         let started = Instant::now();
-        let now = (self.clock)();
+        let now = self.clock.now();
         let defaults = self
             .opts
             .auto_initialize
