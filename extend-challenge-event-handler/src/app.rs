@@ -217,6 +217,11 @@ impl Handle {
         self.engine.pending_keys()
     }
 
+    /// Failed batch flushes so far (each was kept and retried).
+    pub fn flush_errors(&self) -> u64 {
+        self.engine.flush_errors()
+    }
+
     pub fn health(&self) -> &Health {
         &self.health
     }
@@ -291,20 +296,30 @@ impl App {
     }
 }
 
+/// Reflection advertising exactly the services served (the descriptor set holds every
+/// AsyncAPI service, most of which this handler does not implement).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in SERVICE_NAMES.iter().copied().chain([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]) {
+        b = b.with_service_name(name);
+    }
+    b
+}
+
 async fn serve_grpc(
     listener: TcpListener,
     engine: Arc<Engine>,
     health_server: HealthServer<HealthService>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let services = EventServices::new(engine);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()

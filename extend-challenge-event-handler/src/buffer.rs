@@ -235,7 +235,8 @@ impl Buffer {
         let generation = st.open_generation;
         st.open_generation += 1;
         drop(st);
-        self.pending_keys.fetch_sub(pending.len(), Ordering::Relaxed);
+        self.pending_keys
+            .fetch_sub(pending.len(), Ordering::Relaxed);
         metrics::BUFFER_SIZE.sub(pending.len() as i64);
         let mut items: Vec<BatchItem> = pending
             .into_iter()

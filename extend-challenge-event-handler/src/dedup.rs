@@ -64,9 +64,7 @@ impl RedisDedup {
         lease: Duration,
         ttl: Duration,
     ) -> Result<Self, String> {
-        let auth = password
-            .map(|p| format!(":{p}@"))
-            .unwrap_or_default();
+        let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
         let url = format!("redis://{auth}{host}:{port}/");
         let pool = Config::from_url(url)
             .create_pool(Some(Runtime::Tokio1))

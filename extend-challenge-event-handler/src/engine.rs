@@ -57,6 +57,7 @@ pub struct Engine {
     redis: Option<RedisDedup>,
     clock: Clock,
     arrival: AtomicU64,
+    flush_errors: AtomicU64,
     opts: EngineOptions,
     limiter: LogLimiter,
 }
@@ -83,6 +84,7 @@ impl Engine {
             redis,
             clock,
             arrival: AtomicU64::new(0),
+            flush_errors: AtomicU64::new(0),
             opts,
             limiter: LogLimiter::default(),
         }
@@ -95,6 +97,11 @@ impl Engine {
     /// (user, goal) keys waiting to be flushed.
     pub fn pending_keys(&self) -> usize {
         self.buffer.pending_keys()
+    }
+
+    /// Failed batch flushes of this engine (the process-wide count is a metric).
+    pub fn flush_errors(&self) -> u64 {
+        self.flush_errors.load(Ordering::Relaxed)
     }
 
     fn durable(&self) -> bool {
@@ -135,7 +142,11 @@ impl Engine {
             Ok(Accepted::Applied) => Ok(()),
             Err((code, reason)) => {
                 self.limiter.warn(reason, || {
-                    tracing::warn!(event = kind, reason, "event not accepted; the platform will redeliver")
+                    tracing::warn!(
+                        event = kind,
+                        reason,
+                        "event not accepted; the platform will redeliver"
+                    )
                 });
                 Err(Status::new(code, reason_message(reason)))
             }
@@ -312,7 +323,11 @@ impl Engine {
             }
             Err(e) => {
                 metrics::FLUSH_ERRORS_TOTAL.inc();
-                tracing::error!(error = %e, keys = batch.items.len(), "batch flush failed; keeping it for retry");
+                self.flush_errors.fetch_add(1, Ordering::Relaxed);
+                let keys = batch.items.len();
+                self.limiter.warn("flush_failed", || {
+                    tracing::error!(error = %e, keys, "batch flush failed; keeping it for retry")
+                });
                 self.buffer.restore(part, batch);
                 Err(e)
             }
@@ -344,7 +359,10 @@ impl Engine {
                     });
                 }
                 Ok(Ok(TxStatus::Forgotten)) => {
-                    tracing::error!(xid, "the database no longer knows the batch's transaction; retrying the batch");
+                    tracing::error!(
+                        xid,
+                        "the database no longer knows the batch's transaction; retrying the batch"
+                    );
                     return Err(FlushError::CommitUnconfirmed {
                         xid,
                         outcome,
@@ -352,7 +370,9 @@ impl Engine {
                     });
                 }
                 Ok(Ok(TxStatus::InProgress)) => {}
-                Ok(Err(e)) => tracing::warn!(xid, error = %e, "cannot read the batch's transaction status yet"),
+                Ok(Err(e)) => {
+                    tracing::warn!(xid, error = %e, "cannot read the batch's transaction status yet")
+                }
                 Err(_) => tracing::warn!(xid, "transaction status query timed out"),
             }
             tokio::time::sleep(backoff.next()).await;

@@ -189,7 +189,9 @@ pub fn to_i32(v: f64) -> (i32, bool) {
 fn to_i32_counted(v: f64, field: &'static str) -> i32 {
     let (n, clamped) = to_i32(v);
     if clamped {
-        metrics::VALUE_CLAMPS_TOTAL.with_label_values(&[field]).inc();
+        metrics::VALUE_CLAMPS_TOTAL
+            .with_label_values(&[field])
+            .inc();
     }
     n
 }
@@ -245,11 +247,17 @@ mod tests {
         );
         let cases = [
             (stat("", "k", 1.0, 1.0), Invalid::EmptyUserId),
-            (stat(&"x".repeat(101), "k", 1.0, 1.0), Invalid::UserIdTooLong),
+            (
+                stat(&"x".repeat(101), "k", 1.0, 1.0),
+                Invalid::UserIdTooLong,
+            ),
             (stat("u", "", 1.0, 1.0), Invalid::EmptyStatCode),
             (stat("u", "k", f64::NAN, 1.0), Invalid::NonFiniteValue),
             (stat("u", "k", f64::INFINITY, 1.0), Invalid::NonFiniteValue),
-            (stat("u", "k", 1.0, f64::NEG_INFINITY), Invalid::NonFiniteInc),
+            (
+                stat("u", "k", 1.0, f64::NEG_INFINITY),
+                Invalid::NonFiniteInc,
+            ),
         ];
         for (msg, want) in cases {
             assert_eq!(Event::try_from(msg).unwrap_err(), want);

@@ -46,7 +46,11 @@ impl EventServices {
                 metrics::EVENTS_TOTAL
                     .with_label_values(&[kind.as_str(), "invalid", invalid.reason()])
                     .inc();
-                tracing::debug!(event = kind.as_str(), reason = invalid.reason(), "invalid event");
+                tracing::debug!(
+                    event = kind.as_str(),
+                    reason = invalid.reason(),
+                    "invalid event"
+                );
                 Err(Status::invalid_argument(invalid.to_string()))
             }
         }
@@ -87,10 +91,7 @@ impl UserAuthenticationUserThirdPartyLoggedInService for EventServices {
 
 #[tonic::async_trait]
 impl StatisticStatItemUpdatedService for EventServices {
-    async fn on_message(
-        &self,
-        request: Request<StatItemUpdated>,
-    ) -> Result<Response<()>, Status> {
+    async fn on_message(&self, request: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
         self.handle(EventKind::Stat, request.into_inner()).await
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, register_histogram, register_histogram_vec, register_int_counter,
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec,
 };
 
 /// Handling time of one event RPC, by event kind (includes the durable-ack wait).
@@ -64,7 +64,10 @@ pub static FLUSH_DURATION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 /// rule), `initialized` (rows inserted by auto-initialization).
 pub static FLUSH_ROWS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        Opts::new("challenge_flush_rows_total", "Rows handled by batch flushes"),
+        Opts::new(
+            "challenge_flush_rows_total",
+            "Rows handled by batch flushes"
+        ),
         &["result"]
     )
     .expect("register challenge_flush_rows_total")

@@ -14,7 +14,10 @@ const BUFFERED: &[(&str, &str)] = &[
     ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
 ];
 
-fn status(rows: &std::collections::HashMap<String, extend_challenge_common::store::ProgressRow>, goal: &str) -> (i32, String) {
+fn status(
+    rows: &std::collections::HashMap<String, extend_challenge_common::store::ProgressRow>,
+    goal: &str,
+) -> (i32, String) {
     let r = rows.get(goal).unwrap_or_else(|| panic!("row for {goal}"));
     (r.progress, r.status.clone())
 }
@@ -28,7 +31,10 @@ async fn logins_feed_login_goals_and_auto_initialize_new_players(pool: PgPool) {
         .on_message(third_party_login("alice", ""))
         .await
         .unwrap();
-    assert!(rows(&pool, "alice").await.is_empty(), "nothing written before the flush");
+    assert!(
+        rows(&pool, "alice").await.is_empty(),
+        "nothing written before the flush"
+    );
     h.flush().await;
 
     let r = rows(&pool, "alice").await;
@@ -38,12 +44,23 @@ async fn logins_feed_login_goals_and_auto_initialize_new_players(pool: PgPool) {
     assert_eq!(status(&r, "login-3"), (3, "completed".into()));
     assert!(r["login-3"].completed_at.is_some());
     assert_eq!(status(&r, "login-total"), (3, "in_progress".into()));
-    assert_eq!(status(&r, "login-daily-inc").0, 1, "daily increment: once per UTC day");
+    assert_eq!(
+        status(&r, "login-daily-inc").0,
+        1,
+        "daily increment: once per UTC day"
+    );
     assert_eq!(status(&r, "login-daily"), (1, "completed".into()));
     // A login goal that happens to name a stat code still counts logins.
     assert_eq!(status(&r, "login-kills").0, 3);
     // Stat goals are not fed by logins.
-    for g in ["kills-10", "kills-relative-5", "matches-3", "matches-total", "wins-daily", "weekly-score"] {
+    for g in [
+        "kills-10",
+        "kills-relative-5",
+        "matches-3",
+        "matches-total",
+        "wins-daily",
+        "weekly-score",
+    ] {
         assert_eq!(status(&r, g), (0, "not_started".into()), "{g}");
     }
     assert!(r.values().all(|row| row.namespace == NAMESPACE));
@@ -54,15 +71,39 @@ async fn logins_feed_login_goals_and_auto_initialize_new_players(pool: PgPool) {
 async fn stat_events_feed_only_statistic_goals_of_their_code(pool: PgPool) {
     let h = start(pool.clone(), BUFFERED, |b| b).await;
     let now = h.clock_now();
-    assign(&pool, "bob", &["kills-10", "kills-relative-5", "login-kills", "matches-total", "login-total"], now).await;
+    assign(
+        &pool,
+        "bob",
+        &[
+            "kills-10",
+            "kills-relative-5",
+            "login-kills",
+            "matches-total",
+            "login-total",
+        ],
+        now,
+    )
+    .await;
 
     h.stat("bob", "kills", 4.0, 4.0).await.unwrap();
     h.flush().await;
     let r = rows(&pool, "bob").await;
     assert_eq!(status(&r, "kills-10"), (4, "in_progress".into()));
-    assert_eq!(status(&r, "kills-relative-5"), (4, "in_progress".into()), "baseline = 4 - 4 = 0");
-    assert_eq!(status(&r, "login-kills"), (0, "not_started".into()), "login goal untouched by stats");
-    assert_eq!(status(&r, "matches-total").0, 0, "other stat codes untouched");
+    assert_eq!(
+        status(&r, "kills-relative-5"),
+        (4, "in_progress".into()),
+        "baseline = 4 - 4 = 0"
+    );
+    assert_eq!(
+        status(&r, "login-kills"),
+        (0, "not_started".into()),
+        "login goal untouched by stats"
+    );
+    assert_eq!(
+        status(&r, "matches-total").0,
+        0,
+        "other stat codes untouched"
+    );
     assert_eq!(status(&r, "login-total").0, 0);
 
     h.stat("bob", "kills", 12.0, 8.0).await.unwrap();
@@ -115,7 +156,11 @@ async fn relative_goals_take_the_baseline_from_the_first_event(pool: PgPool) {
     h.stat("carol", "kills", 101.0, 1.0).await.unwrap();
     h.flush().await;
     let r = rows(&pool, "carol").await;
-    assert_eq!(status(&r, "kills-relative-5"), (3, "completed".into()), "shown progress follows the value; completion stays");
+    assert_eq!(
+        status(&r, "kills-relative-5"),
+        (3, "completed".into()),
+        "shown progress follows the value; completion stays"
+    );
     h.stop().await.unwrap();
 }
 
@@ -138,7 +183,13 @@ async fn absolute_keeps_the_latest_event_by_timestamp(pool: PgPool) {
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn increment_and_daily_increment_goals(pool: PgPool) {
     let h = start(pool.clone(), BUFFERED, |b| b).await;
-    assign(&pool, "frank", &["matches-3", "matches-total", "matches-daily-2"], h.clock_now()).await;
+    assign(
+        &pool,
+        "frank",
+        &["matches-3", "matches-total", "matches-daily-2"],
+        h.clock_now(),
+    )
+    .await;
 
     for v in [1.0, 2.0] {
         h.stat("frank", "matches", v, 1.0).await.unwrap();
@@ -182,7 +233,13 @@ async fn daily_goals_complete_once_per_utc_day(pool: PgPool) {
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn inactive_and_claimed_rows_are_untouched(pool: PgPool) {
     let h = start(pool.clone(), BUFFERED, |b| b).await;
-    assign(&pool, "hank", &["kills-10", "matches-total", "login-total"], h.clock_now()).await;
+    assign(
+        &pool,
+        "hank",
+        &["kills-10", "matches-total", "login-total"],
+        h.clock_now(),
+    )
+    .await;
     sqlx::query("UPDATE user_goal_progress SET is_active = false WHERE user_id = 'hank' AND goal_id = 'kills-10'")
         .execute(&pool)
         .await
@@ -200,7 +257,11 @@ async fn inactive_and_claimed_rows_are_untouched(pool: PgPool) {
     h.stat("hank", "matches", 1.0, 1.0).await.unwrap();
     h.login("hank").await.unwrap();
     h.flush().await;
-    assert_eq!(rows(&pool, "hank").await, before, "no column changed, updated_at included");
+    assert_eq!(
+        rows(&pool, "hank").await,
+        before,
+        "no column changed, updated_at included"
+    );
     h.stop().await.unwrap();
 }
 
@@ -208,14 +269,23 @@ async fn inactive_and_claimed_rows_are_untouched(pool: PgPool) {
 async fn rotation_rolls_over_at_the_period_boundary(pool: PgPool) {
     // Sunday 23:00 UTC: the weekly period ends in an hour.
     let h = start_at(pool.clone(), BUFFERED, at("2025-11-09T23:00:00Z"), |b| b).await;
-    assign(&pool, "ivy", &["weekly-score", "weekly-keep"], h.clock_now()).await;
+    assign(
+        &pool,
+        "ivy",
+        &["weekly-score", "weekly-keep"],
+        h.clock_now(),
+    )
+    .await;
     for v in [1.0, 2.0, 3.0] {
         h.stat("ivy", "score", v, 1.0).await.unwrap();
     }
     h.flush().await;
     let r = rows(&pool, "ivy").await;
     assert_eq!(status(&r, "weekly-score"), (3, "completed".into()));
-    assert_eq!(r["weekly-score"].expires_at, Some(at("2025-11-10T00:00:00Z")));
+    assert_eq!(
+        r["weekly-score"].expires_at,
+        Some(at("2025-11-10T00:00:00Z"))
+    );
     sqlx::query(
         "UPDATE user_goal_progress SET status = 'claimed', claimed_at = $1 WHERE user_id = 'ivy'",
     )
@@ -265,7 +335,10 @@ async fn auto_initialize_only_for_players_without_rows(pool: PgPool) {
     let h = start(pool.clone(), &env, |b| b).await;
     h.login("liam").await.unwrap();
     h.flush().await;
-    assert!(rows(&pool, "liam").await.is_empty(), "no rows: the event is dropped by rule");
+    assert!(
+        rows(&pool, "liam").await.is_empty(),
+        "no rows: the event is dropped by rule"
+    );
     h.stop().await.unwrap();
 }
 
@@ -279,7 +352,11 @@ async fn bad_events_get_the_contract_codes(pool: PgPool) {
     };
     invalid(logins.on_message(login("", "")).await);
     invalid(logins.on_message(login(&"x".repeat(101), "")).await);
-    invalid(h.third_party_client().on_message(third_party_login("", "")).await);
+    invalid(
+        h.third_party_client()
+            .on_message(third_party_login("", ""))
+            .await,
+    );
     invalid(stats.on_message(stat("", "kills", 1.0, 1.0)).await);
     let mut no_payload = stat("mia", "kills", 1.0, 1.0);
     no_payload.payload = None;
@@ -301,7 +378,10 @@ async fn bad_events_get_the_contract_codes(pool: PgPool) {
     let mut other_ns = stat("mia", "kills", 1.0, 1.0);
     other_ns.namespace = "other".into();
     stats.on_message(other_ns).await.unwrap();
-    stats.on_message(stat("mia", "unknown_stat", 1.0, 1.0)).await.unwrap();
+    stats
+        .on_message(stat("mia", "unknown_stat", 1.0, 1.0))
+        .await
+        .unwrap();
     assert_eq!(h.handle.pending_keys(), 0, "nothing buffered");
     h.flush().await;
     assert!(rows(&pool, "mia").await.is_empty());
@@ -316,7 +396,13 @@ async fn bad_events_get_the_contract_codes(pool: PgPool) {
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn huge_values_clamp_into_int(pool: PgPool) {
     let h = start(pool.clone(), BUFFERED, |b| b).await;
-    assign(&pool, "ned", &["kills-10", "kills-relative-5", "matches-total"], h.clock_now()).await;
+    assign(
+        &pool,
+        "ned",
+        &["kills-10", "kills-relative-5", "matches-total"],
+        h.clock_now(),
+    )
+    .await;
     let clamps = metric("challenge_stat_value_clamps_total", &[]);
     h.stat("ned", "kills", 1e20, 1e20).await.unwrap();
     h.stat("ned", "matches", -1e300, -1e300).await.unwrap();
@@ -349,7 +435,10 @@ async fn empty_namespace_setting_accepts_every_namespace(pool: PgPool) {
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn duplicate_event_ids_count_once(pool: PgPool) {
     let h = start(pool.clone(), BUFFERED, |b| b).await;
-    let skipped = metric("challenge_events_total", &[("outcome", "skipped"), ("reason", "duplicate")]);
+    let skipped = metric(
+        "challenge_events_total",
+        &[("outcome", "skipped"), ("reason", "duplicate")],
+    );
     for _ in 0..3 {
         h.login_id("pat", "evt-1").await.unwrap();
     }
@@ -361,8 +450,10 @@ async fn duplicate_event_ids_count_once(pool: PgPool) {
     h.flush().await;
     assert_eq!(progress(&pool, "pat", "login-total").await, Some(3));
     assert!(
-        metric("challenge_events_total", &[("outcome", "skipped"), ("reason", "duplicate")])
-            >= skipped + 3.0
+        metric(
+            "challenge_events_total",
+            &[("outcome", "skipped"), ("reason", "duplicate")]
+        ) >= skipped + 3.0
     );
     h.stop().await.unwrap();
 }

@@ -32,7 +32,11 @@ use tonic::transport::Channel;
 pub const NAMESPACE: &str = "test-ns";
 
 pub fn fixture_path() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/challenges.json").to_string()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/challenges.json"
+    )
+    .to_string()
 }
 
 pub fn fixture_config() -> Arc<extend_challenge_common::config::ChallengeConfig> {
@@ -157,7 +161,13 @@ impl TestHandler {
             .map(|_| ())
     }
 
-    pub async fn stat(&self, user: &str, code: &str, value: f64, inc: f64) -> Result<(), tonic::Status> {
+    pub async fn stat(
+        &self,
+        user: &str,
+        code: &str,
+        value: f64,
+        inc: f64,
+    ) -> Result<(), tonic::Status> {
         self.stat_client()
             .on_message(stat(user, code, value, inc))
             .await
@@ -227,12 +237,14 @@ pub async fn rows(pool: &PgPool, user: &str) -> HashMap<String, ProgressRow> {
 }
 
 pub async fn progress(pool: &PgPool, user: &str, goal: &str) -> Option<i32> {
-    sqlx::query_scalar("SELECT progress FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2")
-        .bind(user)
-        .bind(goal)
-        .fetch_optional(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT progress FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2",
+    )
+    .bind(user)
+    .bind(goal)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
 }
 
 /// Assigns goals to a user the way `/initialize` would (fresh rows, not started).
