@@ -177,25 +177,27 @@ impl Buffer {
     /// Buffers one event's deltas atomically with its de-duplication check.
     pub fn enqueue(&self, part: usize, c: Contribution<'_>) -> Enqueued {
         let p = &self.partitions[part];
+        // Keys are built before taking the lock.
+        let keyed: Vec<(Key, Arc<Goal>, Delta)> = c
+            .deltas
+            .into_iter()
+            .map(|(goal, delta)| ((c.user_id.to_string(), goal.id.clone()), goal, delta))
+            .collect();
         let mut st = p.state.lock();
         if !c.id.is_empty()
             && let Some(generation) = st.window.get(c.id)
         {
             return Enqueued::Duplicate(generation);
         }
-        let new_keys = c
-            .deltas
+        let new_keys = keyed
             .iter()
-            .filter(|(g, _)| {
-                !st.pending
-                    .contains_key(&(c.user_id.to_string(), g.id.clone()))
-            })
+            .filter(|(k, _, _)| !st.pending.contains_key(k))
             .count();
         if new_keys > 0 && self.pending_keys() + new_keys > self.max_pending_keys {
             return Enqueued::Full;
         }
-        for (goal, delta) in c.deltas {
-            match st.pending.entry((c.user_id.to_string(), goal.id.clone())) {
+        for (key, goal, delta) in keyed {
+            match st.pending.entry(key) {
                 MapEntry::Occupied(mut e) => progress::merge(&mut e.get_mut().delta, delta),
                 MapEntry::Vacant(e) => {
                     e.insert(Entry {

@@ -22,9 +22,10 @@
 //!   in `challenge_dedup_redis_errors_total`), so cross-replica duplicates in that time are
 //!   applied twice.
 //!
-//! Within one replica none of these windows exist: the in-process window holds the id until
-//! it is evicted (bounded FIFO), and a redelivered id whose first copy has not committed
-//! waits for that commit.
+//! Within one replica a redelivered id whose first copy has not committed waits for that
+//! commit (or gets `Unavailable`). The in-process window is a bounded FIFO (200k ids by
+//! default): without Redis, a redelivery arriving after its id was evicted is applied again
+//! — in practice only after a very long database outage with that many distinct events.
 
 use std::time::Duration;
 

@@ -375,7 +375,7 @@ impl Engine {
                 }
                 Err(_) => tracing::warn!(xid, "transaction status query timed out"),
             }
-            tokio::time::sleep(backoff.next()).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
@@ -436,7 +436,7 @@ impl Engine {
                 Err(_) => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
             }
@@ -461,7 +461,7 @@ impl Engine {
                         );
                         return false;
                     }
-                    tokio::time::sleep(backoff.next()).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -502,7 +502,7 @@ impl Backoff {
         self.current = self.first;
     }
 
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let d = self.current;
         self.current = (self.current * 2).min(self.max);
         let jitter = rand::random_range(0.0..0.2);

@@ -24,7 +24,7 @@ pub async fn migrate_with_retry(
                 return Ok(true);
             }
             Err(e) if is_connection_problem(&e) => {
-                let wait = backoff.next();
+                let wait = backoff.next_delay();
                 tracing::warn!(
                     attempt,
                     error = %e,

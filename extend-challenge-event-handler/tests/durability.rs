@@ -316,3 +316,35 @@ async fn duplicate_ids_across_instances_with_redis(pool: PgPool) {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn unconfirmed_commits_are_resolved_by_transaction_status(pool: PgPool) {
+    async fn xid_of(tx: &mut sqlx::PgConnection) -> i64 {
+        sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(tx)
+            .await
+            .unwrap()
+    }
+    use extend_challenge_common::store::flush::{TxStatus, transaction_status};
+    let mut committed = pool.begin().await.unwrap();
+    let c = xid_of(&mut committed).await;
+    committed.commit().await.unwrap();
+    let mut aborted = pool.begin().await.unwrap();
+    let a = xid_of(&mut aborted).await;
+    aborted.rollback().await.unwrap();
+    let mut open = pool.begin().await.unwrap();
+    let o = xid_of(&mut open).await;
+    assert_eq!(
+        transaction_status(&pool, c).await.unwrap(),
+        TxStatus::Committed
+    );
+    assert_eq!(
+        transaction_status(&pool, a).await.unwrap(),
+        TxStatus::Aborted
+    );
+    assert_eq!(
+        transaction_status(&pool, o).await.unwrap(),
+        TxStatus::InProgress
+    );
+    open.rollback().await.unwrap();
+}
