@@ -80,7 +80,7 @@ impl Builder {
             max_pending_keys: settings.buffer_max_size.saturating_mul(4),
             ack_deadline: Duration::from_secs(5),
             dedup_window: 200_000,
-            flush_timeout: Duration::from_secs(30),
+            flush_timeout: Duration::from_secs(10),
             retry_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             shutdown_flush_timeout: Duration::from_secs(20),
         };

@@ -58,6 +58,8 @@ pub struct Engine {
     clock: Clock,
     arrival: AtomicU64,
     flush_errors: AtomicU64,
+    /// Set when the final drain starts: unconfirmed commits stop being chased after it.
+    drain_deadline: Mutex<Option<Instant>>,
     opts: EngineOptions,
     limiter: LogLimiter,
 }
@@ -85,6 +87,7 @@ impl Engine {
             clock,
             arrival: AtomicU64::new(0),
             flush_errors: AtomicU64::new(0),
+            drain_deadline: Mutex::new(None),
             opts,
             limiter: LogLimiter::default(),
         }
@@ -375,8 +378,25 @@ impl Engine {
                 }
                 Err(_) => tracing::warn!(xid, "transaction status query timed out"),
             }
+            if self.drain_deadline_passed() {
+                tracing::error!(
+                    xid,
+                    "shutting down with the batch's commit still unconfirmed"
+                );
+                return Err(FlushError::CommitUnconfirmed {
+                    xid,
+                    outcome,
+                    reason: format!("{reason}; still unknown at shutdown"),
+                });
+            }
             tokio::time::sleep(backoff.next_delay()).await;
         }
+    }
+
+    fn drain_deadline_passed(&self) -> bool {
+        self.drain_deadline
+            .lock()
+            .is_some_and(|d| Instant::now() >= d)
     }
 
     async fn committed(&self, part: usize, batch: Batch, outcome: FlushOutcome) {
@@ -446,6 +466,13 @@ impl Engine {
 
     async fn drain(&self, part: usize) -> bool {
         let deadline = Instant::now() + self.opts.shutdown_flush_timeout;
+        {
+            let mut d = self.drain_deadline.lock();
+            // Several workers drain at once: the first sets the deadline for all.
+            if d.is_none() {
+                *d = Some(deadline);
+            }
+        }
         let mut backoff = Backoff::new(self.opts.retry_backoff);
         loop {
             match self.flush_partition(part).await {

@@ -274,10 +274,23 @@ async fn concurrent_redeliveries_in_one_process_count_once(pool: PgPool) {
     h.stop().await.unwrap();
 }
 
+/// Host and port of the test Redis, from `REDIS_URL` (default the local one).
+fn redis_host_port() -> (String, String) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let rest = url.split("://").nth(1).unwrap_or(&url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.to_string()),
+        None => (authority.to_string(), "6379".to_string()),
+    }
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn duplicate_ids_across_instances_with_redis(pool: PgPool) {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4());
-    let redis = [("REDIS_HOST", "127.0.0.1")];
+    let (host, port) = redis_host_port();
+    let redis = [("REDIS_HOST", host.as_str()), ("REDIS_PORT", port.as_str())];
     let a = start(pool.clone(), &redis, |b| b.redis_key_prefix(prefix.clone())).await;
     let b = start(pool.clone(), &redis, |b| b.redis_key_prefix(prefix.clone())).await;
 
@@ -298,7 +311,8 @@ async fn duplicate_ids_across_instances_with_redis(pool: PgPool) {
     // Buffered: while the first copy sits uncommitted in one replica, the other replica
     // must not acknowledge a redelivery.
     let env = [
-        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_HOST", host.as_str()),
+        ("REDIS_PORT", port.as_str()),
         ("ACK_MODE", "buffered"),
         ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
     ];
