@@ -123,12 +123,16 @@ async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
     assert_eq!(progress(&direct, "bea", "login-total").await, Some(1));
 
     proxy.restore();
+    // The refused events stayed buffered: once a later event is durable (one worker, so
+    // one commit order), they are written too, without any redelivery.
+    deliver_login(&h, "bea", "b-after").await;
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(22));
+    // The platform redelivers them anyway; each counts exactly once.
     for id in &ids {
         deliver_login(&h, "bea", id).await;
     }
     deliver_stat(&h, "bea", "b-stat").await;
-    // Every event was delivered several times; each counts exactly once.
-    assert_eq!(progress(&direct, "bea", "login-total").await, Some(21));
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(22));
     assert_eq!(progress(&direct, "bea", "matches-total").await, Some(1));
     assert!(
         h.handle.flush_errors() > 0,
@@ -361,4 +365,33 @@ async fn unconfirmed_commits_are_resolved_by_transaction_status(pool: PgPool) {
         TxStatus::InProgress
     );
     open.rollback().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn shutdown_without_a_database_reports_the_loss(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let proxy = Proxy::start(upstream(&opts).await).await;
+    let proxied = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let env = [
+        ("ACK_MODE", "buffered"),
+        ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
+    ];
+    let h = start(proxied, &env, |b| {
+        b.options(|o| {
+            o.shutdown_flush_timeout = Duration::from_millis(500);
+            o.retry_backoff = (Duration::from_millis(20), Duration::from_millis(100));
+        })
+    })
+    .await;
+    h.login("fay").await.unwrap();
+    proxy.cut();
+    assert!(matches!(
+        h.stop().await,
+        Err(extend_challenge_event_handler::RunError::FinalFlush)
+    ));
 }
