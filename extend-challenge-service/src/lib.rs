@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod rest;
 pub mod rewards;
 pub mod swagger;
@@ -184,6 +185,11 @@ impl Application {
         let shutdown = self.shutdown.clone();
         self.health.check_now().await;
         let watcher = self.health.spawn_watcher(HEALTH_INTERVAL, shutdown.clone());
+        let sampler = metrics::spawn_pool_sampler(
+            self.service.pool().clone(),
+            HEALTH_INTERVAL,
+            shutdown.clone(),
+        );
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -228,6 +234,7 @@ impl Application {
             async { stop_all(ops_server.await.context("ops server")) },
         );
         let _ = watcher.await;
+        let _ = sampler.await;
         g?;
         h?;
         o?;

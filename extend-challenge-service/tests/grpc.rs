@@ -414,6 +414,7 @@ async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
         "{metrics}"
     );
     assert!(metrics.contains("http_request_duration_seconds"));
+    assert!(metrics.contains("challenge_db_pool_connections{state=\"in_use\"}"));
     svc.stop().await;
 }
 
