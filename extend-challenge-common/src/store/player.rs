@@ -403,7 +403,11 @@ struct Columns {
 }
 
 impl Columns {
+    /// In goal id order: inserts then take row locks in the same order as the event
+    /// handler's batches (user, goal), so concurrent first assignments cannot deadlock.
     fn of(rows: &[NewGoalRow]) -> Self {
+        let mut rows: Vec<&NewGoalRow> = rows.iter().collect();
+        rows.sort_by(|a, b| a.goal_id.cmp(&b.goal_id));
         Columns {
             goal_id: rows.iter().map(|r| r.goal_id.clone()).collect(),
             challenge_id: rows.iter().map(|r| r.challenge_id.clone()).collect(),
