@@ -269,6 +269,38 @@ async fn two_instances_on_one_database_give_exact_counts(pool: PgPool) {
     b.stop().await.unwrap();
 }
 
+/// Two replicas hammering the same two users: their batches lock the same rows, so each
+/// skips (defers) rows the other holds and retries them after the other commits.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn two_instances_contending_on_the_same_rows_give_exact_counts(pool: PgPool) {
+    let a = start(pool.clone(), &[], |b| b).await;
+    let b = start(pool.clone(), &[], |b| b).await;
+    const TASKS: usize = 24;
+    const ROUNDS: usize = 20;
+    let tasks = (0..TASKS).map(|t| {
+        let (a, b) = (&a, &b);
+        async move {
+            for round in 0..ROUNDS {
+                let user = if round % 2 == 0 { "hot-0" } else { "hot-1" };
+                let h = if (t + round) % 2 == 0 { a } else { b };
+                deliver_login(h, user, &format!("{t}-{round}")).await;
+            }
+        }
+    });
+    join_all(tasks).await;
+    for u in ["hot-0", "hot-1"] {
+        assert_eq!(
+            progress(&pool, u, "login-total").await,
+            Some((TASKS * ROUNDS / 2) as i32),
+            "{u}"
+        );
+        assert_eq!(rows(&pool, u).await.len(), 13, "{u} initialized once");
+    }
+    assert_eq!(a.handle.flush_errors() + b.handle.flush_errors(), 0);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn concurrent_redeliveries_in_one_process_count_once(pool: PgPool) {
     let h = start(pool.clone(), &[], |b| b).await;
@@ -450,7 +482,6 @@ async fn a_row_locked_by_a_claim_does_not_stall_the_partition(pool: PgPool) {
             .is_err(),
         "ann's event is not acknowledged while its row is not written"
     );
-    assert!(h.handle.pending_keys() > 0, "ann's delta stays buffered");
 
     // The claim ends: ann's deferred delta is written once and her RPC answers OK.
     claim.rollback().await.unwrap();
