@@ -162,6 +162,11 @@ impl<'a> TokenClaims<'a> {
 
 /// Signs an RS256 JWT with the fixture key (`tests/fixtures/jwt-signing-key.pem`).
 pub fn sign_token(claims: &TokenClaims<'_>) -> String {
+    sign_token_with_kid(claims, KEY_ID)
+}
+
+/// Like [`sign_token`], with another `kid` in the header.
+pub fn sign_token_with_kid(claims: &TokenClaims<'_>, kid: &str) -> String {
     let key = std::fs::read(fixture("jwt-signing-key.pem")).expect("read the fixture key");
     let key = EncodingKey::from_rsa_pem(&key).expect("fixture key is an RSA PEM");
     let now = chrono::Utc::now().timestamp();
@@ -180,6 +185,6 @@ pub fn sign_token(claims: &TokenClaims<'_>) -> String {
         body["extend_namespace"] = json!(ns);
     }
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(KEY_ID.into());
+    header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, &body, &key).expect("sign the test token")
 }
