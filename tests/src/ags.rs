@@ -15,6 +15,10 @@ use crate::build::fixture;
 /// `kid` of the fixture signing key (`tests/fixtures/jwks.json`).
 pub const KEY_ID: &str = "e2e-test-key";
 
+/// A user the fake IAM's revocation list revokes as of tomorrow: every token issued to it
+/// today is revoked.
+pub const REVOKED_USER: &str = "revoked-user";
+
 pub struct FakeAgs {
     pub server: MockServer,
 }
@@ -40,12 +44,14 @@ impl FakeAgs {
             .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
             .mount(&server)
             .await;
-        // An empty revocation list: a bloom filter with every bit clear, no revoked users.
+        // No revoked tokens (a Bloom filter with every bit clear), one revoked user.
+        let revoked_at = (chrono::Utc::now() + chrono::Duration::days(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         Mock::given(method("GET"))
             .and(path("/iam/v3/oauth/revocationlist"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
                 "revoked_tokens": {"m": 2432, "k": 17, "bits": vec![0u64; 38]},
-                "revoked_users": []
+                "revoked_users": [{"id": REVOKED_USER, "revoked_at": revoked_at}]
             })))
             .mount(&server)
             .await;

@@ -25,7 +25,11 @@ impl Reply {
     /// The body, after asserting the status.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self.body
     }
 
@@ -122,9 +126,12 @@ impl Api {
 
     /// `POST /v1/challenges/initialize` (200 asserted).
     pub async fn initialize(&self) -> Value {
-        self.post("/v1/challenges/initialize", Value::Object(Default::default()))
-            .await
-            .expect(200)
+        self.post(
+            "/v1/challenges/initialize",
+            Value::Object(Default::default()),
+        )
+        .await
+        .expect(200)
     }
 
     pub async fn set_active(&self, challenge: &str, goal: &str, active: bool) -> Reply {

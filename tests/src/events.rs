@@ -121,8 +121,8 @@ impl Events {
     /// Sends a stat update with an explicit `inc` and asserts it was acknowledged.
     pub async fn stat_inc(&self, user: &str, stat_code: &str, value: f64, inc: f64) {
         let e = self.stat_event(user, stat_code, value, inc);
-        self.send_stat(e)
-            .await
-            .unwrap_or_else(|s| panic!("stat event {stat_code}={value} for {user} rejected: {s:?}"));
+        self.send_stat(e).await.unwrap_or_else(|s| {
+            panic!("stat event {stat_code}={value} for {user} rejected: {s:?}")
+        });
     }
 }

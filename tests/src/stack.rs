@@ -180,9 +180,7 @@ impl Stack {
     }
 
     fn spawn(&self, name: &'static str, exe: &Path, env: Vec<(String, String)>) -> Proc {
-        let log = self
-            .log_dir
-            .join(format!("{name}.{}.log", self.generation));
+        let log = self.log_dir.join(format!("{name}.{}.log", self.generation));
         let out = File::create(&log).expect("create a log file");
         let err = out.try_clone().expect("clone the log file handle");
         // A clean environment: nothing from the developer's shell leaks into the run.
@@ -264,10 +262,7 @@ impl Drop for Stack {
 
 /// Three ports that were free a moment ago (bound to port 0 and released).
 fn free_ports() -> Ports {
-    let take = || {
-        TcpListener::bind("127.0.0.1:0")
-            .expect("bind an ephemeral port")
-    };
+    let take = || TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     let (a, b, c) = (take(), take(), take());
     let port = |l: &TcpListener| l.local_addr().expect("local address").port();
     Ports {

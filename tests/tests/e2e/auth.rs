@@ -4,9 +4,9 @@ use extend_challenge_common::pb::service::{GetChallengesRequest, service_client:
 use tonic::Code;
 
 use crate::support::*;
-use extend_challenge_e2e::ags::{TokenClaims, sign_token, sign_token_with_kid};
-use extend_challenge_e2e::api::Caller;
 use extend_challenge_e2e::StackOptions;
+use extend_challenge_e2e::ags::{REVOKED_USER, TokenClaims, sign_token, sign_token_with_kid};
+use extend_challenge_e2e::api::Caller;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_with_signed_tokens() {
@@ -23,7 +23,10 @@ async fn auth_with_signed_tokens() {
     let init = api.initialize().await;
     assert_eq!(init["newAssignments"], 3);
     events.login(&u).await;
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (1, "in_progress".into()));
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (1, "in_progress".into())
+    );
     assert!(stack.ags.hits("/iam/v3/oauth/jwks").await >= 1);
 
     // Missing, malformed, expired, unknown key, or only the mock header: 401.
@@ -46,6 +49,13 @@ async fn auth_with_signed_tokens() {
         .get("/v1/challenges")
         .await;
     assert_eq!(r.status, 401, "unknown kid: {}", r.body);
+    // IAM's revocation list revokes every token issued to this user until tomorrow.
+    let revoked = sign_token(&TokenClaims::player(REVOKED_USER));
+    let r = stack
+        .api_as(Caller::Bearer(revoked))
+        .get("/v1/challenges")
+        .await;
+    assert_eq!(r.status, 401, "revoked user: {}", r.body);
 
     // A valid token for another namespace: 403.
     let other = sign_token(&TokenClaims {
@@ -53,12 +63,19 @@ async fn auth_with_signed_tokens() {
         namespace: "some-other-namespace",
         ..TokenClaims::player(&u)
     });
-    let r = stack.api_as(Caller::Bearer(other)).get("/v1/challenges").await;
+    let r = stack
+        .api_as(Caller::Bearer(other))
+        .get("/v1/challenges")
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.body["code"], 7, "{}", r.body);
 
     // Health never needs a token.
-    let health = stack.api_as(Caller::Anonymous).get("/healthz").await.expect(200);
+    let health = stack
+        .api_as(Caller::Anonymous)
+        .get("/healthz")
+        .await
+        .expect(200);
     assert_eq!(health["status"], "healthy");
 
     // gRPC: the same rules through `authorization` metadata.
@@ -72,8 +89,16 @@ async fn auth_with_signed_tokens() {
     let mut req = tonic::Request::new(GetChallengesRequest { active_only: true });
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let list = client.get_user_challenges(req).await.expect("valid token over gRPC");
-    let goals: usize = list.get_ref().challenges.iter().map(|c| c.goals.len()).sum();
+    let list = client
+        .get_user_challenges(req)
+        .await
+        .expect("valid token over gRPC");
+    let goals: usize = list
+        .get_ref()
+        .challenges
+        .iter()
+        .map(|c| c.goals.len())
+        .sum();
     assert_eq!(goals, 3);
     let status = client
         .get_user_challenges(GetChallengesRequest { active_only: true })

@@ -21,15 +21,29 @@ async fn thousand_concurrent_logins_count_exactly() {
         .collect()
         .await;
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(failed.is_empty(), "{} of 1000 logins failed: {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} of 1000 logins failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
 
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (1000, "completed".into()));
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (1000, "completed".into())
+    );
 
     // Redelivery of already applied events (same envelope ids) changes nothing.
     for e in sent.into_iter().take(20) {
-        events.send_login(e).await.expect("a duplicate is acknowledged");
+        events
+            .send_login(e)
+            .await
+            .expect("a duplicate is acknowledged");
     }
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (1000, "completed".into()));
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (1000, "completed".into())
+    );
 
     // And the goal is claimable end to end.
     let claim = api.claim(VETERAN, "login-1000-times").await.expect(200);

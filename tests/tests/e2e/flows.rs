@@ -15,11 +15,23 @@ async fn login_flow() {
     api.initialize().await;
     api.activate(DAILY, "login-today").await;
 
-    assert_eq!(api.progress(DAILY, "login-today").await, (0, "not_started".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (0, "not_started".into())
+    );
     events.login(&u).await;
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "completed".into()));
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (1, "in_progress".into()));
-    assert_eq!(api.progress(ROTATING, "daily-logins-3").await, (1, "in_progress".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (1, "in_progress".into())
+    );
+    assert_eq!(
+        api.progress(ROTATING, "daily-logins-3").await,
+        (1, "in_progress".into())
+    );
     let goal = api.goal(DAILY, "login-today").await;
     assert_timestamp(&goal["completedAt"]);
     assert_eq!(goal["claimedAt"], "");
@@ -27,7 +39,10 @@ async fn login_flow() {
     let claim = api.claim(DAILY, "login-today").await.expect(200);
     assert_eq!(claim["goalId"], "login-today");
     assert_eq!(claim["status"], "claimed");
-    assert_eq!(claim["reward"], json!({"type": "WALLET", "rewardId": "GOLD", "quantity": 10}));
+    assert_eq!(
+        claim["reward"],
+        json!({"type": "WALLET", "rewardId": "GOLD", "quantity": 10})
+    );
     assert_timestamp(&claim["claimedAt"]);
     let claimed_at = claim["claimedAt"].as_str().unwrap().to_string();
 
@@ -43,7 +58,10 @@ async fn login_flow() {
         grants[0].body,
         json!({"amount": 10, "source": "REWARD", "reason": "challenge daily-quests/login-today"})
     );
-    assert_eq!(grants[0].authorization.as_deref(), Some("Bearer fake-admin-token"));
+    assert_eq!(
+        grants[0].authorization.as_deref(),
+        Some("Bearer fake-admin-token")
+    );
     assert_eq!(stack.ags.hits("/iam/v3/oauth/token").await, 1);
 
     let goal = api.goal(DAILY, "login-today").await;
@@ -60,10 +78,19 @@ async fn login_flow() {
 
     // A claimed goal takes no more progress; a third-party login counts as a login.
     events.third_party_login(&u).await;
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "claimed".into()));
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (2, "in_progress".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "claimed".into())
+    );
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (2, "in_progress".into())
+    );
     events.login(&u).await;
-    assert_eq!(api.progress(ROTATING, "daily-logins-3").await, (3, "completed".into()));
+    assert_eq!(
+        api.progress(ROTATING, "daily-logins-3").await,
+        (3, "completed".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,30 +104,57 @@ async fn stat_flow() {
 
     // Absolute goals take the latest value, not a sum; values truncate toward zero.
     events.stat(&u, "snowmen_killed", 3.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (3, "in_progress".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (3, "in_progress".into())
+    );
     events.stat(&u, "snowmen_killed", 7.9).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (7, "in_progress".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (7, "in_progress".into())
+    );
     events.stat(&u, "snowmen_killed", 10.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (10, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (10, "completed".into())
+    );
     // Completed but unclaimed: keeps taking values.
     events.stat(&u, "snowmen_killed", 20.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (20, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (20, "completed".into())
+    );
     // A negative value leaves an absolute goal unchanged.
     events.stat(&u, "snowmen_killed", -5.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (20, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (20, "completed".into())
+    );
 
     events.stat(&u, "player_level", 5.0).await;
-    assert_eq!(api.progress(WINTER, "reach-level-5").await, (5, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "reach-level-5").await,
+        (5, "completed".into())
+    );
 
     // Unknown stat codes and other namespaces are acknowledged and change nothing.
     events.stat(&u, "no_goal_uses_this", 99.0).await;
     let mut foreign = events.stat_event(&u, "player_level", 1.0, 0.0);
     foreign.namespace = "another-namespace".into();
-    events.send_stat(foreign).await.expect("other namespace is a no-op OK");
-    assert_eq!(api.progress(WINTER, "reach-level-5").await, (5, "completed".into()));
+    events
+        .send_stat(foreign)
+        .await
+        .expect("other namespace is a no-op OK");
+    assert_eq!(
+        api.progress(WINTER, "reach-level-5").await,
+        (5, "completed".into())
+    );
 
     events.stat(&u, "tutorial_completed", 1.0).await;
-    assert_eq!(api.progress(WINTER, "complete-tutorial").await, (1, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "complete-tutorial").await,
+        (1, "completed".into())
+    );
 
     for goal in ["complete-tutorial", "kill-10-snowmen", "reach-level-5"] {
         let claim = api.claim(WINTER, goal).await.expect(200);
@@ -146,20 +200,38 @@ async fn daily_goals() {
 
     // `daily`: the first event of the UTC day completes it; the rest of the day is a no-op.
     events.login(&u).await;
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "completed".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
     events.login(&u).await;
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "completed".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
     api.claim(DAILY, "login-today").await.expect(200);
     events.login(&u).await;
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "claimed".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "claimed".into())
+    );
 
     // `increment`: every event counts one, whatever its value (negative, huge).
     events.stat(&u, "matches_played", -10.0).await;
-    assert_eq!(api.progress(DAILY, "play-3-matches").await, (1, "in_progress".into()));
+    assert_eq!(
+        api.progress(DAILY, "play-3-matches").await,
+        (1, "in_progress".into())
+    );
     events.stat(&u, "matches_played", 1e12).await;
-    assert_eq!(api.progress(DAILY, "play-3-matches").await, (2, "in_progress".into()));
+    assert_eq!(
+        api.progress(DAILY, "play-3-matches").await,
+        (2, "in_progress".into())
+    );
     events.stat(&u, "matches_played", 2147483647.0).await;
-    assert_eq!(api.progress(DAILY, "play-3-matches").await, (3, "completed".into()));
+    assert_eq!(
+        api.progress(DAILY, "play-3-matches").await,
+        (3, "completed".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,8 +251,7 @@ async fn prerequisites() {
     assert_eq!(locked(&list, "kill-10-snowmen"), true);
     assert_eq!(locked(&list, "reach-level-5"), true);
     assert_eq!(
-        extend_challenge_e2e::api::find_goal(&list, WINTER, "kill-10-snowmen").unwrap()
-            ["prerequisites"],
+        extend_challenge_e2e::api::find_goal(&list, WINTER, "kill-10-snowmen").unwrap()["prerequisites"],
         json!(["complete-tutorial"])
     );
 
@@ -191,8 +262,14 @@ async fn prerequisites() {
     assert_eq!(locked(&list, "reach-level-5"), false);
 
     let msg = api.claim(WINTER, "kill-10-snowmen").await.error(400, 9);
-    assert_eq!(msg, "Prerequisites not completed (goal_id: kill-10-snowmen)");
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (10, "completed".into()));
+    assert_eq!(
+        msg,
+        "Prerequisites not completed (goal_id: kill-10-snowmen)"
+    );
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (10, "completed".into())
+    );
     assert!(stack.ags.grants(&u).await.is_empty());
 
     // A completed (not yet claimed) prerequisite is enough.
@@ -234,13 +311,31 @@ async fn mixed_goal_types() {
     // Relative: the baseline is the value before the first event (100 - 3 = 97).
     events.stat_inc(&u, "season_kills", 100.0, 3.0).await;
 
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (10, "completed".into()));
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "completed".into()));
-    assert_eq!(api.progress(DAILY, "play-3-matches").await, (1, "in_progress".into()));
-    assert_eq!(api.progress(DAILY, "season-kills-5").await, (3, "in_progress".into()));
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (1, "in_progress".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (10, "completed".into())
+    );
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
+    assert_eq!(
+        api.progress(DAILY, "play-3-matches").await,
+        (1, "in_progress".into())
+    );
+    assert_eq!(
+        api.progress(DAILY, "season-kills-5").await,
+        (3, "in_progress".into())
+    );
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (1, "in_progress".into())
+    );
     // A login feeds only login goals, a stat only goals on that stat.
-    assert_eq!(api.progress(WINTER, "complete-tutorial").await, (0, "not_started".into()));
+    assert_eq!(
+        api.progress(WINTER, "complete-tutorial").await,
+        (0, "not_started".into())
+    );
 
     events.stat(&u, "snowmen_killed", 20.0).await;
     events.login(&u).await;
@@ -248,11 +343,26 @@ async fn mixed_goal_types() {
     events.stat(&u, "matches_played", 5.0).await;
     events.stat(&u, "matches_played", 6.0).await;
 
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (20, "completed".into()));
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "completed".into()));
-    assert_eq!(api.progress(DAILY, "season-kills-5").await, (5, "completed".into()));
-    assert_eq!(api.progress(DAILY, "play-3-matches").await, (3, "completed".into()));
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (2, "in_progress".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (20, "completed".into())
+    );
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
+    assert_eq!(
+        api.progress(DAILY, "season-kills-5").await,
+        (5, "completed".into())
+    );
+    assert_eq!(
+        api.progress(DAILY, "play-3-matches").await,
+        (3, "completed".into())
+    );
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (2, "in_progress".into())
+    );
 
     for (c, g) in [
         (DAILY, "login-today"),
@@ -269,8 +379,7 @@ async fn player_initialization() {
     // Start with a config that lacks the `veteran` challenge, then add it: returning
     // players get the new default goal on their next initialize.
     let full: Value = serde_json::from_str(
-        &std::fs::read_to_string(extend_challenge_e2e::build::fixture("challenges.json"))
-            .unwrap(),
+        &std::fs::read_to_string(extend_challenge_e2e::build::fixture("challenges.json")).unwrap(),
     )
     .unwrap();
     let mut smaller = full.clone();
@@ -328,22 +437,26 @@ async fn player_initialization() {
     assert_eq!(again["totalActive"], 2);
 
     // Manual activation and deactivation.
-    let on = api.set_active(WINTER, "kill-10-snowmen", true).await.expect(200);
+    let on = api
+        .set_active(WINTER, "kill-10-snowmen", true)
+        .await
+        .expect(200);
     assert_eq!(on["challengeId"], WINTER);
     assert_eq!(on["goalId"], "kill-10-snowmen");
     assert_eq!(on["isActive"], true);
     assert_eq!(on["message"], "Goal activated successfully");
     assert_timestamp(&on["assignedAt"]);
     assert_eq!(api.initialize().await["totalActive"], 3);
-    let off = api.set_active(WINTER, "kill-10-snowmen", false).await.expect(200);
+    let off = api
+        .set_active(WINTER, "kill-10-snowmen", false)
+        .await
+        .expect(200);
     assert_eq!(off["isActive"], false);
     assert_eq!(off["message"], "Goal deactivated successfully");
     assert_eq!(api.initialize().await["totalActive"], 2);
 
     // The config gains a default goal: the returning player gets it.
-    stack
-        .restart(StackOptions::default())
-        .await;
+    stack.restart(StackOptions::default()).await;
     let api = stack.api(&u);
     let after = api.initialize().await;
     assert_eq!(after["newAssignments"], 1);
@@ -356,8 +469,14 @@ async fn player_initialization() {
     events.login(&newcomer).await;
     let api = stack.api(&newcomer);
     let g = api.goal(VETERAN, "login-1000-times").await;
-    assert_eq!((g["progress"].clone(), g["status"].clone(), g["isActive"].clone()),
-        (json!(1), json!("in_progress"), json!(true)));
+    assert_eq!(
+        (
+            g["progress"].clone(),
+            g["status"].clone(),
+            g["isActive"].clone()
+        ),
+        (json!(1), json!("in_progress"), json!(true))
+    );
     assert_eq!(api.initialize().await["newAssignments"], 0);
 }
 
@@ -372,7 +491,10 @@ async fn inactive_goal_filtering() {
     let g = api.goal(WINTER, "kill-10-snowmen").await;
     assert_eq!(g["isActive"], false);
     events.stat(&u, "snowmen_killed", 5.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (0, "not_started".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (0, "not_started".into())
+    );
 
     // active_only really filters, in each spelling, and drops challenges left empty.
     let expected: Vec<(String, String)> = DEFAULT_GOALS
@@ -380,7 +502,10 @@ async fn inactive_goal_filtering() {
         .map(|(c, g)| (c.to_string(), g.to_string()))
         .collect();
     for query in ["active_only=true", "activeOnly=true", "active_only=1"] {
-        let list = api.get(&format!("/v1/challenges?{query}")).await.expect(200);
+        let list = api
+            .get(&format!("/v1/challenges?{query}"))
+            .await
+            .expect(200);
         assert_eq!(active_pairs(&list), expected, "{query}: {list}");
         for c in list["challenges"].as_array().unwrap() {
             assert!(!c["goals"].as_array().unwrap().is_empty(), "{query}: {c}");
@@ -392,17 +517,29 @@ async fn inactive_goal_filtering() {
 
     api.activate(WINTER, "kill-10-snowmen").await;
     events.stat(&u, "snowmen_killed", 5.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (5, "in_progress".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (5, "in_progress".into())
+    );
     events.stat(&u, "snowmen_killed", 10.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (10, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (10, "completed".into())
+    );
     let list = api.get("/v1/challenges?active_only=true").await.expect(200);
     assert!(active_pairs(&list).contains(&(WINTER.into(), "kill-10-snowmen".into())));
 
     // Deactivated: no more progress, out of the active list, not claimable.
-    let off = api.set_active(WINTER, "kill-10-snowmen", false).await.expect(200);
+    let off = api
+        .set_active(WINTER, "kill-10-snowmen", false)
+        .await
+        .expect(200);
     assert_eq!(off["isActive"], false);
     events.stat(&u, "snowmen_killed", 20.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (10, "completed".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (10, "completed".into())
+    );
     let list = api.get("/v1/challenges?active_only=true").await.expect(200);
     assert_eq!(active_pairs(&list), expected);
     events.stat(&u, "tutorial_completed", 1.0).await;
@@ -417,7 +554,10 @@ async fn inactive_goal_filtering() {
     api.activate(WINTER, "kill-10-snowmen").await;
     api.claim(WINTER, "kill-10-snowmen").await.expect(200);
     events.stat(&u, "snowmen_killed", 30.0).await;
-    assert_eq!(api.progress(WINTER, "kill-10-snowmen").await, (10, "claimed".into()));
+    assert_eq!(
+        api.progress(WINTER, "kill-10-snowmen").await,
+        (10, "claimed".into())
+    );
 }
 
 /// Sorted `(challengeId, goalId)` of every goal in a list body.
@@ -425,7 +565,10 @@ fn active_pairs(list: &Value) -> Vec<(String, String)> {
     let mut v = Vec::new();
     for c in list["challenges"].as_array().unwrap() {
         for g in c["goals"].as_array().unwrap() {
-            assert_eq!(g["isActive"], true, "active_only listed an inactive goal: {g}");
+            assert_eq!(
+                g["isActive"], true,
+                "active_only listed an inactive goal: {g}"
+            );
             v.push((
                 c["challengeId"].as_str().unwrap().to_string(),
                 g["goalId"].as_str().unwrap().to_string(),

@@ -9,12 +9,14 @@ use serde_norway::Value;
 use extend_challenge_e2e::build::{fixture, workspace_root};
 
 fn read(rel: &str) -> String {
-    std::fs::read_to_string(workspace_root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    std::fs::read_to_string(workspace_root().join(rel))
+        .unwrap_or_else(|e| panic!("read {rel}: {e}"))
 }
 
 fn yaml(rel: &str) -> Value {
     let mut v: Value = serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    v.apply_merge().unwrap_or_else(|e| panic!("{rel}: merge keys: {e}"));
+    v.apply_merge()
+        .unwrap_or_else(|e| panic!("{rel}: merge keys: {e}"));
     v
 }
 
@@ -28,25 +30,34 @@ fn known_vars() -> BTreeSet<String> {
         let word = &rest[..end];
         if word.len() > 2
             && word.starts_with(|c: char| c.is_ascii_uppercase())
-            && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         {
             vars.insert(word.to_string());
         }
     }
-    assert!(vars.contains("AB_NAMESPACE") && vars.contains("GRPC_PORT"), "{vars:?}");
+    assert!(
+        vars.contains("AB_NAMESPACE") && vars.contains("GRPC_PORT"),
+        "{vars:?}"
+    );
     vars
 }
 
 /// Default of a port variable, read from `settings.rs` (`env.parse("GRPC_PORT", 6565u16)`).
 fn default_port(var: &str) -> u16 {
     let src = read("extend-challenge-common/src/settings.rs");
-    let at = src.find(&format!("\"{var}\",")).unwrap_or_else(|| panic!("{var} in settings.rs"));
+    let at = src
+        .find(&format!("\"{var}\","))
+        .unwrap_or_else(|| panic!("{var} in settings.rs"));
     let digits: String = src[at + var.len() + 3..]
         .trim_start()
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    digits.parse().unwrap_or_else(|_| panic!("numeric default of {var}"))
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("numeric default of {var}"))
 }
 
 struct Ports {
@@ -77,7 +88,10 @@ fn handler_ports() -> BTreeSet<u16> {
 fn assert_known(vars: impl IntoIterator<Item = String>, whence: &str) {
     let known = known_vars();
     for v in vars {
-        assert!(known.contains(&v), "{whence} sets {v}, which neither binary reads (settings.rs)");
+        assert!(
+            known.contains(&v),
+            "{whence} sets {v}, which neither binary reads (settings.rs)"
+        );
     }
 }
 
@@ -96,17 +110,33 @@ fn compose_names_known_variables_and_ports() {
     assert!(str_of(&services["postgres"]["image"]).starts_with("postgres:15"));
     assert!(str_of(&services["redis"]["image"]).starts_with("redis:7"));
     for infra in ["postgres", "redis"] {
-        assert!(services[infra]["healthcheck"]["test"].is_sequence(), "{infra} healthcheck");
+        assert!(
+            services[infra]["healthcheck"]["test"].is_sequence(),
+            "{infra} healthcheck"
+        );
     }
     for (name, allowed, dockerfile) in [
-        ("challenge-service", service_ports(), "extend-challenge-service/Dockerfile"),
-        ("challenge-event-handler", handler_ports(), "extend-challenge-event-handler/Dockerfile"),
+        (
+            "challenge-service",
+            service_ports(),
+            "extend-challenge-service/Dockerfile",
+        ),
+        (
+            "challenge-event-handler",
+            handler_ports(),
+            "extend-challenge-event-handler/Dockerfile",
+        ),
     ] {
         let svc = &services[name];
         assert_eq!(str_of(&svc["build"]["dockerfile"]), dockerfile);
         assert!(workspace_root().join(dockerfile).exists());
-        let env = svc["environment"].as_mapping().unwrap_or_else(|| panic!("{name}: environment map"));
-        assert_known(env.keys().map(str_of), &format!("docker-compose.yml {name}"));
+        let env = svc["environment"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name}: environment map"));
+        assert_known(
+            env.keys().map(str_of),
+            &format!("docker-compose.yml {name}"),
+        );
         let mut container_ports = BTreeSet::new();
         for p in svc["ports"].as_sequence().unwrap() {
             let p = str_of(p);
@@ -115,34 +145,70 @@ fn compose_names_known_variables_and_ports() {
         }
         assert_eq!(container_ports, allowed, "{name}: container ports");
         let probe = format!("{:?}", svc["healthcheck"]["test"]);
-        assert!(probe.contains(&format!("/{}", ports().metrics)) && probe.contains("/healthz"), "{name}: {probe}");
+        assert!(
+            probe.contains(&format!("/{}", ports().metrics)) && probe.contains("/healthz"),
+            "{name}: {probe}"
+        );
         for dep in ["postgres", "redis"] {
-            assert_eq!(str_of(&svc["depends_on"][dep]["condition"]), "service_healthy", "{name}");
+            assert_eq!(
+                str_of(&svc["depends_on"][dep]["condition"]),
+                "service_healthy",
+                "{name}"
+            );
         }
     }
     // The seed guide's host ports: service 6565/8000/8080, handler 6566/8081.
     let host = |svc: &str| -> Vec<String> {
-        services[svc]["ports"].as_sequence().unwrap().iter().map(str_of).collect()
+        services[svc]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(str_of)
+            .collect()
     };
-    assert_eq!(host("challenge-service"), ["6565:6565", "8000:8000", "8080:8080"]);
+    assert_eq!(
+        host("challenge-service"),
+        ["6565:6565", "8000:8000", "8080:8080"]
+    );
     assert_eq!(host("challenge-event-handler"), ["6566:6565", "8081:8080"]);
 }
 
 #[test]
 fn dockerfiles_are_multi_stage_non_root_and_expose_only_served_ports() {
     for (path, allowed, bin) in [
-        ("extend-challenge-service/Dockerfile", service_ports(), "extend-challenge-service"),
-        ("extend-challenge-event-handler/Dockerfile", handler_ports(), "extend-challenge-event-handler"),
+        (
+            "extend-challenge-service/Dockerfile",
+            service_ports(),
+            "extend-challenge-service",
+        ),
+        (
+            "extend-challenge-event-handler/Dockerfile",
+            handler_ports(),
+            "extend-challenge-event-handler",
+        ),
     ] {
         let text = read(path);
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         let froms = lines.iter().filter(|l| l.starts_with("FROM ")).count();
         assert!(froms >= 2, "{path}: multi-stage build expected");
-        let user = lines.iter().rev().find(|l| l.starts_with("USER ")).unwrap_or_else(|| panic!("{path}: USER"));
-        assert!(!user.ends_with(" root") && !user.ends_with(" 0"), "{path}: non-root user, got {user}");
+        let user = lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("USER "))
+            .unwrap_or_else(|| panic!("{path}: USER"));
+        assert!(
+            !user.ends_with(" root") && !user.ends_with(" 0"),
+            "{path}: non-root user, got {user}"
+        );
         assert!(text.contains("ca-certificates"), "{path}: CA certificates");
-        assert!(text.contains("COPY config/challenges.json"), "{path}: config copied in");
-        assert!(text.contains(&format!("--release -p {bin}")), "{path}: builds {bin}");
+        assert!(
+            text.contains("COPY config/challenges.json"),
+            "{path}: config copied in"
+        );
+        assert!(
+            text.contains(&format!("--release -p {bin}")),
+            "{path}: builds {bin}"
+        );
         let exposed: BTreeSet<u16> = lines
             .iter()
             .filter_map(|l| l.strip_prefix("EXPOSE "))
@@ -156,28 +222,45 @@ fn dockerfiles_are_multi_stage_non_root_and_expose_only_served_ports() {
         assert_known(env_names, path);
     }
     let ignore = read(".dockerignore");
-    assert!(ignore.lines().any(|l| l.trim() == "target/"), ".dockerignore keeps target/ out");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target/"),
+        ".dockerignore keeps target/ out"
+    );
 }
 
 #[test]
 fn extend_app_config_follows_the_deployment_guide() {
     let doc = yaml("extend-app-config.yaml");
     let metrics = ports().metrics;
-    for (app, allowed) in [("serviceExtension", service_ports()), ("eventHandler", handler_ports())] {
+    for (app, allowed) in [
+        ("serviceExtension", service_ports()),
+        ("eventHandler", handler_ports()),
+    ] {
         let a = &doc[app];
         assert!(a["replicas"].as_u64().unwrap() >= 1, "{app}: replicas");
         for k in ["requests", "limits"] {
-            assert!(a["resources"][k]["cpu"].is_string() && a["resources"][k]["memory"].is_string(), "{app}: {k}");
+            assert!(
+                a["resources"][k]["cpu"].is_string() && a["resources"][k]["memory"].is_string(),
+                "{app}: {k}"
+            );
         }
-        let env = a["env"].as_sequence().unwrap_or_else(|| panic!("{app}: env list"));
+        let env = a["env"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{app}: env list"));
         let names: Vec<String> = env.iter().map(|e| str_of(&e["name"])).collect();
         assert_known(names.clone(), &format!("extend-app-config.yaml {app}"));
-        assert!(names.contains(&"AB_NAMESPACE".to_string()), "{app}: AB_NAMESPACE");
+        assert!(
+            names.contains(&"AB_NAMESPACE".to_string()),
+            "{app}: AB_NAMESPACE"
+        );
         // Secrets come from secrets, never as plain values.
         for e in env {
             let name = str_of(&e["name"]);
             if name.ends_with("_SECRET") || name.ends_with("_PASSWORD") {
-                assert!(e["value"].is_null() && e["valueFrom"]["secretKeyRef"]["name"].is_string(), "{app}: {name} from a secret");
+                assert!(
+                    e["value"].is_null() && e["valueFrom"]["secretKeyRef"]["name"].is_string(),
+                    "{app}: {name} from a secret"
+                );
             }
         }
         let declared: BTreeSet<u16> = a["ports"]
@@ -190,9 +273,17 @@ fn extend_app_config_follows_the_deployment_guide() {
         assert_eq!(str_of(&a["healthCheck"]["path"]), "/healthz");
         assert_eq!(a["healthCheck"]["port"].as_u64(), Some(metrics as u64));
     }
-    let service_env: Vec<String> = doc["serviceExtension"]["env"].as_sequence().unwrap().iter().map(|e| str_of(&e["name"])).collect();
+    let service_env: Vec<String> = doc["serviceExtension"]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| str_of(&e["name"]))
+        .collect();
     for v in ["AB_CLIENT_ID", "AB_CLIENT_SECRET", "AB_BASE_URL"] {
-        assert!(service_env.contains(&v.to_string()), "service needs {v} for rewards and auth");
+        assert!(
+            service_env.contains(&v.to_string()),
+            "service needs {v} for rewards and auth"
+        );
     }
     let topics: Vec<String> = doc["eventHandler"]["kafkaSubscription"]["topics"]
         .as_sequence()
@@ -202,7 +293,10 @@ fn extend_app_config_follows_the_deployment_guide() {
         .collect();
     assert_eq!(
         topics,
-        ["{namespace}.iam.account.v1.userLoggedIn", "{namespace}.social.statistic.v1.statItemUpdated"]
+        [
+            "{namespace}.iam.account.v1.userLoggedIn",
+            "{namespace}.social.statistic.v1.statItemUpdated"
+        ]
     );
     assert!(doc["serviceExtension"]["kafkaSubscription"].is_null());
 }
@@ -215,14 +309,19 @@ fn env_example_documents_exactly_the_variables_read() {
         let l = line.trim_start_matches('#').trim();
         if let Some((name, _)) = l.split_once('=')
             && !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         {
             named.insert(name.to_string());
         }
     }
     assert_known(named.clone(), ".env.example");
     let missing: Vec<_> = known_vars().difference(&named).cloned().collect();
-    assert!(missing.is_empty(), ".env.example does not document {missing:?}");
+    assert!(
+        missing.is_empty(),
+        ".env.example does not document {missing:?}"
+    );
 }
 
 #[test]
@@ -232,7 +331,10 @@ fn readme_documents_every_variable() {
         .into_iter()
         .filter(|v| !text.contains(&format!("`{v}`")))
         .collect();
-    assert!(missing.is_empty(), "README.md settings table lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README.md settings table lacks {missing:?}"
+    );
 }
 
 #[test]

@@ -3,12 +3,19 @@
 
 use crate::support::*;
 
-async fn completed_login_today(stack: &extend_challenge_e2e::Stack, events: &extend_challenge_e2e::Events, u: &str) {
+async fn completed_login_today(
+    stack: &extend_challenge_e2e::Stack,
+    events: &extend_challenge_e2e::Events,
+    u: &str,
+) {
     let api = stack.api(u);
     api.initialize().await;
     api.activate(DAILY, "login-today").await;
     events.login(u).await;
-    assert_eq!(api.progress(DAILY, "login-today").await, (1, "completed".into()));
+    assert_eq!(
+        api.progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -25,8 +32,15 @@ async fn reward_failures() {
     assert_eq!(claim["status"], "claimed");
     let grants = stack.ags.grants(&a).await;
     assert_eq!(grants.len(), 3, "{grants:?}");
-    assert!(grants.windows(2).all(|w| w[0].body == w[1].body && w[0].path == w[1].path));
-    assert_eq!(stack.api(&a).progress(DAILY, "login-today").await, (1, "claimed".into()));
+    assert!(
+        grants
+            .windows(2)
+            .all(|w| w[0].body == w[1].body && w[0].path == w[1].path)
+    );
+    assert_eq!(
+        stack.api(&a).progress(DAILY, "login-today").await,
+        (1, "claimed".into())
+    );
 
     // A 4xx is not retried: 502 with the contract text; the goal stays completed and a
     // later claim succeeds.
@@ -37,7 +51,10 @@ async fn reward_failures() {
     assert_eq!(r.status, 502, "{}", r.body);
     assert_eq!(r.body["message"], failure_text);
     assert_eq!(stack.ags.grants(&b).await.len(), 1);
-    assert_eq!(stack.api(&b).progress(DAILY, "login-today").await, (1, "completed".into()));
+    assert_eq!(
+        stack.api(&b).progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
     stack.api(&b).claim(DAILY, "login-today").await.expect(200);
     assert_eq!(stack.ags.grants(&b).await.len(), 2);
 
@@ -49,5 +66,8 @@ async fn reward_failures() {
     assert_eq!(r.status, 502, "{}", r.body);
     assert_eq!(r.body["message"], failure_text);
     assert_eq!(stack.ags.grants(&c).await.len(), 4);
-    assert_eq!(stack.api(&c).progress(DAILY, "login-today").await, (1, "completed".into()));
+    assert_eq!(
+        stack.api(&c).progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
 }

@@ -28,27 +28,77 @@ async fn daily_rotation_boundary() {
         events.login(&claimed).await;
         events.login(&stale).await;
     }
-    assert_eq!(stack.api(&partial).progress(ROTATING, "daily-logins-3").await, (2, "in_progress".into()));
-    assert_eq!(stack.api(&stale).progress(ROTATING, "daily-logins-3").await, (3, "completed".into()));
-    stack.api(&claimed).claim(ROTATING, "daily-logins-3").await.expect(200);
-    stack.api(&claimed).claim(DAILY, "login-today").await.expect(200);
-    assert_rotation(&stack.api(&partial).get(&format!("/v1/challenges/{ROTATING}/rotation")).await.expect(200), 0);
+    assert_eq!(
+        stack
+            .api(&partial)
+            .progress(ROTATING, "daily-logins-3")
+            .await,
+        (2, "in_progress".into())
+    );
+    assert_eq!(
+        stack.api(&stale).progress(ROTATING, "daily-logins-3").await,
+        (3, "completed".into())
+    );
+    stack
+        .api(&claimed)
+        .claim(ROTATING, "daily-logins-3")
+        .await
+        .expect(200);
+    stack
+        .api(&claimed)
+        .claim(DAILY, "login-today")
+        .await
+        .expect(200);
+    assert_rotation(
+        &stack
+            .api(&partial)
+            .get(&format!("/v1/challenges/{ROTATING}/rotation"))
+            .await
+            .expect(200),
+        0,
+    );
 
     // Tomorrow.
     stack
-        .restart(StackOptions { clock_offset_seconds: DAY, ..StackOptions::default() })
+        .restart(StackOptions {
+            clock_offset_seconds: DAY,
+            ..StackOptions::default()
+        })
         .await;
     let events = stack.events().await;
-    assert_rotation(&stack.api(&partial).get(&format!("/v1/challenges/{ROTATING}/rotation")).await.expect(200), DAY);
+    assert_rotation(
+        &stack
+            .api(&partial)
+            .get(&format!("/v1/challenges/{ROTATING}/rotation"))
+            .await
+            .expect(200),
+        DAY,
+    );
 
     // Views apply the new period on read: progress reset, reselection re-opens the goal.
-    assert_eq!(stack.api(&partial).progress(ROTATING, "daily-logins-3").await, (0, "not_started".into()));
+    assert_eq!(
+        stack
+            .api(&partial)
+            .progress(ROTATING, "daily-logins-3")
+            .await,
+        (0, "not_started".into())
+    );
     let g = stack.api(&claimed).goal(ROTATING, "daily-logins-3").await;
-    assert_eq!((g["progress"].as_i64(), g["status"].as_str()), (Some(0), Some("not_started")));
-    assert_eq!((g["claimedAt"].as_str(), g["completedAt"].as_str()), (Some(""), Some("")));
+    assert_eq!(
+        (g["progress"].as_i64(), g["status"].as_str()),
+        (Some(0), Some("not_started"))
+    );
+    assert_eq!(
+        (g["claimedAt"].as_str(), g["completedAt"].as_str()),
+        (Some(""), Some(""))
+    );
 
     // Last period's completion cannot be claimed any more.
-    let msg = stack.api(&stale).claim(ROTATING, "daily-logins-3").await.error(400, 9);
+    let msg = stack
+        .api(&stale)
+        .claim(ROTATING, "daily-logins-3")
+        .await
+        .error(400, 9);
     assert_eq!(
         msg,
         "Goal has rotated and must be re-completed (goal_id: daily-logins-3, challenge_id: rotating-daily)"
@@ -56,15 +106,38 @@ async fn daily_rotation_boundary() {
 
     // The new period counts from zero and can be completed and claimed again.
     events.login(&partial).await;
-    assert_eq!(stack.api(&partial).progress(ROTATING, "daily-logins-3").await, (1, "in_progress".into()));
+    assert_eq!(
+        stack
+            .api(&partial)
+            .progress(ROTATING, "daily-logins-3")
+            .await,
+        (1, "in_progress".into())
+    );
     for _ in 0..3 {
         events.login(&claimed).await;
     }
-    assert_eq!(stack.api(&claimed).progress(ROTATING, "daily-logins-3").await, (3, "completed".into()));
-    stack.api(&claimed).claim(ROTATING, "daily-logins-3").await.expect(200);
+    assert_eq!(
+        stack
+            .api(&claimed)
+            .progress(ROTATING, "daily-logins-3")
+            .await,
+        (3, "completed".into())
+    );
+    stack
+        .api(&claimed)
+        .claim(ROTATING, "daily-logins-3")
+        .await
+        .expect(200);
     // A `daily` goal is claimable again on the next UTC day.
-    assert_eq!(stack.api(&claimed).progress(DAILY, "login-today").await, (1, "completed".into()));
-    stack.api(&claimed).claim(DAILY, "login-today").await.expect(200);
+    assert_eq!(
+        stack.api(&claimed).progress(DAILY, "login-today").await,
+        (1, "completed".into())
+    );
+    stack
+        .api(&claimed)
+        .claim(DAILY, "login-today")
+        .await
+        .expect(200);
     assert_eq!(stack.ags.grants(&claimed).await.len(), 4);
 }
 
@@ -84,6 +157,8 @@ fn assert_rotation(body: &Value, offset: i64) {
     assert_eq!(r["currentPeriod"]["endTime"], day(1).as_str(), "{body}");
     assert_eq!(r["nextPeriod"]["startTime"], day(1).as_str(), "{body}");
     assert_eq!(r["nextPeriod"]["endTime"], day(2).as_str(), "{body}");
-    let left = r["currentPeriod"]["expiresInSeconds"].as_i64().expect("expiresInSeconds");
+    let left = r["currentPeriod"]["expiresInSeconds"]
+        .as_i64()
+        .expect("expiresInSeconds");
     assert!((0..=DAY).contains(&left), "{body}");
 }

@@ -21,7 +21,12 @@ async fn batch(api: &Api, goals: &[String], replace: bool) -> extend_challenge_e
     .await
 }
 
-async fn random(api: &Api, count: i64, replace: bool, exclude_active: bool) -> extend_challenge_e2e::Reply {
+async fn random(
+    api: &Api,
+    count: i64,
+    replace: bool,
+    exclude_active: bool,
+) -> extend_challenge_e2e::Reply {
     api.post(
         &format!("/v1/challenges/{POOL}/goals/random-select"),
         json!({"count": count, "replaceExisting": replace, "excludeActive": exclude_active}),
@@ -87,26 +92,39 @@ async fn batch_selection() {
     assert_eq!(active(&api).await, pool(&[1, 2, 4, 5, 6]));
 
     // Unknown goal: 404 and nothing changes (atomic).
-    let msg = batch(&api, &["invalid-goal-1".to_string()], false).await.error(404, 5);
-    assert_eq!(msg, "goal 'invalid-goal-1' not found");
-    let msg = batch(&api, &["dc-goal-3".to_string(), "invalid-goal".to_string()], false)
+    let msg = batch(&api, &["invalid-goal-1".to_string()], false)
         .await
         .error(404, 5);
+    assert_eq!(msg, "goal 'invalid-goal-1' not found");
+    let msg = batch(
+        &api,
+        &["dc-goal-3".to_string(), "invalid-goal".to_string()],
+        false,
+    )
+    .await
+    .error(404, 5);
     assert_eq!(msg, "goal 'invalid-goal' not found");
     assert_eq!(active(&api).await, pool(&[1, 2, 4, 5, 6]));
 
     let msg = batch(&api, &[], false).await.error(400, 3);
     assert_eq!(msg, "goal_ids cannot be empty");
     let msg = api
-        .post("/v1/challenges/no-such-challenge/goals/batch-select", json!({"goalIds": ["dc-goal-1"]}))
+        .post(
+            "/v1/challenges/no-such-challenge/goals/batch-select",
+            json!({"goalIds": ["dc-goal-1"]}),
+        )
         .await
         .error(404, 5);
     assert_eq!(msg, "challenge 'no-such-challenge' not found");
 
     // Duplicate ids collapse.
-    let body = batch(&api, &["dc-goal-3".to_string(), "dc-goal-3".to_string()], false)
-        .await
-        .expect(200);
+    let body = batch(
+        &api,
+        &["dc-goal-3".to_string(), "dc-goal-3".to_string()],
+        false,
+    )
+    .await
+    .expect(200);
     assert_eq!(goal_ids(&body["selectedGoals"]), pool(&[3]));
     assert_eq!(body["totalActiveGoals"], 6);
 
@@ -114,7 +132,10 @@ async fn batch_selection() {
     events.stat(&u, "dc_stat_1", 1.0).await;
     let body = batch(&api, &pool(&[1]), false).await.expect(200);
     let g = &body["selectedGoals"][0];
-    assert_eq!((g["progress"].clone(), g["status"].clone()), (json!(1), json!("in_progress")));
+    assert_eq!(
+        (g["progress"].clone(), g["status"].clone()),
+        (json!(1), json!("in_progress"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,7 +156,10 @@ async fn random_selection() {
     let body = random(&api, 3, false, true).await.expect(200);
     let second = goal_ids(&body["selectedGoals"]);
     assert_eq!(second.len(), 3);
-    assert!(second.iter().all(|g| !first.contains(g)), "{first:?} vs {second:?}");
+    assert!(
+        second.iter().all(|g| !first.contains(g)),
+        "{first:?} vs {second:?}"
+    );
     assert_eq!(body["totalActiveGoals"], 6);
     assert_eq!(active(&api).await, all);
 
@@ -151,7 +175,10 @@ async fn random_selection() {
     let body = random(&api, 3, true, false).await.expect(200);
     let picked = goal_ids(&body["selectedGoals"]);
     assert_eq!(picked.len(), 3);
-    assert!(picked.iter().all(|g| pool(&[3, 4, 5, 6]).contains(g)), "{picked:?}");
+    assert!(
+        picked.iter().all(|g| pool(&[3, 4, 5, 6]).contains(g)),
+        "{picked:?}"
+    );
     assert_eq!(replaced(&body), pool(&[1, 2]));
     assert_eq!(body["totalActiveGoals"], 3);
     assert_eq!(active(&api).await, picked);
@@ -168,7 +195,10 @@ async fn random_selection() {
         assert_eq!(msg, "count must be greater than 0");
     }
     let msg = api
-        .post("/v1/challenges/no-such-challenge/goals/random-select", json!({"count": 1}))
+        .post(
+            "/v1/challenges/no-such-challenge/goals/random-select",
+            json!({"count": 1}),
+        )
         .await
         .error(404, 5);
     assert_eq!(msg, "challenge 'no-such-challenge' not found");
@@ -178,7 +208,10 @@ async fn random_selection() {
     let api = stack.api(&u);
     batch(&api, &pool(&[1]), false).await.expect(200);
     events.stat(&u, "dc_stat_1", 2.0).await;
-    assert_eq!(api.progress(POOL, "dc-goal-1").await, (2, "completed".into()));
+    assert_eq!(
+        api.progress(POOL, "dc-goal-1").await,
+        (2, "completed".into())
+    );
     let body = random(&api, 6, false, false).await.expect(200);
     assert_eq!(goal_ids(&body["selectedGoals"]), pool(&[2, 3, 4, 5, 6]));
     assert_eq!(body["totalActiveGoals"], 6);

@@ -38,7 +38,10 @@ async fn smoke_script_passes_against_the_pair() {
         .env("SERVICE_URL", stack.service_url())
         .env("NAMESPACE", NAMESPACE)
         .env("USER_ID", &u)
-        .env("CONFIG", extend_challenge_e2e::build::fixture("challenges.json"))
+        .env(
+            "CONFIG",
+            extend_challenge_e2e::build::fixture("challenges.json"),
+        )
         .env("STAT_VALUE", "7")
         .env_remove("TOKEN")
         .env_remove("LOGIN_GOAL")
@@ -50,13 +53,23 @@ async fn smoke_script_passes_against_the_pair() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "smoke.sh failed:\n{text}\n{}", stack.log_tail());
+    assert!(
+        out.status.success(),
+        "smoke.sh failed:\n{text}\n{}",
+        stack.log_tail()
+    );
     assert!(text.contains("smoke: OK"), "{text}");
 
     // It picked the fixture's first login goal and first absolute stat goal.
     let api = stack.api(&u);
-    assert_eq!(api.progress(VETERAN, "login-1000-times").await, (1, "in_progress".into()));
-    assert_eq!(api.progress(WINTER, "complete-tutorial").await, (7, "completed".into()));
+    assert_eq!(
+        api.progress(VETERAN, "login-1000-times").await,
+        (1, "in_progress".into())
+    );
+    assert_eq!(
+        api.progress(WINTER, "complete-tutorial").await,
+        (7, "completed".into())
+    );
 
     // The service serves reflection too.
     let out = Command::new(&grpcurl)
@@ -64,5 +77,8 @@ async fn smoke_script_passes_against_the_pair() {
         .output()
         .expect("grpcurl list on the service");
     let services = String::from_utf8_lossy(&out.stdout);
-    assert!(services.lines().any(|l| l == "service.Service"), "{services}");
+    assert!(
+        services.lines().any(|l| l == "service.Service"),
+        "{services}"
+    );
 }

@@ -29,7 +29,10 @@ pub async fn start_with(name: &str, options: StackOptions) -> (Stack, Events) {
 
 /// A user id no other scenario uses.
 pub fn user(label: &str) -> String {
-    format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// `(challengeId, goalId)` pairs of an `assignedGoals` / `selectedGoals` style array,
@@ -67,7 +70,9 @@ pub fn sorted(v: &[&str]) -> Vec<String> {
 /// Asserts an RFC 3339 UTC timestamp with seconds precision and a `Z` (CONTRACT §3.1).
 #[track_caller]
 pub fn assert_timestamp(v: &Value) {
-    let s = v.as_str().unwrap_or_else(|| panic!("timestamp string, got {v}"));
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("timestamp string, got {v}"));
     assert!(
         chrono::DateTime::parse_from_rfc3339(s).is_ok() && s.ends_with('Z') && s.len() == 20,
         "RFC 3339 UTC seconds timestamp expected, got {s:?}"

@@ -19,14 +19,36 @@ async fn multi_user_isolation() {
 
     join_all(users.iter().map(|u| events.login(u))).await;
     for u in &users {
-        assert_eq!(stack.api(u).progress(DAILY, "login-today").await, (1, "completed".into()), "{u}");
-        assert_eq!(stack.api(u).progress(VETERAN, "login-1000-times").await, (1, "in_progress".into()), "{u}");
+        assert_eq!(
+            stack.api(u).progress(DAILY, "login-today").await,
+            (1, "completed".into()),
+            "{u}"
+        );
+        assert_eq!(
+            stack.api(u).progress(VETERAN, "login-1000-times").await,
+            (1, "in_progress".into()),
+            "{u}"
+        );
     }
 
     // One user's event moves only that user's progress.
     events.login(&users[0]).await;
-    assert_eq!(stack.api(&users[0]).progress(VETERAN, "login-1000-times").await.0, 2);
-    assert_eq!(stack.api(&users[1]).progress(VETERAN, "login-1000-times").await.0, 1);
+    assert_eq!(
+        stack
+            .api(&users[0])
+            .progress(VETERAN, "login-1000-times")
+            .await
+            .0,
+        2
+    );
+    assert_eq!(
+        stack
+            .api(&users[1])
+            .progress(VETERAN, "login-1000-times")
+            .await
+            .0,
+        1
+    );
 
     // Concurrent claims: every user gets exactly one grant.
     let stack = &stack;
@@ -39,7 +61,10 @@ async fn multi_user_isolation() {
     for (u, r) in users.iter().zip(&claims) {
         assert_eq!(r.status, 200, "{u}: {}", r.body);
         assert_eq!(stack.ags.grants(u).await.len(), 1, "{u}");
-        assert_eq!(stack.api(u).progress(DAILY, "login-today").await.1, "claimed");
+        assert_eq!(
+            stack.api(u).progress(DAILY, "login-today").await.1,
+            "claimed"
+        );
     }
 
     // Concurrent stat updates, a different value per user.
@@ -54,7 +79,15 @@ async fn multi_user_isolation() {
     .await;
     for (i, u) in users.iter().enumerate() {
         let want = i as i64 + 1;
-        let status = if want >= 10 { "completed" } else { "in_progress" };
-        assert_eq!(stack.api(u).progress(WINTER, "kill-10-snowmen").await, (want, status.into()), "{u}");
+        let status = if want >= 10 {
+            "completed"
+        } else {
+            "in_progress"
+        };
+        assert_eq!(
+            stack.api(u).progress(WINTER, "kill-10-snowmen").await,
+            (want, status.into()),
+            "{u}"
+        );
     }
 }
