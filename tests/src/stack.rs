@@ -13,7 +13,7 @@ use crate::events::Events;
 use crate::{FakeAgs, NAMESPACE};
 
 /// How to start the pair. The defaults: auth disabled (`x-mock-user-id`), real rewards
-/// against the fake AGS, the suite's fixture config, the system clock.
+/// against the fake AGS, the suite's fixture config, and a clock set to today's noon UTC.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub auth_enabled: bool,
@@ -29,7 +29,7 @@ impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
             auth_enabled: false,
-            clock_offset_seconds: 0,
+            clock_offset_seconds: seconds_to_noon(),
             config: fixture("challenges.json"),
             env: Vec::new(),
         }
@@ -258,6 +258,18 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Seconds from now to 12:00 UTC today (negative in the afternoon). Running the binaries
+/// at noon keeps daily goals and rotations away from a midnight a test could straddle.
+pub fn seconds_to_noon() -> i64 {
+    let now = chrono::Utc::now();
+    let noon = now
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .expect("noon exists")
+        .and_utc();
+    (noon - now).num_seconds()
 }
 
 /// Three ports that were free a moment ago (bound to port 0 and released).

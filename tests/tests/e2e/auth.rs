@@ -10,8 +10,10 @@ use extend_challenge_e2e::api::Caller;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_with_signed_tokens() {
+    // The system clock: token times (iat, nbf, exp) are real time.
     let options = StackOptions {
         auth_enabled: true,
+        clock_offset_seconds: 0,
         ..StackOptions::default()
     };
     let (stack, events) = start_with("auth_with_signed_tokens", options).await;
