@@ -9,8 +9,9 @@
 #
 # Settings (environment; defaults in brackets):
 #   DB_HOST [127.0.0.1]  DB_PORT [5432]  DB_USER [postgres]  DB_PASSWORD []  DB_NAME [challenge_db]
-#   REDIS_HOST / REDIS_PORT   use this Redis; unset: 127.0.0.1:6379 if it answers, else a
-#                             throwaway redis-server if installed, else none (optional)
+#   REDIS_HOST / REDIS_PORT   use this Redis; no REDIS_HOST: 127.0.0.1:${REDIS_PORT:-6379} if
+#                             it answers, else a throwaway redis-server if installed, else
+#                             none (Redis is optional)
 #   DEV_REDIS=off             never use Redis
 #   AB_NAMESPACE [mygame]  CHALLENGE_CONFIG_PATH [config/challenges.json]  LOG_LEVEL [info]
 #   SERVICE_GRPC_PORT [6565]  SERVICE_HTTP_PORT [8000]  SERVICE_METRICS_PORT [8080]
@@ -47,6 +48,9 @@ SERVICE_PID="" HANDLER_PID="" TAIL_PID="" REDIS_PID="" PG_DATA="" PG_BIN="" PG_R
 cleanup() {
     local code=$?
     trap - INT TERM EXIT
+    # Finish the clean-up even if the terminal (or a pipe we print to) is gone.
+    set +e
+    trap '' PIPE INT
     echo
     say "stopping..."
     local pid
@@ -169,8 +173,8 @@ setup_redis() {
         REDIS_PORT=${REDIS_PORT:-6379}
         return
     fi
-    if listening 127.0.0.1 6379; then
-        REDIS_HOST=127.0.0.1 REDIS_PORT=6379
+    if listening 127.0.0.1 "${REDIS_PORT:-6379}"; then
+        REDIS_HOST=127.0.0.1 REDIS_PORT=${REDIS_PORT:-6379}
     elif command -v redis-server >/dev/null; then
         REDIS_PORT=$(free_port 56379)
         REDIS_HOST=127.0.0.1
