@@ -13,3 +13,4 @@ mod selection;
 mod smoke;
 mod support;
 mod users;
+mod wire;
