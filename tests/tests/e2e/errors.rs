@@ -36,7 +36,20 @@ async fn error_scenarios() {
         .set_active(WINTER, "no-such-goal", true)
         .await
         .error(404, 5);
-    assert!(msg.contains("no-such-goal"), "{msg}");
+    assert_eq!(
+        msg,
+        "Goal not found or removed from config (goal_id: no-such-goal, challenge_id: winter-challenge-2025)"
+    );
+    let msg = api
+        .get("/v1/challenges/no-such-challenge/rotation")
+        .await
+        .error(404, 5);
+    assert_eq!(msg, "challenge 'no-such-challenge' not found");
+    let plain = api
+        .get(&format!("/v1/challenges/{WINTER}/rotation"))
+        .await
+        .expect(200);
+    assert_eq!(plain["rotation"]["enabled"], false);
 
     // One challenge by id has the list's shape.
     let one = api
@@ -72,22 +85,14 @@ async fn error_scenarios() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.body["code"], 3, "{}", r.body);
-    let r = api.get("/v1/no-such-route").await;
-    assert_eq!(r.status, 404, "{}", r.body);
-    assert!(
-        r.body["message"].is_string(),
-        "JSON error body expected: {}",
-        r.body
+    assert_eq!(
+        api.get("/v1/no-such-route").await.error(404, 5),
+        "Not Found"
     );
     let r = api
         .send(reqwest::Method::DELETE, "/v1/challenges", None)
         .await;
-    assert_eq!(r.status, 405, "{}", r.body);
-    assert!(
-        r.body["message"].is_string(),
-        "JSON error body expected: {}",
-        r.body
-    );
+    assert_eq!(r.error(405, 12), "Method Not Allowed");
 
     // Events the handler must refuse at the door.
     let mut e = events.login_event("");
