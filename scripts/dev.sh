@@ -8,7 +8,7 @@
 # everything it started.
 #
 # Settings (environment; defaults in brackets):
-#   DB_HOST [127.0.0.1]  DB_PORT [5432]  DB_USER [postgres]  DB_PASSWORD []  DB_NAME [challenge_db]
+#   DB_HOST [127.0.0.1]  DB_PORT [5432]  DB_USER [postgres]  DB_PASSWORD [postgres]  DB_NAME [challenge_db]
 #   REDIS_HOST / REDIS_PORT   use this Redis; no REDIS_HOST: 127.0.0.1:${REDIS_PORT:-6379} if
 #                             it answers, else a throwaway redis-server if installed, else
 #                             none (Redis is optional)
@@ -24,7 +24,8 @@ ROOT=$PWD
 DB_HOST=${DB_HOST:-127.0.0.1}
 DB_PORT=${DB_PORT:-5432}
 DB_USER=${DB_USER:-postgres}
-DB_PASSWORD=${DB_PASSWORD:-}
+# The password docker-compose.yml gives its Postgres; ignored by a trust-auth server.
+DB_PASSWORD=${DB_PASSWORD-postgres}
 DB_NAME=${DB_NAME:-challenge_db}
 AB_NAMESPACE=${AB_NAMESPACE:-mygame}
 CONFIG=${CHALLENGE_CONFIG_PATH:-config/challenges.json}
