@@ -8,6 +8,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::json;
 
 use crate::support::*;
+use extend_challenge_common::pb::service::{HealthCheckRequest, service_client::ServiceClient};
 
 /// Deserializes any JSON and fails on an object with a repeated key (serde_json itself
 /// keeps the last one silently).
@@ -160,4 +161,41 @@ async fn json_shapes_follow_the_contract() {
     // Errors are JSON with exactly code, message, details.
     let err = api.claim(WINTER, "no-such-goal").await.expect(404);
     assert_eq!(keys(&err), ["code", "details", "message"]);
+
+    // Ops endpoints of both binaries (CONTRACT §1, §6), after one gRPC call to each.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", stack.service_grpc_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    ServiceClient::new(channel)
+        .health_check(HealthCheckRequest {})
+        .await
+        .expect("service.Service/HealthCheck");
+    let http = reqwest::Client::new();
+    for (who, port) in [
+        ("service", stack.service_ports.metrics),
+        ("event handler", stack.handler_ports.metrics),
+    ] {
+        for path in ["/healthz", "/livez"] {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{who} {path}");
+        }
+        let metrics = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for name in ["grpc_server_handled_total", "challenge_"] {
+            assert!(metrics.contains(name), "{who} /metrics lacks {name}");
+        }
+    }
 }
