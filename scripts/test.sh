@@ -4,7 +4,7 @@
 # own database) and Python's pip (for grpcurl). CI runs it through .ci/run.
 #
 #   scripts/test.sh                     # everything
-#   scripts/test.sh -p extend-challenge-e2e -- login_flow   # extra args go to cargo test
+#   scripts/test.sh -- login_flow       # extra args go to cargo test (here: a name filter)
 #   scripts/test.sh --install-grpcurl   # only install grpcurl; prints its path
 set -euo pipefail
 cd "$(dirname "$0")/.."

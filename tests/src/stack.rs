@@ -257,6 +257,10 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
+        // Logs are kept for a failed scenario (or always with E2E_KEEP_LOGS=1).
+        if !std::thread::panicking() && std::env::var_os("E2E_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
     }
 }
 

@@ -478,6 +478,7 @@ async fn player_initialization() {
         (json!(1), json!("in_progress"), json!(true))
     );
     assert_eq!(api.initialize().await["newAssignments"], 0);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
