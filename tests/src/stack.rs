@@ -4,6 +4,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::api::{Api, Caller};
@@ -165,17 +166,31 @@ impl Stack {
         env
     }
 
+    /// Starts both binaries and waits until they are healthy. A port taken by someone else
+    /// between choosing and binding it is retried with new ports.
     async fn spawn_and_wait(&mut self) {
-        self.generation += 1;
-        let bins = binaries();
-        let handler_env = self.env(self.handler_ports);
-        let service_env = self.env(self.service_ports);
-        let handler = self.spawn("event-handler", &bins.event_handler, handler_env);
-        self.procs.push(handler);
-        let service = self.spawn("service", &bins.service, service_env);
-        self.procs.push(service);
-        for ports in [self.handler_ports, self.service_ports] {
-            self.wait_healthy(ports.metrics).await;
+        for attempt in 1..=3 {
+            self.generation += 1;
+            let bins = binaries();
+            let handler_env = self.env(self.handler_ports);
+            let service_env = self.env(self.service_ports);
+            let handler = self.spawn("event-handler", &bins.event_handler, handler_env);
+            self.procs.push(handler);
+            let service = self.spawn("service", &bins.service, service_env);
+            self.procs.push(service);
+            let mut result = Ok(());
+            for ports in [self.handler_ports, self.service_ports] {
+                result = result.and(self.wait_healthy(ports.metrics).await);
+            }
+            match result {
+                Ok(()) => return,
+                Err(e) if attempt < 3 && e.contains("Address already in use") => {
+                    self.stop();
+                    self.service_ports = free_ports();
+                    self.handler_ports = free_ports();
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 
@@ -198,27 +213,31 @@ impl Stack {
         Proc { name, child, log }
     }
 
-    async fn wait_healthy(&mut self, metrics_port: u16) {
+    /// Polls `/healthz` until 200; `Err` with the logs if a binary exits or 60 s pass.
+    async fn wait_healthy(&mut self, metrics_port: u16) -> Result<(), String> {
         let url = format!("http://127.0.0.1:{metrics_port}/healthz");
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             for p in &mut self.procs {
                 if let Ok(Some(status)) = p.child.try_wait() {
-                    panic!(
+                    return Err(format!(
                         "{} exited during start-up ({status})\n{}",
                         p.name,
                         tail(&p.log, 60)
-                    );
+                    ));
                 }
             }
             if let Ok(r) = client.get(&url).send().await
                 && r.status().as_u16() == 200
             {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
-                panic!("{url} did not answer 200 within 60 s\n{}", self.log_tail());
+                return Err(format!(
+                    "{url} did not answer 200 within 60 s\n{}",
+                    self.log_tail()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -276,15 +295,28 @@ pub fn seconds_to_noon() -> i64 {
     (noon - now).num_seconds()
 }
 
-/// Three ports that were free a moment ago (bound to port 0 and released).
+/// Three ports that were free a moment ago. They come from 20000–31999, below the kernel's
+/// ephemeral range, so outgoing connections and port-0 listeners elsewhere on the machine
+/// cannot take them before the binaries bind; each test process walks its own sequence.
 fn free_ports() -> Ports {
-    let take = || TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let (a, b, c) = (take(), take(), take());
-    let port = |l: &TcpListener| l.local_addr().expect("local address").port();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = (std::process::id() * 97) % SPAN;
+    let take = || loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "ran out of test ports");
+        let port = (BASE + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            return port;
+        }
+    };
     Ports {
-        grpc: port(&a),
-        http: port(&b),
-        metrics: port(&c),
+        grpc: take(),
+        http: take(),
+        metrics: take(),
     }
 }
 
