@@ -351,6 +351,10 @@ impl Buffer {
     /// was locked): those are merged back like a failed batch's and their events stay
     /// unacknowledged until the generation now carrying them commits. Of the batch's
     /// `leased` ids, returns those now done; the deferred users' ones are kept for later.
+    ///
+    /// Nothing is acknowledged yet: the caller marks the returned ids done in Redis first,
+    /// then calls [`Buffer::acknowledge`], so a redelivery to another replica never finds an
+    /// id still "pending" after its first copy was answered `OK`.
     pub fn commit(
         &self,
         part: usize,
@@ -394,13 +398,12 @@ impl Buffer {
             self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
             metrics::BUFFER_SIZE.add(new_keys as i64);
         }
-        // After the deferrals are recorded: a waiter that sees the new watermark sees them.
-        self.mark_committed(part, generation);
         done
     }
 
-    /// Records that every generation up to `generation` is durable.
-    fn mark_committed(&self, part: usize, generation: u64) {
+    /// Wakes the waiters of every generation up to `generation` (call after
+    /// [`Buffer::commit`], which records the deferrals a waiter must see).
+    pub fn acknowledge(&self, part: usize, generation: u64) {
         self.partitions[part].committed.send_if_modified(|c| {
             if *c < generation {
                 *c = generation;
@@ -515,7 +518,9 @@ mod tests {
             .items
             .into_iter()
             .partition(|i| Some(i.user_id.as_str()) == user);
-        b.commit(0, batch.generation, deferred, batch.leased_ids)
+        let done = b.commit(0, batch.generation, deferred, batch.leased_ids);
+        b.acknowledge(0, batch.generation);
+        done
     }
 
     #[test]
@@ -534,6 +539,7 @@ mod tests {
             .into_iter()
             .partition(|i| i.user_id == "ann" && i.goal.id == "login-total");
         let done = b.commit(0, batch.generation, deferred, batch.leased_ids);
+        b.acknowledge(0, batch.generation);
         assert_eq!(done, vec!["e3".to_string()], "ann's leases wait");
         assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
         assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&three)));

@@ -452,9 +452,10 @@ impl Engine {
                 }
             }
         }
+        let generation = batch.generation;
         let done_ids = self
             .buffer
-            .commit(part, batch.generation, deferred_items, batch.leased_ids);
+            .commit(part, generation, deferred_items, batch.leased_ids);
         let rows = &metrics::FLUSH_ROWS_TOTAL;
         rows.with_label_values(&["updated"]).inc_by(outcome.updated);
         rows.with_label_values(&["unchanged"])
@@ -480,9 +481,12 @@ impl Engine {
             deferred = outcome.deferred,
             "batch committed"
         );
+        // Redis first, then the callers' OK: another replica must never see an id as
+        // "pending" once its first copy has been acknowledged.
         if let Some(redis) = &self.redis {
             redis.mark_done(&done_ids).await;
         }
+        self.buffer.acknowledge(part, generation);
     }
 
     fn record_pool(&self) {
