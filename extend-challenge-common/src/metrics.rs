@@ -9,7 +9,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body_util::BodyExt as _;
-use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
+use prometheus::{
+    HistogramVec, IntCounterVec, IntGaugeVec, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge_vec,
+};
 
 struct GrpcMetrics {
     started: IntCounterVec,
@@ -52,6 +55,43 @@ static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("register http_request_duration_seconds")
 });
+
+/// `challenge_db_pool_connections{state}`: Postgres pool connections `in_use` and `idle`.
+pub static DB_POOL_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "challenge_db_pool_connections",
+        "Postgres pool connections by state",
+        &["state"]
+    )
+    .expect("register challenge_db_pool_connections")
+});
+
+/// Records the pool's state now.
+pub fn sample_db_pool(pool: &sqlx::PgPool) {
+    let size = i64::from(pool.size());
+    let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+    DB_POOL_CONNECTIONS
+        .with_label_values(&["in_use"])
+        .set((size - idle).max(0));
+    DB_POOL_CONNECTIONS.with_label_values(&["idle"]).set(idle);
+}
+
+/// Samples the pool every `every` until `shutdown` fires.
+pub fn spawn_db_pool_sampler(
+    pool: sqlx::PgPool,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            sample_db_pool(&pool);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}
 
 /// gRPC code names as go-grpc-prometheus labels them.
 fn code_name(code: &str) -> &'static str {

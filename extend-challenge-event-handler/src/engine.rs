@@ -490,14 +490,7 @@ impl Engine {
     }
 
     fn record_pool(&self) {
-        let size = self.pool.size() as i64;
-        let idle = self.pool.num_idle() as i64;
-        metrics::DB_POOL_CONNECTIONS
-            .with_label_values(&["in_use"])
-            .set((size - idle).max(0));
-        metrics::DB_POOL_CONNECTIONS
-            .with_label_values(&["idle"])
-            .set(idle);
+        extend_challenge_common::metrics::sample_db_pool(&self.pool);
     }
 
     /// The flush worker of one partition: batches back to back in durable mode, on the

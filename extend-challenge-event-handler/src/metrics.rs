@@ -4,9 +4,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec,
+    register_int_gauge,
 };
 
 /// Handling time of one event RPC, by event kind (includes the durable-ack wait).
@@ -115,18 +115,6 @@ pub static VALUE_CLAMPS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register challenge_stat_value_clamps_total")
 });
 
-/// Database pool connections by state (`in_use`, `idle`).
-pub static DB_POOL_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!(
-        Opts::new(
-            "challenge_db_pool_connections",
-            "Postgres pool connections by state"
-        ),
-        &["state"]
-    )
-    .expect("register challenge_db_pool_connections")
-});
-
 /// Now minus the event's `timestamp`: how far behind the platform's delivery runs.
 pub static EVENT_AGE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
@@ -161,7 +149,7 @@ pub fn init() {
     LazyLock::force(&FLUSH_ERRORS_TOTAL);
     LazyLock::force(&FLUSH_DEFERRED_TOTAL);
     LazyLock::force(&VALUE_CLAMPS_TOTAL);
-    LazyLock::force(&DB_POOL_CONNECTIONS);
+    LazyLock::force(&extend_challenge_common::metrics::DB_POOL_CONNECTIONS);
     LazyLock::force(&EVENT_AGE_SECONDS);
     LazyLock::force(&DEDUP_REDIS_ERRORS_TOTAL);
 }

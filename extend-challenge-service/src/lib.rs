@@ -12,7 +12,6 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod grpc;
-pub mod metrics;
 pub mod rest;
 pub mod rewards;
 pub mod swagger;
@@ -185,7 +184,7 @@ impl Application {
         let shutdown = self.shutdown.clone();
         self.health.check_now().await;
         let watcher = self.health.spawn_watcher(HEALTH_INTERVAL, shutdown.clone());
-        let sampler = metrics::spawn_pool_sampler(
+        let sampler = extend_challenge_common::metrics::spawn_db_pool_sampler(
             self.service.pool().clone(),
             HEALTH_INTERVAL,
             shutdown.clone(),
