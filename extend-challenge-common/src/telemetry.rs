@@ -102,21 +102,26 @@ impl Drop for TelemetryGuard {
             return;
         };
         TRACING.store(false, Ordering::Relaxed);
-        // Shutting down waits for the batch task, which runs on the tokio runtime: on a
-        // multi-thread runtime hand this worker's tasks off first; a current-thread runtime
-        // cannot run that task while we wait, so shut down from another thread unwaited.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                let _ = tokio::task::block_in_place(|| provider.shutdown());
-            }
-            Ok(_) => {
-                std::thread::spawn(move || {
-                    let _ = provider.shutdown();
-                });
-            }
-            Err(_) => {
+        shutdown(provider);
+    }
+}
+
+/// Flushes and stops the provider. Shutting down waits for the batch task, which runs on the
+/// tokio runtime: on a multi-thread runtime hand this worker's tasks off first; a
+/// current-thread runtime cannot run that task while we wait, so shut down from another
+/// thread, unwaited.
+fn shutdown(provider: SdkTracerProvider) {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            let _ = tokio::task::block_in_place(|| provider.shutdown());
+        }
+        Ok(_) => {
+            std::thread::spawn(move || {
                 let _ = provider.shutdown();
-            }
+            });
+        }
+        Err(_) => {
+            let _ = provider.shutdown();
         }
     }
 }
@@ -142,6 +147,11 @@ pub fn init_with(settings: &Settings, default_service_name: &str) -> TelemetryGu
     } else {
         settings.otel_service_name.clone()
     };
+    if tokio::runtime::Handle::try_current().is_err() {
+        init(&settings.log_level);
+        tracing::error!("tracing disabled: init_with was called outside a tokio runtime");
+        return TelemetryGuard { provider: None };
+    }
     let provider = match zipkin_provider(endpoint, &service_name) {
         Ok(p) => p,
         Err(e) => {
@@ -165,7 +175,7 @@ pub fn init_with(settings: &Settings, default_service_name: &str) -> TelemetryGu
         .is_ok();
     if !installed {
         // Someone else owns the global subscriber: our spans would go nowhere.
-        let _ = provider.shutdown();
+        shutdown(provider);
         return TelemetryGuard { provider: None };
     }
     opentelemetry::global::set_text_map_propagator(propagator());
