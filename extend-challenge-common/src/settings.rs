@@ -127,7 +127,16 @@ impl Settings {
             flush_workers: env.positive("FLUSH_WORKERS", 2usize)?,
             log_level: env.text("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             otel_service_name: env.text("OTEL_SERVICE_NAME").unwrap_or_default(),
-            otel_exporter_zipkin_endpoint: env.text("OTEL_EXPORTER_ZIPKIN_ENDPOINT"),
+            otel_exporter_zipkin_endpoint: match env.text("OTEL_EXPORTER_ZIPKIN_ENDPOINT") {
+                Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return Err(env.bad(
+                        "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                        &u,
+                        "expected an http:// or https:// URL",
+                    ));
+                }
+                other => other,
+            },
             redis_host: env.text("REDIS_HOST"),
             redis_port: env.parse("REDIS_PORT", 6379u16)?,
             redis_password: env.text("REDIS_PASSWORD"),
@@ -260,6 +269,7 @@ mod tests {
             ("PLUGIN_GRPC_SERVER_AUTH_ENABLED", "maybe"),
             ("REWARD_CLIENT_MODE", "fake"),
             ("DB_PORT", "70000"),
+            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin:9411"),
         ] {
             let err = settings(&[(k, v)]).unwrap_err();
             assert_eq!(err.name, k);

@@ -13,6 +13,7 @@ use extend_challenge_common::ops::{Health, serve_ops};
 use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
 use extend_challenge_common::settings::Settings;
 use extend_challenge_common::store::flush::{FlushError, FlushOutcome};
+use extend_challenge_common::telemetry::GrpcTraceLayer;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -329,6 +330,7 @@ async fn serve_grpc(
     let services = EventServices::new(engine);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(GrpcTraceLayer)
         .layer(GrpcMetricsLayer)
         .add_service(health_server)
         .add_service(reflection_v1)

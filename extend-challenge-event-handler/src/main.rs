@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    telemetry::init(&settings.log_level);
+    let _telemetry = telemetry::init_with(&settings, "extend-challenge-event-handler");
     let challenges = config::load_from_path(&settings.config_path)
         .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
     tracing::info!(

@@ -29,6 +29,7 @@ use extend_challenge_common::ops::{self, Health};
 use extend_challenge_common::pb;
 use extend_challenge_common::settings::Settings;
 use extend_challenge_common::store;
+use extend_challenge_common::telemetry::{GrpcTraceLayer, trace_http};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -208,6 +209,7 @@ impl Application {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
         let grpc_shutdown = shutdown.clone();
         let grpc_server = tonic::transport::Server::builder()
+            .layer(GrpcTraceLayer)
             .layer(GrpcMetricsLayer)
             .layer(tower_http::trace::TraceLayer::new_for_grpc())
             .add_service(self.health_server)
@@ -249,6 +251,8 @@ pub fn http_router(
 ) -> axum::Router {
     rest::router(rest::RestState { service, auth }, base_path)
         .layer(axum::middleware::from_fn(track_http))
+        // A server span per request when tracing is on (CONTRACT §6).
+        .layer(axum::middleware::from_fn(trace_http))
         // One debug line per request; paths carry ids of goals, never personal data.
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

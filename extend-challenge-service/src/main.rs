@@ -9,7 +9,7 @@ use extend_challenge_service::{Application, Dependencies};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("reading settings")?;
-    telemetry::init(&settings.log_level);
+    let _telemetry = telemetry::init_with(&settings, "extend-challenge-service");
     let deps = Dependencies::from_settings(&settings).await?;
     let app = Application::build(&settings, deps).await?;
     tracing::info!(
