@@ -48,17 +48,20 @@ pub fn parse_and_validate(file: &str, json: &str) -> Result<ChallengeConfig, Con
 
 fn resolve(file: &str, raw: RawConfig) -> Result<ChallengeConfig, ConfigError> {
     let mut problems = Vec::new();
-    if raw.challenges.is_empty() {
-        problems.push(format!("{file}: no challenges defined (field: challenges)"));
-    }
+    super::validate::check(file, &raw, &mut problems);
     let mut challenges = Vec::with_capacity(raw.challenges.len());
-    for rc in raw.challenges {
+    for (ci, rc) in raw.challenges.into_iter().enumerate() {
         let mut goals = Vec::with_capacity(rc.goals.len());
-        for rg in &rc.goals {
+        for (gi, rg) in rc.goals.iter().enumerate() {
             let mut err = |field: &str, msg: String| {
-                problems.push(format!(
-                    "{file}: challenge '{}' goal '{}': field {field}: {msg}",
-                    rc.challenge_id, rg.goal_id
+                problems.push(super::validate::goal_problem(
+                    file,
+                    ci,
+                    &rc.challenge_id,
+                    gi,
+                    &rg.goal_id,
+                    field,
+                    &msg,
                 ))
             };
             if let Some(goal) = resolve_goal(&rc.challenge_id, rg, &mut err) {
@@ -72,7 +75,6 @@ fn resolve(file: &str, raw: RawConfig) -> Result<ChallengeConfig, ConfigError> {
             goals,
         });
     }
-    super::validate::check(file, &challenges, &mut problems);
     if problems.is_empty() {
         Ok(ChallengeConfig::new(challenges))
     } else {
@@ -129,9 +131,12 @@ fn resolve_goal(
             None
         }
     };
-    // The reference writes `"progressMode": "absolute"` next to every legacy `type`, so an
-    // explicit absolute mode defers to the legacy type; any other disagreement is an error.
+    // `absolute` is the default of both settings, and the reference's own configs pair it
+    // with the other setting (`"type": "absolute"` with `"progressMode": "relative"`,
+    // `"type": "daily"` with `"progressMode": "absolute"`), so an explicit absolute defers
+    // to the other setting; two different non-absolute modes are an error.
     let mode = match (legacy, m5) {
+        (Some(ProgressMode::Absolute), Some(m)) => m,
         (Some(l), Some(m)) if l != m && m != ProgressMode::Absolute => {
             err(
                 "requirement.progressMode",
@@ -237,5 +242,121 @@ fn to_positive_i32(v: i64, field: &str, err: &mut impl FnMut(&str, String)) -> O
             err(field, format!("must be a positive 32-bit integer, got {v}"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn shipped_config_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/challenges.json")
+    }
+
+    #[test]
+    fn the_shipped_config_validates_and_shows_every_feature() {
+        let cfg = load_from_path(shipped_config_path()).unwrap_or_else(|e| panic!("{e}"));
+        let goals: Vec<&Goal> = cfg
+            .challenges
+            .iter()
+            .flat_map(|c| c.goals.iter().map(|g| g.as_ref()))
+            .collect();
+        assert!(cfg.challenges.len() >= 5);
+
+        let modes: HashSet<ProgressMode> = goals.iter().map(|g| g.mode).collect();
+        for mode in [
+            ProgressMode::Absolute,
+            ProgressMode::Relative,
+            ProgressMode::Increment,
+            ProgressMode::Daily,
+        ] {
+            assert!(modes.contains(&mode), "no {mode:?} goal");
+        }
+        assert!(
+            goals
+                .iter()
+                .any(|g| g.mode == ProgressMode::Increment && g.daily)
+        );
+        for source in [EventSource::Login, EventSource::Statistic] {
+            assert!(goals.iter().any(|g| g.event_source == source));
+        }
+        for reward in [RewardType::Item, RewardType::Wallet] {
+            assert!(goals.iter().any(|g| g.reward.reward_type == reward));
+        }
+        assert!(goals.iter().any(|g| g.default_assigned));
+        assert!(goals.iter().any(|g| !g.default_assigned));
+
+        let rotations: Vec<Rotation> = goals.iter().filter_map(|g| g.rotation).collect();
+        for schedule in [Schedule::Daily, Schedule::Weekly, Schedule::Monthly] {
+            assert!(rotations.iter().any(|r| r.schedule == schedule));
+        }
+        for reselect in [true, false] {
+            assert!(
+                rotations
+                    .iter()
+                    .any(|r| r.on_expiry.allow_reselection == reselect)
+            );
+        }
+
+        // A prerequisite chain of at least three goals.
+        let chain_end = cfg.goal("winter-champion").expect("seasonal chain");
+        let mut depth = 0;
+        let mut g = chain_end;
+        while let Some(p) = g.prerequisites.first() {
+            g = cfg.goal(p).expect("prerequisite exists");
+            depth += 1;
+        }
+        assert!(depth >= 3, "chain depth {depth}");
+    }
+
+    #[test]
+    fn a_missing_file_names_the_file() {
+        let err = load_from_path("/nonexistent/challenges.json").unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }));
+        assert!(err.to_string().starts_with("/nonexistent/challenges.json"));
+    }
+
+    fn mode_of(
+        goal_type: Option<&str>,
+        progress_mode: Option<&str>,
+    ) -> Result<ProgressMode, String> {
+        let mut goal = serde_json::json!({
+            "goalId": "g", "name": "G", "eventSource": "statistic",
+            "requirement": {"statCode": "s", "operator": ">=", "targetValue": 1},
+            "reward": {"type": "ITEM", "rewardId": "i", "quantity": 1}
+        });
+        if let Some(t) = goal_type {
+            goal["type"] = t.into();
+        }
+        if let Some(m) = progress_mode {
+            goal["requirement"]["progressMode"] = m.into();
+        }
+        let json =
+            serde_json::json!({"challenges": [{"challengeId": "c", "name": "C", "goals": [goal]}]});
+        parse_and_validate("f.json", &json.to_string())
+            .map(|cfg| cfg.goal("g").unwrap().mode)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn m4_and_m5_settings_resolve_to_one_mode() {
+        use ProgressMode::*;
+        let ok = [
+            (None, None, Absolute),
+            (Some("daily"), Some("absolute"), Daily),
+            (Some("increment"), None, Increment),
+            (Some("absolute"), Some("relative"), Relative),
+            (None, Some("relative"), Relative),
+            (Some("increment"), Some("increment"), Increment),
+            (Some(""), Some(""), Absolute),
+        ];
+        for (t, m, want) in ok {
+            assert_eq!(mode_of(t, m), Ok(want), "type {t:?} progressMode {m:?}");
+        }
+        let err = mode_of(Some("daily"), Some("relative")).unwrap_err();
+        assert!(err.contains("field requirement.progressMode") && err.contains("conflicts"));
     }
 }

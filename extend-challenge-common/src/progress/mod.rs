@@ -4,7 +4,17 @@
 //!
 //! Storage convention: the `progress` column holds the progress a player sees (for
 //! `relative` goals that is value − baseline, never below 0); `baseline_value` holds the
-//! relative baseline; `last_event_at` is when the row last took an event.
+//! relative baseline; `last_event_at` is when the row last took an event (the flush time);
+//! `expires_at` is the end of the rotation period the row belongs to (rotating goals only).
+//!
+//! Semantics where CONTRACT §2.1 is silent (see `rules.rs` for the details):
+//! - status only moves forward within a period: a lower absolute value updates `progress`
+//!   but a completed row stays completed and an in-progress row stays in progress;
+//! - increment goals keep counting past the target;
+//! - a `daily`-mode goal behaves as if it rotated daily with reset and reselection, on top
+//!   of any configured rotation (it is claimable again every UTC day);
+//! - a rotating row with no `expires_at` takes the period of its `last_event_at`;
+//! - a change of any kind sets `last_event_at`; an event that changes nothing is no write.
 
 use chrono::{DateTime, Utc};
 

@@ -1,11 +1,20 @@
 //! Implementations of the progress rules. See the module docs of [`super`].
+//!
+//! Every function takes `now` (the flush or request time); event timestamps only order the
+//! values inside a [`Delta`]. The rules run in two steps:
+//!
+//! 1. [`rollover`]: bring a row into the period containing `now` (rotation periods, and the
+//!    UTC day of a `daily`-mode goal). [`view`] stops here.
+//! 2. Fold the delta in according to the goal's [`ProgressMode`], then settle the status.
 
 use chrono::{DateTime, Utc};
 
-use super::{Delta, GoalState};
-use crate::config::Goal;
+use super::{Delta, GoalState, Status};
+use crate::config::{Goal, ProgressMode};
+use crate::rotation::{period_containing, utc_day_start};
 
-/// The delta one login event contributes to `goal`.
+/// The delta one login event contributes to `goal`. Logins always count once, whatever the
+/// goal's mode.
 pub fn delta_for_login(goal: &Goal) -> Delta {
     let _ = goal;
     Delta::Count(1)
@@ -15,45 +24,245 @@ pub fn delta_for_login(goal: &Goal) -> Delta {
 /// `goal`, ordered by `at` = (event timestamp ms, arrival sequence). `None` when the event
 /// leaves the goal unchanged (a negative value on an absolute/relative goal).
 pub fn delta_for_stat(goal: &Goal, value: i32, inc: i32, at: (i64, u64)) -> Option<Delta> {
-    let _ = (goal, value, inc, at);
-    todo!("progress rules")
+    match goal.mode {
+        ProgressMode::Increment | ProgressMode::Daily => Some(Delta::Count(1)),
+        ProgressMode::Absolute | ProgressMode::Relative => {
+            if value < 0 {
+                return None;
+            }
+            Some(Delta::Value {
+                first_base: clamp_i32(i64::from(value) - i64::from(inc)),
+                first_at: at,
+                latest: value,
+                latest_at: at,
+            })
+        }
+    }
 }
 
 /// Folds `newer` (arrived later) into `acc`. Both must come from the same goal.
+///
+/// Counts add (saturating). Values keep the earliest first event and the latest value by
+/// the (timestamp, arrival) key; on a tie the first event stays with `acc` and the latest
+/// value goes to `newer`. The mode of a goal decides the variant, so the two never mix; if
+/// they do anyway, the `Value` is kept (a value is state, a count of logins on a stat goal
+/// is noise).
 pub fn merge(acc: &mut Delta, newer: Delta) {
-    let _ = (acc, newer);
-    todo!("progress rules")
+    match (acc, newer) {
+        (Delta::Count(a), Delta::Count(b)) => *a = a.saturating_add(b),
+        (
+            Delta::Value {
+                first_base,
+                first_at,
+                latest,
+                latest_at,
+            },
+            Delta::Value {
+                first_base: nb,
+                first_at: nfa,
+                latest: nl,
+                latest_at: nla,
+            },
+        ) => {
+            if nfa < *first_at {
+                *first_base = nb;
+                *first_at = nfa;
+            }
+            if nla >= *latest_at {
+                *latest = nl;
+                *latest_at = nla;
+            }
+        }
+        (acc @ Delta::Count(_), newer @ Delta::Value { .. }) => *acc = newer,
+        (Delta::Value { .. }, Delta::Count(_)) => {}
+    }
 }
 
 /// The state of a freshly assigned row at `now` (what `/initialize` and auto-assignment
 /// insert).
 pub fn new_assignment(goal: &Goal, now: DateTime<Utc>) -> GoalState {
-    let _ = (goal, now);
-    todo!("progress rules")
+    GoalState {
+        progress: 0,
+        status: Status::NotStarted,
+        completed_at: None,
+        claimed_at: None,
+        is_active: true,
+        assigned_at: Some(now),
+        expires_at: goal
+            .rotation
+            .map(|r| period_containing(r.schedule, now).end),
+        baseline_value: None,
+        last_event_at: None,
+    }
 }
 
 /// Applies a collapsed delta to a row at `now` (rotation rollover first). `None` when the
 /// row must not change (inactive; claimed without reselection; nothing to do).
+///
+/// When the row changes, `last_event_at` becomes `now`.
 pub fn apply(
     goal: &Goal,
     state: &GoalState,
     delta: &Delta,
     now: DateTime<Utc>,
 ) -> Option<GoalState> {
-    let _ = (goal, state, delta, now);
-    todo!("progress rules")
+    if !state.is_active || *delta == Delta::Count(0) {
+        return None;
+    }
+    let mut s = rollover(goal, state, now);
+    // A claimed row that survived the rollover is final.
+    if s.status == Status::Claimed {
+        return None;
+    }
+    match goal.mode {
+        ProgressMode::Absolute => match *delta {
+            Delta::Value { latest, .. } => s.progress = latest.max(0),
+            Delta::Count(n) => s.progress = add(s.progress, n),
+        },
+        ProgressMode::Relative => match *delta {
+            Delta::Value {
+                first_base, latest, ..
+            } => {
+                let base = *s.baseline_value.get_or_insert(first_base);
+                s.progress = clamp_i32(i64::from(latest) - i64::from(base)).max(0);
+            }
+            Delta::Count(n) => {
+                s.baseline_value.get_or_insert(s.progress);
+                s.progress = add(s.progress, n);
+            }
+        },
+        ProgressMode::Increment => {
+            let n = match *delta {
+                Delta::Count(n) => n,
+                Delta::Value { .. } => 1,
+            };
+            if goal.daily {
+                let counted_today = s
+                    .last_event_at
+                    .is_some_and(|t| utc_day_start(t) >= utc_day_start(now));
+                if !counted_today && n > 0 {
+                    s.progress = add(s.progress, 1);
+                }
+            } else {
+                s.progress = add(s.progress, n);
+            }
+        }
+        ProgressMode::Daily => {
+            // `rollover` already reset a row whose last event was on an earlier day, so a
+            // completed row here completed today: nothing more to do.
+            if s.status != Status::Completed {
+                s.progress = 1;
+                s.status = Status::Completed;
+                s.completed_at = Some(now);
+            }
+        }
+    }
+    settle(goal, &mut s, now);
+    if same_ignoring_last_event(&s, state) {
+        return None;
+    }
+    s.last_event_at = Some(now);
+    Some(s)
 }
 
 /// What a player sees at `now`: the row with any pending rotation/daily rollover applied.
+/// Storage is not touched; an inactive row is rolled over too (it shows what it would hold
+/// when activated).
 pub fn view(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
-    let _ = (goal, now);
-    state.clone()
+    rollover(goal, state, now)
 }
 
 /// `true` while any prerequisite is neither completed nor claimed. `status_of` gives the
 /// viewed status of a goal id (`None` when the player has no row for it).
-pub fn is_locked(goal: &Goal, status_of: impl Fn(&str) -> Option<super::Status>) -> bool {
+pub fn is_locked(goal: &Goal, status_of: impl Fn(&str) -> Option<Status>) -> bool {
     goal.prerequisites
         .iter()
         .any(|p| !status_of(p).is_some_and(|s| s.is_done()))
 }
+
+/// Brings `state` into the period containing `now`.
+///
+/// Rotating goals: a row whose period ended (`expires_at` ≤ now) is in a new period:
+/// - claimed, `allowReselection`: fully reset (claim, completion, progress, baseline);
+/// - claimed, no reselection: returned unchanged, forever;
+/// - otherwise with `resetProgress`: progress, baseline, status and completed_at reset;
+///   without it the row carries over as it is;
+///
+/// and `expires_at` becomes the end of the current period. A row without `expires_at` takes
+/// the period of its `last_event_at` (or, never having taken an event, is simply stamped).
+///
+/// `daily`-mode goals behave as if they rotated daily with reset and reselection: a row whose
+/// last event fell on an earlier UTC day is fully reset.
+fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
+    let mut s = state.clone();
+    if let Some(rot) = goal.rotation {
+        let current = period_containing(rot.schedule, now);
+        let row_end = s.expires_at.or_else(|| {
+            s.last_event_at
+                .map(|t| period_containing(rot.schedule, t).end)
+        });
+        let claimed = s.status == Status::Claimed;
+        if claimed && !rot.on_expiry.allow_reselection {
+            // Never touched, ever.
+        } else {
+            if row_end.is_some_and(|end| end <= now) && (claimed || rot.on_expiry.reset_progress) {
+                reset(&mut s);
+            }
+            // Also re-stamps a row never stamped, or stamped under another schedule.
+            s.expires_at = Some(current.end);
+        }
+    }
+    if goal.mode == ProgressMode::Daily {
+        let last_take = s.last_event_at.or(s.completed_at);
+        if last_take.is_some_and(|t| utc_day_start(t) < utc_day_start(now)) {
+            reset(&mut s);
+        }
+    }
+    s
+}
+
+/// Back to a fresh period: no progress, baseline, completion or claim. Activation,
+/// assignment, expiry and `last_event_at` stay.
+fn reset(s: &mut GoalState) {
+    s.progress = 0;
+    s.baseline_value = None;
+    s.status = Status::NotStarted;
+    s.completed_at = None;
+    s.claimed_at = None;
+}
+
+/// Moves the status forward to match the progress. Never moves it back: within a period
+/// `completed` stays completed (a later lower absolute value updates progress only) and
+/// `in_progress` stays in progress.
+fn settle(goal: &Goal, s: &mut GoalState, now: DateTime<Utc>) {
+    match s.status {
+        Status::Completed | Status::Claimed => {}
+        Status::NotStarted | Status::InProgress => {
+            if s.progress >= goal.requirement.target_value {
+                s.status = Status::Completed;
+                s.completed_at.get_or_insert(now);
+            } else if s.progress > 0 {
+                s.status = Status::InProgress;
+            }
+        }
+    }
+}
+
+fn same_ignoring_last_event(a: &GoalState, b: &GoalState) -> bool {
+    GoalState {
+        last_event_at: b.last_event_at,
+        ..a.clone()
+    } == *b
+}
+
+fn add(progress: i32, n: u32) -> i32 {
+    clamp_i32(i64::from(progress) + i64::from(n))
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

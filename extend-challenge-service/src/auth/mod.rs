@@ -1,0 +1,508 @@
+//! Who is calling (CONTRACT §3.4): an AGS IAM access token verified locally, or, with auth
+//! disabled, the `x-mock-user-id` header.
+//!
+//! Verification is local: RS256 signatures against IAM's JWKS, `exp`/`nbf`, IAM's revocation
+//! list, and the `extend_namespace` claim. The JWKS and the revocation list are cached and
+//! refreshed lazily: a request that finds them older than `REFRESH_INTERVAL` starts a refresh
+//! in the background and is checked against what is cached. A token whose `kid` is unknown
+//! forces a JWKS refresh before it is rejected. Every trip to IAM, forced or not, is
+//! rate-limited (`AuthConfig::min_refresh_gap`), so neither a flood of made-up `kid`s nor an IAM
+//! outage turns into a flood of requests to IAM. Until the keys have loaded once, tokens are
+//! rejected with 401 and the process keeps running.
+
+pub mod revocation;
+
+mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use extend_challenge_common::settings::Settings;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::RwLock;
+use serde::Deserialize;
+
+use self::revocation::RevocationList;
+
+/// The user when auth is disabled and the caller names none.
+pub const DEFAULT_MOCK_USER_ID: &str = "test-user-id";
+/// Header (and gRPC metadata key) naming the user when auth is disabled.
+pub const MOCK_USER_HEADER: &str = "x-mock-user-id";
+/// The same header as forwarded by a grpc-gateway, which the reference also accepted.
+const GATEWAY_MOCK_USER_HEADER: &str = "grpcgateway-x-mock-user-id";
+
+const JWKS_PATH: &str = "/iam/v3/oauth/jwks";
+const REVOCATION_LIST_PATH: &str = "/iam/v3/oauth/revocationlist";
+
+/// Why a caller was refused. `Display` is the client-facing message; it never contains the
+/// token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing access token: send 'Authorization: Bearer <token>'")]
+    MissingToken,
+    #[error("access token is malformed")]
+    Malformed,
+    #[error("access token has expired")]
+    Expired,
+    #[error("access token is not valid yet")]
+    NotYetValid,
+    #[error("access token signature is invalid")]
+    InvalidSignature,
+    #[error("access token is signed by an unknown key")]
+    UnknownKey,
+    #[error("access token cannot be verified yet: signing keys are not loaded")]
+    KeysUnavailable,
+    #[error("access token has been revoked")]
+    Revoked,
+    #[error("access token is not valid for this namespace")]
+    WrongNamespace,
+}
+
+impl AuthError {
+    /// `PermissionDenied` (HTTP 403) for a valid token of another namespace; `Unauthenticated`
+    /// (HTTP 401) for everything else.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            AuthError::WrongNamespace => tonic::Code::PermissionDenied,
+            _ => tonic::Code::Unauthenticated,
+        }
+    }
+}
+
+/// What the authenticator needs; `from_settings` fills it from the environment.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `PLUGIN_GRPC_SERVER_AUTH_ENABLED`.
+    pub enabled: bool,
+    /// `AB_BASE_URL`, without a trailing slash.
+    pub base_url: String,
+    /// `AB_NAMESPACE`: tokens carrying another `extend_namespace` are refused.
+    pub namespace: String,
+    /// `REFRESH_INTERVAL`: how old the cached JWKS and revocation list may get.
+    pub refresh_interval: Duration,
+    /// At most one trip to IAM per this interval, whatever triggers it.
+    pub min_refresh_gap: Duration,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Timeout of one request to IAM.
+    pub fetch_timeout: Duration,
+}
+
+impl AuthConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        AuthConfig {
+            enabled: settings.auth_enabled,
+            base_url: settings.ab_base_url.trim_end_matches('/').to_string(),
+            namespace: settings.ab_namespace.clone(),
+            refresh_interval: settings.refresh_interval,
+            min_refresh_gap: Duration::from_secs(5),
+            leeway: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Verifies callers. Cheap to clone; clones share the key cache.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AuthConfig,
+    http: reqwest::Client,
+    validation: Validation,
+    cache: RwLock<Cache>,
+    /// Held while talking to IAM, so concurrent triggers queue and then see the fresh result.
+    refresh: tokio::sync::Mutex<RefreshClock>,
+    background_refresh: AtomicBool,
+}
+
+#[derive(Clone, Default)]
+struct Cache {
+    keys: Arc<HashMap<String, DecodingKey>>,
+    /// When the keys last loaded successfully; `None` until the first success.
+    keys_loaded_at: Option<Instant>,
+    revocations: Arc<RevocationList>,
+}
+
+#[derive(Default)]
+struct RefreshClock {
+    last_attempt: Option<Instant>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    iat: Option<f64>,
+    #[serde(default)]
+    extend_namespace: Option<String>,
+}
+
+impl Authenticator {
+    /// From the service settings. With auth enabled and inside a Tokio runtime, the JWKS and
+    /// revocation list start loading at once in the background; a failure is logged and
+    /// retried when requests arrive.
+    pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Authenticator {
+        let auth = Authenticator::new(AuthConfig::from_settings(settings), http);
+        if auth.inner.config.enabled
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let warm = auth.clone();
+            rt.spawn(async move { warm.refresh_now().await });
+        }
+        auth
+    }
+
+    /// Builds an authenticator that loads nothing until asked (first request or
+    /// [`Authenticator::refresh_now`]).
+    pub fn new(config: AuthConfig, http: reqwest::Client) -> Authenticator {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = config.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Authenticator {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                validation,
+                cache: RwLock::new(Cache::default()),
+                refresh: tokio::sync::Mutex::new(RefreshClock::default()),
+                background_refresh: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.inner.config
+    }
+
+    /// Whether the signing keys have loaded at least once (for readiness logs and tests).
+    pub fn keys_loaded(&self) -> bool {
+        self.inner.cache.read().keys_loaded_at.is_some()
+    }
+
+    /// Fetches the JWKS and the revocation list now, ignoring the rate limit.
+    pub async fn refresh_now(&self) {
+        let mut clock = self.inner.refresh.lock().await;
+        clock.last_attempt = Some(Instant::now());
+        self.inner.refresh_all().await;
+    }
+
+    /// The user id of the caller: the token's `sub`, or with auth disabled the
+    /// `x-mock-user-id` header (default `test-user-id`).
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<String, AuthError> {
+        if !self.inner.config.enabled {
+            return Ok(mock_user(headers));
+        }
+        let token = bearer_token(headers)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Malformed);
+        }
+        let kid = header
+            .kid
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::Malformed)?;
+
+        let mut cache = self.fresh_cache().await;
+        if !cache.keys.contains_key(&kid) {
+            self.inner.refresh_limited(RefreshScope::KeysOnly).await;
+            cache = self.inner.cache.read().clone();
+        }
+        let Some(key) = cache.keys.get(&kid) else {
+            return Err(if cache.keys_loaded_at.is_none() {
+                AuthError::KeysUnavailable
+            } else {
+                AuthError::UnknownKey
+            });
+        };
+
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature => AuthError::InvalidSignature,
+                _ => AuthError::Malformed,
+            })?
+            .claims;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        let issued_at = claims.iat.map(|t| t.floor() as i64);
+        if cache.revocations.is_token_revoked(token)
+            || cache.revocations.is_user_revoked(&claims.sub, issued_at)
+        {
+            return Err(AuthError::Revoked);
+        }
+        if let Some(ns) = claims.extend_namespace.filter(|ns| !ns.is_empty())
+            && ns != self.inner.config.namespace
+        {
+            return Err(AuthError::WrongNamespace);
+        }
+        Ok(claims.sub)
+    }
+
+    /// The cache, loading it first if it never loaded, or starting a background refresh if
+    /// it is older than the refresh interval.
+    async fn fresh_cache(&self) -> Cache {
+        let cache = self.inner.cache.read().clone();
+        match cache.keys_loaded_at {
+            None => {
+                self.inner.refresh_limited(RefreshScope::All).await;
+                self.inner.cache.read().clone()
+            }
+            Some(at) if at.elapsed() >= self.inner.config.refresh_interval => {
+                self.spawn_background_refresh();
+                cache
+            }
+            Some(_) => cache,
+        }
+    }
+
+    fn spawn_background_refresh(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.background_refresh.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        rt.spawn(async move {
+            this.inner.refresh_limited(RefreshScope::All).await;
+            this.inner
+                .background_refresh
+                .store(false, Ordering::Release);
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RefreshScope {
+    All,
+    KeysOnly,
+}
+
+impl Inner {
+    /// Refreshes unless a refresh started less than `min_refresh_gap` ago. Callers that
+    /// arrive during a refresh wait for it and then use its result.
+    async fn refresh_limited(&self, scope: RefreshScope) {
+        let mut clock = self.refresh.lock().await;
+        if clock
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.config.min_refresh_gap)
+        {
+            return;
+        }
+        clock.last_attempt = Some(Instant::now());
+        match scope {
+            RefreshScope::All => self.refresh_all().await,
+            RefreshScope::KeysOnly => self.refresh_keys().await,
+        }
+    }
+
+    async fn refresh_all(&self) {
+        tokio::join!(self.refresh_keys(), self.refresh_revocations());
+    }
+
+    async fn refresh_keys(&self) {
+        let result = self
+            .fetch(JWKS_PATH)
+            .await
+            .and_then(|body| keys::parse_jwks(&body));
+        match result {
+            Ok(keys) => {
+                tracing::debug!(keys = keys.len(), "loaded IAM signing keys");
+                let mut cache = self.cache.write();
+                cache.keys = Arc::new(keys);
+                cache.keys_loaded_at = Some(Instant::now());
+            }
+            Err(error) if self.cache.read().keys_loaded_at.is_none() => tracing::error!(
+                %error,
+                "cannot load IAM signing keys; every token is refused until they load"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot refresh IAM signing keys; keeping the cached ones")
+            }
+        }
+    }
+
+    async fn refresh_revocations(&self) {
+        let result = self.fetch(REVOCATION_LIST_PATH).await.and_then(|body| {
+            RevocationList::parse(&body).map_err(|e| format!("invalid revocation list: {e}"))
+        });
+        match result {
+            Ok((list, skipped)) => {
+                if skipped > 0 {
+                    tracing::warn!(skipped, "revocation list entries with unreadable times");
+                }
+                tracing::debug!(
+                    revoked_users = list.revoked_user_count(),
+                    "loaded IAM revocation list"
+                );
+                self.cache.write().revocations = Arc::new(list);
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot refresh IAM revocation list; keeping the cached one"
+            ),
+        }
+    }
+
+    async fn fetch(&self, path: &str) -> Result<Vec<u8>, String> {
+        let url = format!("{}{}", self.config.base_url, path);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(self.config.fetch_timeout)
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("GET {path}: HTTP {}", status.as_u16()));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        Ok(body.to_vec())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+fn bearer_token(headers: &http::HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(AuthError::MissingToken)?
+        .to_str()
+        .map_err(|_| AuthError::Malformed)?
+        .trim();
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::MissingToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MissingToken);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::MissingToken);
+    }
+    Ok(token)
+}
+
+fn mock_user(headers: &http::HeaderMap) -> String {
+    [MOCK_USER_HEADER, GATEWAY_MOCK_USER_HEADER]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_MOCK_USER_ID)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn disabled() -> Authenticator {
+        Authenticator::new(
+            AuthConfig {
+                enabled: false,
+                base_url: "http://127.0.0.1:9".into(),
+                namespace: "ns".into(),
+                refresh_interval: Duration::from_secs(600),
+                min_refresh_gap: Duration::from_secs(5),
+                leeway: Duration::from_secs(10),
+                fetch_timeout: Duration::from_millis(200),
+            },
+            reqwest::Client::new(),
+        )
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc "] {
+            assert_eq!(
+                bearer_token(&headers(&[("authorization", v)])).unwrap(),
+                "abc"
+            );
+        }
+        for v in ["Basic abc", "Bearer", "Bearer   ", "abc"] {
+            assert!(matches!(
+                bearer_token(&headers(&[("authorization", v)])),
+                Err(AuthError::MissingToken)
+            ));
+        }
+        assert!(matches!(
+            bearer_token(&HeaderMap::new()),
+            Err(AuthError::MissingToken)
+        ));
+    }
+
+    #[test]
+    fn codes_split_401_and_403() {
+        assert_eq!(
+            AuthError::WrongNamespace.code(),
+            tonic::Code::PermissionDenied
+        );
+        for e in [
+            AuthError::MissingToken,
+            AuthError::Malformed,
+            AuthError::Expired,
+            AuthError::InvalidSignature,
+            AuthError::UnknownKey,
+            AuthError::KeysUnavailable,
+            AuthError::Revoked,
+        ] {
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn disabled_mode_uses_mock_header_or_default() {
+        let auth = disabled();
+        let user = auth
+            .authenticate(&headers(&[("x-mock-user-id", "player-7")]))
+            .await;
+        assert_eq!(user.unwrap(), "player-7");
+        let user = auth
+            .authenticate(&headers(&[("grpcgateway-x-mock-user-id", "player-8")]))
+            .await;
+        assert_eq!(user.unwrap(), "player-8");
+        let user = auth
+            .authenticate(&headers(&[("x-mock-user-id", " ")]))
+            .await;
+        assert_eq!(user.unwrap(), DEFAULT_MOCK_USER_ID);
+        let user = auth.authenticate(&HeaderMap::new()).await;
+        assert_eq!(user.unwrap(), DEFAULT_MOCK_USER_ID);
+    }
+
+    #[tokio::test]
+    async fn garbage_is_refused_without_calling_iam() {
+        // The base URL points at a closed port: reaching IAM would make this slow, not wrong,
+        // so the assertion is on the error kind.
+        let mut config = disabled().config().clone();
+        config.enabled = true;
+        let auth = Authenticator::new(config, reqwest::Client::new());
+        let err = auth
+            .authenticate(&headers(&[("authorization", "Bearer not-a-jwt")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Malformed), "{err:?}");
+        assert!(!auth.keys_loaded());
+    }
+}
