@@ -191,6 +191,7 @@ fn plan_from(args: &Args, default_rate: f64) -> anyhow::Result<Plan> {
             .collect::<anyhow::Result<_>>()?;
     }
     plan.drain = args.get_secs("drain", 30.0)?;
+    plan.closed = args.opt("closed").map(|n| n.parse()).transpose()?;
     Ok(plan)
 }
 

@@ -199,6 +199,7 @@ pub async fn run_s2(args: &Args) -> anyhow::Result<()> {
     let login_share = args.get_f64("login-share", 0.2)?;
     let mut plan = Plan::constant(rate, duration, args.get_usize("max-in-flight", 500)?);
     plan.drain = args.get_secs("drain", 30.0)?;
+    plan.closed = args.opt("closed").map(|n| n.parse()).transpose()?;
     let ledger = Arc::new(Ledger::new(users));
     let client = EventClient::connect(
         &addr,

@@ -28,6 +28,9 @@ pub struct Plan {
     pub late_after: Duration,
     /// How long to wait for in-flight requests after the last send.
     pub drain: Duration,
+    /// `Some(n)`: closed loop instead, `n` workers each sending the next request as soon as
+    /// the previous one returns (for ceilings: the most a target can do at `n` in flight).
+    pub closed: Option<usize>,
 }
 
 impl Plan {
@@ -40,6 +43,7 @@ impl Plan {
             max_in_flight,
             late_after: Duration::from_millis(5),
             drain: Duration::from_secs(30),
+            closed: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Plan {
             "stages": self.stages.iter().map(|s| json!({"secs": s.secs, "rate": s.rate})).collect::<Vec<_>>(),
             "max_in_flight": self.max_in_flight,
             "late_after_ms": self.late_after.as_millis() as u64,
+            "closed_loop_workers": self.closed,
         })
     }
 }
@@ -180,6 +185,9 @@ where
     F: FnMut(u64) -> (&'static str, Fut),
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
+    if let Some(workers) = plan.closed {
+        return run_closed(plan.total_secs(), workers, stats, make).await;
+    }
     let start = Instant::now() + Duration::from_millis(20);
     let total = plan.total_secs();
     let mut offset = 0.0f64;
@@ -197,13 +205,14 @@ where
             stats.late.fetch_add(1, Ordering::Relaxed);
         }
         stats.scheduled.fetch_add(1, Ordering::Relaxed);
-        let (op, fut) = make(i);
-        i += 1;
         if stats.in_flight.load(Ordering::Relaxed) >= plan.max_in_flight {
+            // Not built at all: past saturation the generator must not spend its CPU here.
             stats.dropped.fetch_add(1, Ordering::Relaxed);
-            stats.record_dropped(op);
+            stats.record_dropped("(dropped)");
             continue;
         }
+        let (op, fut) = make(i);
+        i += 1;
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         stats.sent.fetch_add(1, Ordering::Relaxed);
         let st = stats.clone();
@@ -216,6 +225,47 @@ where
     let deadline = Instant::now() + plan.drain;
     while stats.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+/// Closed loop: `workers` request chains, each waiting for its previous answer. Latency is
+/// from the actual send (there is no schedule to fall behind).
+async fn run_closed<F, Fut>(secs: f64, workers: usize, stats: Arc<Stats>, mut make: F) -> Duration
+where
+    F: FnMut(u64) -> (&'static str, Fut),
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut i = 0u64;
+    let mut running = 0usize;
+    let mut launch = |i: &mut u64, running: &mut usize| {
+        let (op, fut) = make(*i);
+        *i += 1;
+        *running += 1;
+        stats.scheduled.fetch_add(1, Ordering::Relaxed);
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        let (st, tx) = (stats.clone(), tx.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r = fut.await;
+            st.record(op, t.elapsed(), r);
+            let _ = tx.send(());
+        });
+    };
+    for _ in 0..workers.max(1) {
+        launch(&mut i, &mut running);
+    }
+    while running > 0 {
+        if rx.recv().await.is_none() {
+            break;
+        }
+        running -= 1;
+        if Instant::now() < deadline {
+            launch(&mut i, &mut running);
+        }
     }
     start.elapsed()
 }
