@@ -55,6 +55,10 @@ fresh_db() {
 
 drop_db() { psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; }
 
+port_free() { # port: refuse to measure someone else's server
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then log "port $1 already in use; stop that process first"; exit 1; fi
+}
+
 wait_port() { # host:port
   for _ in $(seq 1 300); do
     (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
@@ -83,6 +87,7 @@ peak_rss() { grep -E 'VmHWM|VmRSS' "/proc/$1/status" 2>/dev/null | tr -s ' ' | t
 
 ceilings() {
   log "ceiling: trivial axum server"
+  port_free 18080
   "$LG" serve-http --port 18080 --lifetime 600 > "$OUT/serve-http.log" 2>&1 & local hp=$!
   wait_port 127.0.0.1:18080
   for path in tiny big; do
@@ -97,6 +102,7 @@ ceilings() {
   stop $hp
 
   log "ceiling: no-op tonic OnMessage"
+  port_free 18565
   "$LG" serve-grpc --port 18565 --lifetime 600 > "$OUT/serve-grpc.log" 2>&1 & local gp=$!
   wait_port 127.0.0.1:18565
   for inflight in 64 500; do
@@ -114,6 +120,7 @@ ceilings() {
 }
 
 start_handler() { # ack_mode
+  port_free 16565
   env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16565 METRICS_PORT=18081 \
     CONFIG_PATH="$FIXTURE" CHALLENGE_CONFIG_PATH="$FIXTURE" ACK_MODE="$1" LOG_LEVEL=warn \
     BUFFER_FLUSH_INTERVAL_MS=${BUFFER_FLUSH_INTERVAL_MS:-100} BUFFER_MAX_SIZE=${BUFFER_MAX_SIZE:-10000} \
@@ -124,6 +131,7 @@ start_handler() { # ack_mode
 }
 
 start_service() {
+  port_free 18000
   env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16566 HTTP_PORT=18000 METRICS_PORT=18082 \
     CHALLENGE_CONFIG_PATH="$FIXTURE" CONFIG_PATH="$FIXTURE" PLUGIN_GRPC_SERVER_AUTH_ENABLED=false \
     REWARD_CLIENT_MODE=mock LOG_LEVEL=warn \

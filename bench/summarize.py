@@ -4,9 +4,14 @@ import json
 import sys
 
 
+def num(x, fmt):
+    return "n/a" if x is None else format(x, fmt)
+
+
 def fmt_proc(p):
     return " ".join(
-        f"{k}:{v['cpu_cores']:.2f}cores,{v['cpu_us_per_op']:.0f}us/op,hwm{v['vm_hwm_mib']:.0f}MiB"
+        f"{k}:{num(v['cpu_cores'], '.2f')}cores,{num(v['cpu_us_per_op'], '.0f')}us/op,"
+        f"hwm{num(v['vm_hwm_mib'], '.0f')}MiB"
         for k, v in p.items()
     )
 
