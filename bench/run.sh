@@ -214,9 +214,9 @@ k6_check() {
   cp -r "$ROOT/extend-challenge-common/proto" "$tmp/tests/extend-challenge-event-handler/pkg/proto"
   fresh_db
   start_handler "${ACK_MODE:-durable}"
-  log "k6 reference scenario2 at ${K6_EPS:-1000} EPS for ${K6_SECS:-60}s (namespace bench)"
+  log "k6 reference scenario2 at ${K6_EPS:-1000} EPS for ${K6_SECS:-240}s (namespace bench)"
   (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:16565 TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
-    timeout -s INT "${K6_SECS:-60}" k6 run --no-usage-report scenario2_event_load.js) > "$OUT/k6-scenario2.txt" 2>&1 || true
+    timeout -s INT "${K6_SECS:-240}" k6 run --no-usage-report scenario2_event_load.js) > "$OUT/k6-scenario2.txt" 2>&1 || true
   tail -n 40 "$OUT/k6-scenario2.txt" >&2
   psql "$DBURL" -tAc "select 'rows changed by k6 run: '||count(*) from user_goal_progress where updated_at > now() - interval '10 minutes'" | tee -a "$OUT/run.log"
   stop $HANDLER_PID
