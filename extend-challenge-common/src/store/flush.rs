@@ -1,1 +1,328 @@
-//! The event handler's batch writes (owned by the event-handler work).
+//! The event handler's batch writes: one transaction per batch, set-based SQL, never one
+//! statement per event.
+//!
+//! A batch is a set of collapsed deltas keyed by (user, goal). [`flush_batch`] runs:
+//!
+//! 1. optionally, one `INSERT … SELECT` assigning the default goals to the batch's users who
+//!    have no rows at all (CONTRACT §2.1 auto-initialize);
+//! 2. one `SELECT … FOR UPDATE` of the batch's existing rows, ordered by (user_id, goal_id) so
+//!    that two writers (two flush workers, two replicas) always lock in the same order and
+//!    cannot deadlock;
+//! 3. the progress rules, in Rust ([`progress::apply`]);
+//! 4. one `UPDATE … FROM unnest(…)` for the rows that changed;
+//!
+//! then commits. Keys without a row (goal not assigned) are dropped: only assigned goals
+//! make progress.
+//!
+//! A failed `COMMIT` (connection lost, timeout) is ambiguous: the server may have committed.
+//! The batch's transaction id is read first, so the caller can ask [`transaction_status`]
+//! instead of guessing — retrying a committed batch would count it twice, dropping an
+//! aborted one would lose it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, PgPool};
+
+use super::{ProgressRow, ROW_COLUMNS};
+use crate::config::Goal;
+use crate::progress::{self, Delta, GoalState};
+
+/// One collapsed (user, goal) update of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub user_id: String,
+    pub goal: Arc<Goal>,
+    /// Namespace written when the user's rows are auto-initialized.
+    pub namespace: String,
+    pub delta: Delta,
+}
+
+/// What one committed batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushOutcome {
+    /// Rows inserted by auto-initialization.
+    pub initialized: u64,
+    /// Rows the batch changed.
+    pub updated: u64,
+    /// Rows locked but left as they were (inactive, claimed, nothing to do).
+    pub unchanged: u64,
+    /// Keys without a row (the goal is not assigned to the user): dropped.
+    pub not_assigned: u64,
+}
+
+impl FlushOutcome {
+    pub fn add(&mut self, other: FlushOutcome) {
+        self.initialized += other.initialized;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.not_assigned += other.not_assigned;
+    }
+}
+
+/// Assigns `goals` (as [`progress::new_assignment`] at `now`) to each user in `users` that
+/// has no row at all. The cross join keeps the statement's input at users + goals, not
+/// users × goals; rows are inserted sorted so concurrent initializers wait on each other in
+/// one order.
+const AUTO_INITIALIZE_SQL: &str = "\
+INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, status, \
+    completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at, \
+    created_at, updated_at) \
+SELECT u.user_id, g.goal_id, g.challenge_id, u.namespace, g.progress, g.status, g.completed_at, \
+    g.claimed_at, g.is_active, g.assigned_at, g.expires_at, g.baseline_value, g.last_event_at, \
+    $14, $14 \
+FROM unnest($1::text[], $2::text[]) AS u(user_id, namespace) \
+CROSS JOIN unnest($3::text[], $4::text[], $5::int4[], $6::text[], $7::timestamptz[], \
+    $8::timestamptz[], $9::bool[], $10::timestamptz[], $11::timestamptz[], $12::int4[], \
+    $13::timestamptz[]) \
+    AS g(goal_id, challenge_id, progress, status, completed_at, claimed_at, is_active, \
+    assigned_at, expires_at, baseline_value, last_event_at) \
+WHERE NOT EXISTS (SELECT 1 FROM user_goal_progress p WHERE p.user_id = u.user_id) \
+ORDER BY u.user_id, g.goal_id \
+ON CONFLICT (user_id, goal_id) DO NOTHING";
+
+/// Locks the batch's rows in (user_id, goal_id) order: Postgres takes the row locks after
+/// the sort, so every writer acquires them in the same order.
+static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {ROW_COLUMNS} FROM user_goal_progress \
+         WHERE (user_id, goal_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+         ORDER BY user_id, goal_id FOR UPDATE"
+    )
+});
+
+const UPDATE_ROWS_SQL: &str = "\
+UPDATE user_goal_progress AS t SET \
+    progress = u.progress, status = u.status, completed_at = u.completed_at, \
+    claimed_at = u.claimed_at, is_active = u.is_active, assigned_at = u.assigned_at, \
+    expires_at = u.expires_at, baseline_value = u.baseline_value, \
+    last_event_at = u.last_event_at, updated_at = $12 \
+FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], \
+    $6::timestamptz[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int4[], \
+    $11::timestamptz[]) \
+    AS u(user_id, goal_id, progress, status, completed_at, claimed_at, is_active, \
+    assigned_at, expires_at, baseline_value, last_event_at) \
+WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id";
+
+/// Column arrays of [`GoalState`]s, for `unnest`.
+#[derive(Default)]
+struct StateColumns {
+    progress: Vec<i32>,
+    status: Vec<&'static str>,
+    completed_at: Vec<Option<DateTime<Utc>>>,
+    claimed_at: Vec<Option<DateTime<Utc>>>,
+    is_active: Vec<bool>,
+    assigned_at: Vec<Option<DateTime<Utc>>>,
+    expires_at: Vec<Option<DateTime<Utc>>>,
+    baseline_value: Vec<Option<i32>>,
+    last_event_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl StateColumns {
+    fn push(&mut self, s: &GoalState) {
+        self.progress.push(s.progress);
+        self.status.push(s.status.as_str());
+        self.completed_at.push(s.completed_at);
+        self.claimed_at.push(s.claimed_at);
+        self.is_active.push(s.is_active);
+        self.assigned_at.push(s.assigned_at);
+        self.expires_at.push(s.expires_at);
+        self.baseline_value.push(s.baseline_value);
+        self.last_event_at.push(s.last_event_at);
+    }
+}
+
+/// Why a batch was not (known to be) committed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// Failed before `COMMIT` was sent: nothing of the batch was written.
+    #[error("batch not written: {0}")]
+    NotWritten(#[source] sqlx::Error),
+    /// Failed before `COMMIT` was sent, by the timeout: nothing of the batch was written.
+    #[error("batch not written: timed out after {0:?}")]
+    TimedOut(Duration),
+    /// `COMMIT` was sent but its answer was lost: ask [`transaction_status`] about `xid`.
+    #[error("commit of transaction {xid} unconfirmed: {reason}")]
+    CommitUnconfirmed {
+        xid: i64,
+        outcome: FlushOutcome,
+        reason: String,
+    },
+}
+
+/// The fate of a transaction, from `txid_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Committed,
+    Aborted,
+    InProgress,
+    /// Too old for the server to remember (not expected seconds after the commit).
+    Forgotten,
+}
+
+/// Asks the server whether transaction `xid` committed.
+pub async fn transaction_status(pool: &PgPool, xid: i64) -> Result<TxStatus, sqlx::Error> {
+    let status: Option<String> = sqlx::query_scalar("SELECT txid_status($1)")
+        .bind(xid)
+        .fetch_one(pool)
+        .await?;
+    Ok(match status.as_deref() {
+        Some("committed") => TxStatus::Committed,
+        Some("aborted") => TxStatus::Aborted,
+        Some(_) => TxStatus::InProgress,
+        None => TxStatus::Forgotten,
+    })
+}
+
+/// Applies one batch in one transaction (see the module docs). `default_goals`: when
+/// `Some`, the batch's users without any row first get these goals assigned. Each of the
+/// two phases (statements, `COMMIT`) must finish within `timeout`.
+pub async fn flush_batch(
+    pool: &PgPool,
+    items: &[BatchItem],
+    default_goals: Option<&[Arc<Goal>]>,
+    now: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<FlushOutcome, FlushError> {
+    if items.is_empty() {
+        return Ok(FlushOutcome::default());
+    }
+    let work = async {
+        let mut tx = pool.begin().await?;
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *tx)
+            .await?;
+        let outcome = write_batch(&mut tx, items, default_goals, now).await?;
+        Ok::<_, sqlx::Error>((tx, xid, outcome))
+    };
+    let (tx, xid, outcome) = match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(FlushError::NotWritten(e)),
+        Err(_) => return Err(FlushError::TimedOut(timeout)),
+    };
+    let reason = match tokio::time::timeout(timeout, tx.commit()).await {
+        Ok(Ok(())) => return Ok(outcome),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {timeout:?}"),
+    };
+    Err(FlushError::CommitUnconfirmed {
+        xid,
+        outcome,
+        reason,
+    })
+}
+
+async fn write_batch(
+    tx: &mut sqlx::PgConnection,
+    items: &[BatchItem],
+    default_goals: Option<&[Arc<Goal>]>,
+    now: DateTime<Utc>,
+) -> Result<FlushOutcome, sqlx::Error> {
+    let mut outcome = FlushOutcome::default();
+
+    if let Some(goals) = default_goals.filter(|g| !g.is_empty()) {
+        outcome.initialized = auto_initialize(&mut *tx, items, goals, now).await?;
+    }
+
+    let mut by_key: HashMap<(&str, &str), &BatchItem> = HashMap::with_capacity(items.len());
+    let mut users = Vec::with_capacity(items.len());
+    let mut goal_ids = Vec::with_capacity(items.len());
+    for item in items {
+        if by_key
+            .insert((item.user_id.as_str(), item.goal.id.as_str()), item)
+            .is_none()
+        {
+            users.push(item.user_id.as_str());
+            goal_ids.push(item.goal.id.as_str());
+        }
+    }
+    let rows: Vec<ProgressRow> = sqlx::query_as(AssertSqlSafe(LOCK_ROWS_SQL.as_str()))
+        .bind(&users)
+        .bind(&goal_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    outcome.not_assigned = (by_key.len() - rows.len().min(by_key.len())) as u64;
+
+    let mut keys_user = Vec::new();
+    let mut keys_goal = Vec::new();
+    let mut cols = StateColumns::default();
+    for row in &rows {
+        let Some(item) = by_key.get(&(row.user_id.as_str(), row.goal_id.as_str())) else {
+            continue;
+        };
+        let old = row.state();
+        match progress::apply(&item.goal, &old, &item.delta, now) {
+            Some(new) if new != old => {
+                keys_user.push(row.user_id.as_str());
+                keys_goal.push(row.goal_id.as_str());
+                cols.push(&new);
+            }
+            _ => outcome.unchanged += 1,
+        }
+    }
+
+    if !keys_user.is_empty() {
+        let done = sqlx::query(UPDATE_ROWS_SQL)
+            .bind(&keys_user)
+            .bind(&keys_goal)
+            .bind(&cols.progress)
+            .bind(&cols.status)
+            .bind(&cols.completed_at)
+            .bind(&cols.claimed_at)
+            .bind(&cols.is_active)
+            .bind(&cols.assigned_at)
+            .bind(&cols.expires_at)
+            .bind(&cols.baseline_value)
+            .bind(&cols.last_event_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        outcome.updated = done.rows_affected();
+    }
+    Ok(outcome)
+}
+
+async fn auto_initialize(
+    tx: &mut sqlx::PgConnection,
+    items: &[BatchItem],
+    goals: &[Arc<Goal>],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    // One namespace per user: the first seen.
+    let mut users: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| (i.user_id.as_str(), i.namespace.as_str()))
+        .collect();
+    users.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    users.dedup_by(|a, b| a.0 == b.0);
+    let (user_ids, namespaces): (Vec<&str>, Vec<&str>) = users.into_iter().unzip();
+
+    let mut sorted: Vec<&Arc<Goal>> = goals.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let goal_ids: Vec<&str> = sorted.iter().map(|g| g.id.as_str()).collect();
+    let challenge_ids: Vec<&str> = sorted.iter().map(|g| g.challenge_id.as_str()).collect();
+    let mut cols = StateColumns::default();
+    for g in &sorted {
+        cols.push(&progress::new_assignment(g, now));
+    }
+    let done = sqlx::query(AUTO_INITIALIZE_SQL)
+        .bind(&user_ids)
+        .bind(&namespaces)
+        .bind(&goal_ids)
+        .bind(&challenge_ids)
+        .bind(&cols.progress)
+        .bind(&cols.status)
+        .bind(&cols.completed_at)
+        .bind(&cols.claimed_at)
+        .bind(&cols.is_active)
+        .bind(&cols.assigned_at)
+        .bind(&cols.expires_at)
+        .bind(&cols.baseline_value)
+        .bind(&cols.last_event_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,336 @@
+//! Build separate from run: [`Builder::build`] binds the listeners (port 0 in tests) and
+//! wires the pipeline; [`App::run`] serves until the shutdown token fires, then stops
+//! accepting, drains in-flight RPCs and flushes everything.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use extend_challenge_common::clock::Clock;
+use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::metrics::GrpcMetricsLayer;
+use extend_challenge_common::ops::{Health, serve_ops};
+use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
+use extend_challenge_common::settings::Settings;
+use extend_challenge_common::store::flush::{FlushError, FlushOutcome};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
+
+use crate::dedup::RedisDedup;
+use crate::engine::{Engine, EngineOptions};
+use crate::grpc::EventServices;
+use crate::metrics;
+
+/// The gRPC services the handler reports in grpc.health.v1 (besides "").
+pub const SERVICE_NAMES: &[&str] = &[
+    "accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService",
+    "accelbyte.iam.account.v1.UserAuthenticationUserThirdPartyLoggedInService",
+    "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Redis(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the final flush failed: buffered updates were lost")]
+    FinalFlush,
+}
+
+/// Configures an [`App`]. Defaults come from [`Settings`]; tests override the clock,
+/// deadlines and ports.
+pub struct Builder {
+    settings: Settings,
+    config: Arc<ChallengeConfig>,
+    pool: PgPool,
+    clock: Clock,
+    options: EngineOptions,
+    redis_prefix: Option<String>,
+    health_interval: Duration,
+    bind_ip: std::net::IpAddr,
+}
+
+impl Builder {
+    pub fn new(settings: Settings, config: Arc<ChallengeConfig>, pool: PgPool) -> Self {
+        let workers = settings.flush_workers.max(1);
+        let options = EngineOptions {
+            namespace: settings.ab_namespace.clone(),
+            ack_mode: settings.ack_mode,
+            auto_initialize: settings.auto_initialize_on_event,
+            workers,
+            flush_interval: settings.buffer_flush_interval,
+            flush_threshold: settings.buffer_max_size.div_ceil(workers),
+            max_pending_keys: settings.buffer_max_size.saturating_mul(4),
+            ack_deadline: Duration::from_secs(5),
+            dedup_window: 200_000,
+            flush_timeout: Duration::from_secs(10),
+            retry_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            shutdown_flush_timeout: Duration::from_secs(20),
+        };
+        Self {
+            clock: settings.clock(),
+            settings,
+            config,
+            pool,
+            options,
+            redis_prefix: None,
+            health_interval: Duration::from_secs(2),
+            bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        }
+    }
+
+    /// The clock for flush time and rotation (default: `Settings::clock()`).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Adjusts the pipeline's tunables (deadlines, bounds, backoff).
+    pub fn options(mut self, f: impl FnOnce(&mut EngineOptions)) -> Self {
+        f(&mut self.options);
+        self
+    }
+
+    /// Prefix of the Redis de-duplication keys.
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis_prefix = Some(prefix.into());
+        self
+    }
+
+    /// How often the database health is re-checked.
+    pub fn health_interval(mut self, d: Duration) -> Self {
+        self.health_interval = d;
+        self
+    }
+
+    /// Listen on this address instead of all interfaces.
+    pub fn bind_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.bind_ip = ip;
+        self
+    }
+
+    /// Binds the gRPC and metrics listeners and wires the pipeline (nothing runs yet).
+    pub async fn build(self) -> Result<App, BuildError> {
+        metrics::init();
+        let grpc_listener = bind(SocketAddr::new(self.bind_ip, self.settings.grpc_port)).await?;
+        let ops_listener = bind(SocketAddr::new(self.bind_ip, self.settings.metrics_port)).await?;
+        let redis = match &self.settings.redis_host {
+            Some(host) => {
+                let r = RedisDedup::new(
+                    host,
+                    self.settings.redis_port,
+                    self.settings.redis_password.as_deref(),
+                    Duration::from_secs(300),
+                    Duration::from_secs(86_400),
+                )
+                .map_err(BuildError::Redis)?;
+                Some(match self.redis_prefix {
+                    Some(p) => r.with_prefix(p),
+                    None => r,
+                })
+            }
+            None => None,
+        };
+        if self.options.namespace.is_empty() {
+            tracing::warn!("AB_NAMESPACE is empty: accepting events from every namespace");
+        }
+        tracing::info!(
+            ack_mode = ?self.options.ack_mode,
+            workers = self.options.workers,
+            flush_interval_ms = self.options.flush_interval.as_millis() as u64,
+            max_pending_keys = self.options.max_pending_keys,
+            redis_dedup = redis.is_some(),
+            auto_initialize = self.options.auto_initialize,
+            "event handler configured"
+        );
+        let (health, health_server) = Health::new(self.pool.clone(), SERVICE_NAMES);
+        let engine = Arc::new(Engine::new(
+            self.config,
+            self.pool,
+            redis,
+            self.clock,
+            self.options,
+        ));
+        Ok(App {
+            grpc_addr: grpc_listener.local_addr().expect("bound listener"),
+            metrics_addr: ops_listener.local_addr().expect("bound listener"),
+            grpc_listener,
+            ops_listener,
+            engine,
+            health,
+            health_server,
+            health_interval: self.health_interval,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BuildError::Bind { addr, source })
+}
+
+/// A built handler: listeners bound, not serving yet.
+pub struct App {
+    grpc_listener: TcpListener,
+    ops_listener: TcpListener,
+    grpc_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    engine: Arc<Engine>,
+    health: Health,
+    health_server: HealthServer<HealthService>,
+    health_interval: Duration,
+}
+
+/// A clonable handle on a running (or built) handler, for tests and tools.
+#[derive(Clone)]
+pub struct Handle {
+    engine: Arc<Engine>,
+    health: Health,
+}
+
+impl Handle {
+    /// Flushes everything pending now, one transaction per partition.
+    pub async fn flush_once(&self) -> Result<FlushOutcome, FlushError> {
+        self.engine.flush_once().await
+    }
+
+    /// (user, goal) keys waiting in the buffer.
+    pub fn pending_keys(&self) -> usize {
+        self.engine.pending_keys()
+    }
+
+    /// Failed batch flushes so far (each was kept and retried).
+    pub fn flush_errors(&self) -> u64 {
+        self.engine.flush_errors()
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+}
+
+impl App {
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle {
+            engine: self.engine.clone(),
+            health: self.health.clone(),
+        }
+    }
+
+    /// See [`Handle::flush_once`].
+    pub async fn flush_once(&self) -> Result<FlushOutcome, FlushError> {
+        self.engine.flush_once().await
+    }
+
+    /// Serves until `shutdown` fires; then stops accepting, lets in-flight RPCs finish
+    /// (their commits included), flushes the buffer with retries and stops the metrics
+    /// server. `Err(FinalFlush)` when buffered updates could not be written.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let App {
+            grpc_listener,
+            ops_listener,
+            engine,
+            health,
+            health_server,
+            health_interval,
+            ..
+        } = self;
+
+        let workers_stop = CancellationToken::new();
+        let workers: Vec<_> = (0..engine.options().workers)
+            .map(|part| tokio::spawn(engine.clone().run_worker(part, workers_stop.clone())))
+            .collect();
+        let ops_stop = CancellationToken::new();
+        let watcher = health.spawn_watcher(health_interval, ops_stop.clone());
+        let ops = tokio::spawn(serve_ops(ops_listener, health.clone(), ops_stop.clone()));
+
+        let served = serve_grpc(grpc_listener, engine.clone(), health_server, shutdown).await;
+        tracing::info!(
+            pending_keys = engine.pending_keys(),
+            "gRPC server stopped; flushing the buffer"
+        );
+        workers_stop.cancel();
+        let mut flushed = true;
+        for w in workers {
+            flushed &= w.await.unwrap_or(false);
+        }
+        ops_stop.cancel();
+        let _ = watcher.await;
+        match ops.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
+            Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
+        served?;
+        if !flushed {
+            return Err(RunError::FinalFlush);
+        }
+        tracing::info!("event handler stopped");
+        Ok(())
+    }
+}
+
+/// Reflection advertising exactly the services served (the descriptor set holds every
+/// AsyncAPI service, most of which this handler does not implement).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in SERVICE_NAMES.iter().copied().chain([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]) {
+        b = b.with_service_name(name);
+    }
+    b
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    health_server: HealthServer<HealthService>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let services = EventServices::new(engine);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer)
+        .add_service(health_server)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(services.login_server())
+        .add_service(services.third_party_login_server())
+        .add_service(services.stat_server())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! Validation at the door (CONTRACT §2): the three AGS messages become one [`Event`], or an
+//! [`Invalid`] reason that the RPC answers with `InvalidArgument`. Nothing that passes here
+//! can fail later inside a batch.
+
+use chrono::{DateTime, Utc};
+use extend_challenge_common::pb::accelbyte::iam::account::v1::{
+    UserLoggedIn, UserThirdPartyLoggedIn,
+};
+use extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItemUpdated;
+
+use crate::metrics;
+
+/// The `user_id` column is `VARCHAR(100)`.
+pub const MAX_USER_ID_CHARS: usize = 100;
+
+/// Which RPC delivered the event (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Login,
+    ThirdPartyLogin,
+    Stat,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Login => "login",
+            EventKind::ThirdPartyLogin => "third_party_login",
+            EventKind::Stat => "stat_item_updated",
+        }
+    }
+}
+
+/// What the event feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Login or third-party login: feeds `eventSource: login` goals.
+    Login,
+    /// Stat update, values truncated toward zero and clamped into `i32`: feeds
+    /// `eventSource: statistic` goals with this stat code.
+    Stat { code: String, value: i32, inc: i32 },
+}
+
+/// A validated event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// Envelope id (de-duplication key; empty = never de-duplicated).
+    pub id: String,
+    pub namespace: String,
+    pub user_id: String,
+    /// The envelope's RFC 3339 `timestamp`, when present and parseable.
+    pub timestamp: Option<DateTime<Utc>>,
+    pub source: Source,
+}
+
+/// Why an event is rejected with `InvalidArgument`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("userId cannot be empty")]
+    EmptyUserId,
+    #[error("userId is longer than 100 characters")]
+    UserIdTooLong,
+    #[error("payload cannot be empty")]
+    MissingPayload,
+    #[error("statCode cannot be empty")]
+    EmptyStatCode,
+    #[error("latestValue must be a finite number")]
+    NonFiniteValue,
+    #[error("inc must be a finite number")]
+    NonFiniteInc,
+}
+
+impl Invalid {
+    /// Metric reason label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Invalid::EmptyUserId => "empty_user_id",
+            Invalid::UserIdTooLong => "user_id_too_long",
+            Invalid::MissingPayload => "missing_payload",
+            Invalid::EmptyStatCode => "empty_stat_code",
+            Invalid::NonFiniteValue => "non_finite_value",
+            Invalid::NonFiniteInc => "non_finite_inc",
+        }
+    }
+}
+
+fn check_user(user_id: &str) -> Result<(), Invalid> {
+    if user_id.is_empty() {
+        return Err(Invalid::EmptyUserId);
+    }
+    if user_id.chars().count() > MAX_USER_ID_CHARS {
+        return Err(Invalid::UserIdTooLong);
+    }
+    Ok(())
+}
+
+fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn login(
+    kind: EventKind,
+    id: String,
+    namespace: String,
+    user_id: String,
+    timestamp: &str,
+) -> Result<Event, Invalid> {
+    check_user(&user_id)?;
+    Ok(Event {
+        kind,
+        id,
+        namespace,
+        user_id,
+        timestamp: parse_timestamp(timestamp),
+        source: Source::Login,
+    })
+}
+
+impl TryFrom<UserLoggedIn> for Event {
+    type Error = Invalid;
+
+    fn try_from(m: UserLoggedIn) -> Result<Self, Invalid> {
+        login(EventKind::Login, m.id, m.namespace, m.user_id, &m.timestamp)
+    }
+}
+
+impl TryFrom<UserThirdPartyLoggedIn> for Event {
+    type Error = Invalid;
+
+    fn try_from(m: UserThirdPartyLoggedIn) -> Result<Self, Invalid> {
+        login(
+            EventKind::ThirdPartyLogin,
+            m.id,
+            m.namespace,
+            m.user_id,
+            &m.timestamp,
+        )
+    }
+}
+
+impl TryFrom<StatItemUpdated> for Event {
+    type Error = Invalid;
+
+    fn try_from(m: StatItemUpdated) -> Result<Self, Invalid> {
+        check_user(&m.user_id)?;
+        let payload = m.payload.ok_or(Invalid::MissingPayload)?;
+        if payload.stat_code.is_empty() {
+            return Err(Invalid::EmptyStatCode);
+        }
+        if !payload.latest_value.is_finite() {
+            return Err(Invalid::NonFiniteValue);
+        }
+        if !payload.inc.is_finite() {
+            return Err(Invalid::NonFiniteInc);
+        }
+        let value = to_i32_counted(payload.latest_value, "latest_value");
+        let inc = to_i32_counted(payload.inc, "inc");
+        Ok(Event {
+            kind: EventKind::Stat,
+            id: m.id,
+            namespace: m.namespace,
+            user_id: m.user_id,
+            timestamp: parse_timestamp(&m.timestamp),
+            source: Source::Stat {
+                code: payload.stat_code,
+                value,
+                inc,
+            },
+        })
+    }
+}
+
+/// Truncates a finite value toward zero and clamps it into `i32`; `true` when clamped.
+pub fn to_i32(v: f64) -> (i32, bool) {
+    let t = v.trunc();
+    if t > f64::from(i32::MAX) {
+        (i32::MAX, true)
+    } else if t < f64::from(i32::MIN) {
+        (i32::MIN, true)
+    } else {
+        // In range and integral: exact.
+        (t as i32, false)
+    }
+}
+
+fn to_i32_counted(v: f64, field: &'static str) -> i32 {
+    let (n, clamped) = to_i32(v);
+    if clamped {
+        metrics::VALUE_CLAMPS_TOTAL
+            .with_label_values(&[field])
+            .inc();
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItem;
+
+    fn stat(user: &str, code: &str, v: f64, inc: f64) -> StatItemUpdated {
+        StatItemUpdated {
+            id: "e1".into(),
+            namespace: "ns".into(),
+            user_id: user.into(),
+            timestamp: "2025-11-04T12:00:00.5Z".into(),
+            payload: Some(StatItem {
+                stat_code: code.into(),
+                latest_value: v,
+                inc,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn values_truncate_toward_zero_and_clamp() {
+        assert_eq!(to_i32(42.9), (42, false));
+        assert_eq!(to_i32(-42.9), (-42, false));
+        assert_eq!(to_i32(-0.5), (0, false));
+        assert_eq!(to_i32(2147483647.9), (i32::MAX, false));
+        assert_eq!(to_i32(2147483648.0), (i32::MAX, true));
+        assert_eq!(to_i32(1e300), (i32::MAX, true));
+        assert_eq!(to_i32(-2147483648.7), (i32::MIN, false));
+        assert_eq!(to_i32(-1e300), (i32::MIN, true));
+    }
+
+    #[test]
+    fn stat_events_are_validated() {
+        let ok = Event::try_from(stat("u", "kills", 3.7, 1.2)).unwrap();
+        assert_eq!(
+            ok.source,
+            Source::Stat {
+                code: "kills".into(),
+                value: 3,
+                inc: 1
+            }
+        );
+        assert_eq!(
+            ok.timestamp.unwrap().timestamp_millis() % 1000,
+            500,
+            "sub-second timestamp kept"
+        );
+        let cases = [
+            (stat("", "k", 1.0, 1.0), Invalid::EmptyUserId),
+            (
+                stat(&"x".repeat(101), "k", 1.0, 1.0),
+                Invalid::UserIdTooLong,
+            ),
+            (stat("u", "", 1.0, 1.0), Invalid::EmptyStatCode),
+            (stat("u", "k", f64::NAN, 1.0), Invalid::NonFiniteValue),
+            (stat("u", "k", f64::INFINITY, 1.0), Invalid::NonFiniteValue),
+            (
+                stat("u", "k", 1.0, f64::NEG_INFINITY),
+                Invalid::NonFiniteInc,
+            ),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(Event::try_from(msg).unwrap_err(), want);
+        }
+        let mut no_payload = stat("u", "k", 1.0, 1.0);
+        no_payload.payload = None;
+        assert_eq!(
+            Event::try_from(no_payload).unwrap_err(),
+            Invalid::MissingPayload
+        );
+        assert!(Event::try_from(stat(&"é".repeat(100), "k", 1.0, 1.0)).is_ok());
+    }
+
+    #[test]
+    fn bad_timestamp_falls_back_to_none() {
+        let e = Event::try_from(UserLoggedIn {
+            user_id: "u".into(),
+            timestamp: "yesterday".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(e.timestamp, None);
+        assert_eq!(e.source, Source::Login);
+    }
+}

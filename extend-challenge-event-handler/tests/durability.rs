@@ -1,0 +1,397 @@
+//! Durability and concurrency: durable acknowledgements, a database cut off through a TCP
+//! proxy, two handler instances on one database, duplicate ids in and across processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::future::join_all;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Delivers like the platform does: redeliver the same event while the handler answers
+/// `Unavailable`. Returns how many deliveries it took.
+async fn deliver_login(h: &TestHandler, user: &str, id: &str) -> u32 {
+    for attempt in 1..=200 {
+        match h.login_id(user, id).await {
+            Ok(()) => return attempt,
+            Err(s) if s.code() == Code::Unavailable => continue,
+            Err(s) => panic!("unexpected answer {s:?}"),
+        }
+    }
+    panic!("event {id} never acknowledged");
+}
+
+async fn deliver_stat(h: &TestHandler, user: &str, id: &str) {
+    for _ in 0..200 {
+        let mut ev = stat(user, "matches", 1.0, 1.0);
+        ev.id = id.into();
+        match h.stat_client().on_message(ev).await {
+            Ok(_) => return,
+            Err(s) if s.code() == Code::Unavailable => continue,
+            Err(s) => panic!("unexpected answer {s:?}"),
+        }
+    }
+    panic!("event {id} never acknowledged");
+}
+
+async fn upstream(opts: &PgConnectOptions) -> std::net::SocketAddr {
+    tokio::net::lookup_host((opts.get_host(), opts.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn durable_ok_means_committed(pool: PgPool) {
+    let h = start(pool.clone(), &[], |b| b).await;
+    h.login_id("amy", "a-1").await.unwrap();
+    assert_eq!(
+        progress(&pool, "amy", "login-total").await,
+        Some(1),
+        "no flush call needed"
+    );
+    for _ in 0..5 {
+        h.stat("amy", "matches", 1.0, 1.0).await.unwrap();
+    }
+    assert_eq!(progress(&pool, "amy", "matches-total").await, Some(5));
+    // A redelivery of a committed id is an OK no-op.
+    h.login_id("amy", "a-1").await.unwrap();
+    assert_eq!(progress(&pool, "amy", "login-total").await, Some(1));
+    assert_eq!(h.handle.pending_keys(), 0);
+    h.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let direct = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let proxy = Proxy::start(upstream(&opts).await).await;
+    let proxied = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let h = start(proxied, &[("FLUSH_WORKERS", "1")], |b| {
+        b.options(|o| {
+            o.ack_deadline = Duration::from_millis(800);
+            o.flush_timeout = Duration::from_secs(2);
+            o.retry_backoff = (Duration::from_millis(20), Duration::from_millis(200));
+        })
+    })
+    .await;
+    h.login_id("bea", "b-0").await.unwrap();
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(1));
+    assert!(h.handle.health().check_now().await);
+
+    proxy.cut();
+    let ids: Vec<String> = (1..=20).map(|i| format!("b-{i}")).collect();
+    let answers = join_all(ids.iter().map(|id| h.login_id("bea", id))).await;
+    for a in &answers {
+        assert_eq!(a.as_ref().unwrap_err().code(), Code::Unavailable, "{a:?}");
+    }
+    let mut stat_event = stat("bea", "matches", 1.0, 1.0);
+    stat_event.id = "b-stat".into();
+    let stat_answer = h.stat_client().on_message(stat_event).await;
+    assert_eq!(stat_answer.unwrap_err().code(), Code::Unavailable);
+    // Health follows the database.
+    assert!(!h.handle.health().check_now().await);
+    let mut health = HealthClient::new(h.channel());
+    let res = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.status, ServingStatus::NotServing as i32);
+    // A redelivery while the first copy is still pending is not acknowledged either.
+    assert_eq!(
+        h.login_id("bea", "b-1").await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(1));
+
+    proxy.restore();
+    // The refused events stayed buffered: once a later event is durable (one worker, so
+    // one commit order), they are written too, without any redelivery.
+    deliver_login(&h, "bea", "b-after").await;
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(22));
+    // The platform redelivers them anyway; each counts exactly once.
+    for id in &ids {
+        deliver_login(&h, "bea", id).await;
+    }
+    deliver_stat(&h, "bea", "b-stat").await;
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(22));
+    assert_eq!(progress(&direct, "bea", "matches-total").await, Some(1));
+    assert!(
+        h.handle.flush_errors() > 0,
+        "the outage was seen by the flusher"
+    );
+    assert!(h.handle.health().check_now().await);
+    h.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn failed_flushes_merge_back_and_retry_in_buffered_mode(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let direct = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let proxy = Proxy::start(upstream(&opts).await).await;
+    let proxied = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let env = [
+        ("ACK_MODE", "buffered"),
+        ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
+    ];
+    let h = start(proxied, &env, |b| {
+        b.options(|o| o.flush_timeout = Duration::from_secs(2))
+    })
+    .await;
+    assign(
+        &direct,
+        "cid",
+        &["login-total", "kills-10", "kills-relative-5"],
+        h.clock_now(),
+    )
+    .await;
+
+    h.login("cid").await.unwrap();
+    h.stat("cid", "kills", 100.0, 10.0).await.unwrap();
+    proxy.cut();
+    assert!(h.handle.flush_once().await.is_err());
+    assert!(h.handle.pending_keys() > 0, "the failed batch is kept");
+    // Newer events merge on top of the failed batch.
+    h.login("cid").await.unwrap();
+    h.stat("cid", "kills", 103.0, 3.0).await.unwrap();
+    assert!(h.handle.flush_once().await.is_err());
+    proxy.restore();
+    let mut flushed = false;
+    for _ in 0..50 {
+        if h.handle.flush_once().await.is_ok() && h.handle.pending_keys() == 0 {
+            flushed = true;
+            break;
+        }
+    }
+    assert!(flushed, "the flush succeeds once the database is back");
+    assert_eq!(
+        progress(&direct, "cid", "login-total").await,
+        Some(2),
+        "counts add up"
+    );
+    assert_eq!(
+        progress(&direct, "cid", "kills-10").await,
+        Some(103),
+        "latest value wins"
+    );
+    assert_eq!(
+        progress(&direct, "cid", "kills-relative-5").await,
+        Some(13),
+        "baseline from the first event (100 - 10)"
+    );
+    h.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn two_instances_on_one_database_give_exact_counts(pool: PgPool) {
+    let a = start(pool.clone(), &[], |b| b).await;
+    let b = start(pool.clone(), &[], |b| b).await;
+    let users: Vec<String> = (0..12).map(|i| format!("twin-{i}")).collect();
+    const PER_INSTANCE: usize = 15;
+    // Each task walks every user in its own rotation, alternating instances, so both
+    // buffers hold the same users at once (and auto-initialize them concurrently).
+    let tasks = (0..16).map(|t| {
+        let (a, b, users) = (&a, &b, &users);
+        async move {
+            for round in 0..PER_INSTANCE * 2 * users.len() / 16 {
+                let user = &users[(t + round) % users.len()];
+                let h = if (t + round) % 2 == 0 { a } else { b };
+                let id = format!("{t}-{round}");
+                if round % 3 == 0 {
+                    deliver_stat(h, user, &id).await;
+                } else {
+                    deliver_login(h, user, &id).await;
+                }
+            }
+        }
+    });
+    join_all(tasks).await;
+
+    // Expected counts from the same schedule.
+    let mut logins = std::collections::HashMap::<&str, i32>::new();
+    let mut matches = std::collections::HashMap::<&str, i32>::new();
+    for t in 0..16 {
+        for round in 0..PER_INSTANCE * 2 * users.len() / 16 {
+            let user = users[(t + round) % users.len()].as_str();
+            let bucket = if round % 3 == 0 {
+                &mut matches
+            } else {
+                &mut logins
+            };
+            *bucket.entry(user).or_default() += 1;
+        }
+    }
+    for u in &users {
+        assert_eq!(
+            progress(&pool, u, "login-total").await,
+            Some(logins[u.as_str()]),
+            "{u}"
+        );
+        assert_eq!(
+            progress(&pool, u, "matches-total").await,
+            Some(matches[u.as_str()]),
+            "{u}"
+        );
+        assert_eq!(rows(&pool, u).await.len(), 13, "{u} initialized once");
+    }
+    assert_eq!(
+        a.handle.flush_errors() + b.handle.flush_errors(),
+        0,
+        "no deadlock, no retry"
+    );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn concurrent_redeliveries_in_one_process_count_once(pool: PgPool) {
+    let h = start(pool.clone(), &[], |b| b).await;
+    let copies = (0..8).map(|_| deliver_login(&h, "dan", "d-1"));
+    join_all(copies).await;
+    assert_eq!(progress(&pool, "dan", "login-total").await, Some(1));
+    h.stop().await.unwrap();
+}
+
+/// Host and port of the test Redis, from `REDIS_URL` (default the local one).
+fn redis_host_port() -> (String, String) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let rest = url.split("://").nth(1).unwrap_or(&url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.to_string()),
+        None => (authority.to_string(), "6379".to_string()),
+    }
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn duplicate_ids_across_instances_with_redis(pool: PgPool) {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let (host, port) = redis_host_port();
+    let redis = [("REDIS_HOST", host.as_str()), ("REDIS_PORT", port.as_str())];
+    let a = start(pool.clone(), &redis, |b| b.redis_key_prefix(prefix.clone())).await;
+    let b = start(pool.clone(), &redis, |b| b.redis_key_prefix(prefix.clone())).await;
+
+    a.login_id("eve", "e-1").await.unwrap();
+    b.login_id("eve", "e-1").await.unwrap();
+    assert_eq!(progress(&pool, "eve", "login-total").await, Some(1));
+
+    // Both at once: one applies, the other waits or is told to retry.
+    let (x, y) = tokio::join!(
+        deliver_login(&a, "eve", "e-2"),
+        deliver_login(&b, "eve", "e-2")
+    );
+    assert!(x >= 1 && y >= 1);
+    assert_eq!(progress(&pool, "eve", "login-total").await, Some(2));
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+
+    // Buffered: while the first copy sits uncommitted in one replica, the other replica
+    // must not acknowledge a redelivery.
+    let env = [
+        ("REDIS_HOST", host.as_str()),
+        ("REDIS_PORT", port.as_str()),
+        ("ACK_MODE", "buffered"),
+        ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
+    ];
+    let a = start(pool.clone(), &env, |b| b.redis_key_prefix(prefix.clone())).await;
+    let b = start(pool.clone(), &env, |b| b.redis_key_prefix(prefix.clone())).await;
+    a.login_id("eve", "e-3").await.unwrap();
+    assert_eq!(
+        b.login_id("eve", "e-3").await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    a.flush().await;
+    b.login_id("eve", "e-3").await.unwrap();
+    b.flush().await;
+    assert_eq!(progress(&pool, "eve", "login-total").await, Some(3));
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn unconfirmed_commits_are_resolved_by_transaction_status(pool: PgPool) {
+    async fn xid_of(tx: &mut sqlx::PgConnection) -> i64 {
+        sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(tx)
+            .await
+            .unwrap()
+    }
+    use extend_challenge_common::store::flush::{TxStatus, transaction_status};
+    let mut committed = pool.begin().await.unwrap();
+    let c = xid_of(&mut committed).await;
+    committed.commit().await.unwrap();
+    let mut aborted = pool.begin().await.unwrap();
+    let a = xid_of(&mut aborted).await;
+    aborted.rollback().await.unwrap();
+    let mut open = pool.begin().await.unwrap();
+    let o = xid_of(&mut open).await;
+    assert_eq!(
+        transaction_status(&pool, c).await.unwrap(),
+        TxStatus::Committed
+    );
+    assert_eq!(
+        transaction_status(&pool, a).await.unwrap(),
+        TxStatus::Aborted
+    );
+    assert_eq!(
+        transaction_status(&pool, o).await.unwrap(),
+        TxStatus::InProgress
+    );
+    open.rollback().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn shutdown_without_a_database_reports_the_loss(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let proxy = Proxy::start(upstream(&opts).await).await;
+    let proxied = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let env = [
+        ("ACK_MODE", "buffered"),
+        ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
+    ];
+    let h = start(proxied, &env, |b| {
+        b.options(|o| {
+            o.shutdown_flush_timeout = Duration::from_millis(500);
+            o.retry_backoff = (Duration::from_millis(20), Duration::from_millis(100));
+        })
+    })
+    .await;
+    h.login("fay").await.unwrap();
+    proxy.cut();
+    assert!(matches!(
+        h.stop().await,
+        Err(extend_challenge_event_handler::RunError::FinalFlush)
+    ));
+}
