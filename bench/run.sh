@@ -141,7 +141,7 @@ start_service() {
 }
 
 s2() {
-  for mode in buffered durable; do
+  for mode in ${MODES:-buffered durable}; do
     for eps in ${EPS_LIST:-2000 5000 10000 20000}; do
       fresh_db
       start_handler $mode
