@@ -4,8 +4,6 @@
 
 use std::{env, path::PathBuf};
 
-use prost::Message;
-
 const PROTOS: &[&str] = &[
     "proto/accelbyte-asyncapi/iam/account/v1/account.proto",
     "proto/accelbyte-asyncapi/social/statistic/v1/statistic.proto",
@@ -16,9 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out = PathBuf::from(env::var("OUT_DIR")?);
 
-    let fds = protox::compile(PROTOS, ["proto"])?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true).open_files(PROTOS)?;
+    // Encoded by protox itself, so extension options (the google.api.http annotations) are
+    // kept; a round trip through prost_types::FileDescriptorSet would drop them.
     let descriptor_path = out.join("descriptor.bin");
-    std::fs::write(&descriptor_path, fds.encode_to_vec())?;
+    std::fs::write(&descriptor_path, compiler.encode_file_descriptor_set())?;
+    let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         .build_client(true)

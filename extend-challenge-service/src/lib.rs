@@ -1,2 +1,255 @@
+//! The Extend Challenge player API (CONTRACT §3).
+//!
+//! - [`app`]: [`app::ChallengeService`], the one implementation of every RPC.
+//! - [`grpc`], [`rest`]: thin transports over it; [`swagger`]: the API docs.
+//! - [`catalog`]: the config prepared for fast responses; [`error`]: the error type.
+//!
+//! [`Application::build`] binds every listener (port 0 gives an ephemeral port, for tests)
+//! and [`Application::run_until_stopped`] serves until the shutdown token fires.
+
+pub mod app;
 pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod rest;
 pub mod rewards;
+pub mod swagger;
+pub mod timefmt;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use extend_challenge_common::clock::Clock;
+use extend_challenge_common::config::{self, ChallengeConfig};
+use extend_challenge_common::metrics::{GrpcMetricsLayer, track_http};
+use extend_challenge_common::ops::{self, Health};
+use extend_challenge_common::pb;
+use extend_challenge_common::settings::Settings;
+use extend_challenge_common::store;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::ChallengeService;
+use crate::auth::Authenticator;
+use crate::error::ServiceError;
+use crate::rewards::RewardGranter;
+
+/// How often the database health is re-checked.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Logs server-side faults once, at the edge, with their cause; client errors are not
+/// logged (they are counted by the request metrics).
+pub(crate) fn log_if_server_fault(e: &ServiceError) {
+    if e.is_server_fault() {
+        match std::error::Error::source(e) {
+            Some(cause) => tracing::error!(error = %e, cause = %cause, "request failed"),
+            None => tracing::error!(error = %e, "request failed"),
+        }
+    }
+}
+
+/// Everything the service needs from outside, so tests can substitute any part.
+pub struct Dependencies {
+    pub pool: PgPool,
+    pub config: Arc<ChallengeConfig>,
+    pub granter: Arc<dyn RewardGranter>,
+    pub auth: Authenticator,
+    pub clock: Clock,
+}
+
+impl Dependencies {
+    /// The production wiring: config from `CHALLENGE_CONFIG_PATH`, a lazy pool, the
+    /// reward client and authenticator chosen by the settings. Runs the migrations.
+    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let config = config::load_from_path(&settings.config_path)
+            .with_context(|| format!("loading {}", settings.config_path))?;
+        let pool = store::connect_lazy(settings.db.clone(), settings.db_max_open_conns);
+        migrate_with_retry(&pool).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Dependencies {
+            granter: rewards::from_settings(settings, http.clone()),
+            auth: Authenticator::from_settings(settings, http),
+            pool,
+            config: Arc::new(config),
+            clock: settings.clock(),
+        })
+    }
+}
+
+/// Applies the migrations, waiting up to a minute for Postgres to come up.
+async fn migrate_with_retry(pool: &PgPool) -> anyhow::Result<()> {
+    let mut wait = Duration::from_millis(500);
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match store::migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < give_up => {
+                tracing::warn!(error = %e, "migration failed, retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("applying database migrations"),
+        }
+    }
+}
+
+/// A built, not yet serving, service: listeners bound, state assembled.
+pub struct Application {
+    grpc: TcpListener,
+    http: TcpListener,
+    ops: TcpListener,
+    service: ChallengeService,
+    auth: Authenticator,
+    health: Health,
+    health_server:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    base_path: String,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Binds `GRPC_PORT`, `HTTP_PORT` and `METRICS_PORT` on all interfaces (0 = any free
+    /// port) and assembles the service.
+    pub async fn build(settings: &Settings, deps: Dependencies) -> anyhow::Result<Self> {
+        let bind = |port: u16| async move {
+            TcpListener::bind(("0.0.0.0", port))
+                .await
+                .with_context(|| format!("binding port {port}"))
+        };
+        let grpc = bind(settings.grpc_port).await?;
+        let http = bind(settings.http_port).await?;
+        let ops = bind(settings.metrics_port).await?;
+        let (health, health_server) = Health::new(deps.pool.clone(), &["service.Service"]);
+        let service = ChallengeService::new(
+            deps.config,
+            deps.pool,
+            deps.granter,
+            deps.clock,
+            settings.ab_namespace.clone(),
+        );
+        Ok(Application {
+            grpc,
+            http,
+            ops,
+            service,
+            auth: deps.auth,
+            health,
+            health_server,
+            base_path: settings.base_path.clone(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Cancelling this token stops the servers gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn service(&self) -> &ChallengeService {
+        &self.service
+    }
+
+    /// The REST router alone (in-process tests).
+    pub fn http_router(&self) -> axum::Router {
+        http_router(self.service.clone(), self.auth.clone(), &self.base_path)
+    }
+
+    /// Serves gRPC, REST and ops until the shutdown token fires, then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        self.health.check_now().await;
+        let watcher = self.health.spawn_watcher(HEALTH_INTERVAL, shutdown.clone());
+        let sampler = metrics::spawn_pool_sampler(
+            self.service.pool().clone(),
+            HEALTH_INTERVAL,
+            shutdown.clone(),
+        );
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("service.Service")
+            .with_service_name("grpc.health.v1.Health")
+            .build_v1()
+            .context("building reflection v1")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("service.Service")
+            .with_service_name("grpc.health.v1.Health")
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+        let grpc_service = grpc::GrpcAdapter::new(self.service.clone(), self.auth.clone());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+        let grpc_shutdown = shutdown.clone();
+        let grpc_server = tonic::transport::Server::builder()
+            .layer(GrpcMetricsLayer)
+            .layer(tower_http::trace::TraceLayer::new_for_grpc())
+            .add_service(self.health_server)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(grpc_service.into_server())
+            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
+
+        let router = http_router(self.service.clone(), self.auth.clone(), &self.base_path);
+        let http_shutdown = shutdown.clone();
+        let http_server = axum::serve(self.http, router)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let ops_server = ops::serve_ops(self.ops, self.health.clone(), shutdown.clone());
+
+        // If one server stops (an error), stop the others too.
+        let stop_all = |r| {
+            shutdown.cancel();
+            r
+        };
+        let (g, h, o) = tokio::join!(
+            async { stop_all(grpc_server.await.context("gRPC server")) },
+            async { stop_all(http_server.await.context("HTTP server")) },
+            async { stop_all(ops_server.await.context("ops server")) },
+        );
+        let _ = watcher.await;
+        let _ = sampler.await;
+        g?;
+        h?;
+        o?;
+        Ok(())
+    }
+}
+
+/// The REST app with request metrics.
+pub fn http_router(
+    service: ChallengeService,
+    auth: Authenticator,
+    base_path: &str,
+) -> axum::Router {
+    rest::router(rest::RestState { service, auth }, base_path)
+        .layer(axum::middleware::from_fn(track_http))
+        // One debug line per request; paths carry ids of goals, never personal data.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}

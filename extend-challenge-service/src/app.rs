@@ -1,0 +1,629 @@
+//! The player API's logic: one implementation behind both transports. Methods take the
+//! authenticated user id and the protobuf request, and return the protobuf response or a
+//! [`ServiceError`]. The REST adapter additionally uses the JSON fast paths
+//! ([`ChallengeService::challenges_json`], [`ChallengeService::challenge_json`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::pb::service as pb;
+use extend_challenge_common::progress::{self, Status};
+use extend_challenge_common::rotation;
+use extend_challenge_common::store::{self, player, player::NewGoalRow, player::PlayerGoalRow};
+use rand::Rng;
+use sqlx::PgPool;
+
+use crate::catalog::{Catalog, PlayerView, requirement_pb, reward_pb};
+use crate::error::ServiceError;
+use crate::rewards::RewardGranter;
+use crate::timefmt::{rfc3339, rfc3339_opt};
+use extend_challenge_common::clock::Clock;
+
+/// How long a claim may take in all (CONTRACT §3.3).
+pub const CLAIM_DEADLINE: Duration = Duration::from_secs(10);
+/// Postgres' own limits on the claim transaction (statement and idle-in-transaction
+/// timeouts) sit this far beyond the client-side deadline: they only act if this process
+/// stalls, never before the deadline.
+const SERVER_SIDE_MARGIN: Duration = Duration::from_secs(2);
+/// Kept back from the claim deadline for marking the row and committing.
+const CLAIM_COMMIT_RESERVE: Duration = Duration::from_millis(750);
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The one service type. Cheap to clone.
+#[derive(Clone)]
+pub struct ChallengeService {
+    inner: Arc<Inner>,
+    claim_deadline: Duration,
+}
+
+struct Inner {
+    catalog: Catalog,
+    pool: PgPool,
+    granter: Arc<dyn RewardGranter>,
+    clock: Clock,
+    namespace: String,
+}
+
+impl ChallengeService {
+    pub fn new(
+        config: Arc<ChallengeConfig>,
+        pool: PgPool,
+        granter: Arc<dyn RewardGranter>,
+        clock: Clock,
+        namespace: impl Into<String>,
+    ) -> Self {
+        ChallengeService {
+            inner: Arc::new(Inner {
+                catalog: Catalog::new(config),
+                pool,
+                granter,
+                clock,
+                namespace: namespace.into(),
+            }),
+            claim_deadline: CLAIM_DEADLINE,
+        }
+    }
+
+    /// A handle with another claim deadline (tests).
+    pub fn with_claim_deadline(mut self, deadline: Duration) -> Self {
+        self.claim_deadline = deadline;
+        self
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// `GET /v1/challenges` as JSON, spliced from the pre-serialized config.
+    pub async fn challenges_json(&self, user_id: &str, active_only: bool) -> Result<String> {
+        let rows = player::user_rows(&self.inner.pool, user_id).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenges_json(&view, active_only))
+    }
+
+    /// `GetUserChallenges` as an encoded `GetChallengesResponse` (the gRPC fast path).
+    pub async fn challenges_proto(&self, user_id: &str, active_only: bool) -> Result<Vec<u8>> {
+        let rows = player::user_rows(&self.inner.pool, user_id).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenges_proto(&view, active_only))
+    }
+
+    pub async fn get_user_challenges(
+        &self,
+        user_id: &str,
+        req: pb::GetChallengesRequest,
+    ) -> Result<pb::GetChallengesResponse> {
+        let rows = player::user_rows(&self.inner.pool, user_id).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenges_pb(&view, req.active_only))
+    }
+
+    async fn challenge_view_rows(&self, user_id: &str, ci: usize) -> Result<Vec<PlayerGoalRow>> {
+        let c = &self.inner.catalog.challenges()[ci];
+        Ok(
+            player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites)
+                .await?,
+        )
+    }
+
+    fn challenge_index(&self, challenge_id: &str) -> Result<usize> {
+        self.inner
+            .catalog
+            .challenge_index(challenge_id)
+            .ok_or_else(|| ServiceError::ChallengeNotFound(challenge_id.to_string()))
+    }
+
+    /// `GET /v1/challenges/{challenge_id}` as JSON.
+    pub async fn challenge_json(
+        &self,
+        user_id: &str,
+        challenge_id: &str,
+        active_only: bool,
+    ) -> Result<String> {
+        let ci = self.challenge_index(challenge_id)?;
+        let rows = self.challenge_view_rows(user_id, ci).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenge_json(ci, &view, active_only))
+    }
+
+    pub async fn get_user_challenge(
+        &self,
+        user_id: &str,
+        req: pb::GetChallengeRequest,
+    ) -> Result<pb::Challenge> {
+        let ci = self.challenge_index(&req.challenge_id)?;
+        let rows = self.challenge_view_rows(user_id, ci).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenge_pb(ci, &view, req.active_only))
+    }
+
+    pub fn get_rotation_status(
+        &self,
+        req: pb::GetRotationStatusRequest,
+    ) -> Result<pb::GetRotationStatusResponse> {
+        let ci = self.challenge_index(&req.challenge_id)?;
+        let challenge = &self.inner.catalog.config().challenges[ci];
+        let now = self.now();
+        let rotation = match challenge.rotation() {
+            None => pb::RotationInfo {
+                enabled: false,
+                r#type: String::new(),
+                schedule: String::new(),
+                current_period: Some(pb::RotationPeriod::default()),
+                next_period: Some(pb::RotationPeriod::default()),
+            },
+            Some(r) => {
+                let period = |p: rotation::Period| pb::RotationPeriod {
+                    start_time: rfc3339(p.start),
+                    end_time: rfc3339(p.end),
+                    expires_in_seconds: p.seconds_left(now),
+                };
+                pb::RotationInfo {
+                    enabled: true,
+                    r#type: "global".to_string(),
+                    schedule: r.schedule.as_str().to_string(),
+                    current_period: Some(period(rotation::period_containing(r.schedule, now))),
+                    next_period: Some(period(rotation::next_period(r.schedule, now))),
+                }
+            }
+        };
+        Ok(pb::GetRotationStatusResponse {
+            challenge_id: req.challenge_id,
+            rotation: Some(rotation),
+        })
+    }
+
+    /// `{"status":"healthy"}` while Postgres answers.
+    pub async fn health_check(&self) -> Result<pb::HealthCheckResponse> {
+        if store::ping(&self.inner.pool).await {
+            Ok(pb::HealthCheckResponse {
+                status: "healthy".to_string(),
+            })
+        } else {
+            Err(ServiceError::Unhealthy)
+        }
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Assigns every default goal the player lacks (also goals added to the config since the
+    /// player's first call) and returns every active goal.
+    pub async fn initialize_player(&self, user_id: &str) -> Result<pb::InitializeResponse> {
+        let now = self.now();
+        let catalog = &self.inner.catalog;
+        let new_rows: Vec<NewGoalRow> = catalog
+            .config()
+            .default_goals()
+            .iter()
+            .map(|g| NewGoalRow {
+                goal_id: g.id.clone(),
+                challenge_id: g.challenge_id.clone(),
+                state: progress::new_assignment(g, now),
+            })
+            .collect();
+        let done =
+            player::initialize(&self.inner.pool, user_id, &self.inner.namespace, &new_rows).await?;
+        let view = PlayerView::new(catalog, &done.active, now);
+        let mut active: Vec<usize> = done
+            .active
+            .iter()
+            .filter_map(|r| catalog.goal_index(&r.goal_id))
+            .collect();
+        // Config order, whatever order the rows came back in.
+        active.sort_unstable();
+        active.dedup();
+        let assigned_goals: Vec<pb::AssignedGoal> = active
+            .iter()
+            .map(|&gi| {
+                let g = &catalog.goal(gi).goal;
+                let d = view.display(gi);
+                pb::AssignedGoal {
+                    challenge_id: g.challenge_id.clone(),
+                    goal_id: g.id.clone(),
+                    name: g.name.clone(),
+                    description: g.description.clone(),
+                    is_active: d.is_active,
+                    assigned_at: rfc3339_opt(d.assigned_at),
+                    expires_at: rfc3339_opt(d.expires_at),
+                    progress: d.progress,
+                    target: g.requirement.target_value,
+                    status: d.status.as_str().to_string(),
+                    requirement: Some(requirement_pb(g)),
+                    reward: Some(reward_pb(g)),
+                }
+            })
+            .collect();
+        Ok(pb::InitializeResponse {
+            new_assignments: count_i32(done.inserted),
+            total_active: count_i32(assigned_goals.len()),
+            assigned_goals,
+        })
+    }
+
+    pub async fn set_goal_active(
+        &self,
+        user_id: &str,
+        req: pb::SetGoalActiveRequest,
+    ) -> Result<pb::SetGoalActiveResponse> {
+        let catalog = &self.inner.catalog;
+        let goal = catalog
+            .config()
+            .goal_in(&req.challenge_id, &req.goal_id)
+            .ok_or_else(|| ServiceError::GoalNotFound {
+                goal_id: req.goal_id.clone(),
+                challenge_id: req.challenge_id.clone(),
+            })?;
+        let now = self.now();
+        let new = NewGoalRow {
+            goal_id: goal.id.clone(),
+            challenge_id: goal.challenge_id.clone(),
+            state: progress::new_assignment(goal, now),
+        };
+        let row = player::set_active(
+            &self.inner.pool,
+            user_id,
+            &self.inner.namespace,
+            &new,
+            req.is_active,
+            now,
+        )
+        .await?;
+        Ok(pb::SetGoalActiveResponse {
+            challenge_id: req.challenge_id,
+            goal_id: req.goal_id,
+            is_active: row.is_active,
+            assigned_at: rfc3339_opt(row.assigned_at),
+            message: if row.is_active {
+                "Goal activated successfully"
+            } else {
+                "Goal deactivated successfully"
+            }
+            .to_string(),
+        })
+    }
+
+    /// Claims a goal's reward (CONTRACT §3.3): one transaction holding the row lock across
+    /// the checks, the grant and the update, all inside the claim deadline.
+    pub async fn claim_goal_reward(
+        &self,
+        user_id: &str,
+        req: pb::ClaimRewardRequest,
+    ) -> Result<pb::ClaimRewardResponse> {
+        let goal = self
+            .inner
+            .catalog
+            .config()
+            .goal_in(&req.challenge_id, &req.goal_id)
+            .ok_or_else(|| ServiceError::GoalNotFound {
+                goal_id: req.goal_id.clone(),
+                challenge_id: req.challenge_id.clone(),
+            })?
+            .clone();
+        let deadline = tokio::time::Instant::now() + self.claim_deadline;
+        let work = self.claim_locked(user_id, &req.challenge_id, &goal, deadline);
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(result) => result,
+            // Dropping the transaction rolls it back; the row stays `completed`.
+            Err(_) => Err(ServiceError::ClaimTimedOut {
+                goal_id: goal.id.clone(),
+            }),
+        }
+    }
+
+    async fn claim_locked(
+        &self,
+        user_id: &str,
+        challenge_id: &str,
+        goal: &extend_challenge_common::config::Goal,
+        deadline: tokio::time::Instant,
+    ) -> Result<pb::ClaimRewardResponse> {
+        let inner = &self.inner;
+        let (mut tx, row) = player::begin_claim(
+            &inner.pool,
+            user_id,
+            &goal.id,
+            self.claim_deadline + SERVER_SIDE_MARGIN,
+        )
+        .await?;
+        if let Err(e) = self.check_claim(&mut tx, goal, challenge_id, row).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+        let grant_until = deadline
+            .checked_sub(CLAIM_COMMIT_RESERVE)
+            .unwrap_or(deadline);
+        let grant = inner.granter.grant(
+            &inner.namespace,
+            user_id,
+            challenge_id,
+            &goal.id,
+            &goal.reward,
+        );
+        let granted = match tokio::time::timeout_at(grant_until, grant).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(goal_id = %goal.id, error = %e, "reward grant failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(goal_id = %goal.id, "reward grant ran out of time");
+                false
+            }
+        };
+        if !granted {
+            let _ = tx.rollback().await;
+            return Err(ServiceError::RewardGrantFailed {
+                goal_id: goal.id.clone(),
+            });
+        }
+        let claimed_at = self.now();
+        tx.mark_claimed_and_commit(&goal.id, claimed_at).await?;
+        Ok(pb::ClaimRewardResponse {
+            goal_id: goal.id.clone(),
+            status: Status::Claimed.as_str().to_string(),
+            reward: Some(reward_pb(goal)),
+            claimed_at: rfc3339(claimed_at),
+        })
+    }
+
+    /// The claim checks, in the contract's order, on the locked row.
+    async fn check_claim(
+        &self,
+        tx: &mut player::ClaimTx,
+        goal: &extend_challenge_common::config::Goal,
+        challenge_id: &str,
+        row: Option<PlayerGoalRow>,
+    ) -> Result<()> {
+        let now = self.now();
+        let Some(row) = row else {
+            return Err(ServiceError::GoalNotCompleted {
+                goal_id: goal.id.clone(),
+                status: Status::NotStarted.as_str().to_string(),
+            });
+        };
+        let stored = row.state();
+        let viewed = progress::view(goal, &stored, now);
+        if !stored.status.is_done() {
+            return Err(ServiceError::GoalNotCompleted {
+                goal_id: goal.id.clone(),
+                status: viewed.status.as_str().to_string(),
+            });
+        }
+        if !stored.is_active {
+            return Err(ServiceError::GoalNotActive {
+                goal_id: goal.id.clone(),
+                challenge_id: challenge_id.to_string(),
+            });
+        }
+        // Completed (or claimed) in a period that has since ended.
+        if !viewed.status.is_done() {
+            return Err(ServiceError::GoalRotated {
+                goal_id: goal.id.clone(),
+                challenge_id: challenge_id.to_string(),
+            });
+        }
+        if viewed.status == Status::Claimed {
+            return Err(ServiceError::AlreadyClaimed {
+                goal_id: goal.id.clone(),
+                claimed_at: rfc3339_opt(viewed.claimed_at),
+            });
+        }
+        if !goal.prerequisites.is_empty() {
+            let rows = tx.rows(&goal.prerequisites).await?;
+            let config = self.inner.catalog.config();
+            let status_of = |id: &str| {
+                let row = rows.iter().find(|r| r.goal_id == id)?;
+                let g = config.goal(id)?;
+                Some(progress::view(g, &row.state(), now).status)
+            };
+            if progress::is_locked(goal, status_of) {
+                return Err(ServiceError::PrerequisitesNotMet {
+                    goal_id: goal.id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Activates the listed goals (duplicates collapsed); with `replace_existing`, the
+    /// challenge's other active goals are deactivated.
+    pub async fn batch_select_goals(
+        &self,
+        user_id: &str,
+        req: pb::BatchSelectRequest,
+    ) -> Result<pb::GoalSelectionResponse> {
+        if req.goal_ids.is_empty() {
+            return Err(ServiceError::GoalIdsEmpty);
+        }
+        let ci = self.challenge_index(&req.challenge_id)?;
+        let catalog = &self.inner.catalog;
+        let mut seen = HashSet::with_capacity(req.goal_ids.len());
+        let mut selected = Vec::with_capacity(req.goal_ids.len());
+        for id in &req.goal_ids {
+            let gi = catalog
+                .goal_index_in(ci, id)
+                .ok_or_else(|| ServiceError::SelectedGoalNotFound(id.clone()))?;
+            if seen.insert(gi) {
+                selected.push(gi);
+            }
+        }
+        let replace = req.replace_existing;
+        self.select(user_id, ci, move |_view| Ok(selected), replace)
+            .await
+    }
+
+    /// Activates up to `count` goals drawn uniformly from those the player can still work
+    /// on: not completed, not claimed, not locked, and (with `exclude_active` or
+    /// `replace_existing`) not active.
+    pub async fn random_select_goals(
+        &self,
+        user_id: &str,
+        req: pb::RandomSelectRequest,
+    ) -> Result<pb::GoalSelectionResponse> {
+        if req.count <= 0 {
+            return Err(ServiceError::CountNotPositive);
+        }
+        let ci = self.challenge_index(&req.challenge_id)?;
+        let count = req.count;
+        let exclude_active = req.exclude_active || req.replace_existing;
+        let goals = self.inner.catalog.challenges()[ci].goals.clone();
+        let pick = move |view: &PlayerView<'_>| {
+            let pool: Vec<usize> = goals
+                .clone()
+                .filter(|&gi| {
+                    let unavailable = view.status(gi).is_done()
+                        || view.is_locked(gi)
+                        || (exclude_active && view.is_active(gi));
+                    !unavailable
+                })
+                .collect();
+            if pool.is_empty() {
+                return Err(ServiceError::InsufficientGoals { requested: count });
+            }
+            Ok(sample(&mut rand::rng(), &pool, count as usize))
+        };
+        self.select(user_id, ci, pick, req.replace_existing).await
+    }
+
+    /// The common selection transaction: `pick` chooses from the locked rows.
+    async fn select<F>(
+        &self,
+        user_id: &str,
+        ci: usize,
+        pick: F,
+        replace_existing: bool,
+    ) -> Result<pb::GoalSelectionResponse>
+    where
+        F: FnOnce(&PlayerView<'_>) -> Result<Vec<usize>>,
+    {
+        let catalog = &self.inner.catalog;
+        let challenge = &catalog.challenges()[ci];
+        let now = self.now();
+        let mut total_active = 0usize;
+        let plan = |rows: &[PlayerGoalRow]| -> Result<player::SelectionPlan> {
+            let view = PlayerView::new(catalog, rows, now);
+            let selected = pick(&view)?;
+            let chosen: HashSet<usize> = selected.iter().copied().collect();
+            let mut deactivate = Vec::new();
+            let mut still_active = 0usize;
+            for gi in challenge.goals.clone() {
+                if view.is_active(gi) && !chosen.contains(&gi) {
+                    if replace_existing {
+                        deactivate.push(catalog.goal(gi).goal.id.clone());
+                    } else {
+                        still_active += 1;
+                    }
+                }
+            }
+            total_active = still_active + selected.len();
+            let activate = selected
+                .iter()
+                .map(|&gi| {
+                    let g = &catalog.goal(gi).goal;
+                    NewGoalRow {
+                        goal_id: g.id.clone(),
+                        challenge_id: g.challenge_id.clone(),
+                        state: progress::new_assignment(g, now),
+                    }
+                })
+                .collect();
+            Ok(player::SelectionPlan {
+                deactivate,
+                activate,
+            })
+        };
+        let (plan, activated) = player::select_goals(
+            &self.inner.pool,
+            user_id,
+            &self.inner.namespace,
+            &challenge.id,
+            &challenge.external_prerequisites,
+            now,
+            plan,
+        )
+        .await?;
+        let view = PlayerView::new(catalog, &activated, now);
+        let selected_goals = plan
+            .activate
+            .iter()
+            .filter_map(|n| catalog.goal_index(&n.goal_id))
+            .map(|gi| {
+                let g = &catalog.goal(gi).goal;
+                let d = view.display(gi);
+                pb::SelectedGoal {
+                    goal_id: g.id.clone(),
+                    name: g.name.clone(),
+                    description: g.description.clone(),
+                    requirement: Some(requirement_pb(g)),
+                    reward: Some(reward_pb(g)),
+                    status: d.status.as_str().to_string(),
+                    progress: d.progress,
+                    target: g.requirement.target_value,
+                    is_active: d.is_active,
+                    assigned_at: rfc3339_opt(d.assigned_at),
+                    expires_at: rfc3339_opt(d.expires_at),
+                }
+            })
+            .collect();
+        Ok(pb::GoalSelectionResponse {
+            selected_goals,
+            challenge_id: challenge.id.clone(),
+            total_active_goals: count_i32(total_active),
+            replaced_goals: plan.deactivate,
+        })
+    }
+}
+
+/// `n` distinct elements of `pool`, each subset equally likely, in random order; all of
+/// `pool` when it is smaller.
+pub fn sample<R: Rng + ?Sized>(rng: &mut R, pool: &[usize], n: usize) -> Vec<usize> {
+    let n = n.min(pool.len());
+    rand::seq::index::sample(rng, pool.len(), n)
+        .into_iter()
+        .map(|i| pool[i])
+        .collect()
+}
+
+fn count_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn sample_is_uniform_and_distinct() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let pool = [10, 11, 12, 13];
+        let mut hits = [0u32; 4];
+        for _ in 0..8000 {
+            let s = sample(&mut rng, &pool, 2);
+            assert_eq!(s.len(), 2);
+            assert_ne!(s[0], s[1]);
+            for x in s {
+                hits[x - 10] += 1;
+            }
+        }
+        // Each element is picked with probability 1/2: 4000 expected, 3 sigma ≈ 134.
+        for h in hits {
+            assert!((3800..=4200).contains(&h), "{hits:?}");
+        }
+        assert_eq!(sample(&mut rng, &pool, 9).len(), 4);
+    }
+}

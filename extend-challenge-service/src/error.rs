@@ -1,0 +1,218 @@
+//! The one error type of the player API. Each variant knows its gRPC code and HTTP status
+//! (CONTRACT §3.2); the transports only translate. Messages that clients match on are kept
+//! verbatim. Internal details (SQL errors) are logged once at the edge and never shown.
+
+use http::StatusCode;
+use tonic::Code;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(
+        "Goal not found or removed from config (goal_id: {goal_id}, challenge_id: {challenge_id})"
+    )]
+    GoalNotFound {
+        goal_id: String,
+        challenge_id: String,
+    },
+    #[error(
+        "Goal not completed. Please wait 1 second and try again. (goal_id: {goal_id}, status: {status})"
+    )]
+    GoalNotCompleted { goal_id: String, status: String },
+    #[error(
+        "Goal must be active to claim reward. Activate it first via PUT /v1/challenges/{challenge_id}/goals/{goal_id}/active (goal_id: {goal_id})"
+    )]
+    GoalNotActive {
+        goal_id: String,
+        challenge_id: String,
+    },
+    #[error(
+        "Goal has rotated and must be re-completed (goal_id: {goal_id}, challenge_id: {challenge_id})"
+    )]
+    GoalRotated {
+        goal_id: String,
+        challenge_id: String,
+    },
+    #[error("Reward has already been claimed (goal_id: {goal_id}, claimed_at: {claimed_at})")]
+    AlreadyClaimed { goal_id: String, claimed_at: String },
+    #[error("Prerequisites not completed (goal_id: {goal_id})")]
+    PrerequisitesNotMet { goal_id: String },
+    #[error("Failed to grant reward via Platform Service after 3 retries (goal_id: {goal_id})")]
+    RewardGrantFailed { goal_id: String },
+    #[error("goal_ids cannot be empty")]
+    GoalIdsEmpty,
+    #[error("challenge '{0}' not found")]
+    ChallengeNotFound(String),
+    /// A selection names a goal that is not in the challenge.
+    #[error("goal '{0}' not found")]
+    SelectedGoalNotFound(String),
+    #[error("count must be greater than 0")]
+    CountNotPositive,
+    #[error(
+        "INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: {requested})"
+    )]
+    InsufficientGoals { requested: i32 },
+    /// A malformed request (bad JSON body, bad query value).
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Postgres unreachable or the pool exhausted: the caller may retry.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("internal error")]
+    Database(#[source] sqlx::Error),
+    /// The claim did not finish within its deadline; nothing was changed.
+    #[error("Claim timed out, please try again (goal_id: {goal_id})")]
+    ClaimTimedOut { goal_id: String },
+    /// Health check: Postgres does not answer.
+    #[error("database connectivity check failed")]
+    Unhealthy,
+    /// REST only: no route.
+    #[error("Not Found")]
+    RouteNotFound,
+    /// REST only: the route exists with another method.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+}
+
+impl ServiceError {
+    pub fn code(&self) -> Code {
+        use ServiceError::*;
+        match self {
+            GoalNotFound { .. }
+            | ChallengeNotFound(_)
+            | SelectedGoalNotFound(_)
+            | RouteNotFound => Code::NotFound,
+            GoalNotCompleted { .. }
+            | GoalNotActive { .. }
+            | GoalRotated { .. }
+            | PrerequisitesNotMet { .. } => Code::FailedPrecondition,
+            AlreadyClaimed { .. } => Code::AlreadyExists,
+            GoalIdsEmpty | CountNotPositive | InsufficientGoals { .. } | InvalidArgument(_) => {
+                Code::InvalidArgument
+            }
+            // gRPC has no "bad gateway"; Internal is what the reference sends. REST says 502.
+            RewardGrantFailed { .. } | Database(_) => Code::Internal,
+            Unauthenticated(_) => Code::Unauthenticated,
+            PermissionDenied(_) => Code::PermissionDenied,
+            Unavailable(_) | ClaimTimedOut { .. } | Unhealthy => Code::Unavailable,
+            MethodNotAllowed => Code::Unimplemented,
+        }
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            ServiceError::RewardGrantFailed { .. } => StatusCode::BAD_GATEWAY,
+            ServiceError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            other => http_status_of(other.code()),
+        }
+    }
+
+    /// Server-side faults worth an error log line (client mistakes are not).
+    pub fn is_server_fault(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Database(_)
+                | ServiceError::Unavailable(_)
+                | ServiceError::RewardGrantFailed { .. }
+                | ServiceError::ClaimTimedOut { .. }
+        )
+    }
+}
+
+/// grpc-gateway's mapping of the codes this service uses (CONTRACT §3.2).
+pub fn http_status_of(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ServiceError::Unavailable(e)
+            }
+            // A value longer than its column (a user id over 100 characters).
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("22001") => {
+                ServiceError::InvalidArgument(
+                    "a value in the request is longer than allowed".to_string(),
+                )
+            }
+            // query_canceled (statement timeout), lock_not_available, serialization and
+            // deadlock failures: transient, worth a retry.
+            sqlx::Error::Database(ref db)
+                if matches!(
+                    db.code().as_deref(),
+                    Some("57014" | "55P03" | "40001" | "40P01")
+                ) =>
+            {
+                ServiceError::Unavailable(e)
+            }
+            other => ServiceError::Database(other),
+        }
+    }
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(e: ServiceError) -> Self {
+        crate::log_if_server_fault(&e);
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let grant = ServiceError::RewardGrantFailed {
+            goal_id: "g".into(),
+        };
+        assert_eq!(grant.http_status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            grant.to_string(),
+            "Failed to grant reward via Platform Service after 3 retries (goal_id: g)"
+        );
+        assert_eq!(
+            ServiceError::AlreadyClaimed {
+                goal_id: "g".into(),
+                claimed_at: "t".into()
+            }
+            .http_status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            ServiceError::CountNotPositive.http_status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ServiceError::Unavailable(sqlx::Error::PoolTimedOut).http_status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ServiceError::MethodNotAllowed.http_status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            ServiceError::InsufficientGoals { requested: 3 }.to_string(),
+            "INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: 3)"
+        );
+    }
+}

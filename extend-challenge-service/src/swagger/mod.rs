@@ -1,0 +1,296 @@
+//! Swagger: `BASE_PATH/apidocs/api.json` (Swagger 2.0, generated at start-up from the
+//! compiled `service.proto` descriptor and the REST route table, `basePath` = `BASE_PATH`)
+//! and the Swagger UI at `BASE_PATH/apidocs/`, served from files vendored under `dist/`
+//! (swagger-ui-dist from npm), so nothing is fetched at build or run time.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
+use serde_json::{Map, Value, json};
+
+use crate::error::ServiceError;
+use crate::rest::{ROUTES, RestState};
+
+const SERVICE: &str = "service.Service";
+
+/// Routes of the docs, relative to `BASE_PATH`.
+pub fn router(base_path: &str) -> Router<RestState> {
+    let spec: Arc<str> = serde_json::to_string_pretty(&api_json(base_path))
+        .expect("spec serializes")
+        .into();
+    let index = format!("{base_path}/apidocs/");
+    Router::new()
+        .route(
+            "/apidocs",
+            get(move || async move { Redirect::permanent(&index) }),
+        )
+        .route("/apidocs/", get(|| async { asset("index.html") }))
+        .route(
+            "/apidocs/api.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { typed("application/json", spec.as_bytes().to_vec()) }
+            }),
+        )
+        .route(
+            "/apidocs/{file}",
+            get(|Path(file): Path<String>| async move { asset(&file) }),
+        )
+}
+
+fn asset(name: &str) -> Response {
+    let (ctype, body): (&str, &'static [u8]) = match name {
+        "index.html" => ("text/html; charset=utf-8", include_bytes!("index.html")),
+        "initializer.js" => ("application/javascript", include_bytes!("initializer.js")),
+        "swagger-ui-bundle.js" => (
+            "application/javascript",
+            include_bytes!("dist/swagger-ui-bundle.js"),
+        ),
+        "swagger-ui-standalone-preset.js" => (
+            "application/javascript",
+            include_bytes!("dist/swagger-ui-standalone-preset.js"),
+        ),
+        "swagger-ui.css" => ("text/css", include_bytes!("dist/swagger-ui.css")),
+        "index.css" => ("text/css", include_bytes!("dist/index.css")),
+        "favicon-32x32.png" => ("image/png", include_bytes!("dist/favicon-32x32.png")),
+        "favicon-16x16.png" => ("image/png", include_bytes!("dist/favicon-16x16.png")),
+        _ => return ServiceError::RouteNotFound.into_response(),
+    };
+    typed(ctype, body.to_vec())
+}
+
+fn typed(ctype: &'static str, body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
+        body,
+    )
+        .into_response()
+}
+
+fn summary(rpc: &str) -> &'static str {
+    match rpc {
+        "GetUserChallenges" => "Every challenge with the caller's progress",
+        "GetUserChallenge" => "One challenge with the caller's progress",
+        "InitializePlayer" => "Assign the default goals the caller lacks; list active goals",
+        "SetGoalActive" => "Activate or deactivate one goal",
+        "ClaimGoalReward" => "Claim the reward of a completed goal",
+        "BatchSelectGoals" => "Activate the listed goals",
+        "RandomSelectGoals" => "Activate goals drawn at random",
+        "GetRotationStatus" => "Rotation schedule and periods of a challenge",
+        "HealthCheck" => "Service and database health",
+        _ => "",
+    }
+}
+
+/// `{challenge_id}` → `challengeId` for each path field, as grpc-gateway names them.
+fn path_fields(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+fn definition_name(m: &MessageDescriptor) -> String {
+    // `service.Goal` → `serviceGoal`, grpc-gateway's convention.
+    m.full_name().replace('.', "")
+}
+
+fn field_schema(f: &FieldDescriptor, defs: &mut Map<String, Value>) -> Value {
+    let item = match f.kind() {
+        Kind::String => json!({"type": "string"}),
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
+        Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64"}),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "string", "format": "int64"}),
+        Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64"}),
+        Kind::Double => json!({"type": "number", "format": "double"}),
+        Kind::Float => json!({"type": "number", "format": "float"}),
+        Kind::Bytes => json!({"type": "string", "format": "byte"}),
+        Kind::Enum(_) => json!({"type": "string"}),
+        Kind::Message(m) => {
+            add_definition(&m, defs);
+            json!({"$ref": format!("#/definitions/{}", definition_name(&m))})
+        }
+    };
+    if f.is_list() {
+        json!({"type": "array", "items": item})
+    } else {
+        item
+    }
+}
+
+fn message_schema(m: &MessageDescriptor, skip: &[&str], defs: &mut Map<String, Value>) -> Value {
+    let mut props = Map::new();
+    for f in m.fields() {
+        if skip.contains(&f.name()) {
+            continue;
+        }
+        props.insert(f.json_name().to_string(), field_schema(&f, defs));
+    }
+    json!({"type": "object", "properties": props})
+}
+
+fn add_definition(m: &MessageDescriptor, defs: &mut Map<String, Value>) {
+    let name = definition_name(m);
+    if defs.contains_key(&name) {
+        return;
+    }
+    defs.insert(name.clone(), Value::Null);
+    let schema = message_schema(m, &[], defs);
+    defs.insert(name, schema);
+}
+
+fn to_camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for ch in snake.chars() {
+        if ch == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(ch.to_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The Swagger 2.0 document of the REST API.
+pub fn api_json(base_path: &str) -> Value {
+    let pool = DescriptorPool::decode(extend_challenge_common::pb::FILE_DESCRIPTOR_SET)
+        .expect("compiled descriptor set decodes");
+    let service = pool
+        .get_service_by_name(SERVICE)
+        .expect("service.Service is compiled");
+    let mut defs = Map::new();
+    defs.insert(
+        "protobufAny".into(),
+        json!({"type": "object", "properties": {"@type": {"type": "string"}},
+               "additionalProperties": {}}),
+    );
+    defs.insert(
+        "rpcStatus".into(),
+        json!({"type": "object", "properties": {
+            "code": {"type": "integer", "format": "int32"},
+            "message": {"type": "string"},
+            "details": {"type": "array", "items": {"$ref": "#/definitions/protobufAny"}}}}),
+    );
+    let mut paths = Map::new();
+    for spec in ROUTES {
+        let method = service
+            .methods()
+            .find(|m| m.name() == spec.rpc)
+            .unwrap_or_else(|| panic!("{} is not a method of {SERVICE}", spec.rpc));
+        let input = method.input();
+        let output = method.output();
+        add_definition(&output, &mut defs);
+        let in_path = path_fields(spec.path);
+        let mut params = Vec::new();
+        for field in &in_path {
+            params.push(
+                json!({"name": to_camel(field), "in": "path", "required": true,
+                               "type": "string"}),
+            );
+        }
+        if spec.method == "GET" {
+            for f in input.fields() {
+                if in_path.contains(&f.name()) || matches!(f.kind(), Kind::Message(_)) {
+                    continue;
+                }
+                let mut p = field_schema(&f, &mut defs);
+                if let Value::Object(o) = &mut p {
+                    o.insert("name".into(), f.json_name().into());
+                    o.insert("in".into(), "query".into());
+                    o.insert("required".into(), false.into());
+                }
+                params.push(p);
+            }
+        } else {
+            params.push(json!({"name": "body", "in": "body", "required": true,
+                               "schema": message_schema(&input, &in_path, &mut defs)}));
+        }
+        let mut op = json!({
+            "summary": summary(spec.rpc),
+            "operationId": format!("Service_{}", spec.rpc),
+            "parameters": params,
+            "responses": {
+                "200": {"description": "A successful response.",
+                        "schema": {"$ref": format!("#/definitions/{}", definition_name(&output))}},
+                "default": {"description": "An unexpected error response.",
+                            "schema": {"$ref": "#/definitions/rpcStatus"}}
+            },
+            "tags": [if spec.authenticated { "Challenges" } else { "Health" }],
+        });
+        if spec.authenticated {
+            op["security"] = json!([{"Bearer": []}]);
+        }
+        let swagger_path: String = spec
+            .path
+            .split('/')
+            .map(
+                |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(f) => format!("{{{}}}", to_camel(f)),
+                    None => seg.to_string(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("/");
+        let entry = paths
+            .entry(swagger_path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[spec.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {
+            "title": "Extend Challenge Service API",
+            "description": "Player API of the Extend Challenge service: challenge progress, goal selection and reward claims.",
+            "version": "1.0"
+        },
+        "tags": [{"name": "Challenges"}, {"name": "Health"}],
+        "basePath": if base_path.is_empty() { "/" } else { base_path },
+        "consumes": ["application/json"],
+        "produces": ["application/json"],
+        "paths": paths,
+        "definitions": defs,
+        "securityDefinitions": {
+            "Bearer": {"type": "apiKey", "name": "Authorization", "in": "header",
+                        "description": "Bearer <AGS IAM access token>"}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_has_every_route_and_the_base_path() {
+        let spec = api_json("/challenge");
+        assert_eq!(spec["basePath"], "/challenge");
+        let paths = spec["paths"].as_object().unwrap();
+        assert!(paths["/v1/challenges"]["get"].is_object());
+        let claim = &paths["/v1/challenges/{challengeId}/goals/{goalId}/claim"]["post"];
+        assert_eq!(claim["operationId"], "Service_ClaimGoalReward");
+        let active = &paths["/v1/challenges/{challengeId}/goals/{goalId}/active"]["put"];
+        let body = &active["parameters"][2]["schema"]["properties"];
+        assert!(body["isActive"].is_object());
+        assert!(body.get("goalId").is_none());
+        let goal = &spec["definitions"]["serviceGoal"]["properties"];
+        assert_eq!(goal["prerequisites"]["type"], "array");
+        assert_eq!(
+            goal["requirement"]["$ref"],
+            "#/definitions/serviceRequirement"
+        );
+        assert!(paths["/healthz"]["get"].get("security").is_none());
+        let n: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(n, ROUTES.len());
+    }
+}

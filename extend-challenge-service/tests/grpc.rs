@@ -1,0 +1,453 @@
+//! The whole service on real sockets (ephemeral ports), each test on a fresh database: a
+//! tonic client on the gRPC port (service.Service, health, reflection v1 and v1alpha), HTTP
+//! clients on the REST and ops ports, and an orderly shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::*;
+use extend_challenge_common::clock::Clock;
+use extend_challenge_common::pb::service as pb;
+use extend_challenge_common::pb::service::service_client::ServiceClient;
+use extend_challenge_service::auth::Authenticator;
+use extend_challenge_service::{Application, Dependencies};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Running {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    ops: SocketAddr,
+    granter: Arc<CountingGranter>,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(pool: PgPool, auth_enabled: bool) -> Running {
+    let settings = settings(&[
+        (
+            "PLUGIN_GRPC_SERVER_AUTH_ENABLED",
+            if auth_enabled { "true" } else { "false" },
+        ),
+        ("AB_BASE_URL", "http://127.0.0.1:9"),
+    ]);
+    let granter = Arc::new(CountingGranter::default());
+    let (clock, _hand) = Clock::manual(at(NOON));
+    let deps = Dependencies {
+        pool,
+        config: fixture_config(),
+        granter: granter.clone(),
+        auth: Authenticator::from_settings(&settings, reqwest::Client::new()),
+        clock,
+    };
+    let app = Application::build(&settings, deps).await.unwrap();
+    Running {
+        grpc: app.grpc_addr(),
+        http: app.http_addr(),
+        ops: app.ops_addr(),
+        granter,
+        stop: app.shutdown_token(),
+        task: tokio::spawn(app.run_until_stopped()),
+    }
+}
+
+impl Running {
+    async fn client(&self) -> ServiceClient<Channel> {
+        ServiceClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn as_user<T>(user: &str, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("x-mock-user-id", user.parse().unwrap());
+    req
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn every_rpc_over_grpc(pool: PgPool) {
+    let svc = start(pool, false).await;
+    let mut c = svc.client().await;
+
+    let list = c
+        .get_user_challenges(as_user(
+            "amy",
+            pb::GetChallengesRequest { active_only: false },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.challenges.len(), 3);
+    assert_eq!(list.challenges[0].goals[1].goal_id, "kill-50");
+    assert!(list.challenges[0].goals[1].locked);
+
+    let init = c
+        .initialize_player(as_user("amy", pb::InitializeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((init.new_assignments, init.total_active), (3, 3));
+
+    let active = c
+        .get_user_challenges(as_user(
+            "amy",
+            pb::GetChallengesRequest { active_only: true },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active.challenges.len(), 2);
+
+    let one = c
+        .get_user_challenge(as_user(
+            "amy",
+            pb::GetChallengeRequest {
+                challenge_id: "daily".into(),
+                active_only: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.goals[0].expires_at, "2025-11-05T00:00:00Z");
+    let err = c
+        .get_user_challenge(as_user(
+            "amy",
+            pb::GetChallengeRequest {
+                challenge_id: "nope".into(),
+                active_only: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "challenge 'nope' not found")
+    );
+
+    let set = c
+        .set_goal_active(as_user(
+            "amy",
+            pb::SetGoalActiveRequest {
+                challenge_id: "winter".into(),
+                goal_id: "win-5".into(),
+                is_active: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.message, "Goal activated successfully");
+    assert_eq!(set.assigned_at, NOON);
+    let err = c
+        .set_goal_active(as_user(
+            "amy",
+            pb::SetGoalActiveRequest {
+                challenge_id: "winter".into(),
+                goal_id: "ghost".into(),
+                is_active: true,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let err = c
+        .claim_goal_reward(as_user(
+            "amy",
+            pb::ClaimRewardRequest {
+                challenge_id: "winter".into(),
+                goal_id: "kill-10".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "Goal not completed. Please wait 1 second and try again. (goal_id: kill-10, status: not_started)"
+    );
+
+    let batch = c
+        .batch_select_goals(as_user(
+            "amy",
+            pb::BatchSelectRequest {
+                challenge_id: "winter".into(),
+                goal_ids: vec!["win-5".into(), "win-5".into()],
+                replace_existing: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.selected_goals.len(), 1);
+    let err = c
+        .batch_select_goals(as_user(
+            "amy",
+            pb::BatchSelectRequest {
+                challenge_id: "winter".into(),
+                goal_ids: vec![],
+                replace_existing: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "goal_ids cannot be empty")
+    );
+
+    let random = c
+        .random_select_goals(as_user(
+            "amy",
+            pb::RandomSelectRequest {
+                challenge_id: "daily".into(),
+                count: 1,
+                replace_existing: false,
+                exclude_active: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(random.selected_goals[0].goal_id, "daily-play");
+    let err = c
+        .random_select_goals(as_user(
+            "amy",
+            pb::RandomSelectRequest {
+                challenge_id: "daily".into(),
+                count: 0,
+                replace_existing: false,
+                exclude_active: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "count must be greater than 0")
+    );
+
+    let rot = c
+        .get_rotation_status(as_user(
+            "amy",
+            pb::GetRotationStatusRequest {
+                challenge_id: "weekly".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = rot.rotation.unwrap();
+    assert!(r.enabled);
+    assert_eq!(r.current_period.unwrap().start_time, "2025-11-03T00:00:00Z");
+
+    let health = c
+        .health_check(pb::HealthCheckRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, "healthy");
+    assert_eq!(svc.granter.calls(), 0);
+    svc.stop().await;
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn claim_over_grpc_grants_once(pool: PgPool) {
+    let svc = start(pool.clone(), false).await;
+    let mut c = svc.client().await;
+    c.initialize_player(as_user("ben", pb::InitializeRequest {}))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE user_goal_progress SET progress = 10, status = 'completed', completed_at = now() WHERE user_id = 'ben' AND goal_id = 'kill-10'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let req = || {
+        as_user(
+            "ben",
+            pb::ClaimRewardRequest {
+                challenge_id: "winter".into(),
+                goal_id: "kill-10".into(),
+            },
+        )
+    };
+    let ok = c.claim_goal_reward(req()).await.unwrap().into_inner();
+    assert_eq!(ok.status, "claimed");
+    assert_eq!(ok.claimed_at, NOON);
+    assert_eq!(ok.reward.unwrap().reward_id, "bronze-sword");
+    let err = c.claim_goal_reward(req()).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert_eq!(
+        err.message(),
+        format!("Reward has already been claimed (goal_id: kill-10, claimed_at: {NOON})")
+    );
+    assert_eq!(svc.granter.calls(), 1);
+    svc.stop().await;
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let svc = start(pool, false).await;
+    let channel = Channel::from_shared(format!("http://{}", svc.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = HealthClient::new(channel.clone());
+    for name in ["", "service.Service"] {
+        let resp = health
+            .check(HealthCheckRequest {
+                service: name.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "{name:?}");
+    }
+
+    // Reflection, both versions.
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut r = ServerReflectionClient::new(channel.clone());
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = r
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let msg = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+            panic!("unexpected reflection answer")
+        };
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, ["grpc.health.v1.Health", "service.Service"]);
+    }
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut r = ServerReflectionClient::new(channel.clone());
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "service.Service".into(),
+            )),
+        };
+        let mut stream = r
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let msg = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = msg.message_response else {
+            panic!("unexpected reflection answer")
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+
+    // REST on its own port, ops on another.
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!(
+            "http://{}/challenge/v1/challenges?active_only=true",
+            svc.http
+        ))
+        .header("x-mock-user-id", "cat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert_eq!(resp.text().await.unwrap(), r#"{"challenges":[]}"#);
+    let healthz = http
+        .get(format!("http://{}/healthz", svc.ops))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+    let mut c = svc.client().await;
+    c.get_user_challenges(as_user("cat", pb::GetChallengesRequest::default()))
+        .await
+        .unwrap();
+    let metrics = http
+        .get(format!("http://{}/metrics", svc.ops))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_method=\"GetUserChallenges\"")
+                && l.contains("grpc_code=\"OK\"")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds"));
+    assert!(metrics.contains("challenge_db_pool_connections{state=\"in_use\"}"));
+    svc.stop().await;
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn grpc_requires_a_token_except_for_health(pool: PgPool) {
+    let svc = start(pool, true).await;
+    let mut c = svc.client().await;
+    let err = c
+        .get_user_challenges(pb::GetChallengesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = c
+        .get_rotation_status(pb::GetRotationStatusRequest {
+            challenge_id: "daily".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut req = tonic::Request::new(pb::InitializeRequest {});
+    req.metadata_mut()
+        .insert("authorization", "Bearer not-a-jwt".parse().unwrap());
+    assert_eq!(
+        c.initialize_player(req).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        c.health_check(pb::HealthCheckRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .status,
+        "healthy"
+    );
+    svc.stop().await;
+}
