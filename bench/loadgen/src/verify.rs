@@ -31,20 +31,32 @@ pub async fn check(
         .await
         .context("verify: connect")?;
 
-    // Buffered mode acknowledges before writing: wait until the table stops changing.
-    let settle_deadline = std::time::Instant::now() + args.get_secs("settle", 20.0)?;
-    let mut last: Option<i64> = None;
+    // Buffered mode acknowledges before writing, and one flush can take seconds under
+    // overload: wait until the table has not changed for `--settle-quiet` seconds.
+    let started = std::time::Instant::now();
+    let max_wait = args.get_secs("settle", 90.0)?;
+    let quiet = args.get_secs("settle-quiet", 5.0)?;
+    let mut last: Option<(i64, i64)> = None;
+    let mut stable_since = std::time::Instant::now();
     loop {
-        let sum: i64 =
-            sqlx::query_scalar("SELECT COALESCE(SUM(progress), 0)::BIGINT FROM user_goal_progress")
-                .fetch_one(&pool)
-                .await?;
-        if last == Some(sum) || std::time::Instant::now() > settle_deadline {
+        let now_state: (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(progress), 0)::BIGINT, COUNT(*) FILTER (WHERE updated_at >= $1) FROM user_goal_progress",
+        )
+        .bind(run_start)
+        .fetch_one(&pool)
+        .await?;
+        if last != Some(now_state) {
+            last = Some(now_state);
+            stable_since = std::time::Instant::now();
+        } else if stable_since.elapsed() >= quiet {
             break;
         }
-        last = Some(sum);
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if started.elapsed() > max_wait {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let settle_secs = started.elapsed().as_secs_f64();
 
     let wrong_ns: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM user_goal_progress WHERE namespace <> $1")
@@ -142,6 +154,7 @@ pub async fn check(
         "valid": problems.is_empty(),
         "problems": problems,
         "acked_events": acked,
+        "settle_wait_s": settle_secs,
         "rows_changed_since_start": changed,
         "count_rows_checked": checked,
         "count_rows_exact": exact,
