@@ -20,6 +20,7 @@ SERVICE="$ROOT/target/release/extend-challenge-service"
 DB=${BENCH_DB:-bench_loadgen}
 PG=postgres://postgres@127.0.0.1:5432
 DBURL="$PG/$DB"
+API="http://127.0.0.1:18000/challenge"
 DUR=${DUR:-20}
 USERS=${USERS:-10000}
 CPU_USER=${CHALLENGES_PER_USER:-10}
@@ -160,7 +161,7 @@ s1() {
   start_service
   for rps in ${RPS_LIST:-300 1000 3000}; do
     log "S1 api $rps/s"
-    "$LG" api --rate "$rps" --duration "$DUR" --users "$USERS" --database-url "$DBURL" \
+    "$LG" api --base-url "$API" --rate "$rps" --duration "$DUR" --users "$USERS" --database-url "$DBURL" \
       --claim-offset $((rps * 1000)) --claimed-before "$(psql "$DBURL" -tAc 'select count(*) from user_goal_progress where claimed_at is not null')" \
       --label "S1 api ${rps}/s" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/s1-$rps.json" || log "S1 $rps failed"
   done
@@ -175,7 +176,7 @@ s1() {
 init_ramp() {
   fresh_db
   start_service
-  "$LG" init-ramp --stages "${INIT_STAGES:-10:50,10:100,10:200,10:400}" --database-url "$DBURL" \
+  "$LG" init-ramp --base-url "$API" --stages "${INIT_STAGES:-10:50,10:100,10:200,10:400}" --database-url "$DBURL" \
     --label "initialize ramp (fresh users)" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/init.json" || log "init ramp failed"
   stop $SERVICE_PID
 }
@@ -185,7 +186,7 @@ s3() {
   start_service
   start_handler "${ACK_MODE:-durable}"
   log "S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS"
-  "$LG" combined --rate "${RPS:-3000}" --eps "${EPS:-5000}" --duration "$DUR" --users "$USERS" \
+  "$LG" combined --base-url "$API" --rate "${RPS:-3000}" --eps "${EPS:-5000}" --duration "$DUR" --users "$USERS" \
     --grpc 127.0.0.1:16565 --database-url "$DBURL" --label "S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS" \
     --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s3.json" || log "S3 failed or invalid"
   log "service: $(peak_rss $SERVICE_PID) handler: $(peak_rss $HANDLER_PID)"
@@ -196,7 +197,7 @@ s4() {
   fresh_db
   start_service
   start_handler "${ACK_MODE:-durable}"
-  "$LG" sessions --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:16565 \
+  "$LG" sessions --base-url "$API" --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:16565 \
     --database-url "$DBURL" --label "S4 sessions ${SESSIONS:-50}/s" \
     --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s4.json" || log "S4 failed or invalid"
   stop $SERVICE_PID; stop $HANDLER_PID

@@ -222,10 +222,17 @@ async fn check_claims(args: &Args, stats: &Stats) -> anyhow::Result<Value> {
             .await?;
     let ok = stats.ok_with_prefix("http:claim") as i64;
     let before = args.get_usize("claimed-before", 0)? as i64;
-    let valid = claimed - before == ok;
+    let any_ok = stats.ok_with_prefix("http") > 0;
+    let valid = claimed - before == ok && any_ok;
     Ok(json!({
         "valid": valid,
-        "problems": if valid { vec![] } else { vec![format!("{ok} claims answered 200 but {} rows newly claimed", claimed - before)] },
+        "problems": if !any_ok {
+            vec!["no HTTP request succeeded".to_string()]
+        } else if valid {
+            vec![]
+        } else {
+            vec![format!("{ok} claims answered 200 but {} rows newly claimed", claimed - before)]
+        },
         "claims_ok": ok,
         "claimed_rows": claimed,
     }))
