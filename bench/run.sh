@@ -159,10 +159,12 @@ s2() {
 s1() {
   fresh_db
   start_service
+  local n=0
   for rps in ${RPS_LIST:-300 1000 3000}; do
+    n=$((n + 1))
     log "S1 api $rps/s"
     "$LG" api --base-url "$API" --rate "$rps" --duration "$DUR" --users "$USERS" --database-url "$DBURL" \
-      --claim-offset $((rps * 1000)) --claimed-before "$(psql "$DBURL" -tAc 'select count(*) from user_goal_progress where claimed_at is not null')" \
+      --claim-offset $((n * 100000)) --claimed-before "$(psql "$DBURL" -tAc 'select count(*) from user_goal_progress where claimed_at is not null')" \
       --label "S1 api ${rps}/s" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/s1-$rps.json" || log "S1 $rps failed"
   done
   # The 500-goal list alone, far above capacity: its throughput vs the ceilings.
