@@ -55,7 +55,7 @@ pub enum Mode {
 }
 
 pub fn mode(k: usize) -> Mode {
-    if k < CHECKED_BELOW && (k / 5) % 2 == 0 && k % 5 != 0 {
+    if k < CHECKED_BELOW && (k / 5).is_multiple_of(2) && !k.is_multiple_of(5) {
         Mode::Increment
     } else {
         Mode::Absolute
