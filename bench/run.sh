@@ -221,7 +221,7 @@ k6_check() {
   (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:16565 TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
     timeout -s INT "${K6_SECS:-240}" k6 run --no-usage-report scenario2_event_load.js) > "$OUT/k6-scenario2.txt" 2>&1 || true
   tail -n 40 "$OUT/k6-scenario2.txt" >&2
-  psql "$DBURL" -tAc "select 'rows changed by k6 run: '||count(*) from user_goal_progress where updated_at > now() - interval '10 minutes'" | tee -a "$OUT/run.log"
+  psql "$DBURL" -tAc "select 'k6 users with rows: '||count(distinct user_id)||', their rows: '||count(*)||', with progress > 0: '||count(*) filter (where progress > 0)||', namespaces: '||string_agg(distinct namespace, ',') from user_goal_progress where user_id like 'user-%'" | tee -a "$OUT/run.log"
   stop $HANDLER_PID
   rm -rf "$tmp"
 }
