@@ -6,7 +6,8 @@
 #   bench/run.sh s2                 events (ACK_MODE=buffered and durable) at each rate in EPS_LIST
 #   bench/run.sh s1 | s3 | s4 | init
 #   bench/run.sh k6                 the reference's own k6 scenario 2, unmodified, against our handler
-#   bench/run.sh all                everything above, in that order
+#   bench/run.sh profile            perf profile of the handler at PROFILE_EPS (250) events/s
+#   bench/run.sh all                everything above (but profile), in that order
 #
 # Knobs (env): DUR (s per run, 20), USERS (10000), EPS_LIST, RPS, EPS, CHALLENGES_PER_USER (10 =
 # all 500 goals, the reference's Phase 15 layout), BENCH_DB (bench_loadgen), OUT (results dir).
@@ -226,6 +227,23 @@ k6_check() {
   rm -rf "$tmp"
 }
 
+# Where the handler's own CPU goes at a sustainable rate (perf from Debian's linux-perf).
+profile_handler() {
+  fresh_db
+  start_handler "${ACK_MODE:-buffered}"
+  "$LG" events --grpc 127.0.0.1:16565 --rate "${PROFILE_EPS:-250}" --duration 25 --users "$USERS" \
+    --database-url "$DBURL" --label "profile run ${PROFILE_EPS:-250}/s" --pids "handler=$HANDLER_PID" \
+    --out "$RESULTS" > "$OUT/profile-run.json" &
+  local lg=$!
+  sleep 5
+  perf record -F 499 -g -p "$HANDLER_PID" -o "$OUT/perf.data" -- sleep 15 2> "$OUT/perf-record.log" || true
+  wait $lg || log "profile run invalid (see json)"
+  perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' |
+    grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt"
+  cat "$OUT/perf-top.txt" >&2
+  stop $HANDLER_PID
+}
+
 machine
 case "${1:-all}" in
   build) build ;;
@@ -236,6 +254,7 @@ case "${1:-all}" in
   s4) s4 ;;
   init) init_ramp ;;
   k6) k6_check ;;
+  profile) profile_handler ;;
   all) build; ceilings; s2; s1; init_ramp; s3; s4; k6_check ;;
   *) echo "usage: $0 [build|ceilings|s1|s2|s3|s4|init|k6|all]" >&2; exit 2 ;;
 esac
