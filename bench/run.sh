@@ -238,8 +238,8 @@ profile_handler() {
   sleep 5
   perf record -F 499 -g -p "$HANDLER_PID" -o "$OUT/perf.data" -- sleep 15 2> "$OUT/perf-record.log" || true
   wait $lg || log "profile run invalid (see json)"
-  perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' |
-    grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt"
+  perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
+    grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt" || true
   cat "$OUT/perf-top.txt" >&2
   stop $HANDLER_PID
 }
