@@ -222,6 +222,12 @@ impl Handle {
         self.engine.flush_errors()
     }
 
+    /// Rows deferred so far because another transaction held their lock (each stayed
+    /// buffered and was retried).
+    pub fn flush_deferred(&self) -> u64 {
+        self.engine.flush_deferred()
+    }
+
     pub fn health(&self) -> &Health {
         &self.health
     }

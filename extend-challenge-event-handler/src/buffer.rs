@@ -8,6 +8,14 @@
 //! the content of earlier failed batches, which is merged back into the open generation.
 //! The partition's committed watermark is therefore monotone and an RPC waits for
 //! `committed >= its generation`.
+//!
+//! The one exception is a *deferred* key: a committed batch may leave out keys whose row
+//! another transaction held locked (see `store::flush`). Their deltas go back into the open
+//! generation like a failed batch's, and the partition remembers, per deferred key, which
+//! generation now carries them. An RPC whose event touched such a key (and was not already
+//! durable before the deferral) waits for that generation instead — so it is acknowledged
+//! only once its delta is really written, while the rest of the batch is acknowledged at
+//! once. Redis leases of the deferred users' events likewise move forward with them.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
@@ -64,13 +72,80 @@ impl DedupWindow {
     }
 }
 
+/// Where a deferred key's deltas are now.
+#[derive(Debug, Clone, Copy)]
+struct Deferral {
+    /// Contributions of generations up to this one were durable before the key was first
+    /// deferred (the committed watermark then).
+    since: u64,
+    /// The generation holding the key's deferred deltas: durable once it commits.
+    until: u64,
+}
+
 struct PartitionState {
     pending: HashMap<Key, Entry>,
     open_generation: u64,
     window: DedupWindow,
     /// Ids leased in Redis whose events sit in the open generation (marked done after
     /// their batch commits).
-    leased_ids: Vec<String>,
+    leased_ids: Vec<LeasedId>,
+    /// Keys left out of a committed batch because their row was locked.
+    deferred: HashMap<Key, Deferral>,
+}
+
+impl PartitionState {
+    /// Whether an event of `generation` touching `goals` of `user_id` is durable, the
+    /// partition's committed watermark being `committed`.
+    fn durable(&self, committed: u64, generation: u64, user_id: &str, goals: &[Arc<Goal>]) -> bool {
+        if committed < generation {
+            return false;
+        }
+        if self.deferred.is_empty() {
+            return true;
+        }
+        goals.iter().all(|g| {
+            self.deferred
+                .get(&(user_id.to_string(), g.id.clone()))
+                .is_none_or(|d| generation <= d.since || d.until <= committed)
+        })
+    }
+
+    /// Merges `items` back as the older side of whatever arrived since, so counts add up
+    /// and the latest value stays the latest. Returns how many keys were new.
+    fn merge_back(&mut self, items: Vec<BatchItem>) -> usize {
+        let mut new_keys = 0usize;
+        for item in items {
+            match self.pending.entry((item.user_id, item.goal.id.clone())) {
+                MapEntry::Occupied(mut e) => {
+                    let mut older = item.delta;
+                    progress::merge(&mut older, e.get().delta);
+                    e.get_mut().delta = older;
+                }
+                MapEntry::Vacant(e) => {
+                    new_keys += 1;
+                    e.insert(Entry {
+                        goal: item.goal,
+                        namespace: item.namespace,
+                        delta: item.delta,
+                    });
+                }
+            }
+        }
+        new_keys
+    }
+
+    /// Puts `ids` back before the leases taken since.
+    fn keep_leases(&mut self, mut ids: Vec<LeasedId>) {
+        ids.append(&mut self.leased_ids);
+        self.leased_ids = ids;
+    }
+}
+
+/// A Redis lease held for an event id, with the event's user.
+#[derive(Debug, Clone)]
+pub struct LeasedId {
+    pub id: String,
+    pub user_id: String,
 }
 
 struct Partition {
@@ -84,7 +159,7 @@ struct Partition {
 pub struct Batch {
     pub generation: u64,
     pub items: Vec<BatchItem>,
-    pub leased_ids: Vec<String>,
+    pub leased_ids: Vec<LeasedId>,
 }
 
 /// The result of [`Buffer::enqueue`].
@@ -137,6 +212,7 @@ impl Buffer {
                         open_generation: 1,
                         window: DedupWindow::new(per_window),
                         leased_ids: Vec::new(),
+                        deferred: HashMap::new(),
                     }),
                     committed: watch::Sender::new(0),
                     wake: Notify::new(),
@@ -212,7 +288,10 @@ impl Buffer {
         if !c.id.is_empty() {
             st.window.insert(c.id, generation);
             if c.leased {
-                st.leased_ids.push(c.id.to_string());
+                st.leased_ids.push(LeasedId {
+                    id: c.id.to_string(),
+                    user_id: c.user_id.to_string(),
+                });
             }
         }
         let wake = self.eager || st.pending.len() >= self.flush_threshold;
@@ -261,34 +340,70 @@ impl Buffer {
     /// arrived since, so counts add up and the latest value stays the latest.
     pub fn restore(&self, part: usize, batch: Batch) {
         let mut st = self.partitions[part].state.lock();
-        let mut new_keys = 0usize;
-        for item in batch.items {
-            match st.pending.entry((item.user_id, item.goal.id.clone())) {
-                MapEntry::Occupied(mut e) => {
-                    let mut older = item.delta;
-                    progress::merge(&mut older, e.get().delta);
-                    e.get_mut().delta = older;
-                }
-                MapEntry::Vacant(e) => {
-                    new_keys += 1;
-                    e.insert(Entry {
-                        goal: item.goal,
-                        namespace: item.namespace,
-                        delta: item.delta,
-                    });
-                }
-            }
-        }
-        let mut ids = batch.leased_ids;
-        ids.append(&mut st.leased_ids);
-        st.leased_ids = ids;
+        let new_keys = st.merge_back(batch.items);
+        st.keep_leases(batch.leased_ids);
         drop(st);
         self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
         metrics::BUFFER_SIZE.add(new_keys as i64);
     }
 
-    /// Records that every generation up to `generation` is durable.
-    pub fn mark_committed(&self, part: usize, generation: u64) {
+    /// Records that batch `generation` committed, except `deferred` (its items whose row
+    /// was locked): those are merged back like a failed batch's and their events stay
+    /// unacknowledged until the generation now carrying them commits. Of the batch's
+    /// `leased` ids, returns those now done; the deferred users' ones are kept for later.
+    ///
+    /// Nothing is acknowledged yet: the caller marks the returned ids done in Redis first,
+    /// then calls [`Buffer::acknowledge`], so a redelivery to another replica never finds an
+    /// id still "pending" after its first copy was answered `OK`.
+    pub fn commit(
+        &self,
+        part: usize,
+        generation: u64,
+        deferred: Vec<BatchItem>,
+        leased: Vec<LeasedId>,
+    ) -> Vec<String> {
+        let p = &self.partitions[part];
+        let mut st = p.state.lock();
+        let mut done = Vec::with_capacity(leased.len());
+        if !deferred.is_empty() || !st.deferred.is_empty() {
+            let committed = *p.committed.borrow();
+            let open = st.open_generation;
+            for item in &deferred {
+                st.deferred
+                    .entry((item.user_id.clone(), item.goal.id.clone()))
+                    .and_modify(|d| d.until = open)
+                    .or_insert(Deferral {
+                        since: committed,
+                        until: open,
+                    });
+            }
+            // Written (or no longer pending anywhere older than this batch).
+            st.deferred.retain(|_, d| d.until > generation);
+        }
+        let new_keys = if deferred.is_empty() {
+            done.extend(leased.into_iter().map(|l| l.id));
+            0
+        } else {
+            let users: std::collections::HashSet<&str> =
+                deferred.iter().map(|i| i.user_id.as_str()).collect();
+            let (kept, released): (Vec<LeasedId>, Vec<LeasedId>) = leased
+                .into_iter()
+                .partition(|l| users.contains(l.user_id.as_str()));
+            done.extend(released.into_iter().map(|l| l.id));
+            st.keep_leases(kept);
+            st.merge_back(deferred)
+        };
+        drop(st);
+        if new_keys > 0 {
+            self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
+            metrics::BUFFER_SIZE.add(new_keys as i64);
+        }
+        done
+    }
+
+    /// Wakes the waiters of every generation up to `generation` (call after
+    /// [`Buffer::commit`], which records the deferrals a waiter must see).
+    pub fn acknowledge(&self, part: usize, generation: u64) {
         self.partitions[part].committed.send_if_modified(|c| {
             if *c < generation {
                 *c = generation;
@@ -299,17 +414,49 @@ impl Buffer {
         });
     }
 
-    pub fn is_committed(&self, part: usize, generation: u64) -> bool {
-        *self.partitions[part].committed.borrow() >= generation
+    /// Whether an event of `generation` touching `goals` of `user_id` is durable.
+    pub fn is_committed(
+        &self,
+        part: usize,
+        generation: u64,
+        user_id: &str,
+        goals: &[Arc<Goal>],
+    ) -> bool {
+        let p = &self.partitions[part];
+        // The watermark first, then the deferrals (recorded before it moves).
+        let committed = *p.committed.borrow();
+        p.state
+            .lock()
+            .durable(committed, generation, user_id, goals)
     }
 
-    /// Waits until `generation` of `part` committed; `false` when `deadline` passed first.
-    pub async fn wait_committed(&self, part: usize, generation: u64, deadline: Duration) -> bool {
-        let mut rx = self.partitions[part].committed.subscribe();
-        matches!(
-            tokio::time::timeout(deadline, rx.wait_for(|c| *c >= generation)).await,
-            Ok(Ok(_))
-        )
+    /// Waits until the event of `generation` touching `goals` of `user_id` is durable (see
+    /// [`Buffer::is_committed`]); `false` when `deadline` passed first.
+    pub async fn wait_committed(
+        &self,
+        part: usize,
+        generation: u64,
+        user_id: &str,
+        goals: &[Arc<Goal>],
+        deadline: Duration,
+    ) -> bool {
+        let p = &self.partitions[part];
+        let mut rx = p.committed.subscribe();
+        let wait = async {
+            loop {
+                let committed = *rx.borrow_and_update();
+                if p.state
+                    .lock()
+                    .durable(committed, generation, user_id, goals)
+                {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.unwrap_or(false)
     }
 
     /// Resolves when the partition's flusher should look for work.
@@ -339,6 +486,108 @@ mod tests {
         assert_eq!(w.get("b"), Some(1));
         assert_eq!(w.get("c"), Some(2));
         assert_eq!(w.ids.len(), 2);
+    }
+
+    fn goal(id: &str) -> Arc<Goal> {
+        let config = extend_challenge_common::config::load_from_path(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/challenges.json"
+        ))
+        .unwrap();
+        config.goal(id).unwrap().clone()
+    }
+
+    fn login(b: &Buffer, id: &str, user: &str, goal: &Arc<Goal>) -> u64 {
+        let c = Contribution {
+            id,
+            user_id: user,
+            namespace: "ns",
+            deltas: vec![(goal.clone(), progress::delta_for_login(goal))],
+            leased: true,
+        };
+        match b.enqueue(0, c) {
+            Enqueued::Accepted(g) => g,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Takes the open generation and commits it, deferring `user`'s items.
+    fn commit_deferring(b: &Buffer, user: Option<&str>) -> Vec<String> {
+        let batch = b.take(0).unwrap();
+        let (deferred, _): (Vec<BatchItem>, Vec<BatchItem>) = batch
+            .items
+            .into_iter()
+            .partition(|i| Some(i.user_id.as_str()) == user);
+        let done = b.commit(0, batch.generation, deferred, batch.leased_ids);
+        b.acknowledge(0, batch.generation);
+        done
+    }
+
+    #[test]
+    fn deferred_keys_are_durable_only_once_written() {
+        let b = Buffer::new(1, 10, 100, 10, true);
+        let (total, three) = (goal("login-total"), goal("login-3"));
+        let g1 = login(&b, "e1", "ann", &total);
+        let other_goal = login(&b, "e2", "ann", &three);
+        let other_user = login(&b, "e3", "bob", &total);
+        assert_eq!((g1, other_goal, other_user), (1, 1, 1));
+
+        // Batch 1 commits everything but ann's two keys.
+        let batch = b.take(0).unwrap();
+        let (deferred, _): (Vec<BatchItem>, Vec<BatchItem>) = batch
+            .items
+            .into_iter()
+            .partition(|i| i.user_id == "ann" && i.goal.id == "login-total");
+        let done = b.commit(0, batch.generation, deferred, batch.leased_ids);
+        b.acknowledge(0, batch.generation);
+        assert_eq!(done, vec!["e3".to_string()], "ann's leases wait");
+        assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
+        assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&three)));
+        assert!(b.is_committed(0, 1, "bob", std::slice::from_ref(&total)));
+        assert_eq!(b.pending_keys(), 1, "the deferred key is buffered again");
+
+        // Batch 2 fails, batch 3 defers it again, batch 4 writes it.
+        let failed = b.take(0).unwrap();
+        assert_eq!(failed.generation, 2);
+        b.restore(0, failed);
+        assert_eq!(commit_deferring(&b, Some("ann")), Vec::<String>::new());
+        assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
+        // A newer event on the deferred key joins generation 4 with it.
+        assert_eq!(login(&b, "e4", "ann", &total), 4);
+        assert_eq!(commit_deferring(&b, None), vec!["e1", "e2", "e4"]);
+        assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
+        assert!(b.is_committed(0, 4, "ann", std::slice::from_ref(&total)));
+        assert_eq!(b.pending_keys(), 0);
+        assert!(b.partitions[0].state.lock().deferred.is_empty());
+
+        // Deferred later, the key does not hold back events already durable before.
+        assert_eq!(login(&b, "e5", "ann", &total), 5);
+        commit_deferring(&b, Some("ann"));
+        assert!(b.is_committed(0, 4, "ann", std::slice::from_ref(&total)));
+        assert!(!b.is_committed(0, 5, "ann", std::slice::from_ref(&total)));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_on_a_deferred_key_wakes_when_it_is_written() {
+        let b = Arc::new(Buffer::new(1, 10, 100, 10, true));
+        let total = goal("login-total");
+        let g = login(&b, "e1", "ann", &total);
+        commit_deferring(&b, Some("ann"));
+        let waiter = tokio::spawn({
+            let (b, total) = (b.clone(), total.clone());
+            async move {
+                b.wait_committed(0, g, "ann", &[total], Duration::from_secs(10))
+                    .await
+            }
+        });
+        commit_deferring(&b, Some("ann"));
+        assert!(!b.is_committed(0, g, "ann", std::slice::from_ref(&total)));
+        commit_deferring(&b, None);
+        assert!(waiter.await.unwrap());
+        let timed_out = b
+            .wait_committed(0, 99, "ann", &[total], Duration::from_millis(10))
+            .await;
+        assert!(!timed_out);
     }
 
     #[test]

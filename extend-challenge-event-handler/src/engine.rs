@@ -11,7 +11,7 @@ use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::{ChallengeConfig, Goal};
 use extend_challenge_common::progress::{self, Delta};
 use extend_challenge_common::settings::AckMode;
-use extend_challenge_common::store::flush::{self, FlushError, FlushOutcome, TxStatus};
+use extend_challenge_common::store::flush::{self, FlushError, FlushOutcome, Flushed, TxStatus};
 use parking_lot::Mutex;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,7 @@ pub struct Engine {
     clock: Clock,
     arrival: AtomicU64,
     flush_errors: AtomicU64,
+    flush_deferred: AtomicU64,
     /// Set when the final drain starts: unconfirmed commits stop being chased after it.
     drain_deadline: Mutex<Option<Instant>>,
     opts: EngineOptions,
@@ -87,6 +88,7 @@ impl Engine {
             clock,
             arrival: AtomicU64::new(0),
             flush_errors: AtomicU64::new(0),
+            flush_deferred: AtomicU64::new(0),
             drain_deadline: Mutex::new(None),
             opts,
             limiter: LogLimiter::default(),
@@ -105,6 +107,12 @@ impl Engine {
     /// Failed batch flushes of this engine (the process-wide count is a metric).
     pub fn flush_errors(&self) -> u64 {
         self.flush_errors.load(Ordering::Relaxed)
+    }
+
+    /// Rows this engine's committed batches deferred because another transaction held
+    /// their lock (the process-wide count is a metric).
+    pub fn flush_deferred(&self) -> u64 {
+        self.flush_deferred.load(Ordering::Relaxed)
     }
 
     fn durable(&self) -> bool {
@@ -195,12 +203,23 @@ impl Engine {
             }));
         }
         tracing::debug!(event = ev.kind.as_str(), user_id = %ev.user_id, id = %ev.id, "event");
+        // The keys a durable acknowledgement waits for.
+        let goals: Vec<Arc<Goal>> = if self.durable() {
+            deltas.iter().map(|(g, _)| g.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let waiter = Waiter {
+            part: self.buffer.partition_of(&ev.user_id),
+            user_id: &ev.user_id,
+            goals: &goals,
+        };
 
-        let part = self.buffer.partition_of(&ev.user_id);
+        let part = waiter.part;
         let mut leased = false;
         if !ev.id.is_empty() {
             if let Some(generation) = self.buffer.lookup(part, &ev.id) {
-                return self.duplicate(part, generation).await;
+                return self.duplicate(&waiter, generation).await;
             }
             if let Some(redis) = &self.redis {
                 match redis.claim(&ev.id).await {
@@ -209,7 +228,7 @@ impl Engine {
                     Claim::InFlight => {
                         // Ours (a concurrent copy) or another replica's.
                         return match self.buffer.lookup(part, &ev.id) {
-                            Some(generation) => self.duplicate(part, generation).await,
+                            Some(generation) => self.duplicate(&waiter, generation).await,
                             None => Err((tonic::Code::Unavailable, "duplicate_in_flight")),
                         };
                     }
@@ -229,12 +248,12 @@ impl Engine {
         );
         match enqueued {
             Enqueued::Accepted(generation) => {
-                if self.durable() && !self.await_commit(part, generation).await {
+                if self.durable() && !self.await_commit(&waiter, generation).await {
                     return Err((tonic::Code::Unavailable, "commit_timeout"));
                 }
                 Ok(Accepted::Applied)
             }
-            Enqueued::Duplicate(generation) => self.duplicate(part, generation).await,
+            Enqueued::Duplicate(generation) => self.duplicate(&waiter, generation).await,
             Enqueued::Full => {
                 if leased && let Some(redis) = &self.redis {
                     redis.release(&ev.id).await;
@@ -247,25 +266,35 @@ impl Engine {
     /// A redelivery of an id this process buffered: OK once the first copy is durable.
     async fn duplicate(
         &self,
-        part: usize,
+        waiter: &Waiter<'_>,
         generation: u64,
     ) -> Result<Accepted, (tonic::Code, &'static str)> {
-        if self.durable() && !self.await_commit(part, generation).await {
+        if self.durable() && !self.await_commit(waiter, generation).await {
             return Err((tonic::Code::Unavailable, "commit_timeout"));
         }
         Ok(Accepted::Skipped("duplicate"))
     }
 
-    async fn await_commit(&self, part: usize, generation: u64) -> bool {
-        self.buffer.is_committed(part, generation)
+    /// Waits until the event's deltas are durable: its generation committed, and none of its
+    /// keys deferred since (a deferred key waits for the batch that finally writes it).
+    async fn await_commit(&self, w: &Waiter<'_>, generation: u64) -> bool {
+        self.buffer
+            .is_committed(w.part, generation, w.user_id, w.goals)
             || self
                 .buffer
-                .wait_committed(part, generation, self.opts.ack_deadline)
+                .wait_committed(
+                    w.part,
+                    generation,
+                    w.user_id,
+                    w.goals,
+                    self.opts.ack_deadline,
+                )
                 .await
     }
 
     /// Flushes every partition once (what is pending now). On failure the batches are kept
-    /// in the buffer and the first error is returned.
+    /// in the buffer and the first error is returned. Keys whose row another transaction
+    /// holds are deferred (counted in [`FlushOutcome::deferred`]) and stay buffered.
     pub async fn flush_once(&self) -> Result<FlushOutcome, FlushError> {
         let mut total = FlushOutcome::default();
         let mut first_err = None;
@@ -283,7 +312,8 @@ impl Engine {
         }
     }
 
-    /// Flushes what one partition holds now, as one transaction.
+    /// Flushes what one partition holds now, as one transaction. Deferred keys (row locked
+    /// elsewhere) go back into the buffer; that is not an error.
     pub async fn flush_partition(&self, part: usize) -> Result<FlushOutcome, FlushError> {
         let _serial = self.buffer.lock_flush(part).await;
         let Some(batch) = self.buffer.take(part) else {
@@ -306,11 +336,11 @@ impl Engine {
         let res = match res {
             Err(FlushError::CommitUnconfirmed {
                 xid,
-                outcome,
+                flushed,
                 reason,
             }) => {
                 tracing::warn!(xid, %reason, "batch commit unconfirmed; asking the database");
-                self.resolve_commit(xid, outcome, reason).await
+                self.resolve_commit(xid, flushed, reason).await
             }
             other => other,
         };
@@ -320,8 +350,9 @@ impl Engine {
             .with_label_values(&[result_label])
             .observe(started.elapsed().as_secs_f64());
         match res {
-            Ok(outcome) => {
-                self.committed(part, batch, outcome).await;
+            Ok(flushed) => {
+                let outcome = flushed.outcome;
+                self.committed(part, batch, flushed).await;
                 Ok(outcome)
             }
             Err(e) => {
@@ -342,9 +373,9 @@ impl Engine {
     async fn resolve_commit(
         &self,
         xid: i64,
-        outcome: FlushOutcome,
+        flushed: Flushed,
         reason: String,
-    ) -> Result<FlushOutcome, FlushError> {
+    ) -> Result<Flushed, FlushError> {
         let mut backoff = Backoff::new(self.opts.retry_backoff);
         loop {
             let status = tokio::time::timeout(
@@ -353,11 +384,11 @@ impl Engine {
             )
             .await;
             match status {
-                Ok(Ok(TxStatus::Committed)) => return Ok(outcome),
+                Ok(Ok(TxStatus::Committed)) => return Ok(flushed),
                 Ok(Ok(TxStatus::Aborted)) => {
                     return Err(FlushError::CommitUnconfirmed {
                         xid,
-                        outcome,
+                        flushed,
                         reason: format!("{reason}; the transaction aborted"),
                     });
                 }
@@ -368,7 +399,7 @@ impl Engine {
                     );
                     return Err(FlushError::CommitUnconfirmed {
                         xid,
-                        outcome,
+                        flushed,
                         reason,
                     });
                 }
@@ -385,12 +416,19 @@ impl Engine {
                 );
                 return Err(FlushError::CommitUnconfirmed {
                     xid,
-                    outcome,
+                    flushed,
                     reason: format!("{reason}; still unknown at shutdown"),
                 });
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
+    }
+
+    /// Pause before retrying a batch that was only deferred rows.
+    fn defer_delay(&self) -> Duration {
+        self.opts
+            .flush_interval
+            .clamp(MIN_DEFER_DELAY, MAX_DEFER_DELAY)
     }
 
     fn drain_deadline_passed(&self) -> bool {
@@ -399,9 +437,25 @@ impl Engine {
             .is_some_and(|d| Instant::now() >= d)
     }
 
-    async fn committed(&self, part: usize, batch: Batch, outcome: FlushOutcome) {
-        self.buffer.mark_committed(part, batch.generation);
-        metrics::FLUSH_BATCH_KEYS.observe(batch.items.len() as f64);
+    async fn committed(&self, part: usize, batch: Batch, flushed: Flushed) {
+        let Flushed { outcome, deferred } = flushed;
+        let keys = batch.items.len();
+        metrics::FLUSH_BATCH_KEYS.observe(keys as f64);
+        // Split off the deferred items (indices ascending).
+        let mut deferred_items = Vec::with_capacity(deferred.len());
+        if !deferred.is_empty() {
+            let mut next = deferred.iter().copied().peekable();
+            for (i, item) in batch.items.into_iter().enumerate() {
+                if next.peek() == Some(&i) {
+                    next.next();
+                    deferred_items.push(item);
+                }
+            }
+        }
+        let generation = batch.generation;
+        let done_ids = self
+            .buffer
+            .commit(part, generation, deferred_items, batch.leased_ids);
         let rows = &metrics::FLUSH_ROWS_TOTAL;
         rows.with_label_values(&["updated"]).inc_by(outcome.updated);
         rows.with_label_values(&["unchanged"])
@@ -410,16 +464,29 @@ impl Engine {
             .inc_by(outcome.not_assigned);
         rows.with_label_values(&["initialized"])
             .inc_by(outcome.initialized);
+        metrics::FLUSH_DEFERRED_TOTAL.inc_by(outcome.deferred);
+        self.flush_deferred
+            .fetch_add(outcome.deferred, Ordering::Relaxed);
+        if outcome.deferred > 0 {
+            tracing::debug!(
+                deferred = outcome.deferred,
+                "rows locked by another transaction; kept for the next batch"
+            );
+        }
         tracing::debug!(
-            keys = batch.items.len(),
+            keys,
             updated = outcome.updated,
             not_assigned = outcome.not_assigned,
             initialized = outcome.initialized,
+            deferred = outcome.deferred,
             "batch committed"
         );
+        // Redis first, then the callers' OK: another replica must never see an id as
+        // "pending" once its first copy has been acknowledged.
         if let Some(redis) = &self.redis {
-            redis.mark_done(&batch.leased_ids).await;
+            redis.mark_done(&done_ids).await;
         }
+        self.buffer.acknowledge(part, generation);
     }
 
     fn record_pool(&self) {
@@ -452,7 +519,18 @@ impl Engine {
             }
             next_tick = tokio::time::Instant::now() + self.opts.flush_interval;
             match self.flush_partition(part).await {
-                Ok(_) => backoff.reset(),
+                Ok(outcome) => {
+                    backoff.reset();
+                    if only_deferred(&outcome) {
+                        // Nothing but rows locked elsewhere (a claim in progress): not an
+                        // error, but retrying at once would spin. New events cut it short.
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = self.buffer.woken(part) => {}
+                            _ = tokio::time::sleep(self.defer_delay()) => {}
+                        }
+                    }
+                }
                 Err(_) => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
@@ -477,7 +555,22 @@ impl Engine {
         loop {
             match self.flush_partition(part).await {
                 Ok(_) if !self.buffer.has_pending(part) => return true,
-                Ok(_) => backoff.reset(),
+                Ok(outcome) => {
+                    backoff.reset();
+                    if only_deferred(&outcome) {
+                        if Instant::now() >= deadline {
+                            tracing::error!(
+                                partition = part,
+                                deferred = outcome.deferred,
+                                pending_keys = self.buffer.pending_keys(),
+                                "giving up the final flush: rows still locked by another \
+                                 transaction; pending updates are lost"
+                            );
+                            return false;
+                        }
+                        tokio::time::sleep(self.defer_delay()).await;
+                    }
+                }
                 Err(e) => {
                     if Instant::now() >= deadline {
                         tracing::error!(
@@ -493,6 +586,23 @@ impl Engine {
             }
         }
     }
+}
+
+/// Bounds of the pause after a batch that was only deferred rows (see
+/// [`Engine::defer_delay`]).
+const MIN_DEFER_DELAY: Duration = Duration::from_millis(5);
+const MAX_DEFER_DELAY: Duration = Duration::from_millis(100);
+
+/// A batch that wrote nothing because every one of its rows was locked elsewhere.
+fn only_deferred(o: &FlushOutcome) -> bool {
+    o.deferred > 0 && o.updated == 0 && o.unchanged == 0 && o.not_assigned == 0
+}
+
+/// What a durable acknowledgement waits for: the event's partition and keys.
+struct Waiter<'a> {
+    part: usize,
+    user_id: &'a str,
+    goals: &'a [Arc<Goal>],
 }
 
 enum Accepted {

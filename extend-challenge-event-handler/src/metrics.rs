@@ -93,6 +93,16 @@ pub static FLUSH_ERRORS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("register challenge_flush_errors_total")
 });
 
+/// Rows a batch left for a later one because another transaction held their lock (a
+/// reward claim in progress, another replica's batch).
+pub static FLUSH_DEFERRED_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_flush_deferred_total",
+        "Rows deferred to a later batch because another transaction held their lock"
+    )
+    .expect("register challenge_flush_deferred_total")
+});
+
 /// Stat values clamped into the INT range, by field (`latest_value`, `inc`).
 pub static VALUE_CLAMPS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -149,6 +159,7 @@ pub fn init() {
     LazyLock::force(&FLUSH_ROWS_TOTAL);
     LazyLock::force(&FLUSH_BATCH_KEYS);
     LazyLock::force(&FLUSH_ERRORS_TOTAL);
+    LazyLock::force(&FLUSH_DEFERRED_TOTAL);
     LazyLock::force(&VALUE_CLAMPS_TOTAL);
     LazyLock::force(&DB_POOL_CONNECTIONS);
     LazyLock::force(&EVENT_AGE_SECONDS);

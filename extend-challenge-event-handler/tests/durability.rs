@@ -269,6 +269,38 @@ async fn two_instances_on_one_database_give_exact_counts(pool: PgPool) {
     b.stop().await.unwrap();
 }
 
+/// Two replicas hammering the same two users: their batches lock the same rows, so each
+/// skips (defers) rows the other holds and retries them after the other commits.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn two_instances_contending_on_the_same_rows_give_exact_counts(pool: PgPool) {
+    let a = start(pool.clone(), &[], |b| b).await;
+    let b = start(pool.clone(), &[], |b| b).await;
+    const TASKS: usize = 24;
+    const ROUNDS: usize = 20;
+    let tasks = (0..TASKS).map(|t| {
+        let (a, b) = (&a, &b);
+        async move {
+            for round in 0..ROUNDS {
+                let user = if round % 2 == 0 { "hot-0" } else { "hot-1" };
+                let h = if (t + round) % 2 == 0 { a } else { b };
+                deliver_login(h, user, &format!("{t}-{round}")).await;
+            }
+        }
+    });
+    join_all(tasks).await;
+    for u in ["hot-0", "hot-1"] {
+        assert_eq!(
+            progress(&pool, u, "login-total").await,
+            Some((TASKS * ROUNDS / 2) as i32),
+            "{u}"
+        );
+        assert_eq!(rows(&pool, u).await.len(), 13, "{u} initialized once");
+    }
+    assert_eq!(a.handle.flush_errors() + b.handle.flush_errors(), 0);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn concurrent_redeliveries_in_one_process_count_once(pool: PgPool) {
     let h = start(pool.clone(), &[], |b| b).await;
@@ -394,4 +426,129 @@ async fn shutdown_without_a_database_reports_the_loss(
         h.stop().await,
         Err(extend_challenge_event_handler::RunError::FinalFlush)
     ));
+}
+
+/// Opens a transaction holding the row lock of (`user`, `goal`), as a reward claim does
+/// while it calls AGS Platform.
+async fn lock_row(
+    pool: &PgPool,
+    user: &str,
+    goal: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT progress FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 FOR UPDATE",
+    )
+    .bind(user)
+    .bind(goal)
+    .fetch_optional(&mut *tx)
+    .await
+    .unwrap();
+    assert!(found.is_some(), "{user}/{goal} has a row to lock");
+    tx
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_row_locked_by_a_claim_does_not_stall_the_partition(pool: PgPool) {
+    let h = start(pool.clone(), &[("FLUSH_WORKERS", "1")], |b| {
+        b.options(|o| o.ack_deadline = Duration::from_secs(10))
+    })
+    .await;
+    assign(&pool, "ann", &["login-total"], h.clock_now()).await;
+    let deferred_metric = metric("challenge_flush_deferred_total", &[]);
+    let claim = lock_row(&pool, "ann", "login-total").await;
+
+    // Ann's event reaches the buffer and its batch defers her locked row.
+    let mut ann = tokio::spawn({
+        let client = h.login_client();
+        async move { client.clone().on_message(login("ann", "ann-1")).await }
+    });
+    let waited = std::time::Instant::now();
+    while h.handle.flush_deferred() == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "ann's row never deferred"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Same partition (one worker), row lock still held: bob's durable OK means committed.
+    h.login_id("bob", "bob-1").await.unwrap();
+    assert_eq!(progress(&pool, "bob", "login-total").await, Some(1));
+    assert_eq!(progress(&pool, "ann", "login-total").await, Some(0));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut ann)
+            .await
+            .is_err(),
+        "ann's event is not acknowledged while its row is not written"
+    );
+
+    // The claim ends: ann's deferred delta is written once and her RPC answers OK.
+    claim.rollback().await.unwrap();
+    ann.await.unwrap().unwrap();
+    assert_eq!(progress(&pool, "ann", "login-total").await, Some(1));
+    h.handle.flush_once().await.unwrap();
+    assert_eq!(h.handle.pending_keys(), 0);
+    assert_eq!(
+        progress(&pool, "ann", "login-total").await,
+        Some(1),
+        "exactly once"
+    );
+    // A redelivery of the acknowledged event is a no-op.
+    h.login_id("ann", "ann-1").await.unwrap();
+    assert_eq!(progress(&pool, "ann", "login-total").await, Some(1));
+    assert!(h.handle.flush_deferred() >= 1);
+    assert!(metric("challenge_flush_deferred_total", &[]) >= deferred_metric + 1.0);
+    assert_eq!(
+        h.handle.flush_errors(),
+        0,
+        "a deferral is not a flush error"
+    );
+    h.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn flush_batch_defers_locked_rows_and_drops_unassigned_keys(pool: PgPool) {
+    use extend_challenge_common::store::flush::{BatchItem, flush_batch};
+    let config = fixture_config();
+    let now = at("2025-11-05T12:00:00Z");
+    assign(&pool, "cal", &["login-total", "login-3"], now).await;
+    let item = |user: &str, goal: &str| {
+        let goal = config.goal(goal).unwrap().clone();
+        BatchItem {
+            user_id: user.into(),
+            namespace: NAMESPACE.into(),
+            delta: extend_challenge_common::progress::delta_for_login(&goal),
+            goal,
+        }
+    };
+    let items = [
+        item("cal", "login-3"),
+        item("cal", "login-total"),
+        item("zoe", "login-total"),
+    ];
+    let before = rows(&pool, "cal").await;
+    let claim = lock_row(&pool, "cal", "login-total").await;
+
+    let flushed = flush_batch(&pool, &items, None, now, Duration::from_secs(5))
+        .await
+        .expect("the batch commits without waiting for the lock");
+    assert_eq!(flushed.deferred, vec![1], "cal/login-total is locked");
+    assert_eq!(flushed.outcome.deferred, 1);
+    assert_eq!(flushed.outcome.not_assigned, 1, "zoe has no rows");
+    assert_eq!(flushed.outcome.updated, 1, "cal/login-3");
+    claim.rollback().await.unwrap();
+
+    let after = rows(&pool, "cal").await;
+    assert_eq!(after["login-total"], before["login-total"], "untouched");
+    assert_eq!(after["login-3"].progress, 1);
+    assert!(rows(&pool, "zoe").await.is_empty());
+
+    // Retried once the lock is gone, it is written.
+    let retry = flush_batch(&pool, &items[1..2], None, now, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(retry.deferred.is_empty());
+    assert_eq!(retry.outcome.updated, 1);
+    assert_eq!(progress(&pool, "cal", "login-total").await, Some(1));
 }

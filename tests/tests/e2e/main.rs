@@ -1,0 +1,16 @@
+//! End-to-end scenarios against the real binaries (one test binary, so the suite links
+//! once). Each scenario starts its own pair on a fresh database with a fake AGS; see
+//! `extend_challenge_e2e` for the harness.
+
+mod auth;
+mod buffering;
+mod errors;
+mod flows;
+mod packaging;
+mod rewards;
+mod rotation;
+mod selection;
+mod smoke;
+mod support;
+mod users;
+mod wire;
