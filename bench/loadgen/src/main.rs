@@ -1,0 +1,56 @@
+//! `loadgen`: the benchmark instrument for issue #5.
+//!
+//! Subcommands (all flags are `--name value`; every loop is bounded by `--duration`):
+//! - `fixture`  write the deterministic 500-goal `challenges.json`
+//! - `seed`     create the bench database, migrate, COPY users' rows
+//! - `events`   S2: open-loop gRPC events (20 % login / 80 % stat), then the validity check
+//! - `api`      S1: open-loop REST mix (list, list active_only, claim, set-active)
+//! - `combined` S3: REST mix (10 % init / 15 % set-active / 5 % claim / 70 % list) + events
+//! - `sessions` S4: realistic player sessions (init, select, events, claims)
+//! - `init-ramp` initialize-only ramp over fresh users
+//! - `http`     open-loop GET of one URL (ceilings)
+//! - `verify`   the validity check alone, from a saved ledger
+//! - `serve-http`, `serve-grpc`  trivial ceiling servers; `pg-ceiling` bare-sqlx Postgres ceilings
+
+mod api;
+mod args;
+mod ceilings;
+mod events;
+mod layout;
+mod openloop;
+mod procstat;
+mod report;
+mod seed;
+mod verify;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args = args::Args::from_env()?;
+    let threads = args.get_usize("threads", 2)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(dispatch(args))
+}
+
+async fn dispatch(args: args::Args) -> anyhow::Result<()> {
+    match args.command.as_str() {
+        "fixture" => layout::write_fixture(&args.get_str("out", "bench/fixtures/challenges.json")),
+        "seed" => seed::run(&args).await,
+        "events" => events::run_s2(&args).await,
+        "api" => api::run_s1(&args).await,
+        "combined" => api::run_s3(&args).await,
+        "sessions" => api::run_s4(&args).await,
+        "init-ramp" => api::run_init_ramp(&args).await,
+        "http" => api::run_http_url(&args).await,
+        "serve-http" => ceilings::serve_http(&args).await,
+        "serve-grpc" => ceilings::serve_grpc(&args).await,
+        "pg-ceiling" => ceilings::pg(&args).await,
+        other => {
+            bail!("unknown subcommand {other:?}; see the module doc in bench/loadgen/src/main.rs")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Deterministic, fast seeding: one `COPY … FROM STDIN` stream (sqlx `copy_in_raw`).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+
+use crate::args::Args;
+use crate::layout::{self, CHECKED_BELOW, CLAIM_FROM, GOALS_PER_CHALLENGE};
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let url = args.get_str(
+        "database-url",
+        "postgres://postgres@127.0.0.1:5432/bench_loadgen",
+    );
+    let users = args.get_usize("users", 10_000)?;
+    let challenges = args.get_usize("challenges-per-user", layout::CHALLENGES)?;
+    let namespace = args.get_str("namespace", "bench");
+    let opts: PgConnectOptions = url.parse().context("--database-url")?;
+
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts.clone())
+        .await?;
+    extend_challenge_common::store::migrate(&pool)
+        .await
+        .context("migrate")?;
+    sqlx::query("TRUNCATE user_goal_progress")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+
+    let started = Instant::now();
+    let mut conn = PgConnection::connect_with(&opts).await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, status, \
+             completed_at, is_active, assigned_at) FROM STDIN",
+        )
+        .await?;
+    let now = "2026-01-01 00:00:00+00";
+    let mut buf = String::with_capacity(1 << 20);
+    let mut rows = 0u64;
+    for u in 0..users {
+        let uid = layout::user_id(u);
+        for j in 0..challenges.min(layout::CHALLENGES) {
+            let cid = layout::challenge_id(j);
+            for k in 0..GOALS_PER_CHALLENGE {
+                let gid = layout::goal_id(j, k);
+                let (progress, status, completed, active) = if k >= CLAIM_FROM {
+                    (layout::CLAIM_TARGET, "completed", now, "t")
+                } else if k >= CHECKED_BELOW {
+                    (0, "not_started", "\\N", "f")
+                } else {
+                    (0, "not_started", "\\N", "t")
+                };
+                buf.push_str(&format!(
+                    "{uid}\t{gid}\t{cid}\t{namespace}\t{progress}\t{status}\t{completed}\t{active}\t{now}\n"
+                ));
+                rows += 1;
+            }
+        }
+        if buf.len() > (1 << 20) - 4096 {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.as_bytes()).await?;
+    }
+    let copied = copy.finish().await?;
+    sqlx::query("ANALYZE user_goal_progress")
+        .execute(&mut conn)
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {copied} rows ({rows} generated) for {users} users × {challenges} challenges in {secs:.1} s ({:.0} rows/s)",
+        copied as f64 / secs
+    );
+    anyhow::ensure!(copied == rows, "COPY stored {copied} rows, expected {rows}");
+    Ok(())
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Benchmark suite for issue #5: ceilings, then our two binaries under the reference scenarios.
+#
+#   bench/run.sh build              release builds of loadgen and both binaries
+#   bench/run.sh ceilings           trivial HTTP/gRPC servers + Postgres alone (same machine, same run)
+#   bench/run.sh s2                 events (ACK_MODE=buffered and durable) at each rate in EPS_LIST
+#   bench/run.sh s1 | s3 | s4 | init
+#   bench/run.sh k6                 the reference's own k6 scenario 2, unmodified, against our handler
+#   bench/run.sh profile            perf profile of the handler at PROFILE_EPS (250) events/s
+#   bench/run.sh all                everything above (but profile), in that order
+#
+# Knobs (env): DUR (s per run, 20), USERS (10000), EPS_LIST, RPS, EPS, CHALLENGES_PER_USER (10 =
+# all 500 goals, the reference's Phase 15 layout), BENCH_DB (bench_loadgen), OUT (results dir).
+# Loopback only; every server is started under `timeout` and every load loop is bounded.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LG="$ROOT/target/release/loadgen"
+HANDLER="$ROOT/target/release/extend-challenge-event-handler"
+SERVICE="$ROOT/target/release/extend-challenge-service"
+DB=${BENCH_DB:-bench_loadgen}
+PG=postgres://postgres@127.0.0.1:5432
+DBURL="$PG/$DB"
+API="http://127.0.0.1:18000/challenge"
+DUR=${DUR:-20}
+USERS=${USERS:-10000}
+CPU_USER=${CHALLENGES_PER_USER:-10}
+OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+RESULTS="$OUT/results.jsonl"
+FIXTURE="$ROOT/bench/fixtures/challenges.json"
+mkdir -p "$OUT"
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log" >&2; }
+
+machine() {
+  {
+    echo "date: $(date -u +%FT%TZ)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+    echo "mem: $(free -g | awk '/Mem:/{print $2}') GiB; kernel $(uname -r)"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    psql "$PG/postgres" -tAc "select version()"
+    psql "$PG/postgres" -tAc "select 'max_wal_size='||current_setting('max_wal_size')||' shared_buffers='||current_setting('shared_buffers')||' synchronous_commit='||current_setting('synchronous_commit')"
+  } > "$OUT/machine.txt"
+  cat "$OUT/machine.txt" >&2
+}
+
+build() {
+  (cd "$ROOT" && cargo build --release -p loadgen)
+  (cd "$ROOT" && cargo build --release -p extend-challenge-event-handler -p extend-challenge-service) ||
+    log "binaries did not build (not landed yet?)"
+}
+
+fresh_db() {
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+  "$LG" seed --database-url "$DBURL" --users "$USERS" --challenges-per-user "$CPU_USER" | tee -a "$OUT/run.log"
+}
+
+drop_db() { psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; }
+
+port_free() { # port: refuse to measure someone else's server
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then log "port $1 already in use; stop that process first"; exit 1; fi
+}
+
+wait_port() { # host:port
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "nothing listening on $1"; return 1
+}
+
+# The binary itself, not the `timeout` wrapper, so CPU and RSS are the server's own.
+child_of() {
+  local c
+  for _ in $(seq 1 50); do
+    c=$(pgrep -P "$1" | head -n1) && [ -n "$c" ] && { echo "$c"; return; }
+    sleep 0.1
+  done
+  echo "$1"
+}
+
+stop() { # pid
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
+peak_rss() { grep -E 'VmHWM|VmRSS' "/proc/$1/status" 2>/dev/null | tr -s ' ' | tr '\n' ' '; }
+
+ceilings() {
+  log "ceiling: trivial axum server"
+  port_free 18080
+  "$LG" serve-http --port 18080 --lifetime 600 > "$OUT/serve-http.log" 2>&1 & local hp=$!
+  wait_port 127.0.0.1:18080
+  for path in tiny big; do
+    if command -v wrk >/dev/null; then
+      log "wrk -t2 -c64 -d${DUR}s /$path"
+      wrk -t2 -c64 -d"${DUR}s" --latency "http://127.0.0.1:18080/$path" | tee "$OUT/wrk-$path.txt" >&2
+    fi
+    # The same client that measures the service: closed loop, 64 in flight.
+    "$LG" http --url "http://127.0.0.1:18080/$path" --closed 64 --duration "$DUR" \
+      --label "ceiling: axum /$path (loadgen, 64 in flight)" --pids "server=$hp" --out "$RESULTS" > /dev/null
+  done
+  stop $hp
+
+  log "ceiling: no-op tonic OnMessage"
+  port_free 18565
+  "$LG" serve-grpc --port 18565 --lifetime 600 > "$OUT/serve-grpc.log" 2>&1 & local gp=$!
+  wait_port 127.0.0.1:18565
+  for inflight in 64 500; do
+    "$LG" events --grpc 127.0.0.1:18565 --closed $inflight --duration "$DUR" --verify false \
+      --label "ceiling: tonic no-op OnMessage ($inflight in flight)" --pids "server=$gp" --out "$RESULTS" > /dev/null
+  done
+  stop $gp
+
+  log "ceiling: Postgres via bare sqlx"
+  fresh_db
+  for b in 100 1000; do
+    "$LG" pg-ceiling --database-url "$DBURL" --users "$USERS" --duration "$DUR" --batch $b --writers 2 --readers 4 \
+      --out "$RESULTS" > /dev/null
+  done
+}
+
+start_handler() { # ack_mode
+  port_free 16565
+  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16565 METRICS_PORT=18081 \
+    CONFIG_PATH="$FIXTURE" CHALLENGE_CONFIG_PATH="$FIXTURE" ACK_MODE="$1" LOG_LEVEL=warn \
+    BUFFER_FLUSH_INTERVAL_MS=${BUFFER_FLUSH_INTERVAL_MS:-100} BUFFER_MAX_SIZE=${BUFFER_MAX_SIZE:-10000} \
+    FLUSH_WORKERS=${FLUSH_WORKERS:-2} \
+    timeout 1800 "$HANDLER" > "$OUT/handler-$1.log" 2>&1 &
+  HANDLER_PID=$(child_of $!)
+  wait_port 127.0.0.1:16565
+}
+
+start_service() {
+  port_free 18000
+  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16566 HTTP_PORT=18000 METRICS_PORT=18082 \
+    CHALLENGE_CONFIG_PATH="$FIXTURE" CONFIG_PATH="$FIXTURE" PLUGIN_GRPC_SERVER_AUTH_ENABLED=false \
+    REWARD_CLIENT_MODE=mock LOG_LEVEL=warn \
+    timeout 1800 "$SERVICE" > "$OUT/service.log" 2>&1 &
+  SERVICE_PID=$(child_of $!)
+  wait_port 127.0.0.1:18000
+}
+
+s2() {
+  for mode in ${MODES:-buffered durable}; do
+    for eps in ${EPS_LIST:-2000 5000 10000 20000}; do
+      fresh_db
+      start_handler $mode
+      log "S2 events ACK_MODE=$mode $eps/s for ${DUR}s"
+      "$LG" events --grpc 127.0.0.1:16565 --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
+        --database-url "$DBURL" --label "S2 events ACK_MODE=$mode ${eps}/s" --pids "handler=$HANDLER_PID" \
+        --out "$RESULTS" > "$OUT/s2-$mode-$eps.json" || log "S2 $mode $eps: run failed or invalid (see json)"
+      log "handler $mode $eps: $(peak_rss $HANDLER_PID)"
+      stop $HANDLER_PID
+    done
+  done
+}
+
+s1() {
+  fresh_db
+  start_service
+  local n=0
+  for rps in ${RPS_LIST:-300 1000 3000}; do
+    n=$((n + 1))
+    log "S1 api $rps/s"
+    "$LG" api --base-url "$API" --rate "$rps" --duration "$DUR" --users "$USERS" --database-url "$DBURL" \
+      --claim-offset $((n * 100000)) --claimed-before "$(psql "$DBURL" -tAc 'select count(*) from user_goal_progress where claimed_at is not null')" \
+      --label "S1 api ${rps}/s" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/s1-$rps.json" || log "S1 $rps failed"
+  done
+  # The 500-goal list alone, far above capacity: its throughput vs the ceilings.
+  "$LG" http --url "http://127.0.0.1:18000/challenge/v1/challenges" --closed 64 --duration "$DUR" --users "$USERS" \
+    --label "GET list (500 goals) max throughput, 64 in flight" --pids "service=$SERVICE_PID" \
+    --out "$RESULTS" > /dev/null
+  log "service: $(peak_rss $SERVICE_PID)"
+  stop $SERVICE_PID
+}
+
+init_ramp() {
+  fresh_db
+  start_service
+  "$LG" init-ramp --base-url "$API" --stages "${INIT_STAGES:-10:50,10:100,10:200,10:400}" --database-url "$DBURL" \
+    --label "initialize ramp (fresh users)" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/init.json" || log "init ramp failed"
+  stop $SERVICE_PID
+}
+
+s3() {
+  fresh_db
+  start_service
+  start_handler "${ACK_MODE:-durable}"
+  log "S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS"
+  "$LG" combined --base-url "$API" --rate "${RPS:-3000}" --eps "${EPS:-5000}" --duration "$DUR" --users "$USERS" \
+    --grpc 127.0.0.1:16565 --database-url "$DBURL" --label "S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS" \
+    --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s3.json" || log "S3 failed or invalid"
+  log "service: $(peak_rss $SERVICE_PID) handler: $(peak_rss $HANDLER_PID)"
+  stop $SERVICE_PID; stop $HANDLER_PID
+}
+
+s4() {
+  fresh_db
+  start_service
+  start_handler "${ACK_MODE:-durable}"
+  "$LG" sessions --base-url "$API" --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:16565 \
+    --database-url "$DBURL" --label "S4 sessions ${SESSIONS:-50}/s" \
+    --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s4.json" || log "S4 failed or invalid"
+  stop $SERVICE_PID; stop $HANDLER_PID
+}
+
+# The reference suite's own scenario 2, unmodified, from a temp dir laid out so that its
+# relative proto path resolves to our vendored protos. Its 10 min duration is cut short with
+# SIGINT (k6 still prints its summary), so the script's executor is not changed.
+k6_check() {
+  local ref=/work/.mirror/AccelByte+extend-challenge-suite/repo
+  local tmp; tmp=$(mktemp -d /tmp/k6-ref.XXXX)
+  mkdir -p "$tmp/tests/loadtest/k6" "$tmp/tests/loadtest/fixtures" "$tmp/tests/extend-challenge-event-handler/pkg"
+  git -C "$ref" show HEAD:tests/loadtest/k6/scenario2_event_load.js > "$tmp/tests/loadtest/k6/scenario2_event_load.js"
+  git -C "$ref" show HEAD:tests/loadtest/fixtures/users.json > "$tmp/tests/loadtest/fixtures/users.json"
+  cp -r "$ROOT/extend-challenge-common/proto" "$tmp/tests/extend-challenge-event-handler/pkg/proto"
+  fresh_db
+  start_handler "${ACK_MODE:-durable}"
+  log "k6 reference scenario2 at ${K6_EPS:-1000} EPS for ${K6_SECS:-240}s (namespace bench)"
+  (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:16565 TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
+    timeout -s INT "${K6_SECS:-240}" k6 run --no-usage-report scenario2_event_load.js) > "$OUT/k6-scenario2.txt" 2>&1 || true
+  tail -n 40 "$OUT/k6-scenario2.txt" >&2
+  psql "$DBURL" -tAc "select 'k6 users with rows: '||count(distinct user_id)||', their rows: '||count(*)||', with progress > 0: '||count(*) filter (where progress > 0)||', namespaces: '||string_agg(distinct namespace, ',') from user_goal_progress where user_id like 'user-%'" | tee -a "$OUT/run.log"
+  stop $HANDLER_PID
+  rm -rf "$tmp"
+}
+
+# Where the handler's own CPU goes at a sustainable rate (perf from Debian's linux-perf).
+profile_handler() {
+  fresh_db
+  start_handler "${ACK_MODE:-buffered}"
+  "$LG" events --grpc 127.0.0.1:16565 --rate "${PROFILE_EPS:-250}" --duration 25 --users "$USERS" \
+    --database-url "$DBURL" --label "profile run ${PROFILE_EPS:-250}/s" --pids "handler=$HANDLER_PID" \
+    --out "$RESULTS" > "$OUT/profile-run.json" &
+  local lg=$!
+  sleep 5
+  perf record -F 499 -g -p "$HANDLER_PID" -o "$OUT/perf.data" -- sleep 15 2> "$OUT/perf-record.log" || true
+  wait $lg || log "profile run invalid (see json)"
+  perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
+    grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt" || true
+  cat "$OUT/perf-top.txt" >&2
+  stop $HANDLER_PID
+}
+
+machine
+case "${1:-all}" in
+  build) build ;;
+  ceilings) ceilings ;;
+  s1) s1 ;;
+  s2) s2 ;;
+  s3) s3 ;;
+  s4) s4 ;;
+  init) init_ramp ;;
+  k6) k6_check ;;
+  profile) profile_handler ;;
+  all) build; ceilings; s2; s1; init_ramp; s3; s4; k6_check ;;
+  *) echo "usage: $0 [build|ceilings|s1|s2|s3|s4|init|k6|all]" >&2; exit 2 ;;
+esac
+drop_db
+log "results: $RESULTS"
