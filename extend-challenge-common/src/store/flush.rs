@@ -41,7 +41,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool};
 
-use super::{ProgressRow, ROW_COLUMNS};
+use super::{GOAL_ROW_COLUMNS, GoalRow};
 use crate::config::Goal;
 use crate::progress::{self, Delta, GoalState};
 
@@ -68,6 +68,8 @@ pub struct FlushOutcome {
     pub not_assigned: u64,
     /// Keys whose row another transaction had locked: not written, handed back for retry.
     pub deferred: u64,
+    /// Keys left for the next batch by the batch size cap (set by the caller, which caps).
+    pub carried: u64,
 }
 
 impl FlushOutcome {
@@ -77,6 +79,7 @@ impl FlushOutcome {
         self.unchanged += other.unchanged;
         self.not_assigned += other.not_assigned;
         self.deferred += other.deferred;
+        self.carried += other.carried;
     }
 }
 
@@ -121,12 +124,9 @@ ON CONFLICT (user_id, goal_id) DO NOTHING";
 /// `FOR NO KEY UPDATE` is the lock the following `UPDATE` takes anyway (no key column
 /// changes), so the row lock is never upgraded.
 static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
-    let columns: Vec<String> = ROW_COLUMNS
-        .split(',')
-        .map(|c| format!("t.{}", c.trim()))
-        .collect();
+    let columns: Vec<String> = GOAL_ROW_COLUMNS.iter().map(|c| format!("t.{c}")).collect();
     format!(
-        "SELECT {} FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
+        "SELECT t.user_id, {} FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
          JOIN user_goal_progress AS t ON t.user_id = k.user_id AND t.goal_id = k.goal_id \
          ORDER BY t.user_id, t.goal_id FOR NO KEY UPDATE OF t SKIP LOCKED",
         columns.join(", ")
@@ -153,6 +153,14 @@ FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], \
     assigned_at, expires_at, baseline_value, last_event_at) \
 WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id";
 
+/// A row the batch locked: its user and its goal columns.
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    user_id: String,
+    #[sqlx(flatten)]
+    goal: GoalRow,
+}
+
 /// Column arrays of [`GoalState`]s, for `unnest`.
 #[derive(Default)]
 struct StateColumns {
@@ -178,6 +186,22 @@ impl StateColumns {
         self.expires_at.push(s.expires_at);
         self.baseline_value.push(s.baseline_value);
         self.last_event_at.push(s.last_event_at);
+    }
+
+    /// Binds the nine arrays, in the column order both statements use.
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.progress)
+            .bind(&self.status)
+            .bind(&self.completed_at)
+            .bind(&self.claimed_at)
+            .bind(&self.is_active)
+            .bind(&self.assigned_at)
+            .bind(&self.expires_at)
+            .bind(&self.baseline_value)
+            .bind(&self.last_event_at)
     }
 }
 
@@ -287,7 +311,7 @@ async fn write_batch(
             goal_ids.push(key.1);
         }
     }
-    let rows: Vec<ProgressRow> = sqlx::query_as(AssertSqlSafe(LOCK_ROWS_SQL.as_str()))
+    let rows: Vec<LockedRow> = sqlx::query_as(AssertSqlSafe(LOCK_ROWS_SQL.as_str()))
         .bind(&users)
         .bind(&goal_ids)
         .fetch_all(&mut *tx)
@@ -298,16 +322,16 @@ async fn write_batch(
     let mut cols = StateColumns::default();
     let mut locked = vec![false; items.len()];
     for row in &rows {
-        let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal_id.as_str())) else {
+        let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) else {
             continue;
         };
         locked[i] = true;
         let item = &items[i];
-        let old = row.state();
+        let old = row.goal.state();
         match progress::apply(&item.goal, &old, &item.delta, now) {
             Some(new) if new != old => {
                 keys_user.push(row.user_id.as_str());
-                keys_goal.push(row.goal_id.as_str());
+                keys_goal.push(row.goal.goal_id.as_str());
                 cols.push(&new);
             }
             _ => outcome.unchanged += 1,
@@ -339,21 +363,10 @@ async fn write_batch(
     }
 
     if !keys_user.is_empty() {
-        let done = sqlx::query(UPDATE_ROWS_SQL)
+        let query = sqlx::query(UPDATE_ROWS_SQL)
             .bind(&keys_user)
-            .bind(&keys_goal)
-            .bind(&cols.progress)
-            .bind(&cols.status)
-            .bind(&cols.completed_at)
-            .bind(&cols.claimed_at)
-            .bind(&cols.is_active)
-            .bind(&cols.assigned_at)
-            .bind(&cols.expires_at)
-            .bind(&cols.baseline_value)
-            .bind(&cols.last_event_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&keys_goal);
+        let done = cols.bind(query).bind(now).execute(&mut *tx).await?;
         outcome.updated = done.rows_affected();
     }
     Ok(Flushed { outcome, deferred })
@@ -382,22 +395,11 @@ async fn auto_initialize(
     for g in &sorted {
         cols.push(&progress::new_assignment(g, now));
     }
-    let done = sqlx::query(AUTO_INITIALIZE_SQL)
+    let query = sqlx::query(AUTO_INITIALIZE_SQL)
         .bind(&user_ids)
         .bind(&namespaces)
         .bind(&goal_ids)
-        .bind(&challenge_ids)
-        .bind(&cols.progress)
-        .bind(&cols.status)
-        .bind(&cols.completed_at)
-        .bind(&cols.claimed_at)
-        .bind(&cols.is_active)
-        .bind(&cols.assigned_at)
-        .bind(&cols.expires_at)
-        .bind(&cols.baseline_value)
-        .bind(&cols.last_event_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        .bind(&challenge_ids);
+    let done = cols.bind(query).bind(now).execute(&mut *tx).await?;
     Ok(done.rows_affected())
 }

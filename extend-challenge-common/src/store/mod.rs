@@ -35,7 +35,7 @@ pub async fn ping(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
 
-/// A whole `user_goal_progress` row.
+/// A whole `user_goal_progress` row (tests and tools read it with `SELECT *`).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ProgressRow {
     pub user_id: String,
@@ -55,9 +55,25 @@ pub struct ProgressRow {
     pub last_event_at: Option<DateTime<Utc>>,
 }
 
-impl ProgressRow {
-    /// The rule-relevant part of the row. An unknown stored status reads as `not_started`
-    /// (the CHECK constraint makes that impossible in practice).
+/// The goal id and the rule-relevant columns of a row: what the flush and the player API
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GoalRow {
+    pub goal_id: String,
+    pub progress: i32,
+    pub status: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+    pub assigned_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub baseline_value: Option<i32>,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+impl GoalRow {
+    /// The rule-relevant state. An unknown stored status reads as `not_started` (the CHECK
+    /// constraint makes that impossible in practice).
     pub fn state(&self) -> GoalState {
         GoalState {
             progress: self.progress,
@@ -73,7 +89,16 @@ impl ProgressRow {
     }
 }
 
-/// Column list matching [`ProgressRow`], for `SELECT`s.
-pub const ROW_COLUMNS: &str = "user_id, goal_id, challenge_id, namespace, progress, status, \
-    completed_at, claimed_at, created_at, updated_at, is_active, assigned_at, expires_at, \
-    baseline_value, last_event_at";
+/// [`GoalRow`]'s columns, for `SELECT`s (qualify them yourself in joins).
+pub const GOAL_ROW_COLUMNS: &[&str] = &[
+    "goal_id",
+    "progress",
+    "status",
+    "completed_at",
+    "claimed_at",
+    "is_active",
+    "assigned_at",
+    "expires_at",
+    "baseline_value",
+    "last_event_at",
+];

@@ -9,40 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::progress::{GoalState, Status};
+use crate::progress::GoalState;
 
-/// The columns of a row the player API shows or reasons about.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct PlayerGoalRow {
-    pub goal_id: String,
-    pub progress: i32,
-    pub status: String,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub claimed_at: Option<DateTime<Utc>>,
-    pub is_active: bool,
-    pub assigned_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub baseline_value: Option<i32>,
-    pub last_event_at: Option<DateTime<Utc>>,
-}
-
-impl PlayerGoalRow {
-    /// The rule-relevant state. An unknown stored status reads as `not_started` (the CHECK
-    /// constraint makes that impossible in practice).
-    pub fn state(&self) -> GoalState {
-        GoalState {
-            progress: self.progress,
-            status: Status::parse(&self.status).unwrap_or(Status::NotStarted),
-            completed_at: self.completed_at,
-            claimed_at: self.claimed_at,
-            is_active: self.is_active,
-            assigned_at: self.assigned_at,
-            expires_at: self.expires_at,
-            baseline_value: self.baseline_value,
-            last_event_at: self.last_event_at,
-        }
-    }
-}
+pub use super::GoalRow as PlayerGoalRow;
 
 /// A row to insert: the goal, its challenge and its initial state (from
 /// `progress::new_assignment`).
