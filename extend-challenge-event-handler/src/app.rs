@@ -78,6 +78,7 @@ impl Builder {
             workers,
             flush_interval: settings.buffer_flush_interval,
             flush_threshold: settings.buffer_max_size.div_ceil(workers),
+            max_batch_keys: settings.buffer_max_size.div_ceil(workers),
             max_pending_keys: settings.buffer_max_size.saturating_mul(4),
             ack_deadline: Duration::from_secs(5),
             dedup_window: 200_000,

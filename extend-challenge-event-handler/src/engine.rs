@@ -35,6 +35,11 @@ pub struct EngineOptions {
     pub flush_interval: Duration,
     /// Flush a partition early once it holds this many keys (`BUFFER_MAX_SIZE` / workers).
     pub flush_threshold: usize,
+    /// A batch writes at most this many keys; the rest stay buffered for the next batch,
+    /// which starts where this one stopped (round robin over the sorted keys). Without the
+    /// cap, a partition that falls behind grows each retried batch until no batch fits in
+    /// `flush_timeout` and nothing is written any more.
+    pub max_batch_keys: usize,
     /// Above this many pending keys new keys are refused with `ResourceExhausted`.
     pub max_pending_keys: usize,
     /// Durable mode: how long an RPC waits for its commit before `Unavailable`.
@@ -61,6 +66,8 @@ pub struct Engine {
     flush_deferred: AtomicU64,
     /// Set when the final drain starts: unconfirmed commits stop being chased after it.
     drain_deadline: Mutex<Option<Instant>>,
+    /// Per partition: the last key a capped batch wrote (where the next batch starts).
+    cursors: Vec<Mutex<Option<(String, String)>>>,
     opts: EngineOptions,
     limiter: LogLimiter,
 }
@@ -90,6 +97,7 @@ impl Engine {
             flush_errors: AtomicU64::new(0),
             flush_deferred: AtomicU64::new(0),
             drain_deadline: Mutex::new(None),
+            cursors: (0..opts.workers.max(1)).map(|_| Mutex::new(None)).collect(),
             opts,
             limiter: LogLimiter::default(),
         }
@@ -299,10 +307,21 @@ impl Engine {
         let mut total = FlushOutcome::default();
         let mut first_err = None;
         for part in 0..self.buffer.partitions() {
-            match self.flush_partition(part).await {
-                Ok(o) => total.add(o),
-                Err(e) => {
-                    first_err.get_or_insert(e);
+            // A capped batch leaves the rest of what was buffered for the next one.
+            loop {
+                match self.flush_partition(part).await {
+                    Ok(o) => {
+                        total.add(o);
+                        // Stop when nothing was carried, or nothing could be written (every
+                        // key of the batch locked elsewhere): looping would spin.
+                        if o.carried == 0 || o.updated + o.unchanged + o.not_assigned == 0 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        break;
+                    }
                 }
             }
         }
@@ -316,9 +335,21 @@ impl Engine {
     /// elsewhere) go back into the buffer; that is not an error.
     pub async fn flush_partition(&self, part: usize) -> Result<FlushOutcome, FlushError> {
         let _serial = self.buffer.lock_flush(part).await;
-        let Some(batch) = self.buffer.take(part) else {
+        let Some(mut batch) = self.buffer.take(part) else {
             return Ok(FlushOutcome::default());
         };
+        let limit = self.opts.max_batch_keys.max(1).min(batch.items.len());
+        if limit < batch.items.len() {
+            // Start after the last key the previous capped batch wrote, so every key gets
+            // its turn however far behind the partition is.
+            let start = self.cursors[part].lock().as_ref().map_or(0, |(u, g)| {
+                batch
+                    .items
+                    .partition_point(|i| (i.user_id.as_str(), i.goal.id.as_str()) <= (u, g))
+            });
+            let len = batch.items.len();
+            batch.items.rotate_left(start % len);
+        }
         let started = Instant::now();
         let now = self.clock.now();
         let defaults = self
@@ -327,7 +358,7 @@ impl Engine {
             .then(|| self.config.default_goals());
         let res = flush::flush_batch(
             &self.pool,
-            &batch.items,
+            &batch.items[..limit],
             defaults,
             now,
             self.opts.flush_timeout,
@@ -350,7 +381,15 @@ impl Engine {
             .with_label_values(&[result_label])
             .observe(started.elapsed().as_secs_f64());
         match res {
-            Ok(flushed) => {
+            Ok(mut flushed) => {
+                if limit < batch.items.len() {
+                    let last = &batch.items[limit - 1];
+                    *self.cursors[part].lock() = Some((last.user_id.clone(), last.goal.id.clone()));
+                    // The items past the cap go back like deferred ones: buffered again,
+                    // their callers acknowledged once a later batch writes them.
+                    flushed.deferred.extend(limit..batch.items.len());
+                    flushed.outcome.carried = (batch.items.len() - limit) as u64;
+                }
                 let outcome = flushed.outcome;
                 self.committed(part, batch, flushed).await;
                 Ok(outcome)
