@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod grpc_end;
 pub mod metrics;
 pub mod ops;
 pub mod pb;

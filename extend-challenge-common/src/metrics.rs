@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body_util::BodyExt as _;
+
+use crate::grpc_end::{GrpcEndBody, OnGrpcEnd};
 use prometheus::{
     HistogramVec, IntCounterVec, IntGaugeVec, register_histogram_vec, register_int_counter_vec,
     register_int_gauge_vec,
@@ -94,25 +96,25 @@ pub fn spawn_db_pool_sampler(
 }
 
 /// gRPC code names as go-grpc-prometheus labels them.
-fn code_name(code: &str) -> &'static str {
-    match code.trim() {
-        "0" => "OK",
-        "1" => "Canceled",
-        "2" => "Unknown",
-        "3" => "InvalidArgument",
-        "4" => "DeadlineExceeded",
-        "5" => "NotFound",
-        "6" => "AlreadyExists",
-        "7" => "PermissionDenied",
-        "8" => "ResourceExhausted",
-        "9" => "FailedPrecondition",
-        "10" => "Aborted",
-        "11" => "OutOfRange",
-        "12" => "Unimplemented",
-        "13" => "Internal",
-        "14" => "Unavailable",
-        "15" => "DataLoss",
-        "16" => "Unauthenticated",
+fn code_name(code: i64) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "Canceled",
+        2 => "Unknown",
+        3 => "InvalidArgument",
+        4 => "DeadlineExceeded",
+        5 => "NotFound",
+        6 => "AlreadyExists",
+        7 => "PermissionDenied",
+        8 => "ResourceExhausted",
+        9 => "FailedPrecondition",
+        10 => "Aborted",
+        11 => "OutOfRange",
+        12 => "Unimplemented",
+        13 => "Internal",
+        14 => "Unavailable",
+        15 => "DataLoss",
+        16 => "Unauthenticated",
         _ => "Unknown",
     }
 }
@@ -142,7 +144,7 @@ struct CallLabels {
 }
 
 impl CallLabels {
-    fn finish(&self, code: &str) {
+    fn record(&self, code: i64) {
         let labels = ["unary", self.service.as_str(), self.method.as_str()];
         GRPC.handled
             .with_label_values(&["unary", &self.service, &self.method, code_name(code)])
@@ -190,20 +192,7 @@ where
         Box::pin(async move {
             let res = fut.await?;
             let (parts, body) = res.into_parts();
-            // Errors are usually "trailers-only": grpc-status arrives in the headers.
-            if let Some(code) = parts
-                .headers
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-            {
-                call.finish(code);
-                let body = body.map_err(Into::into).boxed_unsync();
-                return Ok(http::Response::from_parts(parts, body));
-            }
-            let body = TrailerWatch {
-                inner: body,
-                call: Some(call),
-            };
+            let body = GrpcEndBody::new(body, &parts.headers, Some(call));
             Ok(http::Response::from_parts(
                 parts,
                 body.map_err(Into::into).boxed_unsync(),
@@ -212,67 +201,9 @@ where
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Response body that records the call when the grpc-status trailer passes (or the body
-    /// ends or is dropped without one: the client went away).
-    struct TrailerWatch<R> {
-        #[pin]
-        inner: R,
-        call: Option<CallLabels>,
-    }
-
-    impl<R> PinnedDrop for TrailerWatch<R> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.finish("1");
-            }
-        }
-    }
-}
-
-impl<R: http_body::Body> http_body::Body for TrailerWatch<R> {
-    type Data = R::Data;
-    type Error = R::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    let code = trailers
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("0");
-                    if let Some(call) = this.call.take() {
-                        call.finish(code);
-                    }
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(call) = this.call.take() {
-                    call.finish("0");
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(call) = this.call.take() {
-                    call.finish("13");
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+impl OnGrpcEnd for CallLabels {
+    fn finish(self, code: i64) {
+        self.record(code);
     }
 }
 

@@ -30,6 +30,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use crate::grpc_end::{GrpcEndBody, OnGrpcEnd};
 use crate::settings::Settings;
 
 /// Target of the server spans (and prefix of every target the trace layer exports).
@@ -348,13 +349,6 @@ fn record_grpc_status(span: &tracing::Span, code: i64) {
     }
 }
 
-fn grpc_status(headers: &http::HeaderMap) -> Option<i64> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
 pin_project_lite::pin_project! {
     /// The call's future, polled inside its span.
     pub struct GrpcTraceFuture<F> {
@@ -386,68 +380,19 @@ where
             }
             Poll::Ready(Ok(res)) => res,
         };
-        let mut span = this.span.take();
-        if let (Some(s), Some(code)) = (&span, grpc_status(res.headers())) {
-            // "Trailers-only" response (usually an error): the call is complete.
-            record_grpc_status(s, code);
-            span = None;
-        }
-        Poll::Ready(Ok(res.map(|inner| GrpcTraceBody { inner, span })))
+        let span = this.span.take();
+        let (parts, body) = res.into_parts();
+        let body = GrpcEndBody::new(body, &parts.headers, span);
+        Poll::Ready(Ok(http::Response::from_parts(parts, body)))
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Response body that records the grpc-status trailer and ends the span with the body
-    /// (or when it is dropped early: the client went away, CANCELLED).
-    pub struct GrpcTraceBody<R> {
-        #[pin]
-        inner: R,
-        span: Option<tracing::Span>,
-    }
+/// The response body of a traced call: ends the span with the call's status.
+pub type GrpcTraceBody<R> = GrpcEndBody<R, tracing::Span>;
 
-    impl<R> PinnedDrop for GrpcTraceBody<R> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(span) = this.project().span.take() {
-                record_grpc_status(&span, 1);
-            }
-        }
-    }
-}
-
-impl<R: http_body::Body> http_body::Body for GrpcTraceBody<R> {
-    type Data = R::Data;
-    type Error = R::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if this.span.is_some() {
-            let code = match &polled {
-                Poll::Ready(Some(Ok(frame))) => {
-                    frame.trailers_ref().map(|t| grpc_status(t).unwrap_or(0))
-                }
-                Poll::Ready(None) => Some(0),
-                Poll::Ready(Some(Err(_))) => Some(13),
-                Poll::Pending => None,
-            };
-            if let Some(code) = code
-                && let Some(span) = this.span.take()
-            {
-                record_grpc_status(&span, code);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+impl OnGrpcEnd for tracing::Span {
+    fn finish(self, code: i64) {
+        record_grpc_status(&self, code);
     }
 }
 
@@ -518,13 +463,5 @@ mod tests {
         assert_eq!(v[1]["localEndpoint"]["serviceName"], "svc");
         assert_eq!(v[1]["traceId"], "b");
         assert!(with_service_name(b"not json", "svc").is_none());
-    }
-
-    #[test]
-    fn grpc_status_header() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(grpc_status(&h), None);
-        h.insert("grpc-status", "5".parse().unwrap());
-        assert_eq!(grpc_status(&h), Some(5));
     }
 }
