@@ -186,6 +186,10 @@ pub struct Contribution<'a> {
 pub struct Buffer {
     partitions: Vec<Partition>,
     pending_keys: AtomicUsize,
+    /// Keys taken by a batch that has not finished (committed or restored). They count
+    /// against `max_pending_keys` too: a capped batch carries most of them back, and
+    /// admitting new keys for them would let the backlog grow without bound.
+    in_flight_keys: AtomicUsize,
     max_pending_keys: usize,
     flush_threshold: usize,
     eager: bool,
@@ -220,6 +224,7 @@ impl Buffer {
                 })
                 .collect(),
             pending_keys: AtomicUsize::new(0),
+            in_flight_keys: AtomicUsize::new(0),
             max_pending_keys: max_pending_keys.max(1),
             flush_threshold: flush_threshold.max(1),
             eager,
@@ -269,7 +274,8 @@ impl Buffer {
             .iter()
             .filter(|(k, _, _)| !st.pending.contains_key(k))
             .count();
-        if new_keys > 0 && self.pending_keys() + new_keys > self.max_pending_keys {
+        let held = self.pending_keys() + self.in_flight_keys.load(Ordering::Relaxed);
+        if new_keys > 0 && held + new_keys > self.max_pending_keys {
             return Enqueued::Full;
         }
         for (key, goal, delta) in keyed {
@@ -329,6 +335,8 @@ impl Buffer {
             })
             .collect();
         items.sort_unstable_by(|a, b| (&a.user_id, &a.goal.id).cmp(&(&b.user_id, &b.goal.id)));
+        self.in_flight_keys
+            .fetch_add(items.len(), Ordering::Relaxed);
         Some(Batch {
             generation,
             items,
@@ -339,12 +347,14 @@ impl Buffer {
     /// Puts a failed batch back: each delta is merged as the older side of whatever
     /// arrived since, so counts add up and the latest value stays the latest.
     pub fn restore(&self, part: usize, batch: Batch) {
+        let taken = batch.items.len();
         let mut st = self.partitions[part].state.lock();
         let new_keys = st.merge_back(batch.items);
         st.keep_leases(batch.leased_ids);
         drop(st);
         self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
         metrics::BUFFER_SIZE.add(new_keys as i64);
+        self.in_flight_keys.fetch_sub(taken, Ordering::Relaxed);
     }
 
     /// Records that batch `generation` committed, except `deferred` (its items whose row
@@ -355,10 +365,13 @@ impl Buffer {
     /// Nothing is acknowledged yet: the caller marks the returned ids done in Redis first,
     /// then calls [`Buffer::acknowledge`], so a redelivery to another replica never finds an
     /// id still "pending" after its first copy was answered `OK`.
+    ///
+    /// `taken`: how many items the batch held (they stop counting as in flight).
     pub fn commit(
         &self,
         part: usize,
         generation: u64,
+        taken: usize,
         deferred: Vec<BatchItem>,
         leased: Vec<LeasedId>,
     ) -> Vec<String> {
@@ -398,6 +411,7 @@ impl Buffer {
             self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
             metrics::BUFFER_SIZE.add(new_keys as i64);
         }
+        self.in_flight_keys.fetch_sub(taken, Ordering::Relaxed);
         done
     }
 
@@ -511,14 +525,60 @@ mod tests {
         }
     }
 
+    fn try_login(b: &Buffer, id: &str, user: &str, goal: &Arc<Goal>) -> Enqueued {
+        b.enqueue(
+            0,
+            Contribution {
+                id,
+                user_id: user,
+                namespace: "ns",
+                deltas: vec![(goal.clone(), progress::delta_for_login(goal))],
+                leased: false,
+            },
+        )
+    }
+
+    /// Keys a batch took count against the bound until the batch is done, so a capped
+    /// batch that carries most of its keys back cannot let the backlog grow past it.
+    #[test]
+    fn keys_in_flight_count_against_the_bound() {
+        let b = Buffer::new(1, 100, 3, 100, false);
+        let total = goal("login-total");
+        for (i, u) in ["u1", "u2", "u3"].iter().enumerate() {
+            login(&b, &format!("e{i}"), u, &total);
+        }
+        assert!(matches!(try_login(&b, "e3", "u4", &total), Enqueued::Full));
+        let batch = b.take(0).unwrap();
+        assert_eq!(b.pending_keys(), 0);
+        // The batch is in flight: still no room for a new key.
+        assert!(matches!(try_login(&b, "e4", "u4", &total), Enqueued::Full));
+        // It writes one key and carries two back: room for exactly one new key.
+        let taken = batch.items.len();
+        let carried: Vec<BatchItem> = batch.items.into_iter().skip(1).collect();
+        b.commit(0, batch.generation, taken, carried, batch.leased_ids);
+        b.acknowledge(0, batch.generation);
+        assert_eq!(b.pending_keys(), 2);
+        assert!(matches!(
+            try_login(&b, "e5", "u4", &total),
+            Enqueued::Accepted(_)
+        ));
+        assert!(matches!(try_login(&b, "e6", "u5", &total), Enqueued::Full));
+        // A failed batch frees its in-flight count when restored.
+        let failed = b.take(0).unwrap();
+        b.restore(0, failed);
+        assert!(matches!(try_login(&b, "e7", "u5", &total), Enqueued::Full));
+        assert_eq!(b.pending_keys(), 3);
+    }
+
     /// Takes the open generation and commits it, deferring `user`'s items.
     fn commit_deferring(b: &Buffer, user: Option<&str>) -> Vec<String> {
         let batch = b.take(0).unwrap();
+        let taken = batch.items.len();
         let (deferred, _): (Vec<BatchItem>, Vec<BatchItem>) = batch
             .items
             .into_iter()
             .partition(|i| Some(i.user_id.as_str()) == user);
-        let done = b.commit(0, batch.generation, deferred, batch.leased_ids);
+        let done = b.commit(0, batch.generation, taken, deferred, batch.leased_ids);
         b.acknowledge(0, batch.generation);
         done
     }
@@ -534,11 +594,12 @@ mod tests {
 
         // Batch 1 commits everything but ann's two keys.
         let batch = b.take(0).unwrap();
+        let taken = batch.items.len();
         let (deferred, _): (Vec<BatchItem>, Vec<BatchItem>) = batch
             .items
             .into_iter()
             .partition(|i| i.user_id == "ann" && i.goal.id == "login-total");
-        let done = b.commit(0, batch.generation, deferred, batch.leased_ids);
+        let done = b.commit(0, batch.generation, taken, deferred, batch.leased_ids);
         b.acknowledge(0, batch.generation);
         assert_eq!(done, vec!["e3".to_string()], "ann's leases wait");
         assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));

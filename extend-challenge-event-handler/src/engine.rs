@@ -494,7 +494,7 @@ impl Engine {
         let generation = batch.generation;
         let done_ids = self
             .buffer
-            .commit(part, generation, deferred_items, batch.leased_ids);
+            .commit(part, generation, keys, deferred_items, batch.leased_ids);
         let rows = &metrics::FLUSH_ROWS_TOTAL;
         rows.with_label_values(&["updated"]).inc_by(outcome.updated);
         rows.with_label_values(&["unchanged"])
