@@ -48,6 +48,17 @@ async fn upstream(opts: &PgConnectOptions) -> std::net::SocketAddr {
         .unwrap()
 }
 
+/// A proxy in front of the test database and a lazy pool of `max` connections through it
+/// (each waiting at most `acquire` for a connection).
+async fn proxied_pool(opts: &PgConnectOptions, max: u32, acquire: Duration) -> (Proxy, PgPool) {
+    let proxy = Proxy::start(upstream(opts).await).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire)
+        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    (proxy, pool)
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn durable_ok_means_committed(pool: PgPool) {
     let h = start(pool.clone(), &[], |b| b).await;
@@ -77,11 +88,7 @@ async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
         .connect_with(opts.clone())
         .await
         .unwrap();
-    let proxy = Proxy::start(upstream(&opts).await).await;
-    let proxied = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let (proxy, proxied) = proxied_pool(&opts, 4, Duration::from_secs(1)).await;
     let h = start(proxied, &[("FLUSH_WORKERS", "1")], |b| {
         b.options(|o| {
             o.ack_deadline = Duration::from_millis(800);
@@ -151,11 +158,7 @@ async fn failed_flushes_merge_back_and_retry_in_buffered_mode(
         .connect_with(opts.clone())
         .await
         .unwrap();
-    let proxy = Proxy::start(upstream(&opts).await).await;
-    let proxied = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let (proxy, proxied) = proxied_pool(&opts, 2, Duration::from_secs(1)).await;
     let env = [
         ("ACK_MODE", "buffered"),
         ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
@@ -404,11 +407,7 @@ async fn shutdown_without_a_database_reports_the_loss(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let proxy = Proxy::start(upstream(&opts).await).await;
-    let proxied = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_millis(500))
-        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let (proxy, proxied) = proxied_pool(&opts, 2, Duration::from_millis(500)).await;
     let env = [
         ("ACK_MODE", "buffered"),
         ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
