@@ -2,24 +2,29 @@
 //! partitions by hash(user id), one per flush worker, so one user's keys are always written
 //! by one worker (in order, without lock fights between workers).
 //!
-//! Group commit works by generations. Each partition has an open generation that new
-//! events join; taking a batch closes it. Batches of a partition are flushed one at a time,
-//! so when a batch commits, everything enqueued up to its generation is durable — including
-//! the content of earlier failed batches, which is merged back into the open generation.
-//! The partition's committed watermark is therefore monotone and an RPC waits for
-//! `committed >= its generation`.
+//! A partition holds its pending work per user, in user order (`BTreeMap`), and each user's
+//! keys in a small hash map keyed by goal id. An event costs one ordered lookup of its user
+//! and one hash per goal it touches; no key string is built per goal.
 //!
-//! The one exception is a *deferred* key: a committed batch may leave out keys whose row
-//! another transaction held locked (see `store::flush`). Their deltas go back into the open
-//! generation like a failed batch's, and the partition remembers, per deferred key, which
-//! generation now carries them. An RPC whose event touched such a key (and was not already
-//! durable before the deferral) waits for that generation instead — so it is acknowledged
-//! only once its delta is really written, while the rest of the batch is acknowledged at
-//! once. Redis leases of the deferred users' events likewise move forward with them.
+//! **Batches take whole users, at most `max_keys` keys, round robin.** A batch starts with
+//! the first user after the one the previous batch ended with, so however far behind a
+//! partition is, every user gets its turn and a batch's size (and its transaction) stays
+//! bounded. The users not taken stay where they are: taking is proportional to the batch,
+//! not to the backlog.
+//!
+//! **Durability is tracked per key.** Every enqueue joins the partition's open generation,
+//! and taking a batch closes it. Each buffered key remembers `since`, the oldest generation
+//! whose contribution its delta still carries. An event of generation `G` touching goals
+//! `K` of user `U` is durable when none of those keys is buffered with `since <= G`, and `U`
+//! is not in the batch being written with `G` at or below that batch's generation. A failed
+//! batch, a key whose row another transaction held (deferred, see `store::flush`) and a user
+//! not yet taken all simply stay (or go back) in the buffer with their `since`, so their
+//! events wait for the batch that really writes them, while everything else is acknowledged
+//! at once. Redis leases travel with their user the same way.
 
-use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,25 +37,92 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics;
 
-type Key = (String, String);
+/// Hash maps of the hot path: keys are ids from the config or from (authenticated) events,
+/// hashed with a fast, per-process randomly seeded hasher instead of SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
-struct Entry {
-    goal: Arc<Goal>,
-    namespace: String,
+/// A goal as a map key: equal and hashed by its id (looked up by `&str`).
+#[derive(Clone)]
+struct GoalKey(Arc<Goal>);
+
+impl PartialEq for GoalKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for GoalKey {}
+
+impl Hash for GoalKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.as_str().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for GoalKey {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+/// One buffered key's collapsed delta.
+struct Slot {
     delta: Delta,
+    /// The oldest generation whose contribution `delta` carries.
+    since: u64,
+}
+
+/// What a partition holds for one user.
+struct UserPending {
+    /// The namespace of the user's first buffered event (used by auto-initialize).
+    namespace: Arc<str>,
+    goals: FastMap<GoalKey, Slot>,
+    /// Event ids leased in Redis whose deltas are (partly) in `goals`: marked done once the
+    /// batch writing the user commits with nothing of them deferred.
+    leases: Vec<Arc<str>>,
+}
+
+impl UserPending {
+    fn new(namespace: Arc<str>) -> Self {
+        Self {
+            namespace,
+            goals: FastMap::default(),
+            leases: Vec::new(),
+        }
+    }
+
+    /// Merges `delta` (of generation `since`) as the *older* side of what is buffered:
+    /// what comes back from a batch predates whatever arrived since. Returns whether the
+    /// key is new.
+    fn merge_older(&mut self, goal: Arc<Goal>, delta: Delta, since: u64) -> bool {
+        match self.goals.get_mut(goal.id.as_str()) {
+            Some(slot) => {
+                let mut older = delta;
+                progress::merge(&mut older, slot.delta);
+                slot.delta = older;
+                slot.since = slot.since.min(since);
+                false
+            }
+            None => {
+                self.goals.insert(GoalKey(goal), Slot { delta, since });
+                true
+            }
+        }
+    }
 }
 
 /// A bounded FIFO of recently enqueued event ids → the generation they joined.
 struct DedupWindow {
-    ids: HashMap<String, u64>,
-    order: VecDeque<String>,
+    ids: FastMap<Arc<str>, u64>,
+    order: VecDeque<Arc<str>>,
     capacity: usize,
 }
 
 impl DedupWindow {
     fn new(capacity: usize) -> Self {
         Self {
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
@@ -61,83 +133,107 @@ impl DedupWindow {
     }
 
     fn insert(&mut self, id: &str, generation: u64) {
-        if self.ids.insert(id.to_string(), generation).is_none() {
-            self.order.push_back(id.to_string());
-            while self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.ids.remove(&old);
-                }
+        if let Some(g) = self.ids.get_mut(id) {
+            *g = generation;
+            return;
+        }
+        let id: Arc<str> = Arc::from(id);
+        self.ids.insert(id.clone(), generation);
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
             }
         }
     }
-}
-
-/// Where a deferred key's deltas are now.
-#[derive(Debug, Clone, Copy)]
-struct Deferral {
-    /// Contributions of generations up to this one were durable before the key was first
-    /// deferred (the committed watermark then).
-    since: u64,
-    /// The generation holding the key's deferred deltas: durable once it commits.
-    until: u64,
 }
 
 struct PartitionState {
-    pending: HashMap<Key, Entry>,
+    /// Buffered work per user, in user order (batches go round robin over it).
+    pending: BTreeMap<Arc<str>, UserPending>,
+    /// Keys in `pending`.
+    keys: usize,
     open_generation: u64,
     window: DedupWindow,
-    /// Ids leased in Redis whose events sit in the open generation (marked done after
-    /// their batch commits).
-    leased_ids: Vec<LeasedId>,
-    /// Keys left out of a committed batch because their row was locked.
-    deferred: HashMap<Key, Deferral>,
+    /// The last user the previous batch took: the next batch starts after it.
+    cursor: Option<Arc<str>>,
+    /// Users of the batch being written (taken, not yet committed and acknowledged, nor
+    /// restored), and that batch's generation.
+    in_flight: FastSet<Arc<str>>,
+    in_flight_generation: u64,
 }
 
 impl PartitionState {
-    /// Whether an event of `generation` touching `goals` of `user_id` is durable, the
-    /// partition's committed watermark being `committed`.
-    fn durable(&self, committed: u64, generation: u64, user_id: &str, goals: &[Arc<Goal>]) -> bool {
-        if committed < generation {
+    /// Whether an event of `generation` touching `goals` of `user_id` is durable (all of
+    /// the user's buffered keys when `goals` is empty).
+    fn durable(&self, generation: u64, user_id: &str, goals: &[Arc<Goal>]) -> bool {
+        if generation <= self.in_flight_generation && self.in_flight.contains(user_id) {
             return false;
         }
-        if self.deferred.is_empty() {
+        let Some(user) = self.pending.get(user_id) else {
             return true;
+        };
+        if goals.is_empty() {
+            return user.goals.values().all(|s| s.since > generation);
         }
         goals.iter().all(|g| {
-            self.deferred
-                .get(&(user_id.to_string(), g.id.clone()))
-                .is_none_or(|d| generation <= d.since || d.until <= committed)
+            user.goals
+                .get(g.id.as_str())
+                .is_none_or(|s| s.since > generation)
         })
     }
 
-    /// Merges `items` back as the older side of whatever arrived since, so counts add up
-    /// and the latest value stays the latest. Returns how many keys were new.
-    fn merge_back(&mut self, items: Vec<BatchItem>) -> usize {
+    /// Puts items of a batch back (see [`UserPending::merge_older`]); `since[i]` is item
+    /// `i`'s generation. Returns how many keys were new.
+    fn merge_back(&mut self, items: impl IntoIterator<Item = (BatchItem, u64)>) -> usize {
         let mut new_keys = 0usize;
-        for item in items {
-            match self.pending.entry((item.user_id, item.goal.id.clone())) {
-                MapEntry::Occupied(mut e) => {
-                    let mut older = item.delta;
-                    progress::merge(&mut older, e.get().delta);
-                    e.get_mut().delta = older;
-                }
-                MapEntry::Vacant(e) => {
-                    new_keys += 1;
-                    e.insert(Entry {
-                        goal: item.goal,
-                        namespace: item.namespace,
-                        delta: item.delta,
-                    });
-                }
-            }
+        for (item, since) in items {
+            let user = self
+                .pending
+                .entry(item.user_id)
+                .or_insert_with(|| UserPending::new(item.namespace));
+            new_keys += usize::from(user.merge_older(item.goal, item.delta, since));
         }
+        self.keys += new_keys;
         new_keys
     }
 
-    /// Puts `ids` back before the leases taken since.
-    fn keep_leases(&mut self, mut ids: Vec<LeasedId>) {
-        ids.append(&mut self.leased_ids);
-        self.leased_ids = ids;
+    /// Gives leased ids back to their users (who must be pending).
+    fn keep_leases(&mut self, leases: Vec<LeasedId>) {
+        for l in leases {
+            if let Some(user) = self.pending.get_mut(l.user_id.as_ref()) {
+                user.leases.push(Arc::from(l.id));
+            }
+        }
+    }
+
+    /// The users the next batch takes: whole users after the cursor (wrapping around),
+    /// at most `max_keys` keys unless a single user has more.
+    fn choose(&self, max_keys: usize) -> Vec<Arc<str>> {
+        let (after, upto) = match self.cursor.as_deref() {
+            Some(c) => (
+                self.pending
+                    .range::<str, _>((Bound::Excluded(c), Bound::Unbounded)),
+                Some(
+                    self.pending
+                        .range::<str, _>((Bound::Unbounded, Bound::Included(c))),
+                ),
+            ),
+            None => (self.pending.range::<str, _>(..), None),
+        };
+        let mut chosen = Vec::new();
+        let mut keys = 0usize;
+        for (user, p) in after.chain(upto.into_iter().flatten()) {
+            if keys > 0 && keys + p.goals.len() > max_keys {
+                break;
+            }
+            keys += p.goals.len();
+            chosen.push(user.clone());
+            if keys >= max_keys {
+                break;
+            }
+        }
+        chosen
     }
 }
 
@@ -145,21 +241,26 @@ impl PartitionState {
 #[derive(Debug, Clone)]
 pub struct LeasedId {
     pub id: String,
-    pub user_id: String,
+    pub user_id: Arc<str>,
 }
 
 struct Partition {
     state: Mutex<PartitionState>,
-    committed: watch::Sender<u64>,
+    /// Bumped whenever a batch is acknowledged: durable waiters re-check then.
+    acknowledged: watch::Sender<u64>,
     wake: Notify,
     flush_lock: tokio::sync::Mutex<()>,
 }
 
-/// A closed generation taken for flushing.
+/// Whole users taken for flushing, and what the partition still holds.
 pub struct Batch {
     pub generation: u64,
     pub items: Vec<BatchItem>,
-    pub leased_ids: Vec<LeasedId>,
+    /// Per item: the oldest generation its delta carries.
+    since: Vec<u64>,
+    leased_ids: Vec<LeasedId>,
+    /// Keys left in the partition for later batches when this one was taken.
+    pub carried: usize,
 }
 
 /// The result of [`Buffer::enqueue`].
@@ -173,7 +274,7 @@ pub enum Enqueued {
     Full,
 }
 
-/// One event's contribution, ready to buffer.
+/// One event's contribution, ready to buffer (each goal at most once).
 pub struct Contribution<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
@@ -187,8 +288,7 @@ pub struct Buffer {
     partitions: Vec<Partition>,
     pending_keys: AtomicUsize,
     /// Keys taken by a batch that has not finished (committed or restored). They count
-    /// against `max_pending_keys` too: a capped batch carries most of them back, and
-    /// admitting new keys for them would let the backlog grow without bound.
+    /// against `max_pending_keys` too, so the work held in memory stays bounded.
     in_flight_keys: AtomicUsize,
     max_pending_keys: usize,
     flush_threshold: usize,
@@ -212,13 +312,15 @@ impl Buffer {
             partitions: (0..partitions)
                 .map(|_| Partition {
                     state: Mutex::new(PartitionState {
-                        pending: HashMap::new(),
+                        pending: BTreeMap::new(),
+                        keys: 0,
                         open_generation: 1,
                         window: DedupWindow::new(per_window),
-                        leased_ids: Vec::new(),
-                        deferred: HashMap::new(),
+                        cursor: None,
+                        in_flight: FastSet::default(),
+                        in_flight_generation: 0,
                     }),
-                    committed: watch::Sender::new(0),
+                    acknowledged: watch::Sender::new(0),
                     wake: Notify::new(),
                     flush_lock: tokio::sync::Mutex::new(()),
                 })
@@ -258,50 +360,58 @@ impl Buffer {
     /// Buffers one event's deltas atomically with its de-duplication check.
     pub fn enqueue(&self, part: usize, c: Contribution<'_>) -> Enqueued {
         let p = &self.partitions[part];
-        // Keys are built before taking the lock.
-        let keyed: Vec<(Key, Arc<Goal>, Delta)> = c
-            .deltas
-            .into_iter()
-            .map(|(goal, delta)| ((c.user_id.to_string(), goal.id.clone()), goal, delta))
-            .collect();
-        let mut st = p.state.lock();
+        let mut guard = p.state.lock();
+        let st = &mut *guard;
         if !c.id.is_empty()
             && let Some(generation) = st.window.get(c.id)
         {
             return Enqueued::Duplicate(generation);
         }
-        let new_keys = keyed
-            .iter()
-            .filter(|(k, _, _)| !st.pending.contains_key(k))
-            .count();
+        let new_keys = match st.pending.get(c.user_id) {
+            None => c.deltas.len(),
+            Some(user) => c
+                .deltas
+                .iter()
+                .filter(|(g, _)| !user.goals.contains_key(g.id.as_str()))
+                .count(),
+        };
         let held = self.pending_keys() + self.in_flight_keys.load(Ordering::Relaxed);
         if new_keys > 0 && held + new_keys > self.max_pending_keys {
             return Enqueued::Full;
         }
-        for (key, goal, delta) in keyed {
-            match st.pending.entry(key) {
-                MapEntry::Occupied(mut e) => progress::merge(&mut e.get_mut().delta, delta),
-                MapEntry::Vacant(e) => {
-                    e.insert(Entry {
-                        goal,
-                        namespace: c.namespace.to_string(),
-                        delta,
-                    });
+        let generation = st.open_generation;
+        let lease = (c.leased && !c.id.is_empty()).then(|| Arc::from(c.id));
+        let add = |user: &mut UserPending| {
+            for (goal, delta) in c.deltas {
+                match user.goals.get_mut(goal.id.as_str()) {
+                    Some(slot) => progress::merge(&mut slot.delta, delta),
+                    None => {
+                        user.goals.insert(
+                            GoalKey(goal),
+                            Slot {
+                                delta,
+                                since: generation,
+                            },
+                        );
+                    }
                 }
             }
-        }
-        let generation = st.open_generation;
-        if !c.id.is_empty() {
-            st.window.insert(c.id, generation);
-            if c.leased {
-                st.leased_ids.push(LeasedId {
-                    id: c.id.to_string(),
-                    user_id: c.user_id.to_string(),
-                });
+            user.leases.extend(lease);
+        };
+        match st.pending.get_mut(c.user_id) {
+            Some(user) => add(user),
+            None => {
+                let mut user = UserPending::new(Arc::from(c.namespace));
+                add(&mut user);
+                st.pending.insert(Arc::from(c.user_id), user);
             }
         }
-        let wake = self.eager || st.pending.len() >= self.flush_threshold;
-        drop(st);
+        st.keys += new_keys;
+        if !c.id.is_empty() {
+            st.window.insert(c.id, generation);
+        }
+        let wake = self.eager || st.keys >= self.flush_threshold;
+        drop(guard);
         self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
         metrics::BUFFER_SIZE.add(new_keys as i64);
         if wake {
@@ -310,103 +420,114 @@ impl Buffer {
         Enqueued::Accepted(generation)
     }
 
-    /// Closes the open generation and returns its content, or `None` when nothing is
-    /// pending. Items are sorted by (user, goal).
-    pub fn take(&self, part: usize) -> Option<Batch> {
-        let mut st = self.partitions[part].state.lock();
+    /// Closes the open generation and takes whole users, round robin from where the
+    /// previous batch stopped, up to `max_keys` keys (more only if one user alone has
+    /// more). `None` when nothing is pending. The rest stays buffered, untouched.
+    pub fn take(&self, part: usize, max_keys: usize) -> Option<Batch> {
+        let mut guard = self.partitions[part].state.lock();
+        let st = &mut *guard;
         if st.pending.is_empty() {
             return None;
         }
-        let pending = std::mem::take(&mut st.pending);
-        let leased_ids = std::mem::take(&mut st.leased_ids);
+        let taken: Vec<(Arc<str>, UserPending)> = if st.keys <= max_keys {
+            st.cursor = None;
+            std::mem::take(&mut st.pending).into_iter().collect()
+        } else {
+            let chosen = st.choose(max_keys.max(1));
+            st.cursor = chosen.last().cloned();
+            chosen
+                .into_iter()
+                .filter_map(|u| st.pending.remove_entry(&u))
+                .collect()
+        };
         let generation = st.open_generation;
         st.open_generation += 1;
-        drop(st);
-        self.pending_keys
-            .fetch_sub(pending.len(), Ordering::Relaxed);
-        metrics::BUFFER_SIZE.sub(pending.len() as i64);
-        let mut items: Vec<BatchItem> = pending
-            .into_iter()
-            .map(|((user_id, _), e)| BatchItem {
-                user_id,
-                goal: e.goal,
-                namespace: e.namespace,
-                delta: e.delta,
-            })
-            .collect();
-        items.sort_unstable_by(|a, b| (&a.user_id, &a.goal.id).cmp(&(&b.user_id, &b.goal.id)));
-        self.in_flight_keys
-            .fetch_add(items.len(), Ordering::Relaxed);
+        let keys: usize = taken.iter().map(|(_, u)| u.goals.len()).sum();
+        st.keys -= keys;
+        st.in_flight_generation = generation;
+        st.in_flight.clear();
+        st.in_flight.extend(taken.iter().map(|(u, _)| u.clone()));
+        let carried = st.keys;
+        drop(guard);
+        self.pending_keys.fetch_sub(keys, Ordering::Relaxed);
+        metrics::BUFFER_SIZE.sub(keys as i64);
+        self.in_flight_keys.fetch_add(keys, Ordering::Relaxed);
+
+        let mut items = Vec::with_capacity(keys);
+        let mut since = Vec::with_capacity(keys);
+        let mut leased_ids = Vec::new();
+        for (user_id, user) in taken {
+            leased_ids.extend(user.leases.into_iter().map(|id| LeasedId {
+                id: id.to_string(),
+                user_id: user_id.clone(),
+            }));
+            for (GoalKey(goal), slot) in user.goals {
+                items.push(BatchItem {
+                    user_id: user_id.clone(),
+                    goal,
+                    namespace: user.namespace.clone(),
+                    delta: slot.delta,
+                });
+                since.push(slot.since);
+            }
+        }
         Some(Batch {
             generation,
             items,
+            since,
             leased_ids,
+            carried,
         })
     }
 
     /// Puts a failed batch back: each delta is merged as the older side of whatever
-    /// arrived since, so counts add up and the latest value stays the latest.
+    /// arrived since, so counts add up and the latest value stays the latest; its events
+    /// stay unacknowledged.
     pub fn restore(&self, part: usize, batch: Batch) {
         let taken = batch.items.len();
         let mut st = self.partitions[part].state.lock();
-        let new_keys = st.merge_back(batch.items);
+        let new_keys = st.merge_back(batch.items.into_iter().zip(batch.since));
         st.keep_leases(batch.leased_ids);
+        st.in_flight.clear();
         drop(st);
         self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
         metrics::BUFFER_SIZE.add(new_keys as i64);
         self.in_flight_keys.fetch_sub(taken, Ordering::Relaxed);
     }
 
-    /// Records that batch `generation` committed, except `deferred` (its items whose row
-    /// was locked): those are merged back like a failed batch's and their events stay
-    /// unacknowledged until the generation now carrying them commits. Of the batch's
-    /// `leased` ids, returns those now done; the deferred users' ones are kept for later.
+    /// Records that `batch` committed, except its items at the (ascending) indices
+    /// `deferred` (row locked elsewhere): those go back into the buffer with their
+    /// generations, so their events stay unacknowledged until a later batch writes them.
+    /// Returns the batch's leased ids now done; the deferred users' ones are kept.
     ///
     /// Nothing is acknowledged yet: the caller marks the returned ids done in Redis first,
     /// then calls [`Buffer::acknowledge`], so a redelivery to another replica never finds an
     /// id still "pending" after its first copy was answered `OK`.
-    ///
-    /// `taken`: how many items the batch held (they stop counting as in flight).
-    pub fn commit(
-        &self,
-        part: usize,
-        generation: u64,
-        taken: usize,
-        deferred: Vec<BatchItem>,
-        leased: Vec<LeasedId>,
-    ) -> Vec<String> {
-        let p = &self.partitions[part];
-        let mut st = p.state.lock();
-        let mut done = Vec::with_capacity(leased.len());
-        if !deferred.is_empty() || !st.deferred.is_empty() {
-            let committed = *p.committed.borrow();
-            let open = st.open_generation;
-            for item in &deferred {
-                st.deferred
-                    .entry((item.user_id.clone(), item.goal.id.clone()))
-                    .and_modify(|d| d.until = open)
-                    .or_insert(Deferral {
-                        since: committed,
-                        until: open,
-                    });
-            }
-            // Written (or no longer pending anywhere older than this batch).
-            st.deferred.retain(|_, d| d.until > generation);
-        }
-        let new_keys = if deferred.is_empty() {
-            done.extend(leased.into_iter().map(|l| l.id));
-            0
+    pub fn commit(&self, part: usize, batch: Batch, deferred: &[usize]) -> Vec<String> {
+        let taken = batch.items.len();
+        let mut done = Vec::with_capacity(batch.leased_ids.len());
+        let mut new_keys = 0;
+        if deferred.is_empty() {
+            done.extend(batch.leased_ids.into_iter().map(|l| l.id));
         } else {
-            let users: std::collections::HashSet<&str> =
-                deferred.iter().map(|i| i.user_id.as_str()).collect();
-            let (kept, released): (Vec<LeasedId>, Vec<LeasedId>) = leased
+            let mut next = deferred.iter().copied().peekable();
+            let back: Vec<(BatchItem, u64)> = batch
+                .items
                 .into_iter()
-                .partition(|l| users.contains(l.user_id.as_str()));
+                .zip(batch.since)
+                .enumerate()
+                .filter_map(|(i, pair)| (next.next_if_eq(&i).is_some()).then_some(pair))
+                .collect();
+            let users: FastSet<Arc<str>> = back.iter().map(|(i, _)| i.user_id.clone()).collect();
+            let (kept, released): (Vec<LeasedId>, Vec<LeasedId>) = batch
+                .leased_ids
+                .into_iter()
+                .partition(|l| users.contains(&l.user_id));
             done.extend(released.into_iter().map(|l| l.id));
+            let mut st = self.partitions[part].state.lock();
+            new_keys = st.merge_back(back);
             st.keep_leases(kept);
-            st.merge_back(deferred)
-        };
-        drop(st);
+        }
         if new_keys > 0 {
             self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
             metrics::BUFFER_SIZE.add(new_keys as i64);
@@ -415,17 +536,12 @@ impl Buffer {
         done
     }
 
-    /// Wakes the waiters of every generation up to `generation` (call after
-    /// [`Buffer::commit`], which records the deferrals a waiter must see).
-    pub fn acknowledge(&self, part: usize, generation: u64) {
-        self.partitions[part].committed.send_if_modified(|c| {
-            if *c < generation {
-                *c = generation;
-                true
-            } else {
-                false
-            }
-        });
+    /// Ends the committed batch's flight and wakes the durable waiters (call after
+    /// [`Buffer::commit`] and after marking its ids done).
+    pub fn acknowledge(&self, part: usize) {
+        let p = &self.partitions[part];
+        p.state.lock().in_flight.clear();
+        p.acknowledged.send_modify(|n| *n += 1);
     }
 
     /// Whether an event of `generation` touching `goals` of `user_id` is durable.
@@ -436,12 +552,10 @@ impl Buffer {
         user_id: &str,
         goals: &[Arc<Goal>],
     ) -> bool {
-        let p = &self.partitions[part];
-        // The watermark first, then the deferrals (recorded before it moves).
-        let committed = *p.committed.borrow();
-        p.state
+        self.partitions[part]
+            .state
             .lock()
-            .durable(committed, generation, user_id, goals)
+            .durable(generation, user_id, goals)
     }
 
     /// Waits until the event of `generation` touching `goals` of `user_id` is durable (see
@@ -455,14 +569,11 @@ impl Buffer {
         deadline: Duration,
     ) -> bool {
         let p = &self.partitions[part];
-        let mut rx = p.committed.subscribe();
+        let mut rx = p.acknowledged.subscribe();
         let wait = async {
             loop {
-                let committed = *rx.borrow_and_update();
-                if p.state
-                    .lock()
-                    .durable(committed, generation, user_id, goals)
-                {
+                rx.borrow_and_update();
+                if p.state.lock().durable(generation, user_id, goals) {
                     return true;
                 }
                 if rx.changed().await.is_err() {
@@ -502,44 +613,75 @@ mod tests {
         assert_eq!(w.ids.len(), 2);
     }
 
-    fn goal(id: &str) -> Arc<Goal> {
+    fn goals(ids: &[&str]) -> Vec<Arc<Goal>> {
         let config = extend_challenge_common::config::load_from_path(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/challenges.json"
         ))
         .unwrap();
-        config.goal(id).unwrap().clone()
+        ids.iter()
+            .map(|id| config.goal(id).unwrap().clone())
+            .collect()
     }
 
-    fn login(b: &Buffer, id: &str, user: &str, goal: &Arc<Goal>) -> u64 {
-        let c = Contribution {
-            id,
-            user_id: user,
-            namespace: "ns",
-            deltas: vec![(goal.clone(), progress::delta_for_login(goal))],
-            leased: true,
-        };
-        match b.enqueue(0, c) {
-            Enqueued::Accepted(g) => g,
-            other => panic!("{other:?}"),
-        }
+    fn goal(id: &str) -> Arc<Goal> {
+        goals(&[id]).remove(0)
     }
 
-    fn try_login(b: &Buffer, id: &str, user: &str, goal: &Arc<Goal>) -> Enqueued {
+    fn try_logins(b: &Buffer, id: &str, user: &str, goals: &[Arc<Goal>]) -> Enqueued {
         b.enqueue(
             0,
             Contribution {
                 id,
                 user_id: user,
                 namespace: "ns",
-                deltas: vec![(goal.clone(), progress::delta_for_login(goal))],
-                leased: false,
+                deltas: goals
+                    .iter()
+                    .map(|g| (g.clone(), progress::delta_for_login(g)))
+                    .collect(),
+                leased: true,
             },
         )
     }
 
-    /// Keys a batch took count against the bound until the batch is done, so a capped
-    /// batch that carries most of its keys back cannot let the backlog grow past it.
+    fn try_login(b: &Buffer, id: &str, user: &str, goal: &Arc<Goal>) -> Enqueued {
+        try_logins(b, id, user, std::slice::from_ref(goal))
+    }
+
+    fn login(b: &Buffer, id: &str, user: &str, goal: &Arc<Goal>) -> u64 {
+        match try_login(b, id, user, goal) {
+            Enqueued::Accepted(g) => g,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Indices of the batch's items of `user` (and `goal`, if given).
+    fn indices(batch: &Batch, user: &str, goal: Option<&str>) -> Vec<usize> {
+        (0..batch.items.len())
+            .filter(|&i| {
+                let it = &batch.items[i];
+                &*it.user_id == user && goal.is_none_or(|g| it.goal.id == g)
+            })
+            .collect()
+    }
+
+    fn users_of(batch: &Batch) -> Vec<String> {
+        let mut users: Vec<String> = batch.items.iter().map(|i| i.user_id.to_string()).collect();
+        users.dedup();
+        users
+    }
+
+    /// Takes everything pending and commits it, deferring `user`'s items.
+    fn commit_deferring(b: &Buffer, user: Option<&str>) -> Vec<String> {
+        let batch = b.take(0, usize::MAX).unwrap();
+        let deferred = user.map_or_else(Vec::new, |u| indices(&batch, u, None));
+        let done = b.commit(0, batch, &deferred);
+        b.acknowledge(0);
+        done
+    }
+
+    /// Keys a batch took count against the bound until the batch is done, so the work
+    /// held in memory cannot grow past it while batches are written.
     #[test]
     fn keys_in_flight_count_against_the_bound() {
         let b = Buffer::new(1, 100, 3, 100, false);
@@ -548,15 +690,13 @@ mod tests {
             login(&b, &format!("e{i}"), u, &total);
         }
         assert!(matches!(try_login(&b, "e3", "u4", &total), Enqueued::Full));
-        let batch = b.take(0).unwrap();
+        let batch = b.take(0, 100).unwrap();
         assert_eq!(b.pending_keys(), 0);
         // The batch is in flight: still no room for a new key.
         assert!(matches!(try_login(&b, "e4", "u4", &total), Enqueued::Full));
-        // It writes one key and carries two back: room for exactly one new key.
-        let taken = batch.items.len();
-        let carried: Vec<BatchItem> = batch.items.into_iter().skip(1).collect();
-        b.commit(0, batch.generation, taken, carried, batch.leased_ids);
-        b.acknowledge(0, batch.generation);
+        // It writes one key and defers two: room for exactly one new key.
+        b.commit(0, batch, &[1, 2]);
+        b.acknowledge(0);
         assert_eq!(b.pending_keys(), 2);
         assert!(matches!(
             try_login(&b, "e5", "u4", &total),
@@ -564,23 +704,69 @@ mod tests {
         ));
         assert!(matches!(try_login(&b, "e6", "u5", &total), Enqueued::Full));
         // A failed batch frees its in-flight count when restored.
-        let failed = b.take(0).unwrap();
+        let failed = b.take(0, 100).unwrap();
         b.restore(0, failed);
         assert!(matches!(try_login(&b, "e7", "u5", &total), Enqueued::Full));
         assert_eq!(b.pending_keys(), 3);
     }
 
-    /// Takes the open generation and commits it, deferring `user`'s items.
-    fn commit_deferring(b: &Buffer, user: Option<&str>) -> Vec<String> {
-        let batch = b.take(0).unwrap();
-        let taken = batch.items.len();
-        let (deferred, _): (Vec<BatchItem>, Vec<BatchItem>) = batch
-            .items
-            .into_iter()
-            .partition(|i| Some(i.user_id.as_str()) == user);
-        let done = b.commit(0, batch.generation, taken, deferred, batch.leased_ids);
-        b.acknowledge(0, batch.generation);
-        done
+    /// A batch takes whole users, at most the cap, starting after the user the previous
+    /// batch ended with; the users left behind stay unacknowledged until their turn.
+    #[test]
+    fn batches_take_whole_users_round_robin() {
+        let b = Buffer::new(1, 100, 100, 100, true);
+        let two = goals(&["login-total", "login-3"]);
+        for u in ["u1", "u2", "u3", "u4", "u5"] {
+            assert!(matches!(
+                try_logins(&b, &format!("{u}-a"), u, &two),
+                Enqueued::Accepted(1)
+            ));
+        }
+        let first = b.take(0, 4).unwrap();
+        assert_eq!(users_of(&first), ["u1", "u2"]);
+        assert_eq!(first.carried, 6);
+        assert!(!b.is_committed(0, 1, "u1", &two), "in flight");
+        let done = b.commit(0, first, &[]);
+        assert_eq!(done.len(), 2);
+        b.acknowledge(0);
+        assert!(b.is_committed(0, 1, "u1", &two));
+        assert!(!b.is_committed(0, 1, "u3", &two), "not taken yet");
+
+        // Newer events of u1 and u0 wait for their turn, after u3…u5.
+        for (id, u) in [("u1-b", "u1"), ("u0-b", "u0")] {
+            assert!(matches!(try_logins(&b, id, u, &two), Enqueued::Accepted(2)));
+        }
+        let second = b.take(0, 5).unwrap();
+        assert_eq!(users_of(&second), ["u3", "u4"], "5 keys would split u5");
+        b.commit(0, second, &[]);
+        b.acknowledge(0);
+        let third = b.take(0, 4).unwrap();
+        assert_eq!(users_of(&third), ["u5", "u0"], "wraps around");
+        assert_eq!(third.carried, 2);
+        b.commit(0, third, &[]);
+        b.acknowledge(0);
+        assert!(b.is_committed(0, 2, "u0", &two));
+        assert!(!b.is_committed(0, 2, "u1", &two));
+        assert!(
+            b.is_committed(0, 1, "u1", &two),
+            "its first event was written"
+        );
+        let fourth = b.take(0, 4).unwrap();
+        assert_eq!(users_of(&fourth), ["u1"]);
+        assert_eq!(fourth.carried, 0);
+        b.commit(0, fourth, &[]);
+        b.acknowledge(0);
+        assert!(b.is_committed(0, 2, "u1", &two));
+        assert!(b.is_committed(0, 1, "u5", &two));
+        assert_eq!(b.pending_keys(), 0);
+        assert!(b.take(0, 4).is_none());
+
+        // One user with more keys than the cap is taken alone.
+        try_logins(&b, "u9-a", "u9", &two);
+        try_logins(&b, "u8-a", "u8", &two);
+        let alone = b.take(0, 1).unwrap();
+        assert_eq!(users_of(&alone), ["u8"]);
+        assert_eq!(alone.items.len(), 2);
     }
 
     #[test]
@@ -592,15 +778,11 @@ mod tests {
         let other_user = login(&b, "e3", "bob", &total);
         assert_eq!((g1, other_goal, other_user), (1, 1, 1));
 
-        // Batch 1 commits everything but ann's two keys.
-        let batch = b.take(0).unwrap();
-        let taken = batch.items.len();
-        let (deferred, _): (Vec<BatchItem>, Vec<BatchItem>) = batch
-            .items
-            .into_iter()
-            .partition(|i| i.user_id == "ann" && i.goal.id == "login-total");
-        let done = b.commit(0, batch.generation, taken, deferred, batch.leased_ids);
-        b.acknowledge(0, batch.generation);
+        // Batch 1 commits everything but ann's login-total.
+        let batch = b.take(0, 100).unwrap();
+        let deferred = indices(&batch, "ann", Some("login-total"));
+        let done = b.commit(0, batch, &deferred);
+        b.acknowledge(0);
         assert_eq!(done, vec!["e3".to_string()], "ann's leases wait");
         assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
         assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&three)));
@@ -608,18 +790,19 @@ mod tests {
         assert_eq!(b.pending_keys(), 1, "the deferred key is buffered again");
 
         // Batch 2 fails, batch 3 defers it again, batch 4 writes it.
-        let failed = b.take(0).unwrap();
+        let failed = b.take(0, 100).unwrap();
         assert_eq!(failed.generation, 2);
         b.restore(0, failed);
         assert_eq!(commit_deferring(&b, Some("ann")), Vec::<String>::new());
         assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
         // A newer event on the deferred key joins generation 4 with it.
         assert_eq!(login(&b, "e4", "ann", &total), 4);
-        assert_eq!(commit_deferring(&b, None), vec!["e1", "e2", "e4"]);
+        let mut done = commit_deferring(&b, None);
+        done.sort();
+        assert_eq!(done, vec!["e1", "e2", "e4"]);
         assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
         assert!(b.is_committed(0, 4, "ann", std::slice::from_ref(&total)));
         assert_eq!(b.pending_keys(), 0);
-        assert!(b.partitions[0].state.lock().deferred.is_empty());
 
         // Deferred later, the key does not hold back events already durable before.
         assert_eq!(login(&b, "e5", "ann", &total), 5);
@@ -645,6 +828,7 @@ mod tests {
         assert!(!b.is_committed(0, g, "ann", std::slice::from_ref(&total)));
         commit_deferring(&b, None);
         assert!(waiter.await.unwrap());
+        login(&b, "e2", "ann", &total);
         let timed_out = b
             .wait_committed(0, 99, "ann", &[total], Duration::from_millis(10))
             .await;

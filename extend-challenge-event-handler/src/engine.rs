@@ -35,8 +35,8 @@ pub struct EngineOptions {
     pub flush_interval: Duration,
     /// Flush a partition early once it holds this many keys (`BUFFER_MAX_SIZE` / workers).
     pub flush_threshold: usize,
-    /// A batch writes at most this many keys; the rest stay buffered for the next batch,
-    /// which starts where this one stopped (round robin over the sorted keys). Without the
+    /// A batch takes whole users up to this many keys; the rest stay buffered for the next
+    /// batch, which starts after the last user this one took (round robin). Without the
     /// cap, a partition that falls behind grows each retried batch until no batch fits in
     /// `flush_timeout` and nothing is written any more.
     pub max_batch_keys: usize,
@@ -66,8 +66,6 @@ pub struct Engine {
     flush_deferred: AtomicU64,
     /// Set when the final drain starts: unconfirmed commits stop being chased after it.
     drain_deadline: Mutex<Option<Instant>>,
-    /// Per partition: the last key a capped batch wrote (where the next batch starts).
-    cursors: Vec<Mutex<Option<(String, String)>>>,
     opts: EngineOptions,
     limiter: LogLimiter,
 }
@@ -97,7 +95,6 @@ impl Engine {
             flush_errors: AtomicU64::new(0),
             flush_deferred: AtomicU64::new(0),
             drain_deadline: Mutex::new(None),
-            cursors: (0..opts.workers.max(1)).map(|_| Mutex::new(None)).collect(),
             opts,
             limiter: LogLimiter::default(),
         }
@@ -335,21 +332,10 @@ impl Engine {
     /// elsewhere) go back into the buffer; that is not an error.
     pub async fn flush_partition(&self, part: usize) -> Result<FlushOutcome, FlushError> {
         let _serial = self.buffer.lock_flush(part).await;
-        let Some(mut batch) = self.buffer.take(part) else {
+        // Whole users, at most the cap, round robin from where the previous batch stopped.
+        let Some(batch) = self.buffer.take(part, self.opts.max_batch_keys.max(1)) else {
             return Ok(FlushOutcome::default());
         };
-        let limit = self.opts.max_batch_keys.max(1).min(batch.items.len());
-        if limit < batch.items.len() {
-            // Start after the last key the previous capped batch wrote, so every key gets
-            // its turn however far behind the partition is.
-            let start = self.cursors[part].lock().as_ref().map_or(0, |(u, g)| {
-                batch
-                    .items
-                    .partition_point(|i| (i.user_id.as_str(), i.goal.id.as_str()) <= (u, g))
-            });
-            let len = batch.items.len();
-            batch.items.rotate_left(start % len);
-        }
         let started = Instant::now();
         let now = self.clock.now();
         let defaults = self
@@ -358,7 +344,7 @@ impl Engine {
             .then(|| self.config.default_goals());
         let res = flush::flush_batch(
             &self.pool,
-            &batch.items[..limit],
+            &batch.items,
             defaults,
             now,
             self.opts.flush_timeout,
@@ -382,14 +368,7 @@ impl Engine {
             .observe(started.elapsed().as_secs_f64());
         match res {
             Ok(mut flushed) => {
-                if limit < batch.items.len() {
-                    let last = &batch.items[limit - 1];
-                    *self.cursors[part].lock() = Some((last.user_id.clone(), last.goal.id.clone()));
-                    // The items past the cap go back like deferred ones: buffered again,
-                    // their callers acknowledged once a later batch writes them.
-                    flushed.deferred.extend(limit..batch.items.len());
-                    flushed.outcome.carried = (batch.items.len() - limit) as u64;
-                }
+                flushed.outcome.carried = batch.carried as u64;
                 let outcome = flushed.outcome;
                 self.committed(part, batch, flushed).await;
                 Ok(outcome)
@@ -480,21 +459,7 @@ impl Engine {
         let Flushed { outcome, deferred } = flushed;
         let keys = batch.items.len();
         metrics::FLUSH_BATCH_KEYS.observe(keys as f64);
-        // Split off the deferred items (indices ascending).
-        let mut deferred_items = Vec::with_capacity(deferred.len());
-        if !deferred.is_empty() {
-            let mut next = deferred.iter().copied().peekable();
-            for (i, item) in batch.items.into_iter().enumerate() {
-                if next.peek() == Some(&i) {
-                    next.next();
-                    deferred_items.push(item);
-                }
-            }
-        }
-        let generation = batch.generation;
-        let done_ids = self
-            .buffer
-            .commit(part, generation, keys, deferred_items, batch.leased_ids);
+        let done_ids = self.buffer.commit(part, batch, &deferred);
         let rows = &metrics::FLUSH_ROWS_TOTAL;
         rows.with_label_values(&["updated"]).inc_by(outcome.updated);
         rows.with_label_values(&["unchanged"])
@@ -525,7 +490,7 @@ impl Engine {
         if let Some(redis) = &self.redis {
             redis.mark_done(&done_ids).await;
         }
-        self.buffer.acknowledge(part, generation);
+        self.buffer.acknowledge(part);
     }
 
     fn record_pool(&self) {

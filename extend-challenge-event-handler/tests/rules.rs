@@ -483,35 +483,35 @@ async fn a_full_buffer_answers_resource_exhausted_and_drops_nothing(pool: PgPool
     h.stop().await.unwrap();
 }
 
-/// Each login touches the fixture's 5 login goals, so 6 users = 30 keys; with batches capped
-/// at 4 keys a flush takes 8 batches, and nothing is lost or counted twice.
+/// Each login touches the fixture's 5 login goals, so 6 users = 30 keys. Batches take whole
+/// users up to the cap: at 10 keys a flush takes 3 batches of 2 users; at 4 keys (less than
+/// one user) 6 batches of one user. Nothing is lost or counted twice.
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn capped_batches_write_everything_round_robin(pool: PgPool) {
-    let h = start(pool.clone(), BUFFERED, |b| {
-        b.options(|o| {
-            o.workers = 1;
-            o.max_batch_keys = 4;
+    for (cap, carried) in [(10, 20 + 10), (4, 25 + 20 + 15 + 10 + 5)] {
+        let db = sqlx::query("TRUNCATE user_goal_progress");
+        db.execute(&pool).await.unwrap();
+        let h = start(pool.clone(), BUFFERED, |b| {
+            b.options(|o| {
+                o.workers = 1;
+                o.max_batch_keys = cap;
+            })
         })
-    })
-    .await;
-    let users = ["c1", "c2", "c3", "c4", "c5", "c6"];
-    for u in users {
-        h.login(u).await.unwrap();
-        h.login(u).await.unwrap();
+        .await;
+        let users = ["c1", "c2", "c3", "c4", "c5", "c6"];
+        for u in users {
+            h.login(u).await.unwrap();
+            h.login(u).await.unwrap();
+        }
+        let outcome = h.handle.flush_once().await.expect("flush");
+        assert_eq!(h.handle.pending_keys(), 0, "everything flushed");
+        assert_eq!(outcome.updated, 30, "cap {cap}: {outcome:?}");
+        assert_eq!(outcome.carried, carried, "cap {cap}: {outcome:?}");
+        for u in users {
+            assert_eq!(progress(&pool, u, "login-total").await, Some(2), "{u}");
+        }
+        h.stop().await.unwrap();
     }
-    let outcome = h.handle.flush_once().await.expect("flush");
-    assert_eq!(h.handle.pending_keys(), 0, "everything flushed");
-    assert_eq!(outcome.updated, 30, "{outcome:?}");
-    // 30 keys, 4 per batch: carried 26 + 22 + … + 2 keys along the way.
-    assert_eq!(
-        outcome.carried,
-        (1..=7).map(|k| 30 - 4 * k).sum::<u64>(),
-        "{outcome:?}"
-    );
-    for u in users {
-        assert_eq!(progress(&pool, u, "login-total").await, Some(2), "{u}");
-    }
-    h.stop().await.unwrap();
 }
 
 /// Durable callers of keys a capped batch carried over are acknowledged only once a later

@@ -35,11 +35,13 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use super::{GOAL_ROW_COLUMNS, GoalRow};
 use crate::config::Goal;
@@ -48,10 +50,10 @@ use crate::progress::{self, Delta, GoalState};
 /// One collapsed (user, goal) update of a batch (a batch holds each key once).
 #[derive(Debug, Clone)]
 pub struct BatchItem {
-    pub user_id: String,
+    pub user_id: Arc<str>,
     pub goal: Arc<Goal>,
     /// Namespace written when the user's rows are auto-initialized.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     pub delta: Delta,
 }
 
@@ -153,12 +155,20 @@ FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], \
     assigned_at, expires_at, baseline_value, last_event_at) \
 WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id";
 
-/// A row the batch locked: its user and its goal columns.
-#[derive(sqlx::FromRow)]
+/// A row the batch locked: its user and its goal columns ([`LOCK_ROWS_SQL`]'s columns,
+/// decoded by position).
 struct LockedRow {
     user_id: String,
-    #[sqlx(flatten)]
     goal: GoalRow,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for LockedRow {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            user_id: row.try_get(0)?,
+            goal: GoalRow::from_row_at(row, 1)?,
+        })
+    }
 }
 
 /// Column arrays of [`GoalState`]s, for `unnest`.
@@ -300,11 +310,12 @@ async fn write_batch(
     }
 
     // Key → index of its (first) item.
-    let mut by_key: HashMap<(&str, &str), usize> = HashMap::with_capacity(items.len());
+    let mut by_key: HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(items.len(), Default::default());
     let mut users = Vec::with_capacity(items.len());
     let mut goal_ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let key = (item.user_id.as_str(), item.goal.id.as_str());
+        let key = (&*item.user_id, item.goal.id.as_str());
         if let Entry::Vacant(e) = by_key.entry(key) {
             e.insert(i);
             users.push(key.0);
@@ -379,10 +390,7 @@ async fn auto_initialize(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     // One namespace per user: the first seen.
-    let mut users: Vec<(&str, &str)> = items
-        .iter()
-        .map(|i| (i.user_id.as_str(), i.namespace.as_str()))
-        .collect();
+    let mut users: Vec<(&str, &str)> = items.iter().map(|i| (&*i.user_id, &*i.namespace)).collect();
     users.sort_unstable_by(|a, b| a.0.cmp(b.0));
     users.dedup_by(|a, b| a.0 == b.0);
     let (user_ids, namespaces): (Vec<&str>, Vec<&str>) = users.into_iter().unzip();

@@ -72,6 +72,24 @@ pub struct GoalRow {
 }
 
 impl GoalRow {
+    /// Decodes [`GOAL_ROW_COLUMNS`] by position, starting at column `first` (by index, not
+    /// by name: the flush decodes thousands of rows per batch).
+    pub fn from_row_at(row: &sqlx::postgres::PgRow, first: usize) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            goal_id: row.try_get(first)?,
+            progress: row.try_get(first + 1)?,
+            status: row.try_get(first + 2)?,
+            completed_at: row.try_get(first + 3)?,
+            claimed_at: row.try_get(first + 4)?,
+            is_active: row.try_get(first + 5)?,
+            assigned_at: row.try_get(first + 6)?,
+            expires_at: row.try_get(first + 7)?,
+            baseline_value: row.try_get(first + 8)?,
+            last_event_at: row.try_get(first + 9)?,
+        })
+    }
+
     /// The rule-relevant state. An unknown stored status reads as `not_started` (the CHECK
     /// constraint makes that impossible in practice).
     pub fn state(&self) -> GoalState {
