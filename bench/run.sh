@@ -14,7 +14,7 @@
 # LAYOUT (reference | light: s2 and profile only; the handler then loads
 # bench/fixtures/challenges-light.json and an event writes 1–2 rows instead of ~90),
 # REPEAT (1: each measured run is repeated that many times; bench/summarize.py prints medians),
-# STOP_WAIT (30: seconds a server gets after SIGTERM before SIGKILL; the time it took is logged
+# HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server gets after SIGTERM before SIGKILL; the time it took is logged
 # and appended to results.jsonl as a "shutdown" line).
 # Loopback only; every server is started under `timeout` and every load loop is bounded.
 set -euo pipefail
@@ -32,6 +32,8 @@ USERS=${USERS:-10000}
 CPU_USER=${CHALLENGES_PER_USER:-10}
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 RESULTS="$OUT/results.jsonl"
+HPORT=${HANDLER_GRPC_PORT:-16565}     # the event handler's gRPC port (another, to run beside someone else's bench)
+HMPORT=${HANDLER_METRICS_PORT:-18081}
 LAYOUT=${LAYOUT:-reference}
 REPEAT=${REPEAT:-1}
 case "$LAYOUT" in
@@ -166,14 +168,14 @@ ceilings() {
 }
 
 start_handler() { # ack_mode [log-name suffix]
-  port_free 16565
-  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16565 METRICS_PORT=18081 \
+  port_free $HPORT
+  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=$HPORT METRICS_PORT=$HMPORT \
     CONFIG_PATH="$FIXTURE" CHALLENGE_CONFIG_PATH="$FIXTURE" ACK_MODE="$1" LOG_LEVEL=warn \
     BUFFER_FLUSH_INTERVAL_MS=${BUFFER_FLUSH_INTERVAL_MS:-100} BUFFER_MAX_SIZE=${BUFFER_MAX_SIZE:-10000} \
     FLUSH_WORKERS=${FLUSH_WORKERS:-2} \
     timeout 1800 "$HANDLER" > "$OUT/handler-$1${2:-}.log" 2>&1 &
   HANDLER_PID=$(child_of $!)
-  wait_port 127.0.0.1:16565
+  wait_port 127.0.0.1:$HPORT
 }
 
 start_service() { # [log-name suffix]
@@ -194,7 +196,7 @@ s2() {
         fresh_db
         start_handler $mode "$tag"
         log "$label for ${DUR}s (repeat $rep/$REPEAT)"
-        "$LG" events --grpc 127.0.0.1:16565 --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
+        "$LG" events --grpc 127.0.0.1:$HPORT --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
           --layout "$LAYOUT" --database-url "$DBURL" --label "$label" --pids "handler=$HANDLER_PID" --repeat "$rep" \
           --out "$RESULTS" > "$OUT/s2-$mode$tag.json" || log "$label: run failed or invalid (see json)"
         log "handler $mode $eps: $(peak_rss $HANDLER_PID)"
@@ -249,7 +251,7 @@ s3() {
     start_handler "${ACK_MODE:-durable}" "-s3$(rsfx $rep)"
     log "$label (repeat $rep/$REPEAT)"
     "$LG" combined --base-url "$API" --rate "${RPS:-3000}" --eps "${EPS:-5000}" --duration "$DUR" --users "$USERS" \
-      --grpc 127.0.0.1:16565 --database-url "$DBURL" --label "$label" --repeat "$rep" \
+      --grpc 127.0.0.1:$HPORT --database-url "$DBURL" --label "$label" --repeat "$rep" \
       --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s3$(rsfx $rep).json" || log "S3 failed or invalid"
     log "service: $(peak_rss $SERVICE_PID) handler: $(peak_rss $HANDLER_PID)"
     stop $SERVICE_PID service "$label" "$rep"; stop $HANDLER_PID handler "$label" "$rep"
@@ -262,7 +264,7 @@ s4() {
     fresh_db
     start_service "$(rsfx $rep)"
     start_handler "${ACK_MODE:-durable}" "-s4$(rsfx $rep)"
-    "$LG" sessions --base-url "$API" --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:16565 \
+    "$LG" sessions --base-url "$API" --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:$HPORT \
       --database-url "$DBURL" --label "$label" --repeat "$rep" \
       --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s4$(rsfx $rep).json" || log "S4 failed or invalid"
     stop $SERVICE_PID service "$label" "$rep"; stop $HANDLER_PID handler "$label" "$rep"
@@ -282,7 +284,7 @@ k6_check() {
   fresh_db
   start_handler "${ACK_MODE:-durable}"
   log "k6 reference scenario2 at ${K6_EPS:-1000} EPS for ${K6_SECS:-240}s (namespace bench)"
-  (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:16565 TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
+  (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:$HPORT TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
     timeout -s INT "${K6_SECS:-240}" k6 run --no-usage-report scenario2_event_load.js) > "$OUT/k6-scenario2.txt" 2>&1 || true
   tail -n 40 "$OUT/k6-scenario2.txt" >&2
   psql "$DBURL" -tAc "select 'k6 users with rows: '||count(distinct user_id)||', their rows: '||count(*)||', with progress > 0: '||count(*) filter (where progress > 0)||', namespaces: '||string_agg(distinct namespace, ',') from user_goal_progress where user_id like 'user-%'" | tee -a "$OUT/run.log"
@@ -294,7 +296,7 @@ k6_check() {
 profile_handler() {
   fresh_db
   start_handler "${ACK_MODE:-buffered}"
-  "$LG" events --grpc 127.0.0.1:16565 --rate "${PROFILE_EPS:-250}" --duration 25 --users "$USERS" \
+  "$LG" events --grpc 127.0.0.1:$HPORT --rate "${PROFILE_EPS:-250}" --duration 25 --users "$USERS" \
     --layout "$LAYOUT" --database-url "$DBURL" --label "profile run ${PROFILE_EPS:-250}/s$LSFX" --pids "handler=$HANDLER_PID" \
     --out "$RESULTS" > "$OUT/profile-run.json" &
   local lg=$!
