@@ -14,8 +14,9 @@
 # LAYOUT (reference | light: s2 and profile only; the handler then loads
 # bench/fixtures/challenges-light.json and an event writes 1–2 rows instead of ~90),
 # REPEAT (1: each measured run is repeated that many times; bench/summarize.py prints medians),
-# HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server gets after SIGTERM before SIGKILL; the time it took is logged
-# and appended to results.jsonl as a "shutdown" line).
+# HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server
+# gets after SIGTERM before SIGKILL; the time it took is logged and appended to results.jsonl
+# as a "shutdown" line).
 # Loopback only; every server is started under `timeout` and every load loop is bounded.
 set -euo pipefail
 
