@@ -10,7 +10,13 @@
 #   bench/run.sh all                everything above (but profile), in that order
 #
 # Knobs (env): DUR (s per run, 20), USERS (10000), EPS_LIST, RPS, EPS, CHALLENGES_PER_USER (10 =
-# all 500 goals, the reference's Phase 15 layout), BENCH_DB (bench_loadgen), OUT (results dir).
+# all 500 goals, the reference's Phase 15 layout), BENCH_DB (bench_loadgen), OUT (results dir),
+# LAYOUT (reference | light: s2 and profile only; the handler then loads
+# bench/fixtures/challenges-light.json and an event writes 1–2 rows instead of ~90),
+# REPEAT (1: each measured run is repeated that many times; bench/summarize.py prints medians),
+# HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server
+# gets after SIGTERM before SIGKILL; the time it took is logged and appended to results.jsonl
+# as a "shutdown" line).
 # Loopback only; every server is started under `timeout` and every load loop is bounded.
 set -euo pipefail
 
@@ -27,7 +33,19 @@ USERS=${USERS:-10000}
 CPU_USER=${CHALLENGES_PER_USER:-10}
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 RESULTS="$OUT/results.jsonl"
-FIXTURE="$ROOT/bench/fixtures/challenges.json"
+HPORT=${HANDLER_GRPC_PORT:-16565}     # the event handler's gRPC port (another, to run beside someone else's bench)
+HMPORT=${HANDLER_METRICS_PORT:-18081}
+LAYOUT=${LAYOUT:-reference}
+REPEAT=${REPEAT:-1}
+case "$LAYOUT" in
+  reference) FIXTURE="$ROOT/bench/fixtures/challenges.json"; LSFX="" ;;
+  light) FIXTURE="$ROOT/bench/fixtures/challenges-light.json"; LSFX=" layout=light" ;;
+  *) echo "LAYOUT=$LAYOUT: expected reference or light" >&2; exit 2 ;;
+esac
+case "$LAYOUT:${1:-all}" in
+  light:s2 | light:profile | light:build | reference:*) ;;
+  *) echo "LAYOUT=light is for s2 and profile only" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log" >&2; }
@@ -50,10 +68,14 @@ build() {
     log "binaries did not build (not landed yet?)"
 }
 
-fresh_db() {
+fresh_db() { # [layout] (default $LAYOUT)
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-  "$LG" seed --database-url "$DBURL" --users "$USERS" --challenges-per-user "$CPU_USER" | tee -a "$OUT/run.log"
+  "$LG" seed --database-url "$DBURL" --users "$USERS" --challenges-per-user "$CPU_USER" \
+    --layout "${1:-$LAYOUT}" | tee -a "$OUT/run.log"
 }
+
+reps() { seq 1 "$REPEAT"; }
+rsfx() { [ "$REPEAT" -gt 1 ] && echo "-r$1" || true; } # file-name suffix of repeat $1
 
 drop_db() { psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; }
 
@@ -79,10 +101,29 @@ child_of() {
   echo "$1"
 }
 
-stop() { # pid
+# SIGTERM, then SIGKILL after STOP_WAIT s. With a name and a label, how long the process took
+# to exit is logged and appended to results.jsonl:
+#   {"kind":"shutdown","scenario":label,"process":name,"sigterm_to_exit_s":…,"killed":…}
+stop() { # pid [name label [repeat]]
+  local t0 t1 secs killed=false limit=$(( ${STOP_WAIT:-30} * 20 )) n=0
+  t0=$(date +%s.%N)
   kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
+  while kill -0 "$1" 2>/dev/null; do
+    n=$((n + 1))
+    if [ "$n" -gt "$limit" ]; then
+      kill -KILL "$1" 2>/dev/null || true; killed=true
+      while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
+      break
+    fi
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  [ -n "${2:-}" ] || return 0
+  log "$2 ($3): exited $(printf '%.2f' "$secs") s after SIGTERM$($killed && echo ", SIGKILLed after ${STOP_WAIT:-30} s")"
+  jq -cn --arg s "$3" --arg p "$2" --argjson t "$secs" --argjson k "$killed" --argjson w "${STOP_WAIT:-30}" \
+    --argjson r "${4:-1}" \
+    '{kind:"shutdown",scenario:$s,process:$p,sigterm_to_exit_s:$t,killed:$k,stop_wait_s:$w,repeat:$r}' >> "$RESULTS"
 }
 
 peak_rss() { grep -E 'VmHWM|VmRSS' "/proc/$1/status" 2>/dev/null | tr -s ' ' | tr '\n' ' '; }
@@ -93,13 +134,15 @@ ceilings() {
   "$LG" serve-http --port 18080 --lifetime 600 > "$OUT/serve-http.log" 2>&1 & local hp=$!
   wait_port 127.0.0.1:18080
   for path in tiny big; do
-    if command -v wrk >/dev/null; then
-      log "wrk -t2 -c64 -d${DUR}s /$path"
-      wrk -t2 -c64 -d"${DUR}s" --latency "http://127.0.0.1:18080/$path" | tee "$OUT/wrk-$path.txt" >&2
-    fi
-    # The same client that measures the service: closed loop, 64 in flight.
-    "$LG" http --url "http://127.0.0.1:18080/$path" --closed 64 --duration "$DUR" \
-      --label "ceiling: axum /$path (loadgen, 64 in flight)" --pids "server=$hp" --out "$RESULTS" > /dev/null
+    for rep in $(reps); do
+      if command -v wrk >/dev/null; then
+        log "wrk -t2 -c64 -d${DUR}s /$path (repeat $rep/$REPEAT)"
+        wrk -t2 -c64 -d"${DUR}s" --latency "http://127.0.0.1:18080/$path" | tee "$OUT/wrk-$path$(rsfx $rep).txt" >&2
+      fi
+      # The same client that measures the service: closed loop, 64 in flight.
+      "$LG" http --url "http://127.0.0.1:18080/$path" --closed 64 --duration "$DUR" --repeat "$rep" \
+        --label "ceiling: axum /$path (loadgen, 64 in flight)" --pids "server=$hp" --out "$RESULTS" > /dev/null
+    done
   done
   stop $hp
 
@@ -108,36 +151,40 @@ ceilings() {
   "$LG" serve-grpc --port 18565 --lifetime 600 > "$OUT/serve-grpc.log" 2>&1 & local gp=$!
   wait_port 127.0.0.1:18565
   for inflight in 64 500; do
-    "$LG" events --grpc 127.0.0.1:18565 --closed $inflight --duration "$DUR" --verify false \
-      --label "ceiling: tonic no-op OnMessage ($inflight in flight)" --pids "server=$gp" --out "$RESULTS" > /dev/null
+    for rep in $(reps); do
+      "$LG" events --grpc 127.0.0.1:18565 --closed $inflight --duration "$DUR" --verify false --repeat "$rep" \
+        --label "ceiling: tonic no-op OnMessage ($inflight in flight)" --pids "server=$gp" --out "$RESULTS" > /dev/null
+    done
   done
   stop $gp
 
   log "ceiling: Postgres via bare sqlx"
-  fresh_db
+  fresh_db reference
   for b in 100 1000; do
-    "$LG" pg-ceiling --database-url "$DBURL" --users "$USERS" --duration "$DUR" --batch $b --writers 2 --readers 4 \
-      --out "$RESULTS" > /dev/null
+    for rep in $(reps); do
+      "$LG" pg-ceiling --database-url "$DBURL" --users "$USERS" --duration "$DUR" --batch $b --writers 2 --readers 4 \
+        --repeat "$rep" --out "$RESULTS" > /dev/null
+    done
   done
 }
 
-start_handler() { # ack_mode
-  port_free 16565
-  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16565 METRICS_PORT=18081 \
+start_handler() { # ack_mode [log-name suffix]
+  port_free $HPORT
+  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=$HPORT METRICS_PORT=$HMPORT \
     CONFIG_PATH="$FIXTURE" CHALLENGE_CONFIG_PATH="$FIXTURE" ACK_MODE="$1" LOG_LEVEL=warn \
     BUFFER_FLUSH_INTERVAL_MS=${BUFFER_FLUSH_INTERVAL_MS:-100} BUFFER_MAX_SIZE=${BUFFER_MAX_SIZE:-10000} \
     FLUSH_WORKERS=${FLUSH_WORKERS:-2} \
-    timeout 1800 "$HANDLER" > "$OUT/handler-$1.log" 2>&1 &
+    timeout 1800 "$HANDLER" > "$OUT/handler-$1${2:-}.log" 2>&1 &
   HANDLER_PID=$(child_of $!)
-  wait_port 127.0.0.1:16565
+  wait_port 127.0.0.1:$HPORT
 }
 
-start_service() {
+start_service() { # [log-name suffix]
   port_free 18000
   env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16566 HTTP_PORT=18000 METRICS_PORT=18082 \
     CHALLENGE_CONFIG_PATH="$FIXTURE" CONFIG_PATH="$FIXTURE" PLUGIN_GRPC_SERVER_AUTH_ENABLED=false \
     REWARD_CLIENT_MODE=mock LOG_LEVEL=warn \
-    timeout 1800 "$SERVICE" > "$OUT/service.log" 2>&1 &
+    timeout 1800 "$SERVICE" > "$OUT/service${1:-}.log" 2>&1 &
   SERVICE_PID=$(child_of $!)
   wait_port 127.0.0.1:18000
 }
@@ -145,14 +192,17 @@ start_service() {
 s2() {
   for mode in ${MODES:-buffered durable}; do
     for eps in ${EPS_LIST:-2000 5000 10000 20000}; do
-      fresh_db
-      start_handler $mode
-      log "S2 events ACK_MODE=$mode $eps/s for ${DUR}s"
-      "$LG" events --grpc 127.0.0.1:16565 --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
-        --database-url "$DBURL" --label "S2 events ACK_MODE=$mode ${eps}/s" --pids "handler=$HANDLER_PID" \
-        --out "$RESULTS" > "$OUT/s2-$mode-$eps.json" || log "S2 $mode $eps: run failed or invalid (see json)"
-      log "handler $mode $eps: $(peak_rss $HANDLER_PID)"
-      stop $HANDLER_PID
+      for rep in $(reps); do
+        local label="S2 events ACK_MODE=$mode ${eps}/s$LSFX" tag="-$LAYOUT-$eps$(rsfx $rep)"
+        fresh_db
+        start_handler $mode "$tag"
+        log "$label for ${DUR}s (repeat $rep/$REPEAT)"
+        "$LG" events --grpc 127.0.0.1:$HPORT --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
+          --layout "$LAYOUT" --database-url "$DBURL" --label "$label" --pids "handler=$HANDLER_PID" --repeat "$rep" \
+          --out "$RESULTS" > "$OUT/s2-$mode$tag.json" || log "$label: run failed or invalid (see json)"
+        log "handler $mode $eps: $(peak_rss $HANDLER_PID)"
+        stop $HANDLER_PID handler "$label" "$rep"
+      done
     done
   done
 }
@@ -162,48 +212,64 @@ s1() {
   start_service
   local n=0
   for rps in ${RPS_LIST:-300 1000 3000}; do
-    n=$((n + 1))
-    log "S1 api $rps/s"
-    "$LG" api --base-url "$API" --rate "$rps" --duration "$DUR" --users "$USERS" --database-url "$DBURL" \
-      --claim-offset $((n * 100000)) --claimed-before "$(psql "$DBURL" -tAc 'select count(*) from user_goal_progress where claimed_at is not null')" \
-      --label "S1 api ${rps}/s" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/s1-$rps.json" || log "S1 $rps failed"
+    for rep in $(reps); do
+      n=$((n + 1))
+      log "S1 api $rps/s (repeat $rep/$REPEAT)"
+      "$LG" api --base-url "$API" --rate "$rps" --duration "$DUR" --users "$USERS" --database-url "$DBURL" \
+        --claim-offset $((n * 100000)) --claimed-before "$(psql "$DBURL" -tAc 'select count(*) from user_goal_progress where claimed_at is not null')" \
+        --label "S1 api ${rps}/s" --pids "service=$SERVICE_PID" --repeat "$rep" --out "$RESULTS" \
+        > "$OUT/s1-$rps$(rsfx $rep).json" || log "S1 $rps failed"
+    done
   done
   # The 500-goal list alone, far above capacity: its throughput vs the ceilings.
-  "$LG" http --url "http://127.0.0.1:18000/challenge/v1/challenges" --closed 64 --duration "$DUR" --users "$USERS" \
-    --label "GET list (500 goals) max throughput, 64 in flight" --pids "service=$SERVICE_PID" \
-    --out "$RESULTS" > /dev/null
+  for rep in $(reps); do
+    "$LG" http --url "http://127.0.0.1:18000/challenge/v1/challenges" --closed 64 --duration "$DUR" --users "$USERS" \
+      --label "GET list (500 goals) max throughput, 64 in flight" --pids "service=$SERVICE_PID" --repeat "$rep" \
+      --out "$RESULTS" > /dev/null
+  done
   log "service: $(peak_rss $SERVICE_PID)"
-  stop $SERVICE_PID
+  stop $SERVICE_PID service "S1 api"
 }
 
 init_ramp() {
   fresh_db
   start_service
-  "$LG" init-ramp --base-url "$API" --stages "${INIT_STAGES:-10:50,10:100,10:200,10:400}" --database-url "$DBURL" \
-    --label "initialize ramp (fresh users)" --pids "service=$SERVICE_PID" --out "$RESULTS" > "$OUT/init.json" || log "init ramp failed"
-  stop $SERVICE_PID
+  for rep in $(reps); do
+    # Each repeat initializes its own fresh users (the ramp's default 7,500 fit in 100,000).
+    "$LG" init-ramp --base-url "$API" --stages "${INIT_STAGES:-10:50,10:100,10:200,10:400}" --database-url "$DBURL" \
+      --user-offset $((1000000 + (rep - 1) * 100000)) --repeat "$rep" \
+      --label "initialize ramp (fresh users)" --pids "service=$SERVICE_PID" --out "$RESULTS" \
+      > "$OUT/init$(rsfx $rep).json" || log "init ramp failed"
+  done
+  stop $SERVICE_PID service "initialize ramp (fresh users)"
 }
 
 s3() {
-  fresh_db
-  start_service
-  start_handler "${ACK_MODE:-durable}"
-  log "S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS"
-  "$LG" combined --base-url "$API" --rate "${RPS:-3000}" --eps "${EPS:-5000}" --duration "$DUR" --users "$USERS" \
-    --grpc 127.0.0.1:16565 --database-url "$DBURL" --label "S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS" \
-    --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s3.json" || log "S3 failed or invalid"
-  log "service: $(peak_rss $SERVICE_PID) handler: $(peak_rss $HANDLER_PID)"
-  stop $SERVICE_PID; stop $HANDLER_PID
+  local label="S3 combined ${RPS:-3000} RPS + ${EPS:-5000} EPS"
+  for rep in $(reps); do
+    fresh_db
+    start_service "$(rsfx $rep)"
+    start_handler "${ACK_MODE:-durable}" "-s3$(rsfx $rep)"
+    log "$label (repeat $rep/$REPEAT)"
+    "$LG" combined --base-url "$API" --rate "${RPS:-3000}" --eps "${EPS:-5000}" --duration "$DUR" --users "$USERS" \
+      --grpc 127.0.0.1:$HPORT --database-url "$DBURL" --label "$label" --repeat "$rep" \
+      --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s3$(rsfx $rep).json" || log "S3 failed or invalid"
+    log "service: $(peak_rss $SERVICE_PID) handler: $(peak_rss $HANDLER_PID)"
+    stop $SERVICE_PID service "$label" "$rep"; stop $HANDLER_PID handler "$label" "$rep"
+  done
 }
 
 s4() {
-  fresh_db
-  start_service
-  start_handler "${ACK_MODE:-durable}"
-  "$LG" sessions --base-url "$API" --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:16565 \
-    --database-url "$DBURL" --label "S4 sessions ${SESSIONS:-50}/s" \
-    --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s4.json" || log "S4 failed or invalid"
-  stop $SERVICE_PID; stop $HANDLER_PID
+  local label="S4 sessions ${SESSIONS:-50}/s"
+  for rep in $(reps); do
+    fresh_db
+    start_service "$(rsfx $rep)"
+    start_handler "${ACK_MODE:-durable}" "-s4$(rsfx $rep)"
+    "$LG" sessions --base-url "$API" --rate "${SESSIONS:-50}" --duration "$DUR" --users "$USERS" --grpc 127.0.0.1:$HPORT \
+      --database-url "$DBURL" --label "$label" --repeat "$rep" \
+      --pids "service=$SERVICE_PID,handler=$HANDLER_PID" --out "$RESULTS" > "$OUT/s4$(rsfx $rep).json" || log "S4 failed or invalid"
+    stop $SERVICE_PID service "$label" "$rep"; stop $HANDLER_PID handler "$label" "$rep"
+  done
 }
 
 # The reference suite's own scenario 2, unmodified, from a temp dir laid out so that its
@@ -219,11 +285,11 @@ k6_check() {
   fresh_db
   start_handler "${ACK_MODE:-durable}"
   log "k6 reference scenario2 at ${K6_EPS:-1000} EPS for ${K6_SECS:-240}s (namespace bench)"
-  (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:16565 TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
+  (cd "$tmp/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:$HPORT TARGET_EPS=${K6_EPS:-1000} NAMESPACE=bench \
     timeout -s INT "${K6_SECS:-240}" k6 run --no-usage-report scenario2_event_load.js) > "$OUT/k6-scenario2.txt" 2>&1 || true
   tail -n 40 "$OUT/k6-scenario2.txt" >&2
   psql "$DBURL" -tAc "select 'k6 users with rows: '||count(distinct user_id)||', their rows: '||count(*)||', with progress > 0: '||count(*) filter (where progress > 0)||', namespaces: '||string_agg(distinct namespace, ',') from user_goal_progress where user_id like 'user-%'" | tee -a "$OUT/run.log"
-  stop $HANDLER_PID
+  stop $HANDLER_PID handler "k6 reference scenario2 ${K6_EPS:-1000} EPS ACK_MODE=${ACK_MODE:-durable}"
   rm -rf "$tmp"
 }
 
@@ -231,8 +297,8 @@ k6_check() {
 profile_handler() {
   fresh_db
   start_handler "${ACK_MODE:-buffered}"
-  "$LG" events --grpc 127.0.0.1:16565 --rate "${PROFILE_EPS:-250}" --duration 25 --users "$USERS" \
-    --database-url "$DBURL" --label "profile run ${PROFILE_EPS:-250}/s" --pids "handler=$HANDLER_PID" \
+  "$LG" events --grpc 127.0.0.1:$HPORT --rate "${PROFILE_EPS:-250}" --duration 25 --users "$USERS" \
+    --layout "$LAYOUT" --database-url "$DBURL" --label "profile run ${PROFILE_EPS:-250}/s$LSFX" --pids "handler=$HANDLER_PID" \
     --out "$RESULTS" > "$OUT/profile-run.json" &
   local lg=$!
   sleep 5
@@ -241,7 +307,7 @@ profile_handler() {
   perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
     grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt" || true
   cat "$OUT/perf-top.txt" >&2
-  stop $HANDLER_PID
+  stop $HANDLER_PID handler "profile run ${PROFILE_EPS:-250}/s$LSFX"
 }
 
 machine

@@ -308,7 +308,7 @@ pub async fn run_s3(args: &Args) -> anyhow::Result<()> {
     let plan = plan_from(args, 300.0)?;
     let stats = Arc::new(Stats::default());
     let ev_stats = Arc::new(Stats::default());
-    let ledger = Arc::new(Ledger::new(users));
+    let ledger = Arc::new(Ledger::new(users, layout::Layout::Reference));
     let run_start = chrono::Utc::now();
     let watch = procstat::Watch::start(&args.pids());
     let mut rng = StdRng::seed_from_u64(args.get_usize("seed", 42)? as u64);
@@ -384,7 +384,7 @@ pub async fn run_s4(args: &Args) -> anyhow::Result<()> {
     let api = Api::new(args, users)?;
     let plan = plan_from(args, 20.0)?;
     let stats = Arc::new(Stats::default());
-    let ledger = Arc::new(Ledger::new(users));
+    let ledger = Arc::new(Ledger::new(users, layout::Layout::Reference));
     let events = EventClient::connect(
         &args.get_str("grpc", "127.0.0.1:6565"),
         args.get_usize("connections", 4)?,

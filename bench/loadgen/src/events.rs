@@ -21,16 +21,19 @@ use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::args::Args;
-use crate::layout::{self, CODES};
+use crate::layout::{self, Layout};
 use crate::openloop::{self, Plan, Stats};
 use crate::{procstat, report, verify};
 
-/// What was sent and acknowledged per (user, code slot). Slot 0 = login events, 1..4 = stat
-/// codes that goals use. `acked` counts `OK` answers; `unsure` counts failed calls (the
+/// What was sent and acknowledged per (user, code slot): slot `user * codes + code`, code 0 =
+/// login events, the others the layout's stat codes. `acked` counts `OK` answers; `unsure` counts failed calls (the
 /// server may or may not have applied them); `seq` is the last stat value sent (values are
 /// 1, 2, 3… per user and code, so an absolute goal should end at the largest acknowledged).
 pub struct Ledger {
     pub users: usize,
+    pub layout: Layout,
+    /// Code slots per user (`layout.code_count()`).
+    pub codes: usize,
     pub acked: Vec<AtomicU32>,
     pub unsure: Vec<AtomicU32>,
     pub seq: Vec<AtomicU32>,
@@ -39,14 +42,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(users: usize) -> Self {
+    pub fn new(users: usize, layout: Layout) -> Self {
+        let codes = layout.code_count();
         let v = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Vec<_>>();
         Ledger {
             users,
-            acked: v(users * 5),
-            unsure: v(users * 5),
-            seq: v(users * 5),
-            max_acked: v(users * 5),
+            layout,
+            codes,
+            acked: v(users * codes),
+            unsure: v(users * codes),
+            seq: v(users * codes),
+            max_acked: v(users * codes),
             acked_total: AtomicU64::new(0),
         }
     }
@@ -95,8 +101,9 @@ impl EventClient {
     }
 
     /// One event like the reference k6 script: `login_share` logins, the rest stat updates
-    /// with a code drawn uniformly from its five (its `login_count` stat feeds no statistic
-    /// goal: a counted no-op, as in the reference fixture under CONTRACT §2.1).
+    /// with a code drawn uniformly by the layout ([`Layout::stat_code`]: in the reference
+    /// layout from its five, whose `login_count` stat feeds no statistic goal — a counted
+    /// no-op, as in the reference fixture under CONTRACT §2.1).
     pub fn next(
         &self,
         i: u64,
@@ -108,7 +115,11 @@ impl EventClient {
     ) {
         let user = rng.random_range(0..self.ledger.users);
         let is_login = rng.random_bool(login_share);
-        let code = if is_login { 0 } else { rng.random_range(0..5) };
+        let code = if is_login {
+            0
+        } else {
+            self.ledger.layout.stat_code(rng)
+        };
         self.event(i, user, is_login, code)
     }
 
@@ -127,7 +138,8 @@ impl EventClient {
         let user_id = layout::user_id(user);
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let ledger = self.ledger.clone();
-        let slot = user * 5 + code;
+        let slot = user * ledger.codes + code;
+        let stat_code = ledger.layout.code_name(code);
         let tracked = is_login || code != 0;
         let value = if is_login || !tracked {
             0
@@ -161,7 +173,7 @@ impl EventClient {
                     payload: Some(StatItem {
                         namespace,
                         user_id,
-                        stat_code: CODES[code].to_string(),
+                        stat_code,
                         latest_value: value as f64,
                         inc: 1.0,
                         ..Default::default()
@@ -200,7 +212,8 @@ pub async fn run_s2(args: &Args) -> anyhow::Result<()> {
     let mut plan = Plan::constant(rate, duration, args.get_usize("max-in-flight", 500)?);
     plan.drain = args.get_secs("drain", 30.0)?;
     plan.closed = args.opt("closed").map(|n| n.parse()).transpose()?;
-    let ledger = Arc::new(Ledger::new(users));
+    let layout = Layout::from_args(args)?;
+    let ledger = Arc::new(Ledger::new(users, layout));
     let client = EventClient::connect(
         &addr,
         args.get_usize("connections", 4)?,
@@ -228,6 +241,8 @@ pub async fn run_s2(args: &Args) -> anyhow::Result<()> {
         "target": addr,
         "plan": plan.describe(),
         "users": users,
+        "layout": layout.name(),
+        "goals_per_event_in_config": layout.goals_per_event(login_share),
         "result": stats.summary(elapsed),
         "process": cpu,
         "validity": validity,

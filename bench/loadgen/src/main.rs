@@ -1,7 +1,8 @@
 //! `loadgen`: the benchmark instrument for issue #5.
 //!
 //! Subcommands (all flags are `--name value`; every loop is bounded by `--duration`):
-//! - `fixture`  write the deterministic 500-goal `challenges.json`
+//! - `fixture`  write the deterministic 500-goal `challenges.json` (`--layout light`: the
+//!   50-goal `challenges-light.json` where an event writes 1–2 rows; see layout.rs)
 //! - `seed`     create the bench database, migrate, COPY users' rows
 //! - `events`   S2: open-loop gRPC events (20 % login / 80 % stat), then the validity check
 //! - `api`      S1: open-loop REST mix (list, list active_only, claim, set-active)
@@ -38,7 +39,15 @@ fn main() -> anyhow::Result<()> {
 
 async fn dispatch(args: args::Args) -> anyhow::Result<()> {
     match args.command.as_str() {
-        "fixture" => layout::write_fixture(&args.get_str("out", "bench/fixtures/challenges.json")),
+        "fixture" => {
+            let layout = layout::Layout::from_args(&args)?;
+            layout::write_fixture(layout, &args.get_str("out", layout.default_fixture_path()))
+        }
+        "api" | "combined" | "sessions" | "init-ramp"
+            if layout::Layout::from_args(&args)? != layout::Layout::Reference =>
+        {
+            bail!("--layout light is for S2 (seed, events, verify, fixture) only")
+        }
         "seed" => seed::run(&args).await,
         "events" => events::run_s2(&args).await,
         "api" => api::run_s1(&args).await,

@@ -51,13 +51,13 @@ impl Plan {
         self.stages.iter().map(|s| s.secs).sum()
     }
 
-    /// Rate at offset `t` seconds, `None` past the end.
-    fn rate_at(&self, t: f64) -> Option<f64> {
+    /// `(stage index, rate)` at offset `t` seconds, `None` past the end.
+    fn stage_at(&self, t: f64) -> Option<(usize, f64)> {
         let mut acc = 0.0;
-        for s in &self.stages {
+        for (i, s) in self.stages.iter().enumerate() {
             acc += s.secs;
             if t < acc {
-                return Some(s.rate);
+                return Some((i, s.rate));
             }
         }
         None
@@ -89,9 +89,20 @@ impl OpStats {
     }
 }
 
+/// All ops of the requests whose intended send time fell in one stage of a multi-stage plan.
+struct StageStats {
+    stage: Stage,
+    all: OpStats,
+    sent: u64,
+    late: u64,
+    dropped: u64,
+}
+
 #[derive(Default)]
 pub struct Stats {
     ops: Mutex<BTreeMap<&'static str, OpStats>>,
+    /// Per stage, only for plans with more than one stage (ramps).
+    stages: Mutex<Vec<StageStats>>,
     pub scheduled: AtomicU64,
     pub sent: AtomicU64,
     pub late: AtomicU64,
@@ -109,6 +120,70 @@ impl Stats {
             Ok(()) => s.ok += 1,
             Err(code) => *s.errors.entry(code).or_default() += 1,
         }
+    }
+
+    fn init_stages(&self, stages: &[Stage]) {
+        *self.stages.lock() = stages
+            .iter()
+            .map(|&stage| StageStats {
+                stage,
+                all: OpStats::new(),
+                sent: 0,
+                late: 0,
+                dropped: 0,
+            })
+            .collect();
+    }
+
+    fn record_stage(&self, stage: usize, latency: Duration, result: &Result<(), String>) {
+        let us = (latency.as_micros() as u64).clamp(1, 120_000_000);
+        if let Some(s) = self.stages.lock().get_mut(stage) {
+            s.all.hist.saturating_record(us);
+            match result {
+                Ok(()) => s.all.ok += 1,
+                Err(code) => *s.all.errors.entry(code.clone()).or_default() += 1,
+            }
+        }
+    }
+
+    /// `what`: 0 = sent, 1 = late, 2 = dropped.
+    fn count_stage(&self, stage: usize, what: u8) {
+        if let Some(s) = self.stages.lock().get_mut(stage) {
+            match what {
+                0 => s.sent += 1,
+                1 => s.late += 1,
+                _ => s.dropped += 1,
+            }
+        }
+    }
+
+    /// One entry per stage (empty unless the plan had several): the requests *scheduled* in
+    /// that stage, whenever they completed; `ok_per_sec` = their successes ÷ the stage length.
+    fn stage_summary(&self) -> Vec<Value> {
+        self.stages
+            .lock()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let h = &s.all.hist;
+                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+                let errors: u64 = s.all.errors.values().sum();
+                json!({
+                    "stage": i,
+                    "secs": s.stage.secs,
+                    "offered_rate": s.stage.rate,
+                    "sent": s.sent,
+                    "late": s.late,
+                    "dropped": s.dropped,
+                    "ok": s.all.ok,
+                    "errors": errors,
+                    "errors_by_code": s.all.errors,
+                    "ok_per_sec": s.all.ok as f64 / s.stage.secs.max(1e-9),
+                    "p50_ms": ms(0.50), "p95_ms": ms(0.95), "p99_ms": ms(0.99),
+                    "max_ms": h.max() as f64 / 1000.0,
+                })
+            })
+            .collect()
     }
 
     fn record_dropped(&self, op: &'static str) {
@@ -157,7 +232,9 @@ impl Stats {
             ok += s.ok;
             errors += s.errors.values().sum::<u64>();
         }
-        json!({
+        drop(ops);
+        let stages = self.stage_summary();
+        let mut doc = json!({
             "elapsed_s": secs,
             "scheduled": self.scheduled.load(Ordering::Relaxed),
             "sent": self.sent.load(Ordering::Relaxed),
@@ -173,7 +250,11 @@ impl Stats {
                 "max_ms": all.max() as f64 / 1000.0,
             },
             "ops": per_op,
-        })
+        });
+        if !stages.is_empty() {
+            doc["stages"] = Value::Array(stages);
+        }
+        doc
     }
 }
 
@@ -190,9 +271,13 @@ where
     }
     let start = Instant::now() + Duration::from_millis(20);
     let total = plan.total_secs();
+    let staged = plan.stages.len() > 1;
+    if staged {
+        stats.init_stages(&plan.stages);
+    }
     let mut offset = 0.0f64;
     let mut i = 0u64;
-    while let Some(rate) = plan.rate_at(offset) {
+    while let Some((stage, rate)) = plan.stage_at(offset) {
         let intended = start + Duration::from_secs_f64(offset);
         offset += 1.0 / rate.max(1e-6);
         if offset > total + 1.0 {
@@ -203,22 +288,35 @@ where
             tokio::time::sleep_until(intended.into()).await;
         } else if now - intended > plan.late_after {
             stats.late.fetch_add(1, Ordering::Relaxed);
+            if staged {
+                stats.count_stage(stage, 1);
+            }
         }
         stats.scheduled.fetch_add(1, Ordering::Relaxed);
         if stats.in_flight.load(Ordering::Relaxed) >= plan.max_in_flight {
             // Not built at all: past saturation the generator must not spend its CPU here.
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             stats.record_dropped("(dropped)");
+            if staged {
+                stats.count_stage(stage, 2);
+            }
             continue;
         }
         let (op, fut) = make(i);
         i += 1;
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         stats.sent.fetch_add(1, Ordering::Relaxed);
+        if staged {
+            stats.count_stage(stage, 0);
+        }
         let st = stats.clone();
         tokio::spawn(async move {
             let r = fut.await;
-            st.record(op, intended.elapsed(), r);
+            let latency = intended.elapsed();
+            if staged {
+                st.record_stage(stage, latency, &r);
+            }
+            st.record(op, latency, r);
             st.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -268,4 +366,61 @@ where
         }
     }
     start.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_ramp_reports_each_stage() {
+        let mut plan = Plan::constant(0.0, Duration::ZERO, 100);
+        plan.stages = vec![
+            Stage {
+                secs: 0.2,
+                rate: 50.0,
+            },
+            Stage {
+                secs: 0.2,
+                rate: 200.0,
+            },
+        ];
+        plan.drain = Duration::from_secs(2);
+        let stats = Arc::new(Stats::default());
+        let elapsed = run(&plan, stats.clone(), |i| {
+            let fut = async move {
+                if i % 2 == 0 {
+                    Ok(())
+                } else {
+                    Err("odd".to_string())
+                }
+            };
+            ("op", fut)
+        })
+        .await;
+        let doc = stats.summary(elapsed);
+        let stages = doc["stages"].as_array().expect("per-stage figures");
+        assert_eq!(stages.len(), 2);
+        let sent = |i: usize| stages[i]["sent"].as_u64().unwrap();
+        // 0.2 s at 50/s, then 0.2 s at 200/s (the first send of a stage comes one interval of
+        // the previous stage after the last one, so a few fewer around the boundary).
+        assert!((9..=11).contains(&sent(0)), "{}", sent(0));
+        assert!((34..=41).contains(&sent(1)), "{}", sent(1));
+        assert_eq!(sent(0) + sent(1), doc["sent"].as_u64().unwrap());
+        let done: u64 = stages
+            .iter()
+            .map(|s| s["ok"].as_u64().unwrap() + s["errors"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            done,
+            doc["ok"].as_u64().unwrap() + doc["errors"].as_u64().unwrap()
+        );
+        assert!(stages[1]["p99_ms"].as_f64().is_some());
+
+        // A single-stage plan reports no stages.
+        let one = Arc::new(Stats::default());
+        let p = Plan::constant(100.0, Duration::from_millis(50), 10);
+        let e = run(&p, one.clone(), |_| ("op", async { Ok(()) })).await;
+        assert!(one.summary(e).get("stages").is_none());
+    }
 }

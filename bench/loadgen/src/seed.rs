@@ -7,7 +7,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use crate::args::Args;
-use crate::layout::{self, CHECKED_BELOW, CLAIM_FROM, GOALS_PER_CHALLENGE};
+use crate::layout::{self, Kind, Layout};
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let url = args.get_str(
@@ -15,7 +15,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         "postgres://postgres@127.0.0.1:5432/bench_loadgen",
     );
     let users = args.get_usize("users", 10_000)?;
-    let challenges = args.get_usize("challenges-per-user", layout::CHALLENGES)?;
+    let layout = Layout::from_args(args)?;
+    let challenges = args
+        .get_usize("challenges-per-user", layout.challenges())?
+        .min(layout.challenges());
     let namespace = args.get_str("namespace", "bench");
     let opts: PgConnectOptions = url.parse().context("--database-url")?;
 
@@ -44,16 +47,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut rows = 0u64;
     for u in 0..users {
         let uid = layout::user_id(u);
-        for j in 0..challenges.min(layout::CHALLENGES) {
-            let cid = layout::challenge_id(j);
-            for k in 0..GOALS_PER_CHALLENGE {
-                let gid = layout::goal_id(j, k);
-                let (progress, status, completed, active) = if k >= CLAIM_FROM {
-                    (layout::CLAIM_TARGET, "completed", now, "t")
-                } else if k >= CHECKED_BELOW {
-                    (0, "not_started", "\\N", "f")
-                } else {
-                    (0, "not_started", "\\N", "t")
+        for j in 0..challenges {
+            let cid = layout.challenge_id(j);
+            for k in 0..layout.goals_per_challenge() {
+                let gid = layout.goal_id(j, k);
+                let (progress, status, completed, active) = match layout.goal(j, k).kind {
+                    Kind::Claim => (layout::CLAIM_TARGET, "completed", now, "t"),
+                    Kind::Toggle => (0, "not_started", "\\N", "f"),
+                    Kind::Checked => (0, "not_started", "\\N", "t"),
                 };
                 buf.push_str(&format!(
                     "{uid}\t{gid}\t{cid}\t{namespace}\t{progress}\t{status}\t{completed}\t{active}\t{now}\n"
@@ -75,7 +76,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         .await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "seeded {copied} rows ({rows} generated) for {users} users × {challenges} challenges in {secs:.1} s ({:.0} rows/s)",
+        "seeded {copied} rows ({rows} generated) for {users} users × {challenges} challenges (layout {}) in {secs:.1} s ({:.0} rows/s)",
+        layout.name(),
         copied as f64 / secs
     );
     anyhow::ensure!(copied == rows, "COPY stored {copied} rows, expected {rows}");

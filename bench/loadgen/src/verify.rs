@@ -12,7 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::args::Args;
 use crate::events::Ledger;
-use crate::layout::{self, CHECKED_BELOW, Mode};
+use crate::layout::{self, Kind, Mode};
 
 pub async fn check(
     args: &Args,
@@ -76,6 +76,10 @@ pub async fn check(
     let mut over = 0u64;
     let mut abs_checked = 0u64;
     let mut abs_inverted = 0u64;
+    // Row updates the acknowledged events asked for on the checked rows: Σ acked events of
+    // the row's (user, code) over every checked row, i.e. the rows each event wrote.
+    let mut acked_row_updates = 0u64;
+    let layout = ledger.layout;
     let mut examples = Vec::new();
     let mut rows = sqlx::query(
         "SELECT user_id, goal_id, progress, (created_at < $1) AS seeded FROM user_goal_progress",
@@ -87,17 +91,19 @@ pub async fn check(
         let goal_id: String = row.get(1);
         let progress: i32 = row.get(2);
         let seeded: bool = row.get(3);
-        let (Some(u), Some((_, k))) = (layout::parse_user(&user_id), layout::parse_goal(&goal_id))
+        let (Some(u), Some((j, k))) = (layout::parse_user(&user_id), layout.parse_goal(&goal_id))
         else {
             continue;
         };
-        if !seeded || k >= CHECKED_BELOW || u >= ledger.users {
+        let goal = layout.goal(j, k);
+        if !seeded || goal.kind != Kind::Checked || u >= ledger.users {
             continue;
         }
-        let slot = u * 5 + layout::code_index(k);
+        let slot = u * ledger.codes + goal.code;
         let progress = progress as i64;
         let unsure = ledger.unsure[slot].load(Relaxed) as i64;
-        if layout::code_index(k) != 0 && layout::mode(k) == Mode::Absolute {
+        acked_row_updates += ledger.acked[slot].load(Relaxed) as u64;
+        if goal.code != 0 && goal.mode == Mode::Absolute {
             abs_checked += 1;
             let want = ledger.max_acked[slot].load(Relaxed) as i64;
             let sent = ledger.seq[slot].load(Relaxed) as i64;
@@ -156,6 +162,9 @@ pub async fn check(
         "acked_events": acked,
         "settle_wait_s": settle_secs,
         "rows_changed_since_start": changed,
+        "layout": layout.name(),
+        "checked_row_updates_acked": acked_row_updates,
+        "checked_rows_per_acked_event": if acked > 0 { acked_row_updates as f64 / acked as f64 } else { 0.0 },
         "count_rows_checked": checked,
         "count_rows_exact": exact,
         "count_rows_within_failed_calls": within_unsure,
