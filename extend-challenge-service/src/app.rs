@@ -88,17 +88,21 @@ impl ChallengeService {
 
     // ---- reads -------------------------------------------------------------------------
 
+    /// Every row of the player, viewed now.
+    async fn user_view(&self, user_id: &str) -> Result<PlayerView<'_>> {
+        let catalog = &self.inner.catalog;
+        Ok(crate::rows::user_view(&self.inner.pool, catalog, user_id, self.now()).await?)
+    }
+
     /// `GET /v1/challenges` as JSON, spliced from the pre-serialized config.
     pub async fn challenges_json(&self, user_id: &str, active_only: bool) -> Result<String> {
-        let rows = player::user_rows(&self.inner.pool, user_id).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_json(&view, active_only))
     }
 
     /// `GetUserChallenges` as an encoded `GetChallengesResponse` (the gRPC fast path).
     pub async fn challenges_proto(&self, user_id: &str, active_only: bool) -> Result<Vec<u8>> {
-        let rows = player::user_rows(&self.inner.pool, user_id).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_proto(&view, active_only))
     }
 
@@ -107,8 +111,7 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetChallengesRequest,
     ) -> Result<pb::GetChallengesResponse> {
-        let rows = player::user_rows(&self.inner.pool, user_id).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_pb(&view, req.active_only))
     }
 
