@@ -38,6 +38,20 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 pub struct ChallengeService {
     inner: Arc<Inner>,
     claim_deadline: Duration,
+    initialize_gate: InitializeGate,
+}
+
+/// Admission of `InitializePlayer` calls (the heavy write: hundreds of rows in, a ~200 KB
+/// answer out). Without it every call in flight builds its insert arrays and encodes its
+/// statement before queueing for a pool connection: 500 first-time players in flight held
+/// ~100 MiB of queued statements (BENCHMARKS.md, initialize ramp). Admitted calls are at
+/// most the pool's size, so they hold what the pool can use; the rest wait here holding
+/// nothing, and give up with `Unavailable` after the pool's own acquire timeout, as they
+/// did when they waited for a connection instead.
+#[derive(Clone)]
+struct InitializeGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
 }
 
 struct Inner {
@@ -56,7 +70,14 @@ impl ChallengeService {
         clock: Clock,
         namespace: impl Into<String>,
     ) -> Self {
+        let initialize_gate = InitializeGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                pool.options().get_max_connections().max(1) as usize,
+            )),
+            wait: pool.options().get_acquire_timeout(),
+        };
         ChallengeService {
+            initialize_gate,
             inner: Arc::new(Inner {
                 catalog: Catalog::new(config),
                 pool,
@@ -74,6 +95,21 @@ impl ChallengeService {
         self
     }
 
+    /// A handle admitting at most `permits` initializes at a time, the others waiting up to
+    /// `wait` (default: the pool's size and acquire timeout).
+    pub fn with_initialize_limit(mut self, permits: usize, wait: Duration) -> Self {
+        self.initialize_gate = InitializeGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            wait,
+        };
+        self
+    }
+
+    /// The semaphore initializes are admitted by (tests hold its permits).
+    pub fn initialize_permits(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.initialize_gate.permits
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
@@ -88,17 +124,21 @@ impl ChallengeService {
 
     // ---- reads -------------------------------------------------------------------------
 
+    /// Every row of the player, viewed now.
+    async fn user_view(&self, user_id: &str) -> Result<PlayerView<'_>> {
+        let catalog = &self.inner.catalog;
+        Ok(crate::rows::user_view(&self.inner.pool, catalog, user_id, self.now()).await?)
+    }
+
     /// `GET /v1/challenges` as JSON, spliced from the pre-serialized config.
     pub async fn challenges_json(&self, user_id: &str, active_only: bool) -> Result<String> {
-        let rows = player::user_rows(&self.inner.pool, user_id).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_json(&view, active_only))
     }
 
     /// `GetUserChallenges` as an encoded `GetChallengesResponse` (the gRPC fast path).
     pub async fn challenges_proto(&self, user_id: &str, active_only: bool) -> Result<Vec<u8>> {
-        let rows = player::user_rows(&self.inner.pool, user_id).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_proto(&view, active_only))
     }
 
@@ -107,8 +147,7 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetChallengesRequest,
     ) -> Result<pb::GetChallengesResponse> {
-        let rows = player::user_rows(&self.inner.pool, user_id).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_pb(&view, req.active_only))
     }
 
@@ -203,6 +242,12 @@ impl ChallengeService {
     /// Assigns every default goal the player lacks (also goals added to the config since the
     /// player's first call) and returns every active goal.
     pub async fn initialize_player(&self, user_id: &str) -> Result<pb::InitializeResponse> {
+        let gate = &self.initialize_gate;
+        let _permit = match tokio::time::timeout(gate.wait, gate.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // Timed out (or the semaphore closed, which nothing does): as a pool timeout.
+            _ => return Err(ServiceError::Unavailable(sqlx::Error::PoolTimedOut)),
+        };
         let now = self.now();
         let catalog = &self.inner.catalog;
         let new_rows: Vec<NewGoalRow> = catalog

@@ -8,7 +8,6 @@
 //! last period's state.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use extend_challenge_common::store::player::PlayerGoalRow;
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-use crate::timefmt::{rfc3339_opt, write_rfc3339};
+use crate::timefmt::{rfc3339_opt, write_i64, write_rfc3339};
 
 /// A goal with its position and pre-serialized static JSON.
 #[derive(Debug)]
@@ -240,25 +239,32 @@ impl Catalog {
         let e = &self.goals[gi];
         out.push_str(&e.json_head);
         let d = view.display(gi);
-        let _ = write!(
-            out,
-            "\"progress\":{},\"status\":\"{}\",\"locked\":{},\"completedAt\":\"",
-            d.progress,
-            d.status.as_str(),
-            d.locked
-        );
-        if let Some(t) = d.completed_at {
-            write_rfc3339(out, t);
-        }
+        let opt_time = |out: &mut String, t: Option<DateTime<Utc>>| {
+            if let Some(t) = t {
+                write_rfc3339(out, t);
+            }
+        };
+        out.push_str("\"progress\":");
+        write_i64(out, d.progress.into());
+        out.push_str(",\"status\":\"");
+        out.push_str(d.status.as_str());
+        out.push_str(if d.locked {
+            "\",\"locked\":true,\"completedAt\":\""
+        } else {
+            "\",\"locked\":false,\"completedAt\":\""
+        });
+        opt_time(out, d.completed_at);
         out.push_str("\",\"claimedAt\":\"");
-        if let Some(t) = d.claimed_at {
-            write_rfc3339(out, t);
-        }
-        let _ = write!(out, "\",\"isActive\":{},\"expiresAt\":\"", d.is_active);
-        if let Some(t) = d.expires_at {
-            write_rfc3339(out, t);
-        }
-        let _ = write!(out, "\",\"expiresInSeconds\":{}}}", d.expires_in_seconds);
+        opt_time(out, d.claimed_at);
+        out.push_str(if d.is_active {
+            "\",\"isActive\":true,\"expiresAt\":\""
+        } else {
+            "\",\"isActive\":false,\"expiresAt\":\""
+        });
+        opt_time(out, d.expires_at);
+        out.push_str("\",\"expiresInSeconds\":");
+        write_i64(out, d.expires_in_seconds.into());
+        out.push('}');
     }
 
     /// `service.GetChallengesResponse` for the player, encoded: the pre-encoded static
@@ -458,7 +464,8 @@ pub struct GoalDisplay {
 /// the config are ignored.
 pub struct PlayerView<'a> {
     catalog: &'a Catalog,
-    states: HashMap<usize, GoalState>,
+    /// Viewed state per flat goal index; `None` where the player has no row.
+    states: Vec<Option<GoalState>>,
     now: DateTime<Utc>,
     /// End of the current period per schedule (daily, weekly, monthly) and seconds left.
     period_ends: [(DateTime<Utc>, i32); 3],
@@ -474,20 +481,24 @@ fn schedule_slot(s: Schedule) -> usize {
 
 impl<'a> PlayerView<'a> {
     pub fn new(catalog: &'a Catalog, rows: &[PlayerGoalRow], now: DateTime<Utc>) -> Self {
-        let mut states = HashMap::with_capacity(rows.len());
+        let mut view = PlayerView::empty(catalog, now);
         for row in rows {
             if let Some(gi) = catalog.goal_index(&row.goal_id) {
-                let goal = &catalog.goals[gi].goal;
-                states.insert(gi, progress::view(goal, &row.state(), now));
+                view.insert(gi, &row.state());
             }
         }
+        view
+    }
+
+    /// A view with no rows yet; [`Self::insert`] adds them.
+    pub fn empty(catalog: &'a Catalog, now: DateTime<Utc>) -> Self {
         let end = |s| {
             let p = rotation::period_containing(s, now);
             (p.end, p.seconds_left(now))
         };
         PlayerView {
             catalog,
-            states,
+            states: vec![None; catalog.goals.len()],
             now,
             period_ends: [
                 end(Schedule::Daily),
@@ -497,23 +508,30 @@ impl<'a> PlayerView<'a> {
         }
     }
 
+    /// Adds the stored row of goal `gi` (viewed at `now`); a later row of the same goal
+    /// replaces an earlier one.
+    pub fn insert(&mut self, gi: usize, stored: &GoalState) {
+        let goal = &self.catalog.goals[gi].goal;
+        self.states[gi] = Some(progress::view(goal, stored, self.now));
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.now
     }
 
     /// The viewed state of a goal the player has a row for.
     pub fn state(&self, gi: usize) -> Option<&GoalState> {
-        self.states.get(&gi)
+        self.states[gi].as_ref()
     }
 
     pub fn status(&self, gi: usize) -> Status {
-        self.states
-            .get(&gi)
+        self.states[gi]
+            .as_ref()
             .map_or(Status::NotStarted, |s| s.status)
     }
 
     pub fn is_active(&self, gi: usize) -> bool {
-        self.states.get(&gi).is_some_and(|s| s.is_active)
+        self.states[gi].as_ref().is_some_and(|s| s.is_active)
     }
 
     /// `true` while any prerequisite is neither completed nor claimed.
@@ -521,7 +539,7 @@ impl<'a> PlayerView<'a> {
         self.catalog.goals[gi]
             .prerequisites
             .iter()
-            .any(|p| !self.states.get(p).is_some_and(|s| s.status.is_done()))
+            .any(|&p| !self.states[p].as_ref().is_some_and(|s| s.status.is_done()))
             // A prerequisite id missing from the config (cannot pass validation) locks too.
             || self.catalog.goals[gi].prerequisites.len()
                 != self.catalog.goals[gi].goal.prerequisites.len()
@@ -542,7 +560,7 @@ impl<'a> PlayerView<'a> {
         let goal = &self.catalog.goals[gi].goal;
         let (expires_at, expires_in_seconds) = self.expiry(goal);
         let locked = self.is_locked(gi);
-        match self.states.get(&gi) {
+        match &self.states[gi] {
             Some(s) => GoalDisplay {
                 progress: s.progress,
                 status: s.status,

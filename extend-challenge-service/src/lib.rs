@@ -14,6 +14,7 @@ pub mod error;
 pub mod grpc;
 pub mod rest;
 pub mod rewards;
+pub mod rows;
 pub mod swagger;
 pub mod timefmt;
 
