@@ -10,7 +10,8 @@
 use chrono::{DateTime, Utc};
 use extend_challenge_common::progress::{GoalState, Status};
 use futures::TryStreamExt as _;
-use sqlx::{PgPool, Row as _};
+use sqlx::postgres::{PgRow, PgTypeInfo};
+use sqlx::{Column as _, PgPool, Postgres, Row as _, Type, TypeInfo as _};
 
 use crate::catalog::{Catalog, PlayerView};
 
@@ -29,7 +30,12 @@ pub async fn user_view<'a>(
 ) -> Result<PlayerView<'a>, sqlx::Error> {
     let mut view = PlayerView::empty(catalog, now);
     let mut rows = sqlx::query(USER_ROWS).bind(user_id).fetch(pool);
+    let mut checked = false;
     while let Some(row) = rows.try_next().await? {
+        if !checked {
+            check_columns(&row)?;
+            checked = true;
+        }
         let goal_id: &str = row.try_get_unchecked(0)?;
         let Some(gi) = catalog.goal_index(goal_id) else {
             continue;
@@ -39,15 +45,46 @@ pub async fn user_view<'a>(
     Ok(view)
 }
 
+/// The type check `try_get_unchecked` skips, done once per result set instead of once per
+/// value: every row of a result set has the same column types, so the first row's tell.
+/// A schema that no longer matches [`USER_ROWS`] is a decode error, never a bad read.
+fn check_columns(row: &PgRow) -> Result<(), sqlx::Error> {
+    type Check = fn(&PgTypeInfo) -> bool;
+    const EXPECTED: [Check; 10] = [
+        <String as Type<Postgres>>::compatible,
+        <i32 as Type<Postgres>>::compatible,
+        <String as Type<Postgres>>::compatible,
+        <DateTime<Utc> as Type<Postgres>>::compatible,
+        <DateTime<Utc> as Type<Postgres>>::compatible,
+        <bool as Type<Postgres>>::compatible,
+        <DateTime<Utc> as Type<Postgres>>::compatible,
+        <DateTime<Utc> as Type<Postgres>>::compatible,
+        <i32 as Type<Postgres>>::compatible,
+        <DateTime<Utc> as Type<Postgres>>::compatible,
+    ];
+    if row.len() != EXPECTED.len() {
+        return Err(sqlx::Error::ColumnIndexOutOfBounds {
+            index: EXPECTED.len() - 1,
+            len: row.len(),
+        });
+    }
+    for (i, (column, compatible)) in row.columns().iter().zip(EXPECTED).enumerate() {
+        if !compatible(column.type_info()) {
+            return Err(sqlx::Error::ColumnDecode {
+                index: i.to_string(),
+                source: format!("unexpected column type {}", column.type_info().name()).into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Columns 1–9 of [`USER_ROWS`] as a [`GoalState`]; an unknown stored status reads as
 /// `not_started`, as `GoalRow::state` does.
 ///
 /// `try_get_unchecked` skips sqlx's per-value type-compatibility check (a `PgTypeInfo`
-/// clone, compare and drop per column: ~10 % of the list's CPU in `perf`). The column types
-/// are fixed by [`USER_ROWS`] and the migrations (text, int4, text, timestamptz ×2, bool,
-/// timestamptz ×2, int4, timestamptz) and the tests read every column through here; a
-/// schema change that altered one would be caught only by the decoders' own length and
-/// UTF-8 checks, so keep this query and the migrations in step.
+/// clone, compare and drop per column: ~10 % of the list's CPU in `perf`); [`check_columns`]
+/// does it once per result set instead.
 fn decode(row: &sqlx::postgres::PgRow) -> Result<GoalState, sqlx::Error> {
     let status: &str = row.try_get_unchecked(2)?;
     Ok(GoalState {
@@ -61,4 +98,42 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<GoalState, sqlx::Error> {
         baseline_value: row.try_get_unchecked(8)?,
         last_event_at: row.try_get_unchecked(9)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The once-per-result-set check accepts the table's real columns and refuses a result
+    /// whose types drifted (an `int8` progress would be misread without it).
+    #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+    async fn column_types_are_checked_once_per_result_set(pool: PgPool) {
+        let row = sqlx::query(
+            "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, \
+             assigned_at, expires_at, baseline_value, last_event_at \
+             FROM (VALUES ('g', 1, 'in_progress', now(), NULL::timestamptz, true, now(), \
+             NULL::timestamptz, NULL::int4, now())) AS v(goal_id, progress, status, \
+             completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, \
+             last_event_at)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        check_columns(&row).expect("the table's types");
+        assert_eq!(decode(&row).unwrap().progress, 1);
+
+        let drifted = sqlx::query(
+            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let err = check_columns(&drifted).unwrap_err();
+        assert!(err.to_string().contains("INT8"), "{err}");
+        let short = sqlx::query("SELECT 'g'::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(check_columns(&short).is_err());
+    }
 }
