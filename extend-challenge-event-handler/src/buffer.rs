@@ -287,9 +287,10 @@ pub struct Contribution<'a> {
 pub struct Buffer {
     partitions: Vec<Partition>,
     pending_keys: AtomicUsize,
-    /// Keys taken by a batch that has not finished (committed or restored). They count
-    /// against `max_pending_keys` too, so the work held in memory stays bounded.
-    in_flight_keys: AtomicUsize,
+    /// New keys are refused above this many pending keys. Keys of a batch being written do
+    /// not count: a batch takes at most its cap, so memory stays bounded by this plus one
+    /// batch per partition, and a durable caller's keys are not refused while the batch that
+    /// acknowledges it is in flight.
     max_pending_keys: usize,
     flush_threshold: usize,
     eager: bool,
@@ -326,7 +327,6 @@ impl Buffer {
                 })
                 .collect(),
             pending_keys: AtomicUsize::new(0),
-            in_flight_keys: AtomicUsize::new(0),
             max_pending_keys: max_pending_keys.max(1),
             flush_threshold: flush_threshold.max(1),
             eager,
@@ -375,8 +375,7 @@ impl Buffer {
                 .filter(|(g, _)| !user.goals.contains_key(g.id.as_str()))
                 .count(),
         };
-        let held = self.pending_keys() + self.in_flight_keys.load(Ordering::Relaxed);
-        if new_keys > 0 && held + new_keys > self.max_pending_keys {
+        if new_keys > 0 && self.pending_keys() + new_keys > self.max_pending_keys {
             return Enqueued::Full;
         }
         let generation = st.open_generation;
@@ -451,7 +450,6 @@ impl Buffer {
         drop(guard);
         self.pending_keys.fetch_sub(keys, Ordering::Relaxed);
         metrics::BUFFER_SIZE.sub(keys as i64);
-        self.in_flight_keys.fetch_add(keys, Ordering::Relaxed);
 
         let mut items = Vec::with_capacity(keys);
         let mut since = Vec::with_capacity(keys);
@@ -484,7 +482,6 @@ impl Buffer {
     /// arrived since, so counts add up and the latest value stays the latest; its events
     /// stay unacknowledged.
     pub fn restore(&self, part: usize, batch: Batch) {
-        let taken = batch.items.len();
         let mut st = self.partitions[part].state.lock();
         let new_keys = st.merge_back(batch.items.into_iter().zip(batch.since));
         st.keep_leases(batch.leased_ids);
@@ -492,7 +489,6 @@ impl Buffer {
         drop(st);
         self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
         metrics::BUFFER_SIZE.add(new_keys as i64);
-        self.in_flight_keys.fetch_sub(taken, Ordering::Relaxed);
     }
 
     /// Records that `batch` committed, except its items at the (ascending) indices
@@ -504,7 +500,6 @@ impl Buffer {
     /// then calls [`Buffer::acknowledge`], so a redelivery to another replica never finds an
     /// id still "pending" after its first copy was answered `OK`.
     pub fn commit(&self, part: usize, batch: Batch, deferred: &[usize]) -> Vec<String> {
-        let taken = batch.items.len();
         let mut done = Vec::with_capacity(batch.leased_ids.len());
         let mut new_keys = 0;
         if deferred.is_empty() {
@@ -532,7 +527,6 @@ impl Buffer {
             self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
             metrics::BUFFER_SIZE.add(new_keys as i64);
         }
-        self.in_flight_keys.fetch_sub(taken, Ordering::Relaxed);
         done
     }
 
@@ -680,34 +674,42 @@ mod tests {
         done
     }
 
-    /// Keys a batch took count against the bound until the batch is done, so the work
-    /// held in memory cannot grow past it while batches are written.
+    /// The bound counts pending keys. A batch in flight frees its room (it holds at most its
+    /// cap), and what comes back from it (deferred or failed) is buffered again even past
+    /// the bound, so nothing is dropped; new keys wait until there is room.
     #[test]
-    fn keys_in_flight_count_against_the_bound() {
+    fn the_bound_counts_pending_keys() {
         let b = Buffer::new(1, 100, 3, 100, false);
         let total = goal("login-total");
         for (i, u) in ["u1", "u2", "u3"].iter().enumerate() {
             login(&b, &format!("e{i}"), u, &total);
         }
         assert!(matches!(try_login(&b, "e3", "u4", &total), Enqueued::Full));
-        let batch = b.take(0, 100).unwrap();
-        assert_eq!(b.pending_keys(), 0);
-        // The batch is in flight: still no room for a new key.
-        assert!(matches!(try_login(&b, "e4", "u4", &total), Enqueued::Full));
-        // It writes one key and defers two: room for exactly one new key.
-        b.commit(0, batch, &[1, 2]);
-        b.acknowledge(0);
-        assert_eq!(b.pending_keys(), 2);
+        // A key already pending takes the event: no new key.
         assert!(matches!(
-            try_login(&b, "e5", "u4", &total),
+            try_login(&b, "e3", "u1", &total),
+            Enqueued::Accepted(1)
+        ));
+        let batch = b.take(0, 2).unwrap();
+        assert_eq!(batch.items.len(), 2);
+        assert_eq!(b.pending_keys(), 1);
+        login(&b, "e4", "u4", &total);
+        login(&b, "e5", "u5", &total);
+        assert!(matches!(try_login(&b, "e6", "u6", &total), Enqueued::Full));
+        // The batch fails: its keys come back, over the bound, and nothing new gets in.
+        b.restore(0, batch);
+        assert_eq!(b.pending_keys(), 5);
+        assert!(matches!(try_login(&b, "e6", "u6", &total), Enqueued::Full));
+        // Written with one deferral: room again once under the bound.
+        let all = b.take(0, 100).unwrap();
+        let deferred = indices(&all, "u5", None);
+        b.commit(0, all, &deferred);
+        b.acknowledge(0);
+        assert_eq!(b.pending_keys(), 1);
+        assert!(matches!(
+            try_login(&b, "e6", "u6", &total),
             Enqueued::Accepted(_)
         ));
-        assert!(matches!(try_login(&b, "e6", "u5", &total), Enqueued::Full));
-        // A failed batch frees its in-flight count when restored.
-        let failed = b.take(0, 100).unwrap();
-        b.restore(0, failed);
-        assert!(matches!(try_login(&b, "e7", "u5", &total), Enqueued::Full));
-        assert_eq!(b.pending_keys(), 3);
     }
 
     /// A batch takes whole users, at most the cap, starting after the user the previous

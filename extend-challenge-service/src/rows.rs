@@ -22,14 +22,19 @@ const USER_ROWS: &str = "SELECT goal_id, progress, status, completed_at, claimed
 
 /// Every row of `user_id`, viewed at `now`. Rows of goals no longer in the config are
 /// skipped, as [`PlayerView::new`] does.
+///
+/// The view (a slot per configured goal) is allocated only once a connection is held, so
+/// requests queued for the pool under overload hold no view: at most pool-size views are
+/// alive at once.
 pub async fn user_view<'a>(
     pool: &PgPool,
     catalog: &'a Catalog,
     user_id: &str,
     now: DateTime<Utc>,
 ) -> Result<PlayerView<'a>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     let mut view = PlayerView::empty(catalog, now);
-    let mut rows = sqlx::query(USER_ROWS).bind(user_id).fetch(pool);
+    let mut rows = sqlx::query(USER_ROWS).bind(user_id).fetch(&mut *conn);
     let mut checked = false;
     while let Some(row) = rows.try_next().await? {
         if !checked {
