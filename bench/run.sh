@@ -16,14 +16,15 @@
 # REPEAT (1: each measured run is repeated that many times; bench/summarize.py prints medians),
 # HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server
 # gets after SIGTERM before SIGKILL; the time it took is logged and appended to results.jsonl
-# as a "shutdown" line).
+# as a "shutdown" line), MODES (s2: "buffered durable"), HANDLER_BIN / SERVICE_BIN (measure
+# another build, e.g. an older commit's, with this script and load generator).
 # Loopback only; every server is started under `timeout` and every load loop is bounded.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LG="$ROOT/target/release/loadgen"
-HANDLER="$ROOT/target/release/extend-challenge-event-handler"
-SERVICE="$ROOT/target/release/extend-challenge-service"
+HANDLER=${HANDLER_BIN:-$ROOT/target/release/extend-challenge-event-handler}  # HANDLER_BIN / SERVICE_BIN: A/B
+SERVICE=${SERVICE_BIN:-$ROOT/target/release/extend-challenge-service}        # against another build
 DB=${BENCH_DB:-bench_loadgen}
 PG=postgres://postgres@127.0.0.1:5432
 DBURL="$PG/$DB"
