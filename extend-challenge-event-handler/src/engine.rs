@@ -457,7 +457,7 @@ impl Engine {
 
     async fn committed(&self, part: usize, batch: Batch, flushed: Flushed) {
         let Flushed { outcome, deferred } = flushed;
-        let keys = batch.items.len();
+        let (keys, generation) = (batch.items.len(), batch.generation);
         metrics::FLUSH_BATCH_KEYS.observe(keys as f64);
         let done_ids = self.buffer.commit(part, batch, &deferred);
         let rows = &metrics::FLUSH_ROWS_TOTAL;
@@ -478,6 +478,8 @@ impl Engine {
             );
         }
         tracing::debug!(
+            partition = part,
+            generation,
             keys,
             updated = outcome.updated,
             not_assigned = outcome.not_assigned,
