@@ -54,6 +54,15 @@ struct InitializeGate {
     wait: Duration,
 }
 
+impl InitializeGate {
+    fn new(permits: usize, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            wait,
+        }
+    }
+}
+
 struct Inner {
     catalog: Catalog,
     pool: PgPool,
@@ -70,12 +79,10 @@ impl ChallengeService {
         clock: Clock,
         namespace: impl Into<String>,
     ) -> Self {
-        let initialize_gate = InitializeGate {
-            permits: Arc::new(tokio::sync::Semaphore::new(
-                pool.options().get_max_connections().max(1) as usize,
-            )),
-            wait: pool.options().get_acquire_timeout(),
-        };
+        let initialize_gate = InitializeGate::new(
+            pool.options().get_max_connections().max(1) as usize,
+            pool.options().get_acquire_timeout(),
+        );
         ChallengeService {
             initialize_gate,
             inner: Arc::new(Inner {
@@ -98,10 +105,7 @@ impl ChallengeService {
     /// A handle admitting at most `permits` initializes at a time, the others waiting up to
     /// `wait` (default: the pool's size and acquire timeout).
     pub fn with_initialize_limit(mut self, permits: usize, wait: Duration) -> Self {
-        self.initialize_gate = InitializeGate {
-            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
-            wait,
-        };
+        self.initialize_gate = InitializeGate::new(permits, wait);
         self
     }
 

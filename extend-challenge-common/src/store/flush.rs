@@ -35,7 +35,6 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 

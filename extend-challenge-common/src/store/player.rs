@@ -22,18 +22,6 @@ pub struct NewGoalRow {
     pub state: GoalState,
 }
 
-/// Every row of a player (for the challenge list).
-pub async fn user_rows(pool: &PgPool, user_id: &str) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-         expires_at, baseline_value, last_event_at \
-         FROM user_goal_progress WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_all(pool)
-    .await
-}
-
 /// The player's rows of one challenge, plus the rows of `extra_goal_ids` (prerequisites
 /// that live in other challenges), in one statement.
 pub async fn challenge_rows(
