@@ -45,17 +45,7 @@ pub async fn migrate_with_retry(
 fn is_connection_problem(e: &sqlx::migrate::MigrateError) -> bool {
     match e {
         sqlx::migrate::MigrateError::Execute(err) => {
-            matches!(
-                err,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Protocol(_)
-            ) || err
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+            extend_challenge_common::store::is_connectivity(err)
         }
         _ => false,
     }

@@ -144,27 +144,20 @@ pub fn http_status_of(code: Code) -> StatusCode {
 
 impl From<sqlx::Error> for ServiceError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ServiceError::Unavailable(e)
-            }
-            // A value longer than its column (a user id over 100 characters).
-            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("22001") => {
-                ServiceError::InvalidArgument(
-                    "a value in the request is longer than allowed".to_string(),
-                )
-            }
-            // query_canceled (statement timeout), lock_not_available, serialization and
-            // deadlock failures: transient, worth a retry.
-            sqlx::Error::Database(ref db)
-                if matches!(
-                    db.code().as_deref(),
-                    Some("57014" | "55P03" | "40001" | "40P01")
-                ) =>
-            {
-                ServiceError::Unavailable(e)
-            }
-            other => ServiceError::Database(other),
+        use extend_challenge_common::store::{DbFault, classify};
+        // A value longer than its column (a user id over 100 characters).
+        if let sqlx::Error::Database(db) = &e
+            && db.code().as_deref() == Some("22001")
+        {
+            return ServiceError::InvalidArgument(
+                "a value in the request is longer than allowed".to_string(),
+            );
+        }
+        match classify(&e) {
+            // Unreachable database (I/O, TLS, protocol, pool time-out, SQLSTATE 08/57P), or
+            // a statement that lost a race or ran out of time: worth a retry.
+            DbFault::Connectivity | DbFault::Transient => ServiceError::Unavailable(e),
+            DbFault::Data | DbFault::Other => ServiceError::Database(e),
         }
     }
 }

@@ -120,3 +120,53 @@ pub const GOAL_ROW_COLUMNS: &[&str] = &[
     "baseline_value",
     "last_event_at",
 ];
+
+/// What kind of failure a database error is: it decides between `Unavailable` (retry the
+/// same thing later), isolating a bad row, and a server fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFault {
+    /// The database cannot be reached or talked to: I/O, TLS, protocol, pool time-outs,
+    /// SQLSTATE classes 08 (connection exception), 57P (shutdown, cannot connect now) and
+    /// 53300 (too many connections). `Unavailable`; the same statement may succeed later.
+    Connectivity,
+    /// The statement lost a race or ran out of time: statement timeout (57014), lock not
+    /// available (55P03), serialization failure (40001), deadlock (40P01). Retry as is.
+    Transient,
+    /// Postgres refused the data itself (SQLSTATE classes 22 data exception, 23 integrity
+    /// violation, 54 program limit), or it could not be encoded or decoded: retrying the
+    /// same rows fails the same way.
+    Data,
+    /// Anything else (a bug, a missing table): a server fault.
+    Other,
+}
+
+/// Classifies a database error (see [`DbFault`]).
+pub fn classify(e: &sqlx::Error) -> DbFault {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbFault::Connectivity,
+        sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
+            DbFault::Data
+        }
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(c) if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
+                DbFault::Connectivity
+            }
+            Some("57014" | "55P03" | "40001" | "40P01") => DbFault::Transient,
+            Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => {
+                DbFault::Data
+            }
+            _ => DbFault::Other,
+        },
+        _ => DbFault::Other,
+    }
+}
+
+/// Whether `e` means the database is unreachable (see [`DbFault::Connectivity`]).
+pub fn is_connectivity(e: &sqlx::Error) -> bool {
+    classify(e) == DbFault::Connectivity
+}
