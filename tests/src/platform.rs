@@ -130,7 +130,7 @@ impl Platform {
                         let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                         let user = &users[n % users.len()];
                         let ev = me.login(user);
-                        let ok = if duplicate_every > 0 && n % duplicate_every == 0 {
+                        let ok = if duplicate_every > 0 && n.is_multiple_of(duplicate_every) {
                             let (a, b) = tokio::join!(
                                 me.deliver(&ev, n, give_up),
                                 me.deliver(&ev, n + 1, give_up)
