@@ -203,3 +203,53 @@ async fn replicas_with_redis_duplicates_and_a_crash_stay_exact() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_storm_gets_one_grant_and_starves_nobody() {
+    let stack = Stack::start("faults_claim_storm", StackOptions::default()).await;
+    let events = stack.events().await;
+    let u = user("storm");
+    let api = stack.api(&u);
+    api.initialize().await;
+    events.stat(&u, "tutorial_completed", 1.0).await;
+    stack
+        .ags
+        .delay_grants(&u, Duration::from_millis(1500))
+        .await;
+
+    let other = stack.api(&user("bystander"));
+    other.initialize().await;
+    let claims = futures::future::join_all(
+        (0..100).map(|_| async { api.claim(WINTER, "complete-tutorial").await }),
+    );
+    // Another player's reads while the storm holds the one grant in flight.
+    let reads = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(other.get("/v1/challenges").await.status);
+        }
+        statuses
+    };
+    let (claims, reads) = tokio::join!(claims, reads);
+    assert_eq!(reads, vec![200; 5], "a bystander's reads during the storm");
+    let mut by_status: HashMap<u16, usize> = HashMap::new();
+    for c in &claims {
+        *by_status.entry(c.status).or_default() += 1;
+    }
+    assert_eq!(by_status.get(&200), Some(&1), "{by_status:?}");
+    let conflicts: Vec<String> = claims
+        .into_iter()
+        .filter(|c| c.status != 200)
+        .map(|c| c.error(409, 6))
+        .collect();
+    assert_eq!(conflicts.len(), 99);
+    for m in &conflicts {
+        assert!(
+            m == "Claim already in progress (goal_id: complete-tutorial)"
+                || m.starts_with("Reward has already been claimed (goal_id: complete-tutorial"),
+            "{m}"
+        );
+    }
+    assert_eq!(stack.ags.grants(&u).await.len(), 1, "exactly one grant");
+}
