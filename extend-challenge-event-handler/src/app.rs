@@ -323,9 +323,7 @@ impl App {
             ops_stop.clone(),
         );
         // Leases are renewed until the final flush is over.
-        let renewer = engine
-            .redis()
-            .map(|r| r.spawn_renewer(ops_stop.clone()));
+        let renewer = engine.redis().map(|r| r.spawn_renewer(ops_stop.clone()));
         let purger = spawn_ledger_purger(
             engine.pool().clone(),
             ledger_purge_interval,

@@ -188,7 +188,10 @@ mod tests {
             parse(&args("replay --id 42")),
             Ok(Command::Replay(Target::One(42)))
         );
-        assert_eq!(parse(&args("replay --all")), Ok(Command::Replay(Target::All)));
+        assert_eq!(
+            parse(&args("replay --all")),
+            Ok(Command::Replay(Target::All))
+        );
         assert!(parse(&args("replay --id x")).is_err());
         assert!(parse(&args("replay")).is_err());
         assert!(parse(&args("list --yaml")).is_err());

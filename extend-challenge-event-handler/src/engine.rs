@@ -347,9 +347,10 @@ impl Engine {
             }
             Ok(false) => Ok(false),
             Err(e) => {
-                self.limiter.warn("ledger_unavailable", || {
-                    tracing::warn!(error = %e, "cannot read the event ledger")
-                });
+                self.limiter.warn(
+                    "ledger_unavailable",
+                    || tracing::warn!(error = %e, "cannot read the event ledger"),
+                );
                 Err((tonic::Code::Unavailable, "ledger_unavailable"))
             }
         }

@@ -114,8 +114,7 @@ fn check_envelope(id: &str, namespace: &str, user_id: &str) -> Result<(), Invali
     if user_id.chars().any(char::is_control) {
         return Err(Invalid::UserIdControlChars);
     }
-    if namespace.chars().count() > MAX_NAMESPACE_CHARS || namespace.chars().any(char::is_control)
-    {
+    if namespace.chars().count() > MAX_NAMESPACE_CHARS || namespace.chars().any(char::is_control) {
         return Err(Invalid::BadNamespace);
     }
     if id.chars().count() > MAX_EVENT_ID_CHARS || id.chars().any(char::is_control) {
@@ -280,9 +279,18 @@ mod tests {
                 stat(&"x".repeat(101), "k", 1.0, 1.0),
                 Invalid::UserIdTooLong,
             ),
-            (stat("nul\u{0}user", "k", 1.0, 1.0), Invalid::UserIdControlChars),
-            (stat("tab\tuser", "k", 1.0, 1.0), Invalid::UserIdControlChars),
-            (stat("del\u{7f}", "k", 1.0, 1.0), Invalid::UserIdControlChars),
+            (
+                stat("nul\u{0}user", "k", 1.0, 1.0),
+                Invalid::UserIdControlChars,
+            ),
+            (
+                stat("tab\tuser", "k", 1.0, 1.0),
+                Invalid::UserIdControlChars,
+            ),
+            (
+                stat("del\u{7f}", "k", 1.0, 1.0),
+                Invalid::UserIdControlChars,
+            ),
             (stat("u", "", 1.0, 1.0), Invalid::EmptyStatCode),
             (stat("u", "k", f64::NAN, 1.0), Invalid::NonFiniteValue),
             (stat("u", "k", f64::INFINITY, 1.0), Invalid::NonFiniteValue),

@@ -57,7 +57,10 @@ async fn dead_letters_tool(args: &[String]) -> ExitCode {
     let command = match dead_letters::parse(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("extend-challenge-event-handler: {e}\n{}", dead_letters::USAGE);
+            eprintln!(
+                "extend-challenge-event-handler: {e}\n{}",
+                dead_letters::USAGE
+            );
             return ExitCode::from(2);
         }
     };

@@ -170,6 +170,51 @@ async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
     h.stop().await.unwrap();
 }
 
+/// CONTRACT §2.2: acknowledgements resume within 1 s of the database being reachable
+/// again, however long the outage grew the flush's retry backoff. (The timeout is an upper
+/// bound on correctness, not a performance measurement.)
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn acknowledgements_resume_promptly_after_an_outage(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let direct = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let (proxy, proxied) = proxied_pool(&opts, 4, Duration::from_secs(1)).await;
+    // The default retry backoff and health interval; only the ack deadline outlasts the
+    // outage, so the caller is still waiting when the database returns.
+    let h = start(proxied, &[("FLUSH_WORKERS", "1")], |b| {
+        b.options(|o| o.ack_deadline = Duration::from_secs(60))
+    })
+    .await;
+    h.login_id("ida", "i-0").await.unwrap();
+
+    proxy.cut();
+    let mut ev = login("ida", "i-1");
+    ev.timestamp = (h.clock_now() + chrono::TimeDelta::minutes(2)).to_rfc3339();
+    let mut client = h.login_client();
+    let mut waiting = tokio::spawn(async move { client.on_message(ev).await });
+    // Let the backoff grow: with a 50 ms start doubling, seven failures take seconds.
+    let outage = std::time::Instant::now();
+    while h.handle.flush_errors() < 7 {
+        assert!(
+            outage.elapsed() < Duration::from_secs(30),
+            "the flusher stopped retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!waiting.is_finished());
+
+    proxy.restore();
+    let acked = tokio::time::timeout(Duration::from_millis(1500), &mut waiting).await;
+    let answer = acked.expect("acknowledged within 1.5 s of the database's return");
+    answer.unwrap().expect("OK");
+    assert_eq!(progress(&direct, "ida", "login-total").await, Some(2));
+    h.stop().await.unwrap();
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn failed_flushes_merge_back_and_retry_in_buffered_mode(
     _pool_opts: PgPoolOptions,
@@ -569,12 +614,23 @@ async fn flush_batch_defers_locked_rows_and_drops_unassigned_keys(pool: PgPool) 
     let after = rows(&pool, "cal").await;
     assert_eq!(after, before, "cal untouched");
     assert!(rows(&pool, "zoe").await.is_empty());
-    assert_eq!(ledger(&pool).await, ["zoe-1"], "only the written user's event");
+    assert_eq!(
+        ledger(&pool).await,
+        ["zoe-1"],
+        "only the written user's event"
+    );
 
     // Retried once the lock is gone, it is written.
-    let retry = flush_batch(&pool, &items[..2], &users[..1], None, now, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let retry = flush_batch(
+        &pool,
+        &items[..2],
+        &users[..1],
+        None,
+        now,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert!(retry.deferred.is_empty());
     assert_eq!(retry.outcome.updated, 2);
     assert_eq!(progress(&pool, "cal", "login-total").await, Some(1));

@@ -365,7 +365,11 @@ async fn bad_events_get_the_contract_codes(pool: PgPool) {
             .on_message(third_party_login("tab\tuser", ""))
             .await,
     );
-    invalid(stats.on_message(stat("nul\u{0}user", "kills", 1.0, 1.0)).await);
+    invalid(
+        stats
+            .on_message(stat("nul\u{0}user", "kills", 1.0, 1.0))
+            .await,
+    );
     let invalid_reason = |reason: &str| {
         metric(
             "challenge_events_total",
@@ -631,7 +635,11 @@ async fn undecodable_messages_are_invalid_argument(pool: PgPool) {
                 .unary(tonic::Request::new(bytes.to_vec()), path, raw::RawCodec)
                 .await;
             let status = answer.unwrap_err();
-            assert_eq!(status.code(), Code::InvalidArgument, "{method} {bytes:?}: {status:?}");
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{method} {bytes:?}: {status:?}"
+            );
         }
     }
     // The connection still serves well-formed messages.

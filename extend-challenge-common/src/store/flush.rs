@@ -39,8 +39,8 @@
 //! instead of guessing — retrying a committed batch would count it twice, dropping an
 //! aborted one would lose it.
 
-use std::collections::{HashMap, HashSet};
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -467,7 +467,11 @@ pub(super) async fn record_applied(
 ) -> Result<u64, sqlx::Error> {
     let storable: Vec<&str>;
     let ids = if ids.iter().any(|id| id.contains('\0')) {
-        storable = ids.iter().copied().filter(|id| !id.contains('\0')).collect();
+        storable = ids
+            .iter()
+            .copied()
+            .filter(|id| !id.contains('\0'))
+            .collect();
         &storable[..]
     } else {
         ids
