@@ -153,31 +153,47 @@ impl Builder {
         self
     }
 
+    fn redis(&self) -> Result<Option<RedisDedup>, BuildError> {
+        let Some(host) = &self.settings.redis_host else {
+            return Ok(None);
+        };
+        let lease = self
+            .redis_lease
+            .unwrap_or(self.options.ack_deadline + LEASE_MARGIN);
+        let r = RedisDedup::new(
+            host,
+            self.settings.redis_port,
+            self.settings.redis_password.as_deref(),
+            lease,
+            DEDUP_TTL,
+        )
+        .map_err(BuildError::Redis)?;
+        Ok(Some(match &self.redis_prefix {
+            Some(p) => r.with_prefix(p.clone()),
+            None => r,
+        }))
+    }
+
+    /// Wires the pipeline alone: no listeners, no flush workers, no lease renewal (tools,
+    /// and tests that stop a replica dead by dropping it).
+    pub fn build_engine(self) -> Result<Arc<Engine>, BuildError> {
+        metrics::init();
+        let redis = self.redis()?;
+        Ok(Arc::new(Engine::new(
+            self.config,
+            self.pool,
+            redis,
+            self.clock,
+            self.options,
+        )))
+    }
+
     /// Binds the gRPC and metrics listeners and wires the pipeline (nothing runs yet).
     pub async fn build(self) -> Result<App, BuildError> {
         metrics::init();
         let grpc_listener = bind(SocketAddr::new(self.bind_ip, self.settings.grpc_port)).await?;
         let ops_listener = bind(SocketAddr::new(self.bind_ip, self.settings.metrics_port)).await?;
-        let redis = match &self.settings.redis_host {
-            Some(host) => {
-                let lease = self
-                    .redis_lease
-                    .unwrap_or(self.options.ack_deadline + LEASE_MARGIN);
-                let r = RedisDedup::new(
-                    host,
-                    self.settings.redis_port,
-                    self.settings.redis_password.as_deref(),
-                    lease,
-                    DEDUP_TTL,
-                )
-                .map_err(BuildError::Redis)?;
-                Some(match self.redis_prefix {
-                    Some(p) => r.with_prefix(p),
-                    None => r,
-                })
-            }
-            None => None,
-        };
+        let redis = self.redis()?;
         if self.options.namespace.is_empty() {
             tracing::warn!("AB_NAMESPACE is empty: accepting events from every namespace");
         }
