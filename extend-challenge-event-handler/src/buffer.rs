@@ -598,14 +598,6 @@ impl Buffer {
         self.partitions[part].wake.notified().await;
     }
 
-    /// The ids of the events buffered in the partition (pending, not in flight).
-    pub fn pending_ids(&self, part: usize, out: &mut Vec<Arc<str>>) {
-        let st = self.partitions[part].state.lock();
-        for user in st.pending.values() {
-            out.extend(user.event_ids.iter().cloned());
-        }
-    }
-
     /// Serialises flushes of one partition (the background worker and `flush_once`).
     pub async fn lock_flush(&self, part: usize) -> tokio::sync::MutexGuard<'_, ()> {
         self.partitions[part].flush_lock.lock().await

@@ -644,3 +644,41 @@ async fn ledger(pool: &PgPool) -> Vec<String> {
         .await
         .unwrap()
 }
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn the_event_ledger_forgets_ids_after_the_ttl(pool: PgPool) {
+    use extend_challenge_common::store::ledger;
+    sqlx::query(
+        "INSERT INTO event_ledger (event_id, applied_at) \
+         SELECT 'old-' || i, now() - interval '25 hours' FROM generate_series(1, 25) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO event_ledger (event_id) VALUES ('new-1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Another replica holds the purge lock: this one leaves the work to it.
+    let mut other = pool.begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(0x4543_4c45_4447_4552_i64)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(locked);
+    let purged = ledger::purge_expired(&pool, Duration::from_secs(86_400), 10)
+        .await
+        .unwrap();
+    assert_eq!(purged, None);
+    other.rollback().await.unwrap();
+    // In batches of 10 until none is left.
+    let purged = ledger::purge_expired(&pool, Duration::from_secs(86_400), 10)
+        .await
+        .unwrap();
+    assert_eq!(purged, Some(25));
+    let left = ledger::applied(&pool, &["old-1", "old-25", "new-1"])
+        .await
+        .unwrap();
+    assert_eq!(left.into_iter().collect::<Vec<_>>(), ["new-1"]);
+}
