@@ -2,6 +2,7 @@
 //!
 //! - [`flush`]: the event handler's set-based batch writes.
 //! - [`player`]: the service's reads and writes.
+//! - [`grants`]: reward grant intents, the claim's state machine.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -10,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::progress::{GoalState, Status};
 
 pub mod flush;
+pub mod grants;
 pub mod player;
 
 /// Migrations under `migrations/`, embedded in the binaries.
