@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 /// What the fake does with the next grant request (entitlement grant, wallet credit or
 /// fulfillment).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
     /// Answer `status` without granting.
     FailBefore(u16),
