@@ -48,7 +48,7 @@ enum Begun {
     AlreadyGranted { claimed_at: DateTime<Utc> },
     /// Grant under `owner`'s lease on `intent`.
     Grant {
-        intent: GrantIntent,
+        intent: Box<GrantIntent>,
         owner: String,
         resume: Resume,
     },
@@ -590,7 +590,7 @@ impl ChallengeService {
         };
         tx.commit().await?;
         Ok(Begun::Grant {
-            intent,
+            intent: Box::new(intent),
             owner,
             resume,
         })

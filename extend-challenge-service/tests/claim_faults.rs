@@ -170,11 +170,12 @@ async fn a_5xx_burst_then_success_grants_once(pool: PgPool) {
     let (s, body) = h.post(KILL_10, "cy", "").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(ags.grants(), 1);
-    let st = ags.state();
-    assert_eq!(st.grant_requests, 3);
-    // Each 5xx was an answer: AGS's records were checked before sending again.
-    assert_eq!(st.lookups, 2);
-    drop(st);
+    {
+        let st = ags.state();
+        assert_eq!(st.grant_requests, 3);
+        // Each 5xx was an answer: AGS's records were checked before sending again.
+        assert_eq!(st.lookups, 2);
+    }
     assert_eq!(status(&h, "cy", "kill-10").await, "claimed");
     assert_eq!(intent(&pool, "cy", "kill-10").await.state, "granted");
 }
@@ -341,11 +342,12 @@ async fn the_reconciler_grants_an_intent_abandoned_before_the_call(pool: PgPool)
     };
     assert_eq!(report.granted, 1, "{report:?}");
     assert_eq!(ags.grants(), 1);
-    let st = ags.state();
-    assert_eq!(st.lookups, 1, "looked for the grant before granting");
-    assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
-    assert_eq!(st.credits[0]["amount"], 5);
-    drop(st);
+    {
+        let st = ags.state();
+        assert_eq!(st.lookups, 1, "looked for the grant before granting");
+        assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
+        assert_eq!(st.credits[0]["amount"], 5);
+    }
     assert_eq!(status(&h, "hal", "login-3").await, "claimed");
     assert_eq!(intent(&pool, "hal", "login-3").await.state, "granted");
     assert_eq!(metrics.in_doubt(), 0);
@@ -460,15 +462,16 @@ async fn fulfillment_mode_sends_again_under_the_same_transaction_id(pool: PgPool
     let (s, body) = h.post(KILL_10, "kim", "").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let key = intent(&pool, "kim", "kill-10").await.grant_key;
-    let st = ags.state();
-    assert_eq!(st.grant_requests, 2);
-    assert_eq!(st.grants(), 1);
-    assert_eq!(st.lookups, 0, "no look-ups: AGS de-duplicates");
-    assert!(
-        st.fulfillments.contains_key(&key),
-        "transaction id is the grant key"
-    );
-    drop(st);
+    {
+        let st = ags.state();
+        assert_eq!(st.grant_requests, 2);
+        assert_eq!(st.grants(), 1);
+        assert_eq!(st.lookups, 0, "no look-ups: AGS de-duplicates");
+        assert!(
+            st.fulfillments.contains_key(&key),
+            "transaction id is the grant key"
+        );
+    }
     assert_eq!(status(&h, "kim", "kill-10").await, "claimed");
 }
 
@@ -507,12 +510,13 @@ async fn a_lost_wallet_credit_is_found_by_its_metadata_marker(pool: PgPool) {
     let (s, body) = h.post(LOGIN_3, "max", "").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let key = intent(&pool, "max", "login-3").await.grant_key;
-    let st = ags.state();
-    assert_eq!(st.credits.len(), 1);
-    assert_eq!(st.grant_requests, 1);
-    assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
-    assert_eq!(st.credits[0]["reason"], "challenge winter/login-3");
-    drop(st);
+    {
+        let st = ags.state();
+        assert_eq!(st.credits.len(), 1);
+        assert_eq!(st.grant_requests, 1);
+        assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
+        assert_eq!(st.credits[0]["reason"], "challenge winter/login-3");
+    }
     assert_eq!(status(&h, "max", "login-3").await, "claimed");
 }
 
