@@ -519,7 +519,7 @@ impl ChallengeService {
         now: DateTime<Utc>,
     ) -> Result<Begun> {
         let inner = &self.inner;
-        let completed_at = self.check_claim(goal, row)?;
+        let completed_at = self.check_claim(goal, row, now)?;
         let existing = tx.intent(&goal.id, period_key).await?;
         let owner = uuid::Uuid::new_v4().to_string();
         let until = now + reconcile::chrono_duration(self.claim_deadline + reconcile::LEASE_MARGIN);
@@ -603,8 +603,8 @@ impl ChallengeService {
         &self,
         goal: &extend_challenge_common::config::Goal,
         row: Option<PlayerGoalRow>,
+        now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        let now = self.now();
         let Some(row) = row else {
             return Err(ServiceError::GoalNotCompleted {
                 goal_id: goal.id.clone(),
