@@ -114,6 +114,7 @@ pub struct Application {
     health_server:
         tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     base_path: String,
+    reconcile_interval: Duration,
     shutdown: CancellationToken,
 }
 
@@ -136,7 +137,8 @@ impl Application {
             deps.granter,
             deps.clock,
             settings.ab_namespace.clone(),
-        );
+        )
+        .with_grant_settle(settings.reward_grant_settle);
         Ok(Application {
             grpc,
             http,
@@ -146,6 +148,7 @@ impl Application {
             health,
             health_server,
             base_path: settings.base_path.clone(),
+            reconcile_interval: settings.reward_reconcile_interval,
             shutdown: CancellationToken::new(),
         })
     }
@@ -192,6 +195,11 @@ impl Application {
             HEALTH_INTERVAL,
             shutdown.clone(),
         );
+        // Completes reward grants abandoned by a claim (one replica at a time).
+        let reconciler = self
+            .service
+            .reconciler()
+            .spawn(self.reconcile_interval, shutdown.clone());
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -236,6 +244,7 @@ impl Application {
         );
         let _ = watcher.await;
         let _ = sampler.await;
+        let _ = reconciler.await;
         g?;
         h?;
         o?;
