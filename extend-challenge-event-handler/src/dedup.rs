@@ -335,7 +335,11 @@ impl RedisDedup {
     pub async fn release(&self, id: &str) {
         self.held.lock().remove(id);
         let res: Result<(i64,), String> = self
-            .eval(RELEASE_LUA, &[self.key(id)], std::slice::from_ref(&self.owner))
+            .eval(
+                RELEASE_LUA,
+                &[self.key(id)],
+                std::slice::from_ref(&self.owner),
+            )
             .await;
         if let Err(e) = res {
             self.failed("release", &e);

@@ -255,3 +255,82 @@ async fn a_claim_storm_gets_one_grant_and_starves_nobody() {
     }
     assert_eq!(stack.ags.grants(&u).await.len(), 1, "exactly one grant");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_event_stops_nobody_and_is_dead_lettered() {
+    let options = StackOptions {
+        env: vec![
+            ("ACK_MODE".to_string(), "buffered".to_string()),
+            ("BUFFER_FLUSH_INTERVAL_MS".to_string(), "200".to_string()),
+        ],
+        ..Default::default()
+    };
+    let mut stack = Stack::start("faults_poison", options).await;
+    // A data error no door check can foresee: the database refuses one user's rows.
+    let mut conn = stack.db.connect().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.user_id LIKE 'poison-%' THEN \
+             RAISE EXCEPTION 'refused by the e2e suite' USING ERRCODE = '23514'; \
+           END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON user_goal_progress \
+           FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("install the refusing trigger");
+
+    let platform = Platform::new(&stack.handler_addrs(), stack.options.clock_offset_seconds);
+    // A NUL in the user id is refused at the door, never buffered.
+    let nul = platform.login("nul\u{0}user");
+    let err = platform
+        .deliver(&nul, 0, Duration::from_secs(5))
+        .await
+        .expect_err("a NUL user id is refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    let normal = users("healthy", 30);
+    let poison = user("poison");
+    let mut poison_ids = Vec::new();
+    let mut delivered = Delivered::default();
+    for round in 0..10 {
+        for u in normal.iter() {
+            let ev = platform.login(u);
+            platform
+                .deliver(&ev, 0, GIVE_UP)
+                .await
+                .expect("acknowledged");
+            *delivered.acked.entry(u.clone()).or_default() += 1;
+        }
+        if round < 5 {
+            let ev = platform.login(&poison);
+            platform
+                .deliver(&ev, 0, GIVE_UP)
+                .await
+                .expect("acknowledged");
+            poison_ids.push(ev.id);
+        }
+    }
+    // SIGTERM: the final flush writes everyone else and exits cleanly.
+    let ended = stack.terminate();
+    let handler = ended.iter().find(|(n, _)| *n == "event-handler");
+    assert_eq!(handler.map(|h| h.1), Some(Some(0)), "{ended:?}");
+    assert_exact(&stack, &delivered, "one user refused by the database").await;
+
+    // One dead letter per batch that held the user's updates.
+    let letters: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT user_id, event_ids FROM event_dead_letters WHERE replayed_at IS NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("read the dead letters");
+    assert!(!letters.is_empty(), "the refused user was dead-lettered");
+    assert!(letters.iter().all(|(u, _)| *u == poison), "{letters:?}");
+    let mut ids: Vec<String> = letters.into_iter().flat_map(|(_, ids)| ids).collect();
+    ids.sort();
+    poison_ids.sort();
+    assert_eq!(
+        ids, poison_ids,
+        "every acknowledged poison event is dead-lettered once"
+    );
+}
