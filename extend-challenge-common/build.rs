@@ -22,10 +22,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&descriptor_path, compiler.encode_file_descriptor_set())?;
     let fds = compiler.file_descriptor_set();
 
+    // The AsyncAPI services (the event handler's OnMessage) decode with a codec that
+    // answers an undecodable message `InvalidArgument` instead of prost's `Internal`
+    // (CONTRACT §2: a platform that retries `Internal` would redeliver it forever).
+    let generators = ByPackage {
+        asyncapi: tonic_prost_build::configure()
+            .codec_path("crate::pb::codec::InvalidArgumentCodec")
+            .service_generator(),
+        other: tonic_prost_build::configure().service_generator(),
+    };
+    let mut config = tonic_prost_build::Config::new();
+    config.service_generator(Box::new(generators));
+    // Services come from `generators`; the builder only applies its message settings.
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(fds)?;
+        .build_client(false)
+        .build_server(false)
+        .compile_fds_with_config(fds, config)?;
 
     // proto3 JSON for the REST adapter: lowerCamelCase keys, zero values emitted,
     // unknown request fields ignored (CONTRACT §3.1).
@@ -36,4 +48,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ignore_unknown_fields()
         .build(&[".service"])?;
     Ok(())
+}
+
+/// Generates each service with the generator for its package.
+struct ByPackage {
+    asyncapi: Box<dyn prost_build::ServiceGenerator>,
+    other: Box<dyn prost_build::ServiceGenerator>,
+}
+
+impl prost_build::ServiceGenerator for ByPackage {
+    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+        if service.package.starts_with("accelbyte.") {
+            self.asyncapi.generate(service, buf)
+        } else {
+            self.other.generate(service, buf)
+        }
+    }
+
+    fn finalize(&mut self, buf: &mut String) {
+        self.asyncapi.finalize(buf);
+        self.other.finalize(buf);
+    }
+
+    fn finalize_package(&mut self, package: &str, buf: &mut String) {
+        self.asyncapi.finalize_package(package, buf);
+        self.other.finalize_package(package, buf);
+    }
 }

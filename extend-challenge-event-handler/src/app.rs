@@ -13,6 +13,7 @@ use extend_challenge_common::ops::{Health, serve_ops};
 use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
 use extend_challenge_common::settings::Settings;
 use extend_challenge_common::store::flush::{FlushError, FlushOutcome};
+use extend_challenge_common::store::ledger;
 use extend_challenge_common::telemetry::GrpcTraceLayer;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -64,9 +65,25 @@ pub struct Builder {
     clock: Clock,
     options: EngineOptions,
     redis_prefix: Option<String>,
+    redis_lease: Option<Duration>,
     health_interval: Duration,
+    ledger_purge_interval: Duration,
     bind_ip: std::net::IpAddr,
 }
+
+/// A Redis lease lasts the durable ack deadline plus this: a dead replica holds an event id
+/// no longer than that (CONTRACT §2.2); a live one renews its leases.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long an applied event id is remembered (Redis `done`, the ledger).
+pub const DEDUP_TTL: Duration = Duration::from_secs(86_400);
+
+/// While the database is unreachable, health is probed at least this often, so the flush
+/// workers hear of its return quickly.
+const UNHEALTHY_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Ledger rows deleted per transaction by the purge.
+const LEDGER_PURGE_BATCH: i64 = 10_000;
 
 impl Builder {
     pub fn new(settings: Settings, config: Arc<ChallengeConfig>, pool: PgPool) -> Self {
@@ -83,7 +100,7 @@ impl Builder {
             ack_deadline: Duration::from_secs(5),
             dedup_window: 200_000,
             flush_timeout: Duration::from_secs(10),
-            retry_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            retry_backoff: (Duration::from_millis(50), Duration::from_millis(500)),
             shutdown_flush_timeout: Duration::from_secs(20),
         };
         Self {
@@ -93,7 +110,9 @@ impl Builder {
             pool,
             options,
             redis_prefix: None,
+            redis_lease: None,
             health_interval: Duration::from_secs(2),
+            ledger_purge_interval: Duration::from_secs(600),
             bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
         }
     }
@@ -116,6 +135,12 @@ impl Builder {
         self
     }
 
+    /// Length of a Redis lease (default: the ack deadline plus [`LEASE_MARGIN`]).
+    pub fn redis_lease(mut self, lease: Duration) -> Self {
+        self.redis_lease = Some(lease);
+        self
+    }
+
     /// How often the database health is re-checked.
     pub fn health_interval(mut self, d: Duration) -> Self {
         self.health_interval = d;
@@ -128,28 +153,47 @@ impl Builder {
         self
     }
 
+    fn redis(&self) -> Result<Option<RedisDedup>, BuildError> {
+        let Some(host) = &self.settings.redis_host else {
+            return Ok(None);
+        };
+        let lease = self
+            .redis_lease
+            .unwrap_or(self.options.ack_deadline + LEASE_MARGIN);
+        let r = RedisDedup::new(
+            host,
+            self.settings.redis_port,
+            self.settings.redis_password.as_deref(),
+            lease,
+            DEDUP_TTL,
+        )
+        .map_err(BuildError::Redis)?;
+        Ok(Some(match &self.redis_prefix {
+            Some(p) => r.with_prefix(p.clone()),
+            None => r,
+        }))
+    }
+
+    /// Wires the pipeline alone: no listeners, no flush workers, no lease renewal (tools,
+    /// and tests that stop a replica dead by dropping it).
+    pub fn build_engine(self) -> Result<Arc<Engine>, BuildError> {
+        metrics::init();
+        let redis = self.redis()?;
+        Ok(Arc::new(Engine::new(
+            self.config,
+            self.pool,
+            redis,
+            self.clock,
+            self.options,
+        )))
+    }
+
     /// Binds the gRPC and metrics listeners and wires the pipeline (nothing runs yet).
     pub async fn build(self) -> Result<App, BuildError> {
         metrics::init();
         let grpc_listener = bind(SocketAddr::new(self.bind_ip, self.settings.grpc_port)).await?;
         let ops_listener = bind(SocketAddr::new(self.bind_ip, self.settings.metrics_port)).await?;
-        let redis = match &self.settings.redis_host {
-            Some(host) => {
-                let r = RedisDedup::new(
-                    host,
-                    self.settings.redis_port,
-                    self.settings.redis_password.as_deref(),
-                    Duration::from_secs(300),
-                    Duration::from_secs(86_400),
-                )
-                .map_err(BuildError::Redis)?;
-                Some(match self.redis_prefix {
-                    Some(p) => r.with_prefix(p),
-                    None => r,
-                })
-            }
-            None => None,
-        };
+        let redis = self.redis()?;
         if self.options.namespace.is_empty() {
             tracing::warn!("AB_NAMESPACE is empty: accepting events from every namespace");
         }
@@ -179,6 +223,7 @@ impl Builder {
             health,
             health_server,
             health_interval: self.health_interval,
+            ledger_purge_interval: self.ledger_purge_interval,
         })
     }
 }
@@ -199,6 +244,7 @@ pub struct App {
     health: Health,
     health_server: HealthServer<HealthService>,
     health_interval: Duration,
+    ledger_purge_interval: Duration,
 }
 
 /// A clonable handle on a running (or built) handler, for tests and tools.
@@ -232,6 +278,16 @@ impl Handle {
 
     pub fn health(&self) -> &Health {
         &self.health
+    }
+
+    /// Users moved to the dead-letter table so far.
+    pub fn dead_letters(&self) -> u64 {
+        self.engine.dead_letters()
+    }
+
+    /// The pipeline itself.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 }
 
@@ -267,6 +323,7 @@ impl App {
             health,
             health_server,
             health_interval,
+            ledger_purge_interval,
             ..
         } = self;
 
@@ -275,7 +332,19 @@ impl App {
             .map(|part| tokio::spawn(engine.clone().run_worker(part, workers_stop.clone())))
             .collect();
         let ops_stop = CancellationToken::new();
-        let watcher = health.spawn_watcher(health_interval, ops_stop.clone());
+        let watcher = spawn_health_watcher(
+            health.clone(),
+            engine.clone(),
+            health_interval,
+            ops_stop.clone(),
+        );
+        // Leases are renewed until the final flush is over.
+        let renewer = engine.redis().map(|r| r.spawn_renewer(ops_stop.clone()));
+        let purger = spawn_ledger_purger(
+            engine.pool().clone(),
+            ledger_purge_interval,
+            ops_stop.clone(),
+        );
         let ops = tokio::spawn(serve_ops(ops_listener, health.clone(), ops_stop.clone()));
 
         let served = serve_grpc(grpc_listener, engine.clone(), health_server, shutdown).await;
@@ -290,6 +359,10 @@ impl App {
         }
         ops_stop.cancel();
         let _ = watcher.await;
+        let _ = purger.await;
+        if let Some(renewer) = renewer {
+            let _ = renewer.await;
+        }
         match ops.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
             Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
@@ -302,6 +375,61 @@ impl App {
         tracing::info!("event handler stopped");
         Ok(())
     }
+}
+
+/// Keeps both health surfaces in step with the database (as `Health::spawn_watcher`), probing
+/// faster while it is unreachable, and tells the flush workers the moment it is back, so
+/// acknowledgements resume within a probe interval instead of a retry backoff.
+fn spawn_health_watcher(
+    health: Health,
+    engine: Arc<Engine>,
+    interval: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut was_serving = true;
+        loop {
+            let serving = health.check_now().await;
+            if serving && !was_serving {
+                engine.database_back();
+            }
+            was_serving = serving;
+            let wait = if serving {
+                interval
+            } else {
+                interval.min(UNHEALTHY_PROBE_INTERVAL)
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+}
+
+/// Deletes ledger rows older than [`DEDUP_TTL`] every `interval`, in bounded batches, on one
+/// replica at a time (an advisory lock).
+fn spawn_ledger_purger(
+    pool: PgPool,
+    interval: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            match ledger::purge_expired(&pool, DEDUP_TTL, LEDGER_PURGE_BATCH).await {
+                Ok(Some(n)) => {
+                    metrics::LEDGER_PURGED_TOTAL.inc_by(n);
+                    tracing::debug!(rows = n, "expired event ledger rows deleted");
+                }
+                Ok(None) => tracing::debug!("another replica is purging the event ledger"),
+                Err(e) => tracing::warn!(error = %e, "event ledger purge failed; retrying later"),
+            }
+        }
+    })
 }
 
 /// Reflection advertising exactly the services served (the descriptor set holds every

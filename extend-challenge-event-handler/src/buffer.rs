@@ -20,7 +20,14 @@
 //! batch, a key whose row another transaction held (deferred, see `store::flush`) and a user
 //! not yet taken all simply stay (or go back) in the buffer with their `since`, so their
 //! events wait for the batch that really writes them, while everything else is acknowledged
-//! at once. Redis leases travel with their user the same way.
+//! at once.
+//!
+//! **Event ids travel with their user.** Each user's pending work lists the ids of the
+//! events whose deltas it holds (one `Arc<str>` per event, shared with the de-duplication
+//! window). A batch hands them to the flush, which records them in the event ledger in the
+//! transaction that writes the user; when the user goes back to the buffer (deferred,
+//! failed), its ids go back with it. A batch's outcome is settled per user ([`Fate`]):
+//! written, back in the buffer, or dead-lettered.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
@@ -31,7 +38,7 @@ use std::time::Duration;
 
 use extend_challenge_common::config::Goal;
 use extend_challenge_common::progress::{self, Delta};
-use extend_challenge_common::store::flush::BatchItem;
+use extend_challenge_common::store::flush::{BatchItem, BatchUser};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
@@ -78,9 +85,8 @@ struct UserPending {
     /// The namespace of the user's first buffered event (used by auto-initialize).
     namespace: Arc<str>,
     goals: FastMap<GoalKey, Slot>,
-    /// Event ids leased in Redis whose deltas are (partly) in `goals`: marked done once the
-    /// batch writing the user commits with nothing of them deferred.
-    leases: Vec<Arc<str>>,
+    /// The non-empty ids of the events whose deltas are in `goals`.
+    event_ids: Vec<Arc<str>>,
 }
 
 impl UserPending {
@@ -88,7 +94,7 @@ impl UserPending {
         Self {
             namespace,
             goals: FastMap::default(),
-            leases: Vec::new(),
+            event_ids: Vec::new(),
         }
     }
 
@@ -132,12 +138,11 @@ impl DedupWindow {
         self.ids.get(id).copied()
     }
 
-    fn insert(&mut self, id: &str, generation: u64) {
-        if let Some(g) = self.ids.get_mut(id) {
+    fn insert(&mut self, id: Arc<str>, generation: u64) {
+        if let Some(g) = self.ids.get_mut(&id) {
             *g = generation;
             return;
         }
-        let id: Arc<str> = Arc::from(id);
         self.ids.insert(id.clone(), generation);
         self.order.push_back(id);
         while self.order.len() > self.capacity {
@@ -198,12 +203,10 @@ impl PartitionState {
         new_keys
     }
 
-    /// Gives leased ids back to their users (who must be pending).
-    fn keep_leases(&mut self, leases: Vec<LeasedId>) {
-        for l in leases {
-            if let Some(user) = self.pending.get_mut(l.user_id.as_ref()) {
-                user.leases.push(Arc::from(l.id));
-            }
+    /// Gives event ids back to their user (who must be pending).
+    fn keep_ids(&mut self, user_id: &str, ids: Vec<Arc<str>>) {
+        if let Some(user) = self.pending.get_mut(user_id) {
+            user.event_ids.extend(ids);
         }
     }
 
@@ -237,13 +240,6 @@ impl PartitionState {
     }
 }
 
-/// A Redis lease held for an event id, with the event's user.
-#[derive(Debug, Clone)]
-pub struct LeasedId {
-    pub id: String,
-    pub user_id: Arc<str>,
-}
-
 struct Partition {
     state: Mutex<PartitionState>,
     /// Bumped whenever a batch is acknowledged: durable waiters re-check then.
@@ -255,12 +251,25 @@ struct Partition {
 /// Whole users taken for flushing, and what the partition still holds.
 pub struct Batch {
     pub generation: u64,
+    /// The users' items, user after user, in the order of `users`.
     pub items: Vec<BatchItem>,
     /// Per item: the oldest generation its delta carries.
     since: Vec<u64>,
-    leased_ids: Vec<LeasedId>,
+    /// The users, their number of items and their event ids.
+    pub users: Vec<BatchUser>,
     /// Keys left in the partition for later batches when this one was taken.
     pub carried: usize,
+}
+
+/// What became of one user of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Committed: the user's events are durable.
+    Written,
+    /// Not written (deferred, or the batch failed): back into the buffer, its events wait.
+    Back,
+    /// Refused by Postgres and stored as a dead letter: its events are acknowledged.
+    DeadLettered,
 }
 
 /// The result of [`Buffer::enqueue`].
@@ -280,8 +289,6 @@ pub struct Contribution<'a> {
     pub user_id: &'a str,
     pub namespace: &'a str,
     pub deltas: Vec<(Arc<Goal>, Delta)>,
-    /// The id holds a Redis lease to mark done once committed.
-    pub leased: bool,
 }
 
 pub struct Buffer {
@@ -379,7 +386,7 @@ impl Buffer {
             return Enqueued::Full;
         }
         let generation = st.open_generation;
-        let lease = (c.leased && !c.id.is_empty()).then(|| Arc::from(c.id));
+        let id: Option<Arc<str>> = (!c.id.is_empty()).then(|| Arc::from(c.id));
         let add = |user: &mut UserPending| {
             for (goal, delta) in c.deltas {
                 match user.goals.get_mut(goal.id.as_str()) {
@@ -395,7 +402,7 @@ impl Buffer {
                     }
                 }
             }
-            user.leases.extend(lease);
+            user.event_ids.extend(id.clone());
         };
         match st.pending.get_mut(c.user_id) {
             Some(user) => add(user),
@@ -406,8 +413,8 @@ impl Buffer {
             }
         }
         st.keys += new_keys;
-        if !c.id.is_empty() {
-            st.window.insert(c.id, generation);
+        if let Some(id) = id {
+            st.window.insert(id, generation);
         }
         let wake = self.eager || st.keys >= self.flush_threshold;
         drop(guard);
@@ -453,12 +460,13 @@ impl Buffer {
 
         let mut items = Vec::with_capacity(keys);
         let mut since = Vec::with_capacity(keys);
-        let mut leased_ids = Vec::new();
+        let mut users = Vec::with_capacity(taken.len());
         for (user_id, user) in taken {
-            leased_ids.extend(user.leases.into_iter().map(|id| LeasedId {
-                id: id.to_string(),
+            users.push(BatchUser {
                 user_id: user_id.clone(),
-            }));
+                keys: user.goals.len(),
+                event_ids: user.event_ids,
+            });
             for (GoalKey(goal), slot) in user.goals {
                 items.push(BatchItem {
                     user_id: user_id.clone(),
@@ -473,7 +481,7 @@ impl Buffer {
             generation,
             items,
             since,
-            leased_ids,
+            users,
             carried,
         })
     }
@@ -482,47 +490,54 @@ impl Buffer {
     /// arrived since, so counts add up and the latest value stays the latest; its events
     /// stay unacknowledged.
     pub fn restore(&self, part: usize, batch: Batch) {
-        let mut st = self.partitions[part].state.lock();
-        let new_keys = st.merge_back(batch.items.into_iter().zip(batch.since));
-        st.keep_leases(batch.leased_ids);
-        st.in_flight.clear();
-        drop(st);
-        self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
-        metrics::BUFFER_SIZE.add(new_keys as i64);
+        let fates = vec![Fate::Back; batch.users.len()];
+        self.settle(part, batch, &fates);
+        self.partitions[part].state.lock().in_flight.clear();
     }
 
-    /// Records that `batch` committed, except its items at the (ascending) indices
-    /// `deferred` (row locked elsewhere): those go back into the buffer with their
-    /// generations, so their events stay unacknowledged until a later batch writes them.
-    /// Returns the batch's leased ids now done; the deferred users' ones are kept.
+    /// Records that `batch` committed, except the users of its items at the (ascending)
+    /// indices `deferred` (a row locked elsewhere): those go back into the buffer whole,
+    /// with their generations, so their events stay unacknowledged until a later batch
+    /// writes them. Returns the ids of the written users' events.
+    pub fn commit(&self, part: usize, batch: Batch, deferred: &[usize]) -> Vec<Arc<str>> {
+        let fates = fates_deferring(&batch, deferred);
+        self.settle(part, batch, &fates)
+    }
+
+    /// Settles a batch user by user (`fates[i]` for `batch.users[i]`): written and
+    /// dead-lettered users leave the buffer, the others go back into it (see
+    /// [`Buffer::restore`]). Returns the event ids now done (written or dead-lettered).
     ///
     /// Nothing is acknowledged yet: the caller marks the returned ids done in Redis first,
     /// then calls [`Buffer::acknowledge`], so a redelivery to another replica never finds an
     /// id still "pending" after its first copy was answered `OK`.
-    pub fn commit(&self, part: usize, batch: Batch, deferred: &[usize]) -> Vec<String> {
-        let mut done = Vec::with_capacity(batch.leased_ids.len());
-        let mut new_keys = 0;
-        if deferred.is_empty() {
-            done.extend(batch.leased_ids.into_iter().map(|l| l.id));
-        } else {
-            let mut next = deferred.iter().copied().peekable();
-            let back: Vec<(BatchItem, u64)> = batch
-                .items
-                .into_iter()
-                .zip(batch.since)
-                .enumerate()
-                .filter_map(|(i, pair)| (next.next_if_eq(&i).is_some()).then_some(pair))
-                .collect();
-            let users: FastSet<Arc<str>> = back.iter().map(|(i, _)| i.user_id.clone()).collect();
-            let (kept, released): (Vec<LeasedId>, Vec<LeasedId>) = batch
-                .leased_ids
-                .into_iter()
-                .partition(|l| users.contains(&l.user_id));
-            done.extend(released.into_iter().map(|l| l.id));
-            let mut st = self.partitions[part].state.lock();
-            new_keys = st.merge_back(back);
-            st.keep_leases(kept);
+    pub fn settle(&self, part: usize, batch: Batch, fates: &[Fate]) -> Vec<Arc<str>> {
+        let mut done = Vec::new();
+        let mut back = Vec::new();
+        let mut back_ids = Vec::new();
+        let mut items = batch.items.into_iter().zip(batch.since);
+        for (user, fate) in batch.users.into_iter().zip(fates) {
+            let these = items.by_ref().take(user.keys);
+            match fate {
+                Fate::Written | Fate::DeadLettered => {
+                    these.for_each(drop);
+                    done.extend(user.event_ids);
+                }
+                Fate::Back => {
+                    back.extend(these);
+                    back_ids.push((user.user_id, user.event_ids));
+                }
+            }
         }
+        if back.is_empty() {
+            return done;
+        }
+        let mut st = self.partitions[part].state.lock();
+        let new_keys = st.merge_back(back);
+        for (user, ids) in back_ids {
+            st.keep_ids(&user, ids);
+        }
+        drop(st);
         if new_keys > 0 {
             self.pending_keys.fetch_add(new_keys, Ordering::Relaxed);
             metrics::BUFFER_SIZE.add(new_keys as i64);
@@ -589,6 +604,22 @@ impl Buffer {
     }
 }
 
+/// Per user of `batch`: `Back` when one of its items is at an index in `deferred`
+/// (ascending), else `Written`.
+pub fn fates_deferring(batch: &Batch, deferred: &[usize]) -> Vec<Fate> {
+    let mut fates = Vec::with_capacity(batch.users.len());
+    let mut next = deferred.iter().copied().peekable();
+    let mut start = 0usize;
+    for user in &batch.users {
+        let end = start + user.keys;
+        while next.next_if(|&i| i < start).is_some() {}
+        let back = next.peek().is_some_and(|&i| i < end);
+        fates.push(if back { Fate::Back } else { Fate::Written });
+        start = end;
+    }
+    fates
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,11 +627,11 @@ mod tests {
     #[test]
     fn dedup_window_is_bounded_fifo() {
         let mut w = DedupWindow::new(2);
-        w.insert("a", 1);
-        w.insert("b", 1);
-        w.insert("a", 5);
+        w.insert("a".into(), 1);
+        w.insert("b".into(), 1);
+        w.insert("a".into(), 5);
         assert_eq!(w.get("a"), Some(5));
-        w.insert("c", 2);
+        w.insert("c".into(), 2);
         assert_eq!(w.get("a"), None);
         assert_eq!(w.get("b"), Some(1));
         assert_eq!(w.get("c"), Some(2));
@@ -633,7 +664,6 @@ mod tests {
                     .iter()
                     .map(|g| (g.clone(), progress::delta_for_login(g)))
                     .collect(),
-                leased: true,
             },
         )
     }
@@ -665,13 +695,19 @@ mod tests {
         users
     }
 
+    fn strings(ids: Vec<Arc<str>>) -> Vec<String> {
+        let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        ids.sort();
+        ids
+    }
+
     /// Takes everything pending and commits it, deferring `user`'s items.
     fn commit_deferring(b: &Buffer, user: Option<&str>) -> Vec<String> {
         let batch = b.take(0, usize::MAX).unwrap();
         let deferred = user.map_or_else(Vec::new, |u| indices(&batch, u, None));
         let done = b.commit(0, batch, &deferred);
         b.acknowledge(0);
-        done
+        strings(done)
     }
 
     /// The bound counts pending keys. A batch in flight frees its room (it holds at most its
@@ -771,8 +807,10 @@ mod tests {
         assert_eq!(alone.items.len(), 2);
     }
 
+    /// Deferral is per user: one locked key sends all of the user's keys (and event ids)
+    /// back, so an event is wholly written by one batch or not at all.
     #[test]
-    fn deferred_keys_are_durable_only_once_written() {
+    fn deferred_users_are_durable_only_once_written() {
         let b = Buffer::new(1, 10, 100, 10, true);
         let (total, three) = (goal("login-total"), goal("login-3"));
         let g1 = login(&b, "e1", "ann", &total);
@@ -780,37 +818,59 @@ mod tests {
         let other_user = login(&b, "e3", "bob", &total);
         assert_eq!((g1, other_goal, other_user), (1, 1, 1));
 
-        // Batch 1 commits everything but ann's login-total.
+        // Batch 1: ann's login-total row is locked; all of ann goes back.
         let batch = b.take(0, 100).unwrap();
         let deferred = indices(&batch, "ann", Some("login-total"));
         let done = b.commit(0, batch, &deferred);
         b.acknowledge(0);
-        assert_eq!(done, vec!["e3".to_string()], "ann's leases wait");
+        assert_eq!(strings(done), vec!["e3"], "ann's ids wait");
         assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
-        assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&three)));
+        assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&three)));
         assert!(b.is_committed(0, 1, "bob", std::slice::from_ref(&total)));
-        assert_eq!(b.pending_keys(), 1, "the deferred key is buffered again");
+        assert_eq!(b.pending_keys(), 2, "both of ann's keys are buffered again");
 
-        // Batch 2 fails, batch 3 defers it again, batch 4 writes it.
+        // Batch 2 fails, batch 3 defers ann again, batch 4 writes her.
         let failed = b.take(0, 100).unwrap();
         assert_eq!(failed.generation, 2);
         b.restore(0, failed);
         assert_eq!(commit_deferring(&b, Some("ann")), Vec::<String>::new());
         assert!(!b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
-        // A newer event on the deferred key joins generation 4 with it.
+        // A newer event on a deferred key joins generation 4 with it.
         assert_eq!(login(&b, "e4", "ann", &total), 4);
-        let mut done = commit_deferring(&b, None);
-        done.sort();
-        assert_eq!(done, vec!["e1", "e2", "e4"]);
+        assert_eq!(commit_deferring(&b, None), vec!["e1", "e2", "e4"]);
         assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&total)));
+        assert!(b.is_committed(0, 1, "ann", std::slice::from_ref(&three)));
         assert!(b.is_committed(0, 4, "ann", std::slice::from_ref(&total)));
         assert_eq!(b.pending_keys(), 0);
 
-        // Deferred later, the key does not hold back events already durable before.
+        // Deferred later, the user does not hold back events already durable before.
         assert_eq!(login(&b, "e5", "ann", &total), 5);
         commit_deferring(&b, Some("ann"));
         assert!(b.is_committed(0, 4, "ann", std::slice::from_ref(&total)));
         assert!(!b.is_committed(0, 5, "ann", std::slice::from_ref(&total)));
+    }
+
+    /// A batch settled user by user: written and dead-lettered users leave with their
+    /// event ids done; the others go back with theirs.
+    #[test]
+    fn a_batch_settles_user_by_user() {
+        let b = Buffer::new(1, 10, 100, 10, true);
+        let total = goal("login-total");
+        login(&b, "a1", "ann", &total);
+        login(&b, "b1", "bob", &total);
+        login(&b, "b2", "bob", &total);
+        login(&b, "c1", "cid", &total);
+        let batch = b.take(0, 100).unwrap();
+        let users: Vec<&str> = batch.users.iter().map(|u| &*u.user_id).collect();
+        assert_eq!(users, ["ann", "bob", "cid"]);
+        let done = b.settle(0, batch, &[Fate::Written, Fate::DeadLettered, Fate::Back]);
+        b.acknowledge(0);
+        assert_eq!(strings(done), vec!["a1", "b1", "b2"]);
+        assert!(b.is_committed(0, 1, "bob", std::slice::from_ref(&total)));
+        assert!(!b.is_committed(0, 1, "cid", std::slice::from_ref(&total)));
+        let again = b.take(0, 100).unwrap();
+        assert_eq!(again.users.len(), 1);
+        assert_eq!(strings(again.users[0].event_ids.clone()), vec!["c1"]);
     }
 
     #[tokio::test]

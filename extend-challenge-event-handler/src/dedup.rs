@@ -1,63 +1,136 @@
-//! Cross-replica de-duplication of event ids through Redis (CONTRACT §2.2). Each replica
-//! also keeps an in-process window (see [`crate::buffer`]); this module covers redeliveries
-//! that reach another replica, or this one after its window forgot the id.
+//! Cross-replica de-duplication of event ids (CONTRACT §2.2): Redis leases say who is
+//! processing an id *now*; Postgres (`event_ledger`, written in the batch transaction) says
+//! what was *applied*. Each replica also keeps an in-process window (see [`crate::buffer`]).
 //!
-//! Protocol, per event id `id`:
-//! - on arrival: `SET <prefix><id> pending NX GET EX <lease>` — one round trip that either
-//!   takes a short lease (the key did not exist: process the event) or returns the current
-//!   state: `done` (already committed somewhere: answer OK, skip) or `pending` (another
-//!   replica holds it in its buffer: answer `Unavailable` so the platform redelivers later,
-//!   never a premature OK);
-//! - after the batch holding the event committed: `SET <prefix><id> done EX <ttl>` (24 h),
-//!   pipelined for the whole batch;
-//! - when the event is refused (buffer full): `DEL` so a redelivery is not blocked.
+//! Protocol, per event id, with key `<prefix><id>`:
+//! - **claim** (one Lua script, so Redis's own clock decides expiry — no skew between hosts):
+//!   no key → set `pending:<replica>:<expiry-ms>` (key TTL 24 h as a backstop) and process
+//!   the event; `done` → already applied, answer `OK`; a lease whose expiry has not passed →
+//!   another process is on it, answer `Unavailable` (the platform redelivers; never an early
+//!   `OK`); an expired lease → its owner died or stalled: look the id up in the ledger.
+//!   Present → it was applied (the owner committed, then died before writing `done`): write
+//!   `done`, answer `OK`. Absent → take the lease over with a compare-and-set script and
+//!   process the event.
+//! - **renew**: a lease lasts the durable ack deadline plus a margin, not minutes; the owner
+//!   renews the leases of every id it still holds (buffered or in flight) every third of
+//!   that, in one script call, so a database outage longer than the lease does not let
+//!   another replica take a live event over.
+//! - **done**: after the batch holding the event committed (or dead-lettered it), `SET done
+//!   EX 24h`, pipelined for the batch; refused events (buffer full) release their lease.
 //!
-//! Remaining windows, by design (availability over exactly-once):
-//! - a replica commits a batch and crashes before marking its ids `done`: once the lease
-//!   expires, a redelivery elsewhere is applied a second time;
-//! - an event stays pending in a replica longer than the lease (database down for longer):
-//!   a redelivery to another replica after the lease expired is applied twice once both
-//!   replicas commit;
-//! - Redis is unreachable: the handler falls back to its in-process window only (counted
-//!   in `challenge_dedup_redis_errors_total`), so cross-replica duplicates in that time are
-//!   applied twice.
+//! Without Redis, or for an id Redis knows nothing about, the ledger is consulted at ingest
+//! for ids the in-process window does not know when the event may predate this process
+//! (see [`crate::engine`]): a redelivery of an event an earlier incarnation committed just
+//! before a crash is then answered `OK` instead of applied again.
 //!
-//! Within one replica a redelivered id whose first copy has not committed waits for that
-//! commit (or gets `Unavailable`). The in-process window is a bounded FIFO (200k ids by
-//! default): without Redis, a redelivery arriving after its id was evicted is applied again
-//! — in practice only after a very long database outage with that many distinct events.
+//! Residual windows, by design:
+//! - a replica stalled (not crashed) for longer than its lease, whose batch commits after
+//!   another replica took the lease over: the event is applied twice (the ledger insert of
+//!   the second commit counts a conflict in `challenge_dedup_ledger_conflicts_total` and
+//!   logs an ERROR, so it is visible);
+//! - Redis unreachable: each replica falls back to its window and the ledger rule above
+//!   (counted in `challenge_dedup_redis_errors_total`); a redelivery reaching another replica
+//!   while the first copy is still buffered (not yet committed) is then applied twice;
+//! - without Redis, the in-process window is a bounded FIFO (200k ids by default): an id
+//!   evicted from it and redelivered more than a minute after start-up is not looked up.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, Value};
 use deadpool_redis::{Config, Pool, Runtime};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 
 /// What Redis knows about an event id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This call took the lease: process the event.
     Claimed,
-    /// Committed already (here or on another replica).
+    /// Applied already (here or on another replica).
     Done,
-    /// Another process holds the lease and has not committed yet.
+    /// Another process holds a live lease on it.
     InFlight,
-    /// Redis failed: fall back to the in-process window.
+    /// The lease (`current`, as stored) has expired: check the ledger, then either mark the
+    /// id done or [`RedisDedup::take_over`] with `current`.
+    Expired { current: String },
+    /// Redis failed: fall back to the in-process window and the ledger.
     Unknown,
 }
+
+/// KEYS[1] the id's key; ARGV: owner, lease ms, key TTL s.
+const CLAIM_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], 'pending:' .. ARGV[1] .. ':' .. (now + tonumber(ARGV[2])), 'EX', ARGV[3])
+  return {'claimed'}
+end
+if v == 'done' then return {'done'} end
+local expiry = string.match(v, ':(%d+)$')
+if expiry and tonumber(expiry) <= now then return {'expired', v} end
+return {'live', v}
+"#;
+
+/// KEYS[1] the id's key; ARGV: the expired value seen, owner, lease ms, key TTL s.
+const TAKE_OVER_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], 'pending:' .. ARGV[2] .. ':' .. (now + tonumber(ARGV[3])), 'EX', ARGV[4])
+return 1
+"#;
+
+/// KEYS: the ids' keys; ARGV: owner, lease ms. Extends this owner's leases (expired ones
+/// included, as long as nobody took them over); returns how many.
+const RENEW_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mine = 'pending:' .. ARGV[1] .. ':'
+local n = 0
+for _, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v and string.sub(v, 1, #mine) == mine then
+    redis.call('SET', k, mine .. (now + tonumber(ARGV[2])), 'KEEPTTL')
+    n = n + 1
+  end
+end
+return n
+"#;
+
+/// KEYS[1] the id's key; ARGV: owner. Deletes the lease if this owner holds it.
+const RELEASE_LUA: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 9) == 'pending:' .. ARGV[1] .. ':' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// Keys per renewal script call.
+const RENEW_CHUNK: usize = 1000;
 
 #[derive(Clone)]
 pub struct RedisDedup {
     pool: Pool,
     prefix: String,
+    /// This process's id in lease values.
+    owner: String,
     lease: Duration,
     ttl: Duration,
     op_timeout: Duration,
+    /// Ids whose lease this process holds (buffered or in flight): renewed until done.
+    held: Arc<Mutex<HashSet<Arc<str>>>>,
 }
 
 impl RedisDedup {
-    /// Creates a lazily connecting pool for `redis://[:password@]host:port`.
+    /// Creates a lazily connecting pool for `redis://[:password@]host:port`. `lease`: how
+    /// long a claim lasts unless renewed; `ttl`: how long `done` is remembered.
     pub fn new(
         host: &str,
         port: u16,
@@ -73,9 +146,11 @@ impl RedisDedup {
         Ok(Self {
             pool,
             prefix: "extend-challenge:event:".into(),
+            owner: uuid::Uuid::new_v4().simple().to_string(),
             lease,
             ttl,
             op_timeout: Duration::from_millis(500),
+            held: Arc::default(),
         })
     }
 
@@ -85,8 +160,31 @@ impl RedisDedup {
         self
     }
 
+    /// Replaces the lease length.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// How many ids this process holds a lease on.
+    pub fn held(&self) -> usize {
+        self.held.lock().len()
+    }
+
     fn key(&self, id: &str) -> String {
         format!("{}{id}", self.prefix)
+    }
+
+    fn lease_ms(&self) -> u64 {
+        (self.lease.as_millis() as u64).max(1)
+    }
+
+    fn ttl_s(&self) -> u64 {
+        self.ttl.as_secs().max(1)
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -106,33 +204,66 @@ impl RedisDedup {
         }
     }
 
+    /// One `EVAL` (scripts are short; Redis caches them by hash).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<(T,), String> {
+        self.run(|| {
+            let mut p = redis::pipe();
+            let cmd = p.cmd("EVAL").arg(script).arg(keys.len());
+            for k in keys {
+                cmd.arg(k);
+            }
+            for a in args {
+                cmd.arg(a);
+            }
+            p
+        })
+        .await
+    }
+
     fn failed(&self, op: &str, e: &str) {
         metrics::DEDUP_REDIS_ERRORS_TOTAL.inc();
-        tracing::warn!(op, error = %e, "redis de-duplication failed; using the in-process window only");
+        tracing::warn!(op, error = %e, "redis de-duplication failed; using the in-process window and the ledger");
+    }
+
+    fn hold(&self, id: &str) {
+        self.held.lock().insert(Arc::from(id));
     }
 
     /// Takes the lease on `id`, or reports what Redis knows about it.
     pub async fn claim(&self, id: &str) -> Claim {
-        let key = self.key(id);
-        let lease = self.lease.as_secs().max(1);
-        let res: Result<(Value,), String> = self
-            .run(|| {
-                let mut p = redis::pipe();
-                p.cmd("SET")
-                    .arg(&key)
-                    .arg("pending")
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("EX")
-                    .arg(lease);
-                p
-            })
+        let res: Result<(Vec<Value>,), String> = self
+            .eval(
+                CLAIM_LUA,
+                &[self.key(id)],
+                &[
+                    self.owner.clone(),
+                    self.lease_ms().to_string(),
+                    self.ttl_s().to_string(),
+                ],
+            )
             .await;
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            _ => String::new(),
+        };
         match res {
-            Ok((Value::Nil,)) => Claim::Claimed,
-            Ok((Value::BulkString(b),)) if b == b"done" => Claim::Done,
-            Ok((Value::SimpleString(s),)) if s == "done" => Claim::Done,
-            Ok(_) => Claim::InFlight,
+            Ok((reply,)) => match reply.first().map(text).as_deref() {
+                Some("claimed") => {
+                    self.hold(id);
+                    Claim::Claimed
+                }
+                Some("done") => Claim::Done,
+                Some("expired") => Claim::Expired {
+                    current: reply.get(1).map(text).unwrap_or_default(),
+                },
+                _ => Claim::InFlight,
+            },
             Err(e) => {
                 self.failed("claim", &e);
                 Claim::Unknown
@@ -140,12 +271,47 @@ impl RedisDedup {
         }
     }
 
-    /// Marks committed ids `done` for the de-duplication TTL.
-    pub async fn mark_done(&self, ids: &[String]) {
+    /// Takes over the expired lease `current` on `id` (see [`Claim::Expired`]); `false`
+    /// when the key changed meanwhile (another replica took it, or it became `done`).
+    pub async fn take_over(&self, id: &str, current: &str) -> Result<bool, String> {
+        let res: Result<(i64,), String> = self
+            .eval(
+                TAKE_OVER_LUA,
+                &[self.key(id)],
+                &[
+                    current.to_string(),
+                    self.owner.clone(),
+                    self.lease_ms().to_string(),
+                    self.ttl_s().to_string(),
+                ],
+            )
+            .await;
+        match res {
+            Ok((1,)) => {
+                self.hold(id);
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => {
+                self.failed("take_over", &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks applied (or dead-lettered) ids `done` for the de-duplication TTL and stops
+    /// renewing their leases.
+    pub async fn mark_done(&self, ids: &[Arc<str>]) {
         if ids.is_empty() {
             return;
         }
-        let ttl = self.ttl.as_secs().max(1);
+        {
+            let mut held = self.held.lock();
+            for id in ids {
+                held.remove(id);
+            }
+        }
+        let ttl = self.ttl_s();
         let res: Result<(), String> = self
             .run(|| {
                 let mut p = redis::pipe();
@@ -165,18 +331,51 @@ impl RedisDedup {
         }
     }
 
-    /// Drops the lease of an event that was refused.
+    /// Drops this process's lease on an event that was refused.
     pub async fn release(&self, id: &str) {
-        let key = self.key(id);
-        let res: Result<(), String> = self
-            .run(|| {
-                let mut p = redis::pipe();
-                p.cmd("DEL").arg(&key).ignore();
-                p
-            })
+        self.held.lock().remove(id);
+        let res: Result<(i64,), String> = self
+            .eval(RELEASE_LUA, &[self.key(id)], std::slice::from_ref(&self.owner))
             .await;
         if let Err(e) = res {
             self.failed("release", &e);
         }
+    }
+
+    /// Extends the leases of every id this process holds; returns how many were extended.
+    pub async fn renew(&self) -> Result<u64, String> {
+        let ids: Vec<Arc<str>> = self.held.lock().iter().cloned().collect();
+        let mut renewed = 0u64;
+        for chunk in ids.chunks(RENEW_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|id| self.key(id)).collect();
+            let (n,): (i64,) = self
+                .eval(
+                    RENEW_LUA,
+                    &keys,
+                    &[self.owner.clone(), self.lease_ms().to_string()],
+                )
+                .await?;
+            renewed += n.max(0) as u64;
+        }
+        Ok(renewed)
+    }
+
+    /// Renews the held leases every third of the lease until `stop` fires.
+    pub fn spawn_renewer(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let every = (self.lease / 3).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if this.held() > 0
+                    && let Err(e) = this.renew().await
+                {
+                    this.failed("renew", &e);
+                }
+            }
+        })
     }
 }

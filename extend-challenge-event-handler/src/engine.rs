@@ -11,16 +11,25 @@ use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::{ChallengeConfig, Goal};
 use extend_challenge_common::progress::{self, Delta};
 use extend_challenge_common::settings::AckMode;
+use extend_challenge_common::store::dead_letter::{self, escape_control};
 use extend_challenge_common::store::flush::{self, FlushError, FlushOutcome, Flushed, TxStatus};
 use parking_lot::Mutex;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::buffer::{Batch, Buffer, Contribution, Enqueued};
+use crate::buffer::{self, Batch, Buffer, Contribution, Enqueued, Fate};
 use crate::dedup::{Claim, RedisDedup};
 use crate::event::{Event, Source};
+use crate::ledger::LedgerLookups;
 use crate::metrics;
+
+/// An event whose timestamp is not later than the process start plus this may have been
+/// applied by an earlier incarnation of the handler (one that committed it and died before
+/// answering): its id is looked up in the ledger. The margin covers clock skew between the
+/// event's producer and this host.
+pub const LEDGER_CHECK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// Tunables of the pipeline. [`crate::app::Builder`] fills them from `Settings`.
 #[derive(Debug, Clone)]
@@ -48,7 +57,9 @@ pub struct EngineOptions {
     pub dedup_window: usize,
     /// Each phase of a batch transaction must finish within this.
     pub flush_timeout: Duration,
-    /// Retry backoff after a failed flush: first and maximum delay.
+    /// Retry backoff after a failed flush: first and maximum delay. The maximum bounds how
+    /// late acknowledgements resume after the database comes back (CONTRACT §2.2: within
+    /// 1 s); the health checker also cuts the wait short when it sees the database again.
     pub retry_backoff: (Duration, Duration),
     /// On shutdown, keep retrying the final flush this long.
     pub shutdown_flush_timeout: Duration,
@@ -64,8 +75,15 @@ pub struct Engine {
     arrival: AtomicU64,
     flush_errors: AtomicU64,
     flush_deferred: AtomicU64,
+    dead_letters: AtomicU64,
     /// Set when the final drain starts: unconfirmed commits stop being chased after it.
     drain_deadline: Mutex<Option<Instant>>,
+    /// Ledger look-ups for ids that may predate this process.
+    ledger: LedgerLookups,
+    /// Events stamped before this may have been applied by an earlier incarnation.
+    ledger_check_before: chrono::DateTime<chrono::Utc>,
+    /// Notified when the database is reachable again: failed workers retry at once.
+    database_back: Notify,
     opts: EngineOptions,
     limiter: LogLimiter,
 }
@@ -85,7 +103,9 @@ impl Engine {
             opts.dedup_window,
             opts.ack_mode == AckMode::Durable,
         );
+        let ledger = LedgerLookups::new(pool.clone(), opts.flush_timeout.min(opts.ack_deadline));
         Self {
+            ledger_check_before: clock.now() + LEDGER_CHECK_GRACE,
             config,
             pool,
             buffer,
@@ -94,10 +114,34 @@ impl Engine {
             arrival: AtomicU64::new(0),
             flush_errors: AtomicU64::new(0),
             flush_deferred: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
             drain_deadline: Mutex::new(None),
+            ledger,
+            database_back: Notify::new(),
             opts,
             limiter: LogLimiter::default(),
         }
+    }
+
+    /// The Redis de-duplication, when configured.
+    pub fn redis(&self) -> Option<&RedisDedup> {
+        self.redis.as_ref()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Users this engine moved to the dead-letter table (the process-wide count is a
+    /// metric).
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.load(Ordering::Relaxed)
+    }
+
+    /// Tells the flush workers the database answers again: those waiting out a retry
+    /// backoff retry now.
+    pub fn database_back(&self) {
+        self.database_back.notify_waiters();
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -226,6 +270,11 @@ impl Engine {
             if let Some(generation) = self.buffer.lookup(part, &ev.id) {
                 return self.duplicate(&waiter, generation).await;
             }
+            if ev.timestamp.is_none_or(|ts| ts < self.ledger_check_before)
+                && self.applied_before(&ev.id).await?
+            {
+                return Ok(Accepted::Skipped("duplicate"));
+            }
             if let Some(redis) = &self.redis {
                 match redis.claim(&ev.id).await {
                     Claim::Claimed => leased = true,
@@ -236,6 +285,23 @@ impl Engine {
                             Some(generation) => self.duplicate(&waiter, generation).await,
                             None => Err((tonic::Code::Unavailable, "duplicate_in_flight")),
                         };
+                    }
+                    Claim::Expired { current } => {
+                        // Its owner died (or stalled past its lease): applied, or not yet?
+                        if self.applied_before(&ev.id).await? {
+                            return Ok(Accepted::Skipped("duplicate"));
+                        }
+                        match redis.take_over(&ev.id, &current).await {
+                            Ok(true) => {
+                                metrics::DEDUP_TAKEOVERS_TOTAL.inc();
+                                leased = true;
+                            }
+                            Ok(false) => {
+                                return Err((tonic::Code::Unavailable, "duplicate_in_flight"));
+                            }
+                            // Redis failed: as if it were not there.
+                            Err(_) => {}
+                        }
                     }
                     Claim::Unknown => {}
                 }
@@ -248,7 +314,6 @@ impl Engine {
                 user_id: &ev.user_id,
                 namespace: &ev.namespace,
                 deltas,
-                leased,
             },
         );
         match enqueued {
@@ -264,6 +329,29 @@ impl Engine {
                     redis.release(&ev.id).await;
                 }
                 Err((tonic::Code::ResourceExhausted, "buffer_full"))
+            }
+        }
+    }
+
+    /// Whether the ledger records `id` as applied (then Redis learns it is done). The
+    /// database must answer: without it, a redelivery of an applied event cannot be told
+    /// from a new one, so the event is refused `Unavailable` (the platform redelivers).
+    async fn applied_before(&self, id: &str) -> Result<bool, (tonic::Code, &'static str)> {
+        metrics::DEDUP_LEDGER_LOOKUPS_TOTAL.inc();
+        match self.ledger.contains(id).await {
+            Ok(true) => {
+                if let Some(redis) = &self.redis {
+                    redis.mark_done(&[Arc::from(id)]).await;
+                }
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                self.limiter.warn(
+                    "ledger_unavailable",
+                    || tracing::warn!(error = %e, "cannot read the event ledger"),
+                );
+                Err((tonic::Code::Unavailable, "ledger_unavailable"))
             }
         }
     }
@@ -311,7 +399,9 @@ impl Engine {
                         total.add(o);
                         // Stop when nothing was carried, or nothing could be written (every
                         // key of the batch locked elsewhere): looping would spin.
-                        if o.carried == 0 || o.updated + o.unchanged + o.not_assigned == 0 {
+                        if o.carried == 0
+                            || o.updated + o.unchanged + o.not_assigned + o.dead_lettered == 0
+                        {
                             break;
                         }
                     }
@@ -328,8 +418,10 @@ impl Engine {
         }
     }
 
-    /// Flushes what one partition holds now, as one transaction. Deferred keys (row locked
-    /// elsewhere) go back into the buffer; that is not an error.
+    /// Flushes what one partition holds now, as one transaction. Users with a row locked
+    /// elsewhere (deferred) go back into the buffer; that is not an error. When Postgres
+    /// refuses the batch's data, the refused users are isolated (see [`Engine::isolate`]):
+    /// everyone else is committed, they are dead-lettered.
     pub async fn flush_partition(&self, part: usize) -> Result<FlushOutcome, FlushError> {
         let _serial = self.buffer.lock_flush(part).await;
         // Whole users, at most the cap, round robin from where the previous batch stopped.
@@ -338,19 +430,131 @@ impl Engine {
         };
         let started = Instant::now();
         let now = self.clock.now();
+        let (fates, mut outcome, error) = self.write(&batch, now).await;
+        self.record_pool();
+        let result_label = if error.is_none() { "ok" } else { "error" };
+        metrics::FLUSH_DURATION_SECONDS
+            .with_label_values(&[result_label])
+            .observe(started.elapsed().as_secs_f64());
+        outcome.carried = batch.carried as u64;
+        let (keys, generation) = (batch.items.len(), batch.generation);
+        let done = self.buffer.settle(part, batch, &fates);
+        self.record_outcome(part, generation, keys, &outcome);
+        // Redis first, then the callers' OK: another replica must never see an id as
+        // "pending" once its first copy has been acknowledged.
+        if let Some(redis) = &self.redis {
+            redis.mark_done(&done).await;
+        }
+        self.buffer.acknowledge(part);
+        match error {
+            None => Ok(outcome),
+            Some(e) => {
+                metrics::FLUSH_ERRORS_TOTAL.inc();
+                self.flush_errors.fetch_add(1, Ordering::Relaxed);
+                self.limiter.warn("flush_failed", || {
+                    tracing::error!(error = %e, keys, "batch flush failed; keeping it for retry")
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes a batch; returns each user's fate, what was committed, and the error that
+    /// stopped it, if any (the users not written then go back for a retry).
+    async fn write(
+        &self,
+        batch: &Batch,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (Vec<Fate>, FlushOutcome, Option<FlushError>) {
+        let n = batch.users.len();
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0usize);
+        for u in &batch.users {
+            offsets.push(offsets.last().copied().unwrap_or(0) + u.keys);
+        }
+        match self.flush_users(batch, &offsets, 0..n, now).await {
+            Ok(flushed) => (
+                buffer::fates_deferring(batch, &flushed.deferred),
+                flushed.outcome,
+                None,
+            ),
+            Err(e) if e.is_retryable() => (vec![Fate::Back; n], FlushOutcome::default(), Some(e)),
+            Err(e) => self.isolate(batch, &offsets, now, e).await,
+        }
+    }
+
+    /// Postgres refused the batch's data (`first`). Finds the refused users by bisection —
+    /// each half of the users in its own transaction, halves that fail split again — so
+    /// every user Postgres accepts is committed, and a user that fails alone is moved to
+    /// the dead-letter table with its event ids and the error. A connectivity or transient
+    /// error on the way stops the search: the users not settled yet go back for a retry.
+    async fn isolate(
+        &self,
+        batch: &Batch,
+        offsets: &[usize],
+        now: chrono::DateTime<chrono::Utc>,
+        first: FlushError,
+    ) -> (Vec<Fate>, FlushOutcome, Option<FlushError>) {
+        let n = batch.users.len();
+        let mut fates = vec![Fate::Back; n];
+        let mut outcome = FlushOutcome::default();
+        tracing::warn!(users = n, error = %first, "the database refused a batch; isolating the refused users");
+        // Ranges of users known to fail, with their error.
+        let mut failing = vec![(0..n, first.to_string())];
+        while let Some((range, error)) = failing.pop() {
+            if range.len() == 1 {
+                match self.dead_letter(batch, offsets, range.start, &error).await {
+                    Ok(keys) => {
+                        fates[range.start] = Fate::DeadLettered;
+                        outcome.dead_lettered += keys;
+                    }
+                    Err(e) => return (fates, outcome, Some(e)),
+                }
+                continue;
+            }
+            let mid = range.start + range.len() / 2;
+            for half in [range.start..mid, mid..range.end] {
+                match self.flush_users(batch, offsets, half.clone(), now).await {
+                    Ok(flushed) => {
+                        let first_item = offsets[half.start];
+                        for i in half.clone() {
+                            let (a, b) = (offsets[i] - first_item, offsets[i + 1] - first_item);
+                            let deferred = flushed.deferred.iter().any(|&d| d >= a && d < b);
+                            fates[i] = if deferred { Fate::Back } else { Fate::Written };
+                        }
+                        outcome.add(flushed.outcome);
+                    }
+                    Err(e) if e.is_retryable() => return (fates, outcome, Some(e)),
+                    Err(e) => failing.push((half, e.to_string())),
+                }
+            }
+        }
+        (fates, outcome, None)
+    }
+
+    /// Flushes users `range` of `batch` in one transaction (resolving an unconfirmed
+    /// commit).
+    async fn flush_users(
+        &self,
+        batch: &Batch,
+        offsets: &[usize],
+        range: std::ops::Range<usize>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Flushed, FlushError> {
         let defaults = self
             .opts
             .auto_initialize
             .then(|| self.config.default_goals());
         let res = flush::flush_batch(
             &self.pool,
-            &batch.items,
+            &batch.items[offsets[range.start]..offsets[range.end]],
+            &batch.users[range],
             defaults,
             now,
             self.opts.flush_timeout,
         )
         .await;
-        let res = match res {
+        match res {
             Err(FlushError::CommitUnconfirmed {
                 xid,
                 flushed,
@@ -360,29 +564,46 @@ impl Engine {
                 self.resolve_commit(xid, flushed, reason).await
             }
             other => other,
-        };
-        self.record_pool();
-        let result_label = if res.is_ok() { "ok" } else { "error" };
-        metrics::FLUSH_DURATION_SECONDS
-            .with_label_values(&[result_label])
-            .observe(started.elapsed().as_secs_f64());
-        match res {
-            Ok(mut flushed) => {
-                flushed.outcome.carried = batch.carried as u64;
-                let outcome = flushed.outcome;
-                self.committed(part, batch, flushed).await;
-                Ok(outcome)
+        }
+    }
+
+    /// Moves user `i` of `batch` to the dead-letter table; returns its keys.
+    async fn dead_letter(
+        &self,
+        batch: &Batch,
+        offsets: &[usize],
+        i: usize,
+        error: &str,
+    ) -> Result<u64, FlushError> {
+        let user = &batch.users[i];
+        let items = &batch.items[offsets[i]..offsets[i + 1]];
+        let stored = tokio::time::timeout(
+            self.opts.flush_timeout,
+            dead_letter::insert(&self.pool, items, user, error),
+        )
+        .await;
+        match stored {
+            Ok(Ok(id)) => {
+                metrics::DEAD_LETTERS_TOTAL.inc();
+                self.dead_letters.fetch_add(1, Ordering::Relaxed);
+                let event_ids: Vec<String> =
+                    user.event_ids.iter().map(|id| escape_control(id)).collect();
+                tracing::error!(
+                    dead_letter_id = id,
+                    user_id = %escape_control(&user.user_id),
+                    event_ids = ?event_ids,
+                    keys = items.len(),
+                    error = %escape_control(error),
+                    "the database refused this user's updates; moved them to the dead-letter \
+                     table (list and replay: extend-challenge-event-handler dead-letters)"
+                );
+                Ok(items.len() as u64)
             }
-            Err(e) => {
-                metrics::FLUSH_ERRORS_TOTAL.inc();
-                self.flush_errors.fetch_add(1, Ordering::Relaxed);
-                let keys = batch.items.len();
-                self.limiter.warn("flush_failed", || {
-                    tracing::error!(error = %e, keys, "batch flush failed; keeping it for retry")
-                });
-                self.buffer.restore(part, batch);
-                Err(e)
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot store a dead letter; keeping the user's updates for retry");
+                Err(FlushError::NotWritten(e))
             }
+            Err(_) => Err(FlushError::TimedOut(self.opts.flush_timeout)),
         }
     }
 
@@ -455,11 +676,8 @@ impl Engine {
             .is_some_and(|d| Instant::now() >= d)
     }
 
-    async fn committed(&self, part: usize, batch: Batch, flushed: Flushed) {
-        let Flushed { outcome, deferred } = flushed;
-        let (keys, generation) = (batch.items.len(), batch.generation);
+    fn record_outcome(&self, part: usize, generation: u64, keys: usize, outcome: &FlushOutcome) {
         metrics::FLUSH_BATCH_KEYS.observe(keys as f64);
-        let done_ids = self.buffer.commit(part, batch, &deferred);
         let rows = &metrics::FLUSH_ROWS_TOTAL;
         rows.with_label_values(&["updated"]).inc_by(outcome.updated);
         rows.with_label_values(&["unchanged"])
@@ -468,13 +686,23 @@ impl Engine {
             .inc_by(outcome.not_assigned);
         rows.with_label_values(&["initialized"])
             .inc_by(outcome.initialized);
+        rows.with_label_values(&["dead_lettered"])
+            .inc_by(outcome.dead_lettered);
         metrics::FLUSH_DEFERRED_TOTAL.inc_by(outcome.deferred);
         self.flush_deferred
             .fetch_add(outcome.deferred, Ordering::Relaxed);
         if outcome.deferred > 0 {
             tracing::debug!(
                 deferred = outcome.deferred,
-                "rows locked by another transaction; kept for the next batch"
+                "rows locked by another transaction; their users kept for the next batch"
+            );
+        }
+        if outcome.ledger_conflicts > 0 {
+            metrics::DEDUP_LEDGER_CONFLICTS_TOTAL.inc_by(outcome.ledger_conflicts);
+            tracing::error!(
+                partition = part,
+                conflicts = outcome.ledger_conflicts,
+                "events applied again: their ids were already in the event ledger"
             );
         }
         tracing::debug!(
@@ -485,14 +713,9 @@ impl Engine {
             not_assigned = outcome.not_assigned,
             initialized = outcome.initialized,
             deferred = outcome.deferred,
-            "batch committed"
+            dead_lettered = outcome.dead_lettered,
+            "batch settled"
         );
-        // Redis first, then the callers' OK: another replica must never see an id as
-        // "pending" once its first copy has been acknowledged.
-        if let Some(redis) = &self.redis {
-            redis.mark_done(&done_ids).await;
-        }
-        self.buffer.acknowledge(part);
     }
 
     fn record_pool(&self) {
@@ -533,6 +756,7 @@ impl Engine {
                 Err(_) => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
+                        _ = self.database_back.notified() => {}
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
@@ -580,7 +804,10 @@ impl Engine {
                         );
                         return false;
                     }
-                    tokio::time::sleep(backoff.next_delay()).await;
+                    tokio::select! {
+                        _ = self.database_back.notified() => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
                 }
             }
         }
@@ -614,6 +841,9 @@ fn reason_message(reason: &str) -> &'static str {
         "buffer_full" => "event buffer is full; retry later",
         "duplicate_in_flight" => "this event id is being processed by another replica; retry later",
         "commit_timeout" => "the event is buffered but not yet committed; retry later",
+        "ledger_unavailable" => {
+            "the database is unreachable: cannot tell whether this event was applied; retry later"
+        }
         _ => "event not accepted; retry later",
     }
 }

@@ -13,6 +13,13 @@ use crate::metrics;
 /// The `user_id` column is `VARCHAR(100)`.
 pub const MAX_USER_ID_CHARS: usize = 100;
 
+/// The `namespace` column is `VARCHAR(100)` (written when a player is auto-initialized).
+pub const MAX_NAMESPACE_CHARS: usize = 100;
+
+/// Event ids are kept in the `event_ledger` primary key (a B-tree entry must stay under
+/// about 2,700 bytes); AGS ids are 32 hex digits.
+pub const MAX_EVENT_ID_CHARS: usize = 256;
+
 /// Which RPC delivered the event (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -61,6 +68,12 @@ pub enum Invalid {
     EmptyUserId,
     #[error("userId is longer than 100 characters")]
     UserIdTooLong,
+    #[error("userId must not contain control characters")]
+    UserIdControlChars,
+    #[error("namespace must be at most 100 characters without control characters")]
+    BadNamespace,
+    #[error("id must be at most 256 characters without control characters")]
+    BadEventId,
     #[error("payload cannot be empty")]
     MissingPayload,
     #[error("statCode cannot be empty")]
@@ -77,6 +90,9 @@ impl Invalid {
         match self {
             Invalid::EmptyUserId => "empty_user_id",
             Invalid::UserIdTooLong => "user_id_too_long",
+            Invalid::UserIdControlChars => "user_id_control_chars",
+            Invalid::BadNamespace => "bad_namespace",
+            Invalid::BadEventId => "bad_event_id",
             Invalid::MissingPayload => "missing_payload",
             Invalid::EmptyStatCode => "empty_stat_code",
             Invalid::NonFiniteValue => "non_finite_value",
@@ -85,12 +101,24 @@ impl Invalid {
     }
 }
 
-fn check_user(user_id: &str) -> Result<(), Invalid> {
+/// The envelope fields that reach Postgres: a text column refuses NUL, and the columns
+/// have lengths. Other control characters would be stored, but no AGS id holds one, so
+/// they are refused too (one rule, and logs stay one line per event).
+fn check_envelope(id: &str, namespace: &str, user_id: &str) -> Result<(), Invalid> {
     if user_id.is_empty() {
         return Err(Invalid::EmptyUserId);
     }
     if user_id.chars().count() > MAX_USER_ID_CHARS {
         return Err(Invalid::UserIdTooLong);
+    }
+    if user_id.chars().any(char::is_control) {
+        return Err(Invalid::UserIdControlChars);
+    }
+    if namespace.chars().count() > MAX_NAMESPACE_CHARS || namespace.chars().any(char::is_control) {
+        return Err(Invalid::BadNamespace);
+    }
+    if id.chars().count() > MAX_EVENT_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(Invalid::BadEventId);
     }
     Ok(())
 }
@@ -108,7 +136,7 @@ fn login(
     user_id: String,
     timestamp: &str,
 ) -> Result<Event, Invalid> {
-    check_user(&user_id)?;
+    check_envelope(&id, &namespace, &user_id)?;
     Ok(Event {
         kind,
         id,
@@ -145,7 +173,7 @@ impl TryFrom<StatItemUpdated> for Event {
     type Error = Invalid;
 
     fn try_from(m: StatItemUpdated) -> Result<Self, Invalid> {
-        check_user(&m.user_id)?;
+        check_envelope(&m.id, &m.namespace, &m.user_id)?;
         let payload = m.payload.ok_or(Invalid::MissingPayload)?;
         if payload.stat_code.is_empty() {
             return Err(Invalid::EmptyStatCode);
@@ -251,6 +279,18 @@ mod tests {
                 stat(&"x".repeat(101), "k", 1.0, 1.0),
                 Invalid::UserIdTooLong,
             ),
+            (
+                stat("nul\u{0}user", "k", 1.0, 1.0),
+                Invalid::UserIdControlChars,
+            ),
+            (
+                stat("tab\tuser", "k", 1.0, 1.0),
+                Invalid::UserIdControlChars,
+            ),
+            (
+                stat("del\u{7f}", "k", 1.0, 1.0),
+                Invalid::UserIdControlChars,
+            ),
             (stat("u", "", 1.0, 1.0), Invalid::EmptyStatCode),
             (stat("u", "k", f64::NAN, 1.0), Invalid::NonFiniteValue),
             (stat("u", "k", f64::INFINITY, 1.0), Invalid::NonFiniteValue),
@@ -269,6 +309,32 @@ mod tests {
             Invalid::MissingPayload
         );
         assert!(Event::try_from(stat(&"é".repeat(100), "k", 1.0, 1.0)).is_ok());
+        let mut bad_ns = stat("u", "k", 1.0, 1.0);
+        bad_ns.namespace = "ns\u{0}".into();
+        assert_eq!(Event::try_from(bad_ns).unwrap_err(), Invalid::BadNamespace);
+        let mut long_ns = stat("u", "k", 1.0, 1.0);
+        long_ns.namespace = "n".repeat(101);
+        assert_eq!(Event::try_from(long_ns).unwrap_err(), Invalid::BadNamespace);
+        let mut bad_id = stat("u", "k", 1.0, 1.0);
+        bad_id.id = "e\u{0}1".into();
+        assert_eq!(Event::try_from(bad_id).unwrap_err(), Invalid::BadEventId);
+        let mut long_id = stat("u", "k", 1.0, 1.0);
+        long_id.id = "e".repeat(257);
+        assert_eq!(Event::try_from(long_id).unwrap_err(), Invalid::BadEventId);
+    }
+
+    #[test]
+    fn login_user_ids_with_control_characters_are_refused() {
+        let e = Event::try_from(UserLoggedIn {
+            user_id: "nul\u{0}user".into(),
+            ..Default::default()
+        });
+        assert_eq!(e.unwrap_err(), Invalid::UserIdControlChars);
+        let e = Event::try_from(UserThirdPartyLoggedIn {
+            user_id: "line\nbreak".into(),
+            ..Default::default()
+        });
+        assert_eq!(e.unwrap_err(), Invalid::UserIdControlChars);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`engine`]: ingest (dedup, buffer, durable acknowledgement) and flush (workers,
 //!   retries, shutdown drain).
 //! - [`buffer`]: the partitioned buffer and its group-commit generations.
-//! - [`dedup`]: cross-replica de-duplication through Redis.
+//! - [`dedup`]: cross-replica de-duplication: Redis leases, the Postgres event ledger.
+//! - [`ledger`]: coalesced ledger look-ups at ingest.
+//! - [`dead_letters`]: the operator's `dead-letters list | replay` subcommand.
 //! - [`grpc`]: the three OnMessage services.
 //! - [`app`]: build (bind listeners) and run (serve, drain, final flush).
 //!
@@ -22,10 +24,12 @@
 
 pub mod app;
 pub mod buffer;
+pub mod dead_letters;
 pub mod dedup;
 pub mod engine;
 pub mod event;
 pub mod grpc;
+pub mod ledger;
 pub mod metrics;
 pub mod startup;
 

@@ -1,4 +1,5 @@
-//! Wiring only: settings → logs → config → pool → migrations → build → run.
+//! Wiring only: settings → logs → config → pool → migrations → build → run; or the
+//! operator's `dead-letters` subcommand (see `dead_letters`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -6,11 +7,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
 use extend_challenge_common::{config, store, telemetry};
-use extend_challenge_event_handler::{Builder, startup};
+use extend_challenge_event_handler::{Builder, dead_letters, startup};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("dead-letters") {
+        return dead_letters_tool(&args[1..]).await;
+    }
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -46,4 +51,51 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(grpc = %app.grpc_addr(), metrics = %app.metrics_addr(), "event handler listening");
     app.run(shutdown).await?;
     Ok(())
+}
+
+async fn dead_letters_tool(args: &[String]) -> ExitCode {
+    let command = match dead_letters::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "extend-challenge-event-handler: {e}\n{}",
+                dead_letters::USAGE
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run_dead_letters(command).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("extend-challenge-event-handler dead-letters: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_dead_letters(command: dead_letters::Command) -> anyhow::Result<bool> {
+    let settings = Settings::from_env()?;
+    let pool = store::connect_lazy(settings.db.clone(), 2);
+    let mut out = std::io::stdout().lock();
+    match command {
+        dead_letters::Command::List {
+            include_replayed,
+            json,
+        } => {
+            dead_letters::list(&pool, include_replayed, json, &mut out).await?;
+            Ok(true)
+        }
+        dead_letters::Command::Replay(target) => {
+            let challenges = config::load_from_path(&settings.config_path)
+                .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
+            let ctx = dead_letters::ReplayContext {
+                config: &challenges,
+                auto_initialize: settings.auto_initialize_on_event,
+                now: settings.clock().now(),
+                timeout: std::time::Duration::from_secs(30),
+            };
+            dead_letters::replay(&pool, target, &ctx, &mut out).await
+        }
+    }
 }

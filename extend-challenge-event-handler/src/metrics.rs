@@ -61,7 +61,7 @@ pub static FLUSH_DURATION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 /// Keys flushed, by result: `updated`, `unchanged`, `not_assigned` (no row: dropped by
-/// rule), `initialized` (rows inserted by auto-initialization).
+/// rule), `initialized` (rows inserted by auto-initialization), `dead_lettered`.
 pub static FLUSH_ROWS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         Opts::new(
@@ -138,6 +138,51 @@ pub static DEDUP_REDIS_ERRORS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("register challenge_dedup_redis_errors_total")
 });
 
+/// Users whose updates Postgres refused, moved to the dead-letter table.
+pub static DEAD_LETTERS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_dead_letters_total",
+        "Users whose buffered updates the database refused, moved to the dead-letter table"
+    )
+    .expect("register challenge_dead_letters_total")
+});
+
+/// Ledger look-ups at ingest (ids that may predate this process, expired Redis leases).
+pub static DEDUP_LEDGER_LOOKUPS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_dedup_ledger_lookups_total",
+        "Event ids looked up in the event ledger at ingest"
+    )
+    .expect("register challenge_dedup_ledger_lookups_total")
+});
+
+/// Applied event ids the ledger already held: an event applied twice (not expected).
+pub static DEDUP_LEDGER_CONFLICTS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_dedup_ledger_conflicts_total",
+        "Event ids a committed batch applied that the ledger already held (applied twice)"
+    )
+    .expect("register challenge_dedup_ledger_conflicts_total")
+});
+
+/// Expired Redis leases of another process taken over (that process died or stalled).
+pub static DEDUP_TAKEOVERS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_dedup_lease_takeovers_total",
+        "Expired Redis leases of event ids taken over from another process"
+    )
+    .expect("register challenge_dedup_lease_takeovers_total")
+});
+
+/// Ledger rows older than the de-duplication TTL deleted.
+pub static LEDGER_PURGED_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_event_ledger_purged_total",
+        "Event ledger rows older than the de-duplication TTL deleted"
+    )
+    .expect("register challenge_event_ledger_purged_total")
+});
+
 /// Forces registration so `/metrics` lists every family from start-up.
 pub fn init() {
     LazyLock::force(&EVENT_PROCESSING_SECONDS);
@@ -152,4 +197,9 @@ pub fn init() {
     LazyLock::force(&extend_challenge_common::metrics::DB_POOL_CONNECTIONS);
     LazyLock::force(&EVENT_AGE_SECONDS);
     LazyLock::force(&DEDUP_REDIS_ERRORS_TOTAL);
+    LazyLock::force(&DEAD_LETTERS_TOTAL);
+    LazyLock::force(&DEDUP_LEDGER_LOOKUPS_TOTAL);
+    LazyLock::force(&DEDUP_LEDGER_CONFLICTS_TOTAL);
+    LazyLock::force(&DEDUP_TAKEOVERS_TOTAL);
+    LazyLock::force(&LEDGER_PURGED_TOTAL);
 }

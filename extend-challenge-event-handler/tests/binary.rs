@@ -282,3 +282,79 @@ async fn waits_for_the_database_at_start_up_and_stops_on_sigterm() {
     let (status, logs) = handler.wait().await;
     assert!(status.success(), "{logs}");
 }
+
+/// Runs `extend-challenge-event-handler dead-letters <args>` against the test database.
+async fn dead_letters_cli(url: &str, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .env("CONFIG_PATH", fixture_path())
+        .env("LOG_LEVEL", "warn")
+        .arg("dead-letters")
+        .args(args)
+        .output()
+        .await
+        .expect("run the dead-letters tool");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn the_dead_letters_subcommand_lists_and_replays(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    use extend_challenge_common::store::dead_letter;
+    use extend_challenge_common::store::flush::{BatchItem, BatchUser};
+    let pool: PgPool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let url = database_url(&opts);
+    let now = chrono::Utc::now();
+    assign(&pool, "cli-user", &["login-total"], now).await;
+    let config = fixture_config();
+    let goal = config.goal("login-total").unwrap().clone();
+    let items = [BatchItem {
+        user_id: "cli-user".into(),
+        namespace: NAMESPACE.into(),
+        delta: extend_challenge_common::progress::Delta::Count(3),
+        goal,
+    }];
+    let user = BatchUser {
+        user_id: "cli-user".into(),
+        keys: 1,
+        event_ids: vec!["cli-1".into(), "cli-2".into()],
+    };
+    let id = dead_letter::insert(&pool, &items, &user, "refused for the test")
+        .await
+        .unwrap();
+
+    let (status, out, err) = dead_letters_cli(&url, &["list", "--json"]).await;
+    assert!(status.success(), "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(listed[0]["id"], id);
+    assert_eq!(listed[0]["userId"], "cli-user");
+    assert_eq!(listed[0]["eventIds"], serde_json::json!(["cli-1", "cli-2"]));
+    assert_eq!(listed[0]["error"], "refused for the test");
+    assert_eq!(listed[0]["deltas"][0]["delta"]["n"], 3);
+
+    let (status, out, err) = dead_letters_cli(&url, &["replay", "--id", &id.to_string()]).await;
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("replayed"), "{out}");
+    assert_eq!(progress(&pool, "cli-user", "login-total").await, Some(3));
+    let (status, out, _) = dead_letters_cli(&url, &["list"]).await;
+    assert!(status.success());
+    assert!(out.contains("no dead letters"), "{out}");
+    // Replaying it again fails: nothing to replay, the progress is untouched.
+    let (status, out, _) = dead_letters_cli(&url, &["replay", "--id", &id.to_string()]).await;
+    assert!(!status.success(), "{out}");
+    assert_eq!(progress(&pool, "cli-user", "login-total").await, Some(3));
+    let (status, _, err) = dead_letters_cli(&url, &["replay"]).await;
+    assert_eq!(status.code(), Some(2), "usage error: {err}");
+    assert!(err.contains("usage"), "{err}");
+}

@@ -102,15 +102,32 @@ async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
     assert!(h.handle.health().check_now().await);
 
     proxy.cut();
+    // Events stamped after this process started cannot have been applied by an earlier
+    // incarnation: they are buffered without a ledger look-up, and wait for the database.
+    let fresh = (h.clock_now() + chrono::TimeDelta::minutes(2)).to_rfc3339();
     let ids: Vec<String> = (1..=20).map(|i| format!("b-{i}")).collect();
-    let answers = join_all(ids.iter().map(|id| h.login_id("bea", id))).await;
+    let answers = join_all(ids.iter().map(|id| {
+        let mut ev = login("bea", id);
+        ev.timestamp = fresh.clone();
+        let mut client = h.login_client();
+        async move { client.on_message(ev).await }
+    }))
+    .await;
     for a in &answers {
         assert_eq!(a.as_ref().unwrap_err().code(), Code::Unavailable, "{a:?}");
     }
     let mut stat_event = stat("bea", "matches", 1.0, 1.0);
     stat_event.id = "b-stat".into();
+    stat_event.timestamp = fresh.clone();
     let stat_answer = h.stat_client().on_message(stat_event).await;
     assert_eq!(stat_answer.unwrap_err().code(), Code::Unavailable);
+    // An event that may predate this process needs the ledger: refused at the door.
+    let unstamped = h.login_id("bea", "b-old").await.unwrap_err();
+    assert_eq!(unstamped.code(), Code::Unavailable);
+    assert!(
+        unstamped.message().contains("cannot tell whether"),
+        "{unstamped:?}"
+    );
     // Health follows the database.
     assert!(!h.handle.health().check_now().await);
     let mut health = HealthClient::new(h.channel());
@@ -140,12 +157,61 @@ async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
     }
     deliver_stat(&h, "bea", "b-stat").await;
     assert_eq!(progress(&direct, "bea", "login-total").await, Some(22));
+    // The one refused at the door counts once its redelivery finds the database.
+    deliver_login(&h, "bea", "b-old").await;
+    deliver_login(&h, "bea", "b-old").await;
+    assert_eq!(progress(&direct, "bea", "login-total").await, Some(23));
     assert_eq!(progress(&direct, "bea", "matches-total").await, Some(1));
     assert!(
         h.handle.flush_errors() > 0,
         "the outage was seen by the flusher"
     );
     assert!(h.handle.health().check_now().await);
+    h.stop().await.unwrap();
+}
+
+/// CONTRACT §2.2: acknowledgements resume within 1 s of the database being reachable
+/// again, however long the outage grew the flush's retry backoff. (The timeout is an upper
+/// bound on correctness, not a performance measurement.)
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn acknowledgements_resume_promptly_after_an_outage(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let direct = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let (proxy, proxied) = proxied_pool(&opts, 4, Duration::from_secs(1)).await;
+    // The default retry backoff and health interval; only the ack deadline outlasts the
+    // outage, so the caller is still waiting when the database returns.
+    let h = start(proxied, &[("FLUSH_WORKERS", "1")], |b| {
+        b.options(|o| o.ack_deadline = Duration::from_secs(60))
+    })
+    .await;
+    h.login_id("ida", "i-0").await.unwrap();
+
+    proxy.cut();
+    let mut ev = login("ida", "i-1");
+    ev.timestamp = (h.clock_now() + chrono::TimeDelta::minutes(2)).to_rfc3339();
+    let mut client = h.login_client();
+    let mut waiting = tokio::spawn(async move { client.on_message(ev).await });
+    // Let the backoff grow: with a 50 ms start doubling, seven failures take seconds.
+    let outage = std::time::Instant::now();
+    while h.handle.flush_errors() < 7 {
+        assert!(
+            outage.elapsed() < Duration::from_secs(30),
+            "the flusher stopped retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!waiting.is_finished());
+
+    proxy.restore();
+    let acked = tokio::time::timeout(Duration::from_millis(1500), &mut waiting).await;
+    let answer = acked.expect("acknowledged within 1.5 s of the database's return");
+    answer.unwrap().expect("OK");
+    assert_eq!(progress(&direct, "ida", "login-total").await, Some(2));
     h.stop().await.unwrap();
 }
 
@@ -508,7 +574,7 @@ async fn a_row_locked_by_a_claim_does_not_stall_the_partition(pool: PgPool) {
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn flush_batch_defers_locked_rows_and_drops_unassigned_keys(pool: PgPool) {
-    use extend_challenge_common::store::flush::{BatchItem, flush_batch};
+    use extend_challenge_common::store::flush::{BatchItem, BatchUser, flush_batch};
     let config = fixture_config();
     let now = at("2025-11-05T12:00:00Z");
     assign(&pool, "cal", &["login-total", "login-3"], now).await;
@@ -526,28 +592,93 @@ async fn flush_batch_defers_locked_rows_and_drops_unassigned_keys(pool: PgPool) 
         item("cal", "login-total"),
         item("zoe", "login-total"),
     ];
+    let user = |id: &str, keys: usize, event: &str| BatchUser {
+        user_id: id.into(),
+        keys,
+        event_ids: vec![event.into()],
+    };
+    let users = [user("cal", 2, "cal-1"), user("zoe", 1, "zoe-1")];
     let before = rows(&pool, "cal").await;
     let claim = lock_row(&pool, "cal", "login-total").await;
 
-    let flushed = flush_batch(&pool, &items, None, now, Duration::from_secs(5))
+    let flushed = flush_batch(&pool, &items, &users, None, now, Duration::from_secs(5))
         .await
         .expect("the batch commits without waiting for the lock");
-    assert_eq!(flushed.deferred, vec![1], "cal/login-total is locked");
-    assert_eq!(flushed.outcome.deferred, 1);
+    // Deferral is per user: cal/login-total is locked, so none of cal's keys is written.
+    assert_eq!(flushed.deferred, vec![0, 1], "all of cal is deferred");
+    assert_eq!(flushed.outcome.deferred, 2);
     assert_eq!(flushed.outcome.not_assigned, 1, "zoe has no rows");
-    assert_eq!(flushed.outcome.updated, 1, "cal/login-3");
+    assert_eq!(flushed.outcome.updated, 0);
     claim.rollback().await.unwrap();
 
     let after = rows(&pool, "cal").await;
-    assert_eq!(after["login-total"], before["login-total"], "untouched");
-    assert_eq!(after["login-3"].progress, 1);
+    assert_eq!(after, before, "cal untouched");
     assert!(rows(&pool, "zoe").await.is_empty());
+    assert_eq!(
+        ledger(&pool).await,
+        ["zoe-1"],
+        "only the written user's event"
+    );
 
     // Retried once the lock is gone, it is written.
-    let retry = flush_batch(&pool, &items[1..2], None, now, Duration::from_secs(5))
+    let retry = flush_batch(
+        &pool,
+        &items[..2],
+        &users[..1],
+        None,
+        now,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(retry.deferred.is_empty());
+    assert_eq!(retry.outcome.updated, 2);
+    assert_eq!(progress(&pool, "cal", "login-total").await, Some(1));
+    assert_eq!(progress(&pool, "cal", "login-3").await, Some(1));
+    assert_eq!(ledger(&pool).await, ["cal-1", "zoe-1"]);
+}
+
+async fn ledger(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_id FROM event_ledger ORDER BY event_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn the_event_ledger_forgets_ids_after_the_ttl(pool: PgPool) {
+    use extend_challenge_common::store::ledger;
+    sqlx::query(
+        "INSERT INTO event_ledger (event_id, applied_at) \
+         SELECT 'old-' || i, now() - interval '25 hours' FROM generate_series(1, 25) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO event_ledger (event_id) VALUES ('new-1')")
+        .execute(&pool)
         .await
         .unwrap();
-    assert!(retry.deferred.is_empty());
-    assert_eq!(retry.outcome.updated, 1);
-    assert_eq!(progress(&pool, "cal", "login-total").await, Some(1));
+    // Another replica holds the purge lock: this one leaves the work to it.
+    let mut other = pool.begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(0x4543_4c45_4447_4552_i64)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(locked);
+    let purged = ledger::purge_expired(&pool, Duration::from_secs(86_400), 10)
+        .await
+        .unwrap();
+    assert_eq!(purged, None);
+    other.rollback().await.unwrap();
+    // In batches of 10 until none is left.
+    let purged = ledger::purge_expired(&pool, Duration::from_secs(86_400), 10)
+        .await
+        .unwrap();
+    assert_eq!(purged, Some(25));
+    let left = ledger::applied(&pool, &["old-1", "old-25", "new-1"])
+        .await
+        .unwrap();
+    assert_eq!(left.into_iter().collect::<Vec<_>>(), ["new-1"]);
 }

@@ -358,6 +358,29 @@ async fn bad_events_get_the_contract_codes(pool: PgPool) {
             .await,
     );
     invalid(stats.on_message(stat("", "kills", 1.0, 1.0)).await);
+    // Control characters in the user id (a NUL would make Postgres refuse the whole batch).
+    invalid(logins.on_message(login("nul\u{0}user", "")).await);
+    invalid(
+        h.third_party_client()
+            .on_message(third_party_login("tab\tuser", ""))
+            .await,
+    );
+    invalid(
+        stats
+            .on_message(stat("nul\u{0}user", "kills", 1.0, 1.0))
+            .await,
+    );
+    let invalid_reason = |reason: &str| {
+        metric(
+            "challenge_events_total",
+            &[("outcome", "invalid"), ("reason", reason)],
+        )
+    };
+    assert!(invalid_reason("user_id_control_chars") >= 3.0);
+    let mut nul_id = login("mia", "id\u{0}");
+    invalid(logins.on_message(nul_id.clone()).await);
+    nul_id.id = "e".repeat(257);
+    invalid(logins.on_message(nul_id).await);
     let mut no_payload = stat("mia", "kills", 1.0, 1.0);
     no_payload.payload = None;
     invalid(stats.on_message(no_payload).await);
@@ -540,5 +563,87 @@ async fn durable_acks_survive_capped_batches(pool: PgPool) {
             .unwrap();
     }
     assert_eq!(total, 20);
+    h.stop().await.unwrap();
+}
+
+/// Sends raw bytes as the request message of an OnMessage method.
+mod raw {
+    use bytes::{Buf, BufMut};
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Default)]
+    pub struct RawCodec;
+    pub struct Raw;
+
+    impl Codec for RawCodec {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Raw;
+        type Decoder = Raw;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+
+    impl Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            buf.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            let n = buf.remaining();
+            Ok(Some(buf.copy_to_bytes(n).to_vec()))
+        }
+    }
+}
+
+/// Bytes that are not the method's message answer `InvalidArgument`, never `Internal` (a
+/// platform that retries `Internal` would redeliver a poison message forever).
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn undecodable_messages_are_invalid_argument(pool: PgPool) {
+    let h = start(pool.clone(), BUFFERED, |b| b).await;
+    let mut grpc = tonic::client::Grpc::new(h.channel());
+    let methods = [
+        "/accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage",
+        "/accelbyte.iam.account.v1.UserAuthenticationUserThirdPartyLoggedInService/OnMessage",
+        "/accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage",
+    ];
+    let garbage: [&[u8]; 3] = [
+        // A varint that never ends.
+        &[0xff, 0xff, 0xff, 0xff],
+        // Field 9 (userId, a string) sent as a varint: wrong wire type.
+        &[0x48, 0x01],
+        // A length-delimited field longer than the message.
+        &[0x4a, 0x7f, b'x'],
+    ];
+    for method in methods {
+        for bytes in garbage {
+            grpc.ready().await.unwrap();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+            let answer = grpc
+                .unary(tonic::Request::new(bytes.to_vec()), path, raw::RawCodec)
+                .await;
+            let status = answer.unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{method} {bytes:?}: {status:?}"
+            );
+        }
+    }
+    // The connection still serves well-formed messages.
+    h.login("mia").await.unwrap();
+    assert!(h.handle.pending_keys() > 0);
     h.stop().await.unwrap();
 }

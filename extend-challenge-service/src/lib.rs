@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod grpc;
+pub mod http_serve;
 pub mod rest;
 pub mod rewards;
 pub mod rows;
@@ -228,9 +229,7 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let router = http_router(self.service.clone(), self.auth.clone(), &self.base_path);
-        let http_shutdown = shutdown.clone();
-        let http_server = axum::serve(self.http, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let http_server = http_serve::serve(self.http, router, shutdown.clone());
         let ops_server = ops::serve_ops(self.ops, self.health.clone(), shutdown.clone());
 
         // If one server stops (an error), stop the others too.
@@ -265,4 +264,6 @@ pub fn http_router(
         .layer(axum::middleware::from_fn(trace_http))
         // One debug line per request; paths carry ids of goals, never personal data.
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every error answer is the contract's JSON (CONTRACT §3.2).
+        .layer(axum::middleware::from_fn(http_serve::normalize_errors))
 }

@@ -106,6 +106,21 @@ impl FakeAgs {
         .await;
     }
 
+    /// Makes every grant call for `user` succeed only after `delay` (a slow Platform).
+    pub async fn delay_grants(&self, user: &str, delay: std::time::Duration) {
+        Mock::given(path_regex(format!(
+            "^/platform/admin/namespaces/{NAMESPACE}/users/{user}/(entitlements|wallets/[^/]+/credit)$"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "fake-grant", "status": "ACTIVE"}))
+                .set_delay(delay),
+        )
+        .with_priority(1)
+        .mount(&self.server)
+        .await;
+    }
+
     /// Every reward grant received so far for `user`, in arrival order.
     pub async fn grants(&self, user: &str) -> Vec<Grant> {
         let prefix = format!("/platform/admin/namespaces/{NAMESPACE}/users/{user}/");

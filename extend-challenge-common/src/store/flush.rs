@@ -10,9 +10,15 @@
 //!    are locked by another transaction (*deferred*) from the keys without a row;
 //! 4. the progress rules, in Rust ([`progress::apply`]);
 //! 5. one `UPDATE … FROM unnest(…)` for the rows that changed;
+//! 6. one `INSERT … SELECT unnest(…)` of the written users' event ids into `event_ledger`;
 //!
 //! then commits. Keys without a row (goal not assigned) are dropped: only assigned goals
 //! make progress.
+//!
+//! **Deferral is per user.** When one of a user's rows is locked by another transaction,
+//! none of that user's keys is written in this batch (they all come back as deferred). An
+//! event touches exactly one user, so it is either wholly applied by one batch — and its id
+//! recorded in the ledger by that same transaction — or not at all.
 //!
 //! Row locks: a flush never waits for one. The challenge service's claim holds its row's
 //! lock across the reward grant (seconds, when AGS Platform is slow); waiting for it would
@@ -33,8 +39,8 @@
 //! instead of guessing — retrying a committed batch would count it twice, dropping an
 //! aborted one would lose it.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -42,7 +48,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
-use super::{GOAL_ROW_COLUMNS, GoalRow};
+use super::{DbFault, GOAL_ROW_COLUMNS, GoalRow, classify};
 use crate::config::Goal;
 use crate::progress::{self, Delta, GoalState};
 
@@ -56,6 +62,16 @@ pub struct BatchItem {
     pub delta: Delta,
 }
 
+/// One user of a batch: the user's items are the next `keys` items of the batch (a batch
+/// lists its users' items user after user), and `event_ids` the non-empty ids of the events
+/// whose deltas they hold, recorded in `event_ledger` when the user's keys are written.
+#[derive(Debug, Clone)]
+pub struct BatchUser {
+    pub user_id: Arc<str>,
+    pub keys: usize,
+    pub event_ids: Vec<Arc<str>>,
+}
+
 /// What one committed batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushOutcome {
@@ -67,10 +83,15 @@ pub struct FlushOutcome {
     pub unchanged: u64,
     /// Keys without a row (the goal is not assigned to the user): dropped.
     pub not_assigned: u64,
-    /// Keys whose row another transaction had locked: not written, handed back for retry.
+    /// Keys not written because one of their user's rows was locked by another
+    /// transaction: handed back for retry.
     pub deferred: u64,
     /// Keys left for the next batch by the batch size cap (set by the caller, which caps).
     pub carried: u64,
+    /// Event ids the ledger already held (an event applied twice: not expected).
+    pub ledger_conflicts: u64,
+    /// Keys moved to the dead-letter table (set by the caller, which isolates them).
+    pub dead_lettered: u64,
 }
 
 impl FlushOutcome {
@@ -81,6 +102,8 @@ impl FlushOutcome {
         self.not_assigned += other.not_assigned;
         self.deferred += other.deferred;
         self.carried += other.carried;
+        self.ledger_conflicts += other.ledger_conflicts;
+        self.dead_lettered += other.dead_lettered;
     }
 }
 
@@ -88,8 +111,9 @@ impl FlushOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flushed {
     pub outcome: FlushOutcome,
-    /// Indices (ascending) into the batch's items whose row was locked by another
-    /// transaction: nothing of them was written. `outcome.deferred` counts them.
+    /// Indices (ascending) into the batch's items of the users one of whose rows was locked
+    /// by another transaction: nothing of those users was written. `outcome.deferred`
+    /// counts them.
     pub deferred: Vec<usize>,
 }
 
@@ -140,6 +164,10 @@ const EXISTING_KEYS_SQL: &str = "\
 SELECT k.user_id, k.goal_id FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
 WHERE EXISTS (SELECT 1 FROM user_goal_progress p \
     WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id)";
+
+/// Records applied event ids; a conflict means an id was applied before.
+const LEDGER_INSERT_SQL: &str = "\
+INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
 const UPDATE_ROWS_SQL: &str = "\
 UPDATE user_goal_progress AS t SET \
@@ -217,7 +245,8 @@ impl StateColumns {
 /// Why a batch was not (known to be) committed.
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError {
-    /// Failed before `COMMIT` was sent: nothing of the batch was written.
+    /// Failed before `COMMIT` was sent, or the server refused the `COMMIT`: nothing of the
+    /// batch was written.
     #[error("batch not written: {0}")]
     NotWritten(#[source] sqlx::Error),
     /// Failed before `COMMIT` was sent, by the timeout: nothing of the batch was written.
@@ -231,6 +260,20 @@ pub enum FlushError {
         flushed: Flushed,
         reason: String,
     },
+}
+
+impl FlushError {
+    /// Whether retrying the same batch as it is can succeed: `false` when Postgres refused
+    /// its data (or failed for a reason that is neither connectivity nor a lost race, see
+    /// [`DbFault`]) — then the batch must be split to find the rows it refuses.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FlushError::NotWritten(e) => {
+                matches!(classify(e), DbFault::Connectivity | DbFault::Transient)
+            }
+            FlushError::TimedOut(_) | FlushError::CommitUnconfirmed { .. } => true,
+        }
+    }
 }
 
 /// The fate of a transaction, from `txid_status`.
@@ -257,18 +300,20 @@ pub async fn transaction_status(pool: &PgPool, xid: i64) -> Result<TxStatus, sql
     })
 }
 
-/// Applies one batch in one transaction (see the module docs). `default_goals`: when
-/// `Some`, the batch's users without any row first get these goals assigned. Each of the
-/// two phases (statements, `COMMIT`) must finish within `timeout`. Items whose row another
+/// Applies one batch in one transaction (see the module docs). `users` lists the users of
+/// `items` in order (see [`BatchUser`]). `default_goals`: when `Some`, the batch's users
+/// without any row first get these goals assigned. Each of the two phases (statements,
+/// `COMMIT`) must finish within `timeout`. The items of users one of whose rows another
 /// transaction holds are not written and come back in [`Flushed::deferred`].
 pub async fn flush_batch(
     pool: &PgPool,
     items: &[BatchItem],
+    users: &[BatchUser],
     default_goals: Option<&[Arc<Goal>]>,
     now: DateTime<Utc>,
     timeout: Duration,
 ) -> Result<Flushed, FlushError> {
-    if items.is_empty() {
+    if items.is_empty() && users.iter().all(|u| u.event_ids.is_empty()) {
         return Ok(Flushed::default());
     }
     let work = async {
@@ -276,7 +321,7 @@ pub async fn flush_batch(
         let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
             .fetch_one(&mut *tx)
             .await?;
-        let flushed = write_batch(&mut tx, items, default_goals, now).await?;
+        let flushed = write_batch(&mut tx, items, users, default_goals, now).await?;
         Ok::<_, sqlx::Error>((tx, xid, flushed))
     };
     let (tx, xid, flushed) = match tokio::time::timeout(timeout, work).await {
@@ -286,6 +331,9 @@ pub async fn flush_batch(
     };
     let reason = match tokio::time::timeout(timeout, tx.commit()).await {
         Ok(Ok(())) => return Ok(flushed),
+        // The server answered the COMMIT with an error (a deferred constraint, say): the
+        // transaction rolled back.
+        Ok(Err(e @ sqlx::Error::Database(_))) => return Err(FlushError::NotWritten(e)),
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no answer within {timeout:?}"),
     };
@@ -296,9 +344,12 @@ pub async fn flush_batch(
     })
 }
 
-async fn write_batch(
+/// The statements of [`flush_batch`], inside the caller's transaction (the dead-letter
+/// replay runs them too).
+pub(super) async fn write_batch(
     tx: &mut sqlx::PgConnection,
     items: &[BatchItem],
+    users: &[BatchUser],
     default_goals: Option<&[Arc<Goal>]>,
     now: DateTime<Utc>,
 ) -> Result<Flushed, sqlx::Error> {
@@ -311,31 +362,73 @@ async fn write_batch(
     // Key → index of its (first) item.
     let mut by_key: HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(items.len(), Default::default());
-    let mut users = Vec::with_capacity(items.len());
+    let mut key_users = Vec::with_capacity(items.len());
     let mut goal_ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let key = (&*item.user_id, item.goal.id.as_str());
         if let Entry::Vacant(e) = by_key.entry(key) {
             e.insert(i);
-            users.push(key.0);
+            key_users.push(key.0);
             goal_ids.push(key.1);
         }
     }
     let rows: Vec<LockedRow> = sqlx::query_as(AssertSqlSafe(LOCK_ROWS_SQL.as_str()))
-        .bind(&users)
+        .bind(&key_users)
         .bind(&goal_ids)
         .fetch_all(&mut *tx)
         .await?;
 
+    let mut locked = vec![false; items.len()];
+    for row in &rows {
+        if let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) {
+            locked[i] = true;
+        }
+    }
+
+    // Keys not returned: either no row, or a row another transaction holds. A user with a
+    // held row is deferred whole.
+    let (missing_user, missing_goal): (Vec<&str>, Vec<&str>) = key_users
+        .iter()
+        .zip(&goal_ids)
+        .filter(|&(u, g)| !locked[by_key[&(*u, *g)]])
+        .map(|(u, g)| (*u, *g))
+        .unzip();
+    let mut deferred_users: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    if !missing_user.is_empty() {
+        let existing: Vec<(String, String)> = sqlx::query_as(EXISTING_KEYS_SQL)
+            .bind(&missing_user)
+            .bind(&missing_goal)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (u, g) in &existing {
+            if let Some(&i) = by_key.get(&(u.as_str(), g.as_str())) {
+                deferred_users.insert(&*items[i].user_id);
+            }
+        }
+    }
+    let deferred: Vec<usize> = if deferred_users.is_empty() {
+        Vec::new()
+    } else {
+        (0..items.len())
+            .filter(|&i| deferred_users.contains(&*items[i].user_id))
+            .collect()
+    };
+    outcome.deferred = deferred.len() as u64;
+    outcome.not_assigned = missing_user
+        .iter()
+        .filter(|u| !deferred_users.contains(**u))
+        .count() as u64;
+
     let mut keys_user = Vec::new();
     let mut keys_goal = Vec::new();
     let mut cols = StateColumns::default();
-    let mut locked = vec![false; items.len()];
     for row in &rows {
+        if deferred_users.contains(row.user_id.as_str()) {
+            continue;
+        }
         let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) else {
             continue;
         };
-        locked[i] = true;
         let item = &items[i];
         let old = row.goal.state();
         match progress::apply(&item.goal, &old, &item.delta, now) {
@@ -348,30 +441,6 @@ async fn write_batch(
         }
     }
 
-    // Keys not returned: either no row, or a row another transaction holds.
-    let (missing_user, missing_goal): (Vec<&str>, Vec<&str>) = users
-        .iter()
-        .zip(&goal_ids)
-        .filter(|&(u, g)| !locked[by_key[&(*u, *g)]])
-        .map(|(u, g)| (*u, *g))
-        .unzip();
-    let mut deferred = Vec::new();
-    if !missing_user.is_empty() {
-        let existing: Vec<(String, String)> = sqlx::query_as(EXISTING_KEYS_SQL)
-            .bind(&missing_user)
-            .bind(&missing_goal)
-            .fetch_all(&mut *tx)
-            .await?;
-        deferred = existing
-            .iter()
-            .filter_map(|(u, g)| by_key.get(&(u.as_str(), g.as_str())).copied())
-            .collect();
-        deferred.sort_unstable();
-        deferred.dedup();
-        outcome.deferred = deferred.len() as u64;
-        outcome.not_assigned = (missing_user.len() - deferred.len()) as u64;
-    }
-
     if !keys_user.is_empty() {
         let query = sqlx::query(UPDATE_ROWS_SQL)
             .bind(&keys_user)
@@ -379,7 +448,42 @@ async fn write_batch(
         let done = cols.bind(query).bind(now).execute(&mut *tx).await?;
         outcome.updated = done.rows_affected();
     }
+
+    let applied: Vec<&str> = users
+        .iter()
+        .filter(|u| !deferred_users.contains(&*u.user_id))
+        .flat_map(|u| u.event_ids.iter().map(|id| &**id))
+        .collect();
+    outcome.ledger_conflicts = record_applied(&mut *tx, &applied).await?;
     Ok(Flushed { outcome, deferred })
+}
+
+/// Records `ids` in `event_ledger`; returns how many it already held. An id holding a
+/// NUL cannot be stored in a text column and is left out (validation refuses such ids at
+/// the door; only a caller that bypasses it can bring one).
+pub(super) async fn record_applied(
+    tx: &mut sqlx::PgConnection,
+    ids: &[&str],
+) -> Result<u64, sqlx::Error> {
+    let storable: Vec<&str>;
+    let ids = if ids.iter().any(|id| id.contains('\0')) {
+        storable = ids
+            .iter()
+            .copied()
+            .filter(|id| !id.contains('\0'))
+            .collect();
+        &storable[..]
+    } else {
+        ids
+    };
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(LEDGER_INSERT_SQL)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(ids.len() as u64 - done.rows_affected().min(ids.len() as u64))
 }
 
 async fn auto_initialize(

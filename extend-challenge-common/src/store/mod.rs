@@ -1,6 +1,8 @@
 //! Every SQL statement both binaries run, and the embedded migrations.
 //!
 //! - [`flush`]: the event handler's set-based batch writes.
+//! - [`dead_letter`]: what a batch could not write, kept for an operator to replay.
+//! - [`ledger`]: the ids of applied events (cross-replica, crash-proof de-duplication).
 //! - [`player`]: the service's reads and writes.
 //! - [`grants`]: reward grant intents, the claim's state machine.
 
@@ -10,8 +12,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::progress::{GoalState, Status};
 
+pub mod dead_letter;
 pub mod flush;
 pub mod grants;
+pub mod ledger;
 pub mod player;
 
 /// Migrations under `migrations/`, embedded in the binaries.
