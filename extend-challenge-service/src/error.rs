@@ -96,9 +96,8 @@ impl ServiceError {
             | GoalNotActive { .. }
             | GoalRotated { .. }
             | PrerequisitesNotMet { .. } => Code::FailedPrecondition,
-            AlreadyClaimed { .. } => Code::AlreadyExists,
-            // A concurrency conflict; grpc-gateway maps it to 409 like AlreadyExists.
-            ClaimInProgress { .. } => Code::Aborted,
+            // 409 both; the contract's table maps only AlreadyExists to 409.
+            AlreadyClaimed { .. } | ClaimInProgress { .. } => Code::AlreadyExists,
             GoalIdsEmpty | CountNotPositive | InsufficientGoals { .. } | InvalidArgument(_) => {
                 Code::InvalidArgument
             }

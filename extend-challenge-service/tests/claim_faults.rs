@@ -439,6 +439,7 @@ async fn a_claim_storm_grants_once_and_other_players_still_read(pool: PgPool) {
                     message(&body),
                     "Claim already in progress (goal_id: kill-10)"
                 );
+                assert_eq!(body["code"], 6, "AlreadyExists");
                 in_progress += 1;
             }
             other => panic!("unexpected {other}: {body}"),
