@@ -22,6 +22,19 @@ pub enum RewardMode {
     Mock,
 }
 
+/// How the service tells whether AGS already holds a grant it may have made (CONTRACT §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewardDedup {
+    /// Put the grant key into the grant (`grantedCode` of an entitlement, `metadata` of a
+    /// wallet credit) and look for it in AGS's records before granting again. Works
+    /// everywhere, Shared Cloud included.
+    Marker,
+    /// ITEM rewards through Platform fulfillment v3 with the grant key as `transactionId`,
+    /// which AGS de-duplicates (not available on AGS Shared Cloud). WALLET rewards keep
+    /// the marker.
+    Fulfillment,
+}
+
 /// When the event handler acknowledges an event (CONTRACT §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
@@ -41,6 +54,15 @@ pub struct Settings {
     pub auth_enabled: bool,
     pub refresh_interval: Duration,
     pub reward_mode: RewardMode,
+    /// `REWARD_GRANT_DEDUP` (default `marker`).
+    pub reward_dedup: RewardDedup,
+    /// `REWARD_GRANT_SETTLE_SECONDS` (default 30): how long after an unanswered grant request
+    /// AGS may still be processing it. Until then a grant not (yet) visible at AGS is not
+    /// made again; the claim answers "in progress".
+    pub reward_grant_settle: Duration,
+    /// `REWARD_RECONCILE_INTERVAL_SECONDS` (default 30): how often the reconciler looks for
+    /// abandoned grant intents.
+    pub reward_reconcile_interval: Duration,
     pub db: PgConnectOptions,
     pub db_max_open_conns: u32,
     /// `CHALLENGE_CONFIG_PATH` or `CONFIG_PATH`.
@@ -118,6 +140,19 @@ impl Settings {
                 Some("mock") => RewardMode::Mock,
                 Some(v) => return Err(env.bad("REWARD_CLIENT_MODE", v, "expected real or mock")),
             },
+            reward_dedup: match env.text("REWARD_GRANT_DEDUP").as_deref() {
+                None | Some("marker") => RewardDedup::Marker,
+                Some("fulfillment") => RewardDedup::Fulfillment,
+                Some(v) => {
+                    return Err(env.bad("REWARD_GRANT_DEDUP", v, "expected marker or fulfillment"));
+                }
+            },
+            reward_grant_settle: Duration::from_secs(
+                env.parse("REWARD_GRANT_SETTLE_SECONDS", 30u64)?,
+            ),
+            reward_reconcile_interval: Duration::from_secs(
+                env.positive("REWARD_RECONCILE_INTERVAL_SECONDS", 30u64)?,
+            ),
             db,
             db_max_open_conns: env.positive("DB_MAX_OPEN_CONNS", 25u32)?,
             config_path: env
@@ -258,6 +293,9 @@ mod tests {
         assert_eq!(s.buffer_flush_interval, Duration::from_millis(100));
         assert!(s.auto_initialize_on_event);
         assert_eq!(s.db.get_database(), Some("challenge_db"));
+        assert_eq!(s.reward_dedup, RewardDedup::Marker);
+        assert_eq!(s.reward_grant_settle, Duration::from_secs(30));
+        assert_eq!(s.reward_reconcile_interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -268,6 +306,9 @@ mod tests {
             ("BUFFER_MAX_SIZE", "0"),
             ("PLUGIN_GRPC_SERVER_AUTH_ENABLED", "maybe"),
             ("REWARD_CLIENT_MODE", "fake"),
+            ("REWARD_GRANT_DEDUP", "idempotent"),
+            ("REWARD_GRANT_SETTLE_SECONDS", "-1"),
+            ("REWARD_RECONCILE_INTERVAL_SECONDS", "0"),
             ("DB_PORT", "70000"),
             ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin:9411"),
         ] {

@@ -38,6 +38,13 @@ pub enum ServiceError {
     PrerequisitesNotMet { goal_id: String },
     #[error("Failed to grant reward via Platform Service after 3 retries (goal_id: {goal_id})")]
     RewardGrantFailed { goal_id: String },
+    /// Another claim of the same goal is working on it (CONTRACT §3.3).
+    #[error("Claim already in progress (goal_id: {goal_id})")]
+    ClaimInProgress { goal_id: String },
+    /// AGS may or may not have granted: the intent stays pending and a retry (or the
+    /// reconciler) completes it without granting twice.
+    #[error("Reward grant in progress, please retry (goal_id: {goal_id})")]
+    GrantInDoubt { goal_id: String },
     #[error("goal_ids cannot be empty")]
     GoalIdsEmpty,
     #[error("challenge '{0}' not found")]
@@ -90,6 +97,8 @@ impl ServiceError {
             | GoalRotated { .. }
             | PrerequisitesNotMet { .. } => Code::FailedPrecondition,
             AlreadyClaimed { .. } => Code::AlreadyExists,
+            // A concurrency conflict; grpc-gateway maps it to 409 like AlreadyExists.
+            ClaimInProgress { .. } => Code::Aborted,
             GoalIdsEmpty | CountNotPositive | InsufficientGoals { .. } | InvalidArgument(_) => {
                 Code::InvalidArgument
             }
@@ -97,7 +106,9 @@ impl ServiceError {
             RewardGrantFailed { .. } | Database(_) => Code::Internal,
             Unauthenticated(_) => Code::Unauthenticated,
             PermissionDenied(_) => Code::PermissionDenied,
-            Unavailable(_) | ClaimTimedOut { .. } | Unhealthy => Code::Unavailable,
+            Unavailable(_) | ClaimTimedOut { .. } | GrantInDoubt { .. } | Unhealthy => {
+                Code::Unavailable
+            }
             MethodNotAllowed => Code::Unimplemented,
         }
     }
@@ -190,6 +201,19 @@ mod tests {
             }
             .http_status(),
             StatusCode::CONFLICT
+        );
+        let busy = ServiceError::ClaimInProgress {
+            goal_id: "g".into(),
+        };
+        assert_eq!(busy.http_status(), StatusCode::CONFLICT);
+        assert_eq!(busy.to_string(), "Claim already in progress (goal_id: g)");
+        let doubt = ServiceError::GrantInDoubt {
+            goal_id: "g".into(),
+        };
+        assert_eq!(doubt.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            doubt.to_string(),
+            "Reward grant in progress, please retry (goal_id: g)"
         );
         assert_eq!(
             ServiceError::CountNotPositive.http_status(),

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod grpc;
+pub mod http_serve;
 pub mod rest;
 pub mod rewards;
 pub mod rows;
@@ -113,6 +114,7 @@ pub struct Application {
     health_server:
         tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     base_path: String,
+    reconcile_interval: Duration,
     shutdown: CancellationToken,
 }
 
@@ -135,7 +137,8 @@ impl Application {
             deps.granter,
             deps.clock,
             settings.ab_namespace.clone(),
-        );
+        )
+        .with_grant_settle(settings.reward_grant_settle);
         Ok(Application {
             grpc,
             http,
@@ -145,6 +148,7 @@ impl Application {
             health,
             health_server,
             base_path: settings.base_path.clone(),
+            reconcile_interval: settings.reward_reconcile_interval,
             shutdown: CancellationToken::new(),
         })
     }
@@ -191,6 +195,11 @@ impl Application {
             HEALTH_INTERVAL,
             shutdown.clone(),
         );
+        // Completes reward grants abandoned by a claim (one replica at a time).
+        let reconciler = self
+            .service
+            .reconciler()
+            .spawn(self.reconcile_interval, shutdown.clone());
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -220,9 +229,7 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let router = http_router(self.service.clone(), self.auth.clone(), &self.base_path);
-        let http_shutdown = shutdown.clone();
-        let http_server = axum::serve(self.http, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let http_server = http_serve::serve(self.http, router, shutdown.clone());
         let ops_server = ops::serve_ops(self.ops, self.health.clone(), shutdown.clone());
 
         // If one server stops (an error), stop the others too.
@@ -237,6 +244,7 @@ impl Application {
         );
         let _ = watcher.await;
         let _ = sampler.await;
+        let _ = reconciler.await;
         g?;
         h?;
         o?;
@@ -256,4 +264,6 @@ pub fn http_router(
         .layer(axum::middleware::from_fn(trace_http))
         // One debug line per request; paths carry ids of goals, never personal data.
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every error answer is the contract's JSON (CONTRACT §3.2).
+        .layer(axum::middleware::from_fn(http_serve::normalize_errors))
 }

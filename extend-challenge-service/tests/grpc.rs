@@ -451,3 +451,156 @@ async fn grpc_requires_a_token_except_for_health(pool: PgPool) {
     );
     svc.stop().await;
 }
+
+/// Status and JSON error body of a REST answer; panics when the body is not the contract's
+/// error JSON.
+async fn json_error(resp: reqwest::Response) -> (u16, i64, String) {
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.unwrap();
+    assert!(
+        ctype.starts_with("application/json"),
+        "{status}: content-type {ctype:?}, body {text:?}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
+    assert_eq!(body["details"], serde_json::json!([]), "{text}");
+    (
+        status,
+        body["code"].as_i64().unwrap(),
+        body["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn every_rest_error_is_json_on_real_sockets(pool: PgPool) {
+    let svc = start(pool, false).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/challenge", svc.http);
+
+    // A 10 MB body: over axum's 2 MiB limit.
+    let resp = http
+        .post(format!("{base}/v1/challenges/initialize"))
+        .header("x-mock-user-id", "big")
+        .header("content-type", "application/json")
+        .body(vec![b' '; 10 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = json_error(resp).await;
+    assert_eq!((status, code), (413, Code::ResourceExhausted as i64));
+
+    // A path that is not valid UTF-8 once percent-decoded.
+    let resp = http
+        .get(format!("{base}/v1/challenges/%FF%FE"))
+        .header("x-mock-user-id", "utf8")
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = json_error(resp).await;
+    assert_eq!((status, code), (400, Code::InvalidArgument as i64));
+
+    // Oversized headers: 100 KB and 1 MB (hyper alone would answer an empty 431).
+    for size in [100 * 1024, 1024 * 1024] {
+        let resp = http
+            .get(format!("{base}/v1/challenges"))
+            .header("authorization", format!("Bearer {}", "a".repeat(size)))
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = json_error(resp).await;
+        assert_eq!(
+            (status, code),
+            (431, Code::ResourceExhausted as i64),
+            "{size}"
+        );
+        assert!(message.contains("headers too large"), "{message}");
+    }
+
+    // A mock user that is not a usable id is refused, not replaced by the default user.
+    let resp = http
+        .get(format!("{base}/v1/challenges"))
+        .header(
+            "x-mock-user-id",
+            reqwest::header::HeaderValue::from_bytes("jos\u{e9}".as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = json_error(resp).await;
+    assert_eq!((status, code), (400, Code::InvalidArgument as i64));
+    assert!(message.contains("x-mock-user-id"), "{message}");
+    let mut c = svc.client().await;
+    let mut req = tonic::Request::new(pb::GetChallengesRequest { active_only: false });
+    req.metadata_mut()
+        .insert("x-mock-user-id", "a\tb".parse().unwrap());
+    let err = c.get_user_challenges(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // Still serving normally.
+    let ok = http
+        .get(format!("{base}/v1/challenges"))
+        .header("x-mock-user-id", "fine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    svc.stop().await;
+}
+
+/// A "database" that accepts connections and closes them at once, as a proxy in front of a
+/// Postgres that is down does: sqlx fails with an I/O or protocol error (with the default
+/// `sslmode=prefer`, "unexpected response from SSLRequest").
+async fn closing_listener() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            // Answer the SSLRequest with garbage, then hang up.
+            let _ = s.write_all(b"X").await;
+            drop(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn database_connectivity_errors_are_unavailable() {
+    for sslmode in ["prefer", "disable"] {
+        let addr = closing_listener().await;
+        let url = format!(
+            "postgres://postgres@{}:{}/x?sslmode={sslmode}",
+            addr.ip(),
+            addr.port()
+        );
+        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy_with(options);
+        let svc = start(pool, false).await;
+        let resp = reqwest::Client::new()
+            .get(format!("http://{}/challenge/v1/challenges", svc.http))
+            .header("x-mock-user-id", "outage")
+            .send()
+            .await
+            .unwrap();
+        let (status, code, _) = json_error(resp).await;
+        assert_eq!((status, code), (503, Code::Unavailable as i64), "{sslmode}");
+        let mut c = svc.client().await;
+        let err = c
+            .get_user_challenges(as_user(
+                "outage",
+                pb::GetChallengesRequest { active_only: false },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{sslmode}: {err:?}");
+        svc.stop().await;
+    }
+}

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use extend_challenge_common::config::{Reward, RewardType};
 use extend_challenge_service::rewards::{
-    AgsRewardClient, GrantError, RetryPolicy, RewardGranter, RewardMetrics,
+    AgsRewardClient, GrantError, GrantRequest, Granted, Resume, RetryPolicy, RewardGranter,
+    RewardMetrics,
 };
 use serde_json::json;
 use wiremock::matchers::{basic_auth, bearer_token, body_json, body_string, header, method, path};
@@ -16,6 +17,29 @@ const TOKEN: &str = "/iam/v3/oauth/token";
 const NS: &str = "mygame";
 const ENTITLEMENTS: &str = "/platform/admin/namespaces/mygame/users/user-1/entitlements";
 const CREDIT: &str = "/platform/admin/namespaces/mygame/users/user-1/wallets/GOLD/credit";
+
+const KEY: &str = "chl-0123456789abcdef0123456789abcdef";
+
+/// A first grant (nothing sent before with its key).
+async fn grant(
+    client: &AgsRewardClient,
+    namespace: &str,
+    user_id: &str,
+    challenge_id: &str,
+    goal_id: &str,
+    reward: &Reward,
+) -> Result<Granted, GrantError> {
+    let req = GrantRequest {
+        namespace,
+        user_id,
+        challenge_id,
+        goal_id,
+        reward,
+        grant_key: KEY,
+        since: chrono::Utc::now(),
+    };
+    client.grant(&req, Resume::Fresh).await
+}
 
 fn fast() -> RetryPolicy {
     RetryPolicy {
@@ -85,13 +109,25 @@ fn client(server: &MockServer, policy: RetryPolicy) -> (AgsRewardClient, RewardM
     (client, metrics)
 }
 
+/// Requests to `p` other than look-ups (GET).
 async fn requests_to(server: &MockServer, p: &str) -> usize {
     server
         .received_requests()
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.url.path() == p)
+        .filter(|r| r.url.path() == p && r.method != wiremock::http::Method::GET)
+        .count()
+}
+
+/// Look-ups (GET) of `p`.
+async fn lookups_of(server: &MockServer, p: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == p && r.method == wiremock::http::Method::GET)
         .count()
 }
 
@@ -119,6 +155,7 @@ async fn item_grant_sends_the_exact_entitlement_request() {
             "itemNamespace": NS,
             "quantity": 2,
             "source": "REWARD",
+            "grantedCode": KEY,
         }])))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": "ent-1"}])))
         .expect(1)
@@ -126,8 +163,7 @@ async fn item_grant_sends_the_exact_entitlement_request() {
         .await;
     let (client, metrics) = client(&server, fast());
 
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     server.verify().await;
@@ -145,6 +181,7 @@ async fn wallet_grant_sends_the_exact_credit_request() {
             "amount": 50,
             "source": "REWARD",
             "reason": "challenge daily-quests/login-3",
+            "metadata": {"challengeGrantKey": KEY},
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"balance": 50})))
         .expect(1)
@@ -152,8 +189,7 @@ async fn wallet_grant_sends_the_exact_credit_request() {
         .await;
     let (client, metrics) = client(&server, fast());
 
-    client
-        .grant(NS, "user-1", "daily-quests", "login-3", &gold(50))
+    grant(&client, NS, "user-1", "daily-quests", "login-3", &gold(50))
         .await
         .unwrap();
     server.verify().await;
@@ -174,8 +210,7 @@ async fn path_segments_are_percent_encoded() {
     let (client, _) = client(&server, fast());
     let mut reward = gold(1);
     reward.reward_id = "G#LD".into();
-    client
-        .grant("my ns", "a/b?c", "c", "g", &reward)
+    grant(&client, "my ns", "a/b?c", "c", "g", &reward)
         .await
         .unwrap();
     server.verify().await;
@@ -187,8 +222,7 @@ async fn token_is_cached_across_grants() {
     entitlements_answer(&server, 200, None).await;
     let (client, _) = client(&server, fast());
     for _ in 0..5 {
-        client
-            .grant(NS, "user-1", "c1", "g1", &item())
+        grant(&client, NS, "user-1", "c1", "g1", &item())
             .await
             .unwrap();
     }
@@ -202,7 +236,7 @@ async fn concurrent_grants_share_one_token_fetch() {
     entitlements_answer(&server, 200, None).await;
     let (client, _) = client(&server, fast());
     let reward = item();
-    let grants = (0..8).map(|_| client.grant(NS, "user-1", "c1", "g1", &reward));
+    let grants = (0..8).map(|_| grant(&client, NS, "user-1", "c1", "g1", &reward));
     for result in futures::future::join_all(grants).await {
         result.unwrap();
     }
@@ -217,18 +251,15 @@ async fn token_is_refreshed_at_80_percent_of_its_lifetime() {
     entitlements_answer(&server, 200, None).await;
     let (client, _) = client(&server, fast());
 
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     assert_eq!(requests_to(&server, TOKEN).await, 1);
     tokio::time::sleep(Duration::from_millis(900)).await;
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     assert_eq!(requests_to(&server, TOKEN).await, 2);
@@ -241,11 +272,12 @@ async fn a_503_then_200_grants_exactly_once() {
     entitlements_answer(&server, 200, None).await;
     let (client, metrics) = client(&server, fast());
 
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     assert_eq!(requests_to(&server, ENTITLEMENTS).await, 2);
+    // The 503 was an answer: Platform's records were checked before sending again.
+    assert_eq!(lookups_of(&server, ENTITLEMENTS).await, 1);
     assert_eq!(metrics.count(RewardType::Item, "granted"), 1);
     assert_eq!(metrics.count(RewardType::Item, "retries_exhausted"), 0);
 }
@@ -258,8 +290,7 @@ async fn a_429_and_a_408_are_retried() {
     entitlements_answer(&server, 201, None).await;
     let (client, _) = client(&server, fast());
 
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     assert_eq!(requests_to(&server, ENTITLEMENTS).await, 3);
@@ -277,8 +308,7 @@ async fn a_400_is_rejected_without_retry() {
         .await;
     let (client, metrics) = client(&server, fast());
 
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     match err {
@@ -299,8 +329,7 @@ async fn other_4xx_are_not_retried() {
         let server = ags().await;
         entitlements_answer(&server, status, None).await;
         let (client, _) = client(&server, fast());
-        let err = client
-            .grant(NS, "user-1", "c1", "g1", &item())
+        let err = grant(&client, NS, "user-1", "c1", "g1", &item())
             .await
             .unwrap_err();
         assert!(
@@ -317,8 +346,7 @@ async fn persistent_500s_exhaust_retries_after_four_attempts() {
     entitlements_answer(&server, 500, None).await;
     let (client, metrics) = client(&server, fast());
 
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     assert!(
@@ -330,7 +358,7 @@ async fn persistent_500s_exhaust_retries_after_four_attempts() {
 }
 
 #[tokio::test]
-async fn a_hang_ends_with_deadline_exceeded_near_the_deadline() {
+async fn a_hang_ends_in_doubt_near_the_deadline() {
     let server = ags().await;
     Mock::given(method("POST"))
         .and(path(ENTITLEMENTS))
@@ -341,17 +369,18 @@ async fn a_hang_ends_with_deadline_exceeded_near_the_deadline() {
     let (client, metrics) = client(&server, RetryPolicy { deadline, ..fast() });
 
     let started = Instant::now();
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert!(matches!(err, GrantError::DeadlineExceeded), "{err:?}");
+    // The request was sent and never answered: Platform may have granted.
+    assert!(matches!(err, GrantError::InDoubt { .. }), "{err:?}");
+    assert!(err.may_have_granted());
     assert!(elapsed >= deadline, "gave up early: {elapsed:?}");
     // Generous margin: this bounds "stopped at the deadline", not speed.
     assert!(elapsed < deadline + Duration::from_secs(2), "{elapsed:?}");
     assert_eq!(requests_to(&server, ENTITLEMENTS).await, 1);
-    assert_eq!(metrics.count(RewardType::Item, "deadline_exceeded"), 1);
+    assert_eq!(metrics.count(RewardType::Item, "in_doubt"), 1);
 }
 
 #[tokio::test]
@@ -368,8 +397,7 @@ async fn no_backoff_is_started_that_would_end_past_the_deadline() {
         },
     );
     let started = Instant::now();
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     assert!(matches!(err, GrantError::DeadlineExceeded), "{err:?}");
@@ -404,8 +432,7 @@ async fn a_401_drops_the_token_and_retries_once() {
         .await;
     let (client, _) = client(&server, fast());
 
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     assert_eq!(requests_to(&server, TOKEN).await, 2);
@@ -417,8 +444,7 @@ async fn a_second_401_is_a_rejection() {
     let server = ags().await;
     entitlements_answer(&server, 401, None).await;
     let (client, _) = client(&server, fast());
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     assert!(
@@ -439,8 +465,7 @@ async fn refused_client_credentials_fail_without_calling_platform() {
         .await;
     entitlements_answer(&server, 200, None).await;
     let (client, metrics) = client(&server, fast());
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     assert!(
@@ -464,8 +489,7 @@ async fn token_endpoint_outages_are_retried() {
     mount_token(&server, "tok-1", 3600).await;
     entitlements_answer(&server, 200, None).await;
     let (client, _) = client(&server, fast());
-    client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap();
     assert_eq!(requests_to(&server, TOKEN).await, 2);
@@ -488,8 +512,7 @@ async fn connection_errors_are_retried_until_exhausted() {
         fast(),
     )
     .with_metrics(metrics.clone());
-    let err = client
-        .grant(NS, "user-1", "c1", "g1", &item())
+    let err = grant(&client, NS, "user-1", "c1", "g1", &item())
         .await
         .unwrap_err();
     assert!(

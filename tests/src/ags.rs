@@ -106,8 +106,42 @@ impl FakeAgs {
         .await;
     }
 
-    /// Every reward grant received so far for `user`, in arrival order.
+    /// Makes every grant call for `user` succeed only after `delay` (a slow Platform).
+    pub async fn delay_grants(&self, user: &str, delay: std::time::Duration) {
+        Mock::given(path_regex(format!(
+            "^/platform/admin/namespaces/{NAMESPACE}/users/{user}/(entitlements|wallets/[^/]+/credit)$"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "fake-grant", "status": "ACTIVE"}))
+                .set_delay(delay),
+        )
+        .with_priority(1)
+        .mount(&self.server)
+        .await;
+    }
+
+    /// Every reward grant request received so far for `user`, in arrival order (the
+    /// look-ups of earlier grants, `GET`s, are not grants: see [`FakeAgs::lookups`]).
     pub async fn grants(&self, user: &str) -> Vec<Grant> {
+        self.requests_of(user)
+            .await
+            .into_iter()
+            .filter(|g| g.method != "GET")
+            .collect()
+    }
+
+    /// The service's look-ups of earlier grants for `user` (entitlement and wallet
+    /// transaction queries), in arrival order.
+    pub async fn lookups(&self, user: &str) -> Vec<Grant> {
+        self.requests_of(user)
+            .await
+            .into_iter()
+            .filter(|g| g.method == "GET")
+            .collect()
+    }
+
+    async fn requests_of(&self, user: &str) -> Vec<Grant> {
         let prefix = format!("/platform/admin/namespaces/{NAMESPACE}/users/{user}/");
         self.server
             .received_requests()
@@ -128,6 +162,33 @@ impl FakeAgs {
             .iter()
             .filter(|r| r.url.path() == p)
             .count()
+    }
+}
+
+impl Grant {
+    /// The grant key the service marks its grant with (an entitlement's `grantedCode`, a
+    /// wallet credit's `metadata.challengeGrantKey`), if any.
+    pub fn marker(&self) -> Option<&str> {
+        self.body
+            .get(0)
+            .and_then(|e| e.get("grantedCode"))
+            .or_else(|| self.body.pointer("/metadata/challengeGrantKey"))
+            .and_then(Value::as_str)
+    }
+
+    /// The body without the marker: the contract's request shape (CONTRACT §3.5).
+    pub fn contract_body(&self) -> Value {
+        let mut body = self.body.clone();
+        if let Some(items) = body.as_array_mut() {
+            for item in items {
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("grantedCode");
+                }
+            }
+        } else if let Some(o) = body.as_object_mut() {
+            o.remove("metadata");
+        }
+        body
     }
 }
 

@@ -10,11 +10,15 @@ pub mod api;
 pub mod build;
 pub mod db;
 pub mod events;
+pub mod platform;
+pub mod proxy;
 pub mod stack;
 
 pub use ags::FakeAgs;
 pub use api::{Api, Reply};
 pub use events::Events;
+pub use platform::Platform;
+pub use proxy::PgProxy;
 pub use stack::{Stack, StackOptions};
 
 /// The namespace both binaries are configured with (`AB_NAMESPACE`).

@@ -24,6 +24,8 @@ pub struct StackOptions {
     pub config: PathBuf,
     /// Extra variables (both binaries), set last so they win.
     pub env: Vec<(String, String)>,
+    /// Reach Postgres through this address (a [`crate::PgProxy`]) instead of directly.
+    pub database_via: Option<std::net::SocketAddr>,
 }
 
 impl Default for StackOptions {
@@ -33,6 +35,7 @@ impl Default for StackOptions {
             clock_offset_seconds: seconds_to_noon(),
             config: fixture("challenges.json"),
             env: Vec::new(),
+            database_via: None,
         }
     }
 }
@@ -59,7 +62,17 @@ pub struct Stack {
     pub handler_ports: Ports,
     log_dir: PathBuf,
     procs: Vec<Proc>,
+    /// Event handler replicas started with [`Stack::add_handler`] (index 1 onwards).
+    replicas: Vec<Replica>,
     generation: u32,
+}
+
+/// An extra event handler process: its ports, its extra variables, and the process while
+/// it runs.
+struct Replica {
+    ports: Ports,
+    extra: Vec<(String, String)>,
+    proc: Option<Proc>,
 }
 
 impl Stack {
@@ -82,6 +95,7 @@ impl Stack {
             handler_ports: free_ports(),
             log_dir,
             procs: Vec::new(),
+            replicas: Vec::new(),
             generation: 0,
         };
         stack.spawn_and_wait().await;
@@ -137,10 +151,23 @@ impl Stack {
             .join("\n")
     }
 
+    /// The `DATABASE_URL` the binaries get (through [`StackOptions::database_via`] if set).
+    pub fn database_url(&self) -> String {
+        match self.options.database_via {
+            None => self.db.url.clone(),
+            Some(addr) => {
+                let mut u = reqwest::Url::parse(&self.db.url).expect("database URL");
+                u.set_host(Some(&addr.ip().to_string())).expect("set host");
+                u.set_port(Some(addr.port())).expect("set port");
+                u.to_string()
+            }
+        }
+    }
+
     fn env(&self, ports: Ports) -> Vec<(String, String)> {
         let o = &self.options;
         let mut env: Vec<(String, String)> = [
-            ("DATABASE_URL", self.db.url.clone()),
+            ("DATABASE_URL", self.database_url()),
             ("AB_BASE_URL", self.ags.url()),
             ("AB_NAMESPACE", NAMESPACE.to_string()),
             ("AB_CLIENT_ID", "e2e-client".to_string()),
@@ -245,6 +272,12 @@ impl Stack {
 
     /// Stops both binaries: SIGTERM (orderly shutdown, final flush), SIGKILL after 10 s.
     pub fn stop(&mut self) {
+        let replicas: Vec<Proc> = self
+            .replicas
+            .iter_mut()
+            .filter_map(|r| r.proc.take())
+            .collect();
+        self.procs.extend(replicas);
         for p in &self.procs {
             // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
             unsafe {
@@ -265,6 +298,115 @@ impl Stack {
                 }
             }
         }
+    }
+
+    /// Starts another event handler process on the same database, fake AGS and settings
+    /// (plus `extra`, which wins), on ports of its own; waits until it is healthy. Returns
+    /// its index for [`Stack::handler_addrs`], [`Stack::kill_handler`] and
+    /// [`Stack::respawn_handler`] (the stack's own handler is index 0).
+    pub async fn add_handler(&mut self, extra: Vec<(String, String)>) -> usize {
+        self.replicas.push(Replica {
+            ports: free_ports(),
+            extra,
+            proc: None,
+        });
+        let i = self.replicas.len();
+        self.respawn_handler(i).await;
+        i
+    }
+
+    /// `host:port` of every event handler's gRPC server, index 0 first.
+    pub fn handler_addrs(&self) -> Vec<String> {
+        std::iter::once(self.handler_ports.grpc)
+            .chain(self.replicas.iter().map(|r| r.ports.grpc))
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// SIGKILLs event handler `i` (no shutdown, no final flush) and reaps it.
+    pub fn kill_handler(&mut self, i: usize) {
+        let proc = if i == 0 {
+            let at = self.procs.iter().position(|p| p.name == "event-handler");
+            at.map(|at| self.procs.remove(at))
+        } else {
+            self.replicas[i - 1].proc.take()
+        };
+        if let Some(mut p) = proc {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    /// Starts event handler `i` again, on its old ports, and waits until it is healthy.
+    pub async fn respawn_handler(&mut self, i: usize) {
+        self.generation += 1;
+        let bins = binaries();
+        let (ports, env) = if i == 0 {
+            (self.handler_ports, self.env(self.handler_ports))
+        } else {
+            let r = &self.replicas[i - 1];
+            let mut env = self.env(r.ports);
+            env.extend(r.extra.iter().cloned());
+            (r.ports, env)
+        };
+        let name = if i == 0 {
+            "event-handler"
+        } else {
+            "event-handler-replica"
+        };
+        let proc = self.spawn(name, &bins.event_handler, env);
+        if i == 0 {
+            self.procs.push(proc);
+        } else {
+            self.replicas[i - 1].proc = Some(proc);
+        }
+        let url = format!("http://127.0.0.1:{}/healthz", ports.metrics);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().as_u16() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event handler {i} did not become healthy within 60 s\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERMs every process of the stack and returns how each ended: `(name, exit code)`
+    /// (`None`: killed by a signal, or still running after 30 s and then SIGKILLed).
+    pub fn terminate(&mut self) -> Vec<(&'static str, Option<i32>)> {
+        let mut procs: Vec<Proc> = self.procs.drain(..).collect();
+        procs.extend(self.replicas.iter_mut().filter_map(|r| r.proc.take()));
+        for p in &procs {
+            // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        procs
+            .into_iter()
+            .map(|mut p| {
+                loop {
+                    match p.child.try_wait() {
+                        Ok(Some(status)) => break (p.name, status.code()),
+                        Ok(None) if Instant::now() > deadline => {
+                            let _ = p.child.kill();
+                            let _ = p.child.wait();
+                            break (p.name, None);
+                        }
+                        Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                        Err(_) => break (p.name, None),
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Where the binaries' logs of this stack are written.

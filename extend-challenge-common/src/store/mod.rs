@@ -4,6 +4,7 @@
 //! - [`dead_letter`]: what a batch could not write, kept for an operator to replay.
 //! - [`ledger`]: the ids of applied events (cross-replica, crash-proof de-duplication).
 //! - [`player`]: the service's reads and writes.
+//! - [`grants`]: reward grant intents, the claim's state machine.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -13,6 +14,7 @@ use crate::progress::{GoalState, Status};
 
 pub mod dead_letter;
 pub mod flush;
+pub mod grants;
 pub mod ledger;
 pub mod player;
 

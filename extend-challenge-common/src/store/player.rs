@@ -4,8 +4,6 @@
 //! Rows are returned raw; the service applies `progress::view` on top, so nothing here
 //! knows about rotation or daily rollover.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -266,46 +264,21 @@ async fn activate(
     .await
 }
 
-/// An open claim transaction holding the lock on one row. Dropping it rolls back.
+/// An open claim transaction holding the lock on one row (opened by
+/// [`super::grants::lock_for_claim`]). Dropping it rolls back.
 pub struct ClaimTx {
-    tx: Transaction<'static, Postgres>,
-    user_id: String,
-}
-
-/// Opens the claim transaction and locks the row (`SELECT … FOR UPDATE`); `None` when the
-/// player has no row for the goal. `limit` bounds every statement and any idle time inside
-/// the transaction on the server side, so a stuck client can never hold the lock longer.
-pub async fn begin_claim(
-    pool: &PgPool,
-    user_id: &str,
-    goal_id: &str,
-    limit: Duration,
-) -> Result<(ClaimTx, Option<PlayerGoalRow>), sqlx::Error> {
-    let ms = limit.as_millis().max(1);
-    let begin = format!(
-        "BEGIN; SET LOCAL statement_timeout = {ms}; \
-         SET LOCAL idle_in_transaction_session_timeout = {ms}"
-    );
-    let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
-    let row: Option<PlayerGoalRow> = sqlx::query_as(
-        "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-         expires_at, baseline_value, last_event_at \
-         FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 FOR UPDATE",
-    )
-    .bind(user_id)
-    .bind(goal_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok((
-        ClaimTx {
-            tx,
-            user_id: user_id.to_string(),
-        },
-        row,
-    ))
+    pub(super) tx: Transaction<'static, Postgres>,
+    pub(super) user_id: String,
 }
 
 impl ClaimTx {
+    pub(super) fn new(tx: Transaction<'static, Postgres>, user_id: &str) -> Self {
+        ClaimTx {
+            tx,
+            user_id: user_id.to_string(),
+        }
+    }
+
     /// The player's rows for `goal_ids` (prerequisites), unlocked.
     pub async fn rows(&mut self, goal_ids: &[String]) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
         sqlx::query_as(

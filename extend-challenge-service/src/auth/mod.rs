@@ -31,6 +31,8 @@ use self::revocation::RevocationList;
 pub const DEFAULT_MOCK_USER_ID: &str = "test-user-id";
 /// Header (and gRPC metadata key) naming the user when auth is disabled.
 pub const MOCK_USER_HEADER: &str = "x-mock-user-id";
+/// The `user_id` column is `VARCHAR(100)`.
+const MAX_USER_ID_CHARS: usize = 100;
 /// The same header as forwarded by a grpc-gateway, which the reference also accepted.
 const GATEWAY_MOCK_USER_HEADER: &str = "grpcgateway-x-mock-user-id";
 
@@ -59,6 +61,9 @@ pub enum AuthError {
     Revoked,
     #[error("access token is not valid for this namespace")]
     WrongNamespace,
+    /// Auth disabled: the `x-mock-user-id` header is not a usable user id.
+    #[error("invalid x-mock-user-id: {0}")]
+    InvalidMockUser(&'static str),
 }
 
 impl AuthError {
@@ -67,6 +72,7 @@ impl AuthError {
     pub fn code(&self) -> tonic::Code {
         match self {
             AuthError::WrongNamespace => tonic::Code::PermissionDenied,
+            AuthError::InvalidMockUser(_) => tonic::Code::InvalidArgument,
             _ => tonic::Code::Unauthenticated,
         }
     }
@@ -199,7 +205,7 @@ impl Authenticator {
     /// `x-mock-user-id` header (default `test-user-id`).
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<String, AuthError> {
         if !self.inner.config.enabled {
-            return Ok(mock_user(headers));
+            return mock_user(headers);
         }
         let token = bearer_token(headers)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
@@ -395,14 +401,33 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-fn mock_user(headers: &http::HeaderMap) -> String {
-    [MOCK_USER_HEADER, GATEWAY_MOCK_USER_HEADER]
-        .iter()
-        .filter_map(|name| headers.get(*name)?.to_str().ok())
-        .map(str::trim)
-        .find(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_MOCK_USER_ID)
-        .to_string()
+/// The user named by the mock header (`x-mock-user-id`, else `grpcgateway-x-mock-user-id`),
+/// or [`DEFAULT_MOCK_USER_ID`] when neither is set or both are blank. A value that is not a
+/// usable id — not visible ASCII, or longer than the table's 100 characters — is refused
+/// instead of silently becoming the default user.
+fn mock_user(headers: &http::HeaderMap) -> Result<String, AuthError> {
+    for name in [MOCK_USER_HEADER, GATEWAY_MOCK_USER_HEADER] {
+        let Some(value) = headers.get(name) else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::InvalidMockUser("must be visible ASCII"))?
+            .trim();
+        if value.is_empty() {
+            continue;
+        }
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AuthError::InvalidMockUser(
+                "must be visible ASCII without spaces",
+            ));
+        }
+        if value.len() > MAX_USER_ID_CHARS {
+            return Err(AuthError::InvalidMockUser("longer than 100 characters"));
+        }
+        return Ok(value.to_string());
+    }
+    Ok(DEFAULT_MOCK_USER_ID.to_string())
 }
 
 #[cfg(test)]
@@ -489,6 +514,30 @@ mod tests {
         assert_eq!(user.unwrap(), DEFAULT_MOCK_USER_ID);
         let user = auth.authenticate(&HeaderMap::new()).await;
         assert_eq!(user.unwrap(), DEFAULT_MOCK_USER_ID);
+    }
+
+    #[tokio::test]
+    async fn disabled_mode_refuses_unusable_mock_users() {
+        let auth = disabled();
+        let mut h = HeaderMap::new();
+        h.insert(
+            MOCK_USER_HEADER,
+            HeaderValue::from_bytes("jos\u{e9}".as_bytes()).unwrap(),
+        );
+        let too_long = "x".repeat(101);
+        for bad in [
+            h,
+            headers(&[("x-mock-user-id", "a b")]),
+            headers(&[("x-mock-user-id", &too_long)]),
+        ] {
+            let err = auth.authenticate(&bad).await.unwrap_err();
+            assert!(matches!(err, AuthError::InvalidMockUser(_)), "{err:?}");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        }
+        let ok = auth
+            .authenticate(&headers(&[("x-mock-user-id", &"x".repeat(100))]))
+            .await;
+        assert_eq!(ok.unwrap().len(), 100);
     }
 
     #[tokio::test]

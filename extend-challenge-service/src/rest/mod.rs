@@ -150,6 +150,7 @@ async fn authenticate(State(state): State<RestState>, mut req: Request, next: Ne
         Err(e) => {
             let err = match e.code() {
                 tonic::Code::PermissionDenied => ServiceError::PermissionDenied(e.to_string()),
+                tonic::Code::InvalidArgument => ServiceError::InvalidArgument(e.to_string()),
                 _ => ServiceError::Unauthenticated(e.to_string()),
             };
             err.into_response()

@@ -7,18 +7,35 @@
 //! tries again straight away (the token may have been revoked or rotated). An attempt in
 //! flight when the deadline passes is abandoned, and a backoff that would end after the
 //! deadline is not started.
+//!
+//! Exactly once per grant key (CONTRACT §3.3). Endpoints and fields are those of AccelByte's
+//! published Platform spec (`spec/platform.json` of github.com/AccelByte/accelbyte-go-sdk):
+//! - `REWARD_GRANT_DEDUP=fulfillment`, ITEM rewards: `fulfillItemsV3`,
+//!   `PUT /platform/v3/admin/namespaces/{ns}/users/{userId}/fulfillments/{transactionId}` with
+//!   the grant key as `transactionId`. AGS de-duplicates by transaction id, so every retry
+//!   simply sends the same request again. (Marked "not supported yet in AGS Shared Cloud".)
+//! - Otherwise (`marker`, and WALLET rewards in both modes) the grant key is a marker in the
+//!   grant: an entitlement's `grantedCode` (stored and returned by `queryUserEntitlements`;
+//!   an entitlement's `metadata` is not stored) or a wallet credit's `metadata` (returned in
+//!   `listUserCurrencyTransactions`). A request that got no answer is never sent again
+//!   within the same grant; a 5xx answer (Platform finished with the request) is followed by
+//!   a look-up of the marker before any retry; a grant resumed after an earlier attempt
+//!   ([`Resume`]) starts with a look-up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use extend_challenge_common::config::{Reward, RewardType};
+use chrono::{DateTime, Utc};
+use extend_challenge_common::config::RewardType;
+use extend_challenge_common::settings::RewardDedup;
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{GrantError, RewardGranter, RewardMetrics};
+use super::{GrantError, GrantRequest, Granted, Resume, RewardGranter, RewardMetrics};
 
 const TOKEN_PATH: &str = "/iam/v3/oauth/token";
 /// A token is replaced once this share of its lifetime has passed.
@@ -27,6 +44,16 @@ const TOKEN_REFRESH_AT: f64 = 0.8;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// How much of a rejection's body is kept for the logs.
 const MAX_ERROR_BODY: usize = 512;
+/// The key of the grant key in a wallet credit's `metadata`.
+pub const MARKER_FIELD: &str = "challengeGrantKey";
+/// Records per look-up page, and pages searched at most: a player with more entitlements of
+/// one item (or wallet transactions since the grant) than this leaves the grant in doubt
+/// rather than risk granting twice.
+const LOOKUP_PAGE: usize = 100;
+const LOOKUP_MAX_PAGES: usize = 20;
+/// Wallet transactions older than the intent by more than this cannot be the grant (allows
+/// for clock differences between this service's database and AGS).
+const LOOKUP_CLOCK_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Retries and deadline of one grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +92,7 @@ pub struct AgsRewardClient {
     client_id: String,
     client_secret: String,
     policy: RetryPolicy,
+    dedup: RewardDedup,
     metrics: RewardMetrics,
     /// Locked while a token is fetched, so concurrent grants share one fetch.
     token: tokio::sync::Mutex<Option<CachedToken>>,
@@ -89,7 +117,13 @@ enum Attempt {
     Granted,
     /// Platform said 401 to this token.
     Unauthorized(Arc<str>),
-    Retryable(String),
+    /// Nothing can have been granted (not sent, token trouble, 408, 429): safe to send again.
+    NotGranted(String),
+    /// Platform answered 5xx: it is done with the request but may have granted.
+    ServerError(String),
+    /// No answer (time-out, connection lost after sending): Platform may have granted, or
+    /// may still be working on it.
+    NoAnswer(String),
     Failed(GrantError),
 }
 
@@ -107,6 +141,7 @@ impl AgsRewardClient {
             client_id: client_id.to_string(),
             client_secret: client_secret.to_string(),
             policy,
+            dedup: RewardDedup::Marker,
             metrics: RewardMetrics::global(),
             token: tokio::sync::Mutex::new(None),
         }
@@ -118,25 +153,64 @@ impl AgsRewardClient {
         self
     }
 
+    /// How grants are de-duplicated (default: marker).
+    pub fn with_dedup(mut self, dedup: RewardDedup) -> Self {
+        self.dedup = dedup;
+        self
+    }
+
+    /// Whether this reward goes through the de-duplicating fulfillment call.
+    fn uses_fulfillment(&self, reward_type: RewardType) -> bool {
+        self.dedup == RewardDedup::Fulfillment && reward_type == RewardType::Item
+    }
+
     async fn grant_reward(
         &self,
-        namespace: &str,
-        user_id: &str,
-        challenge_id: &str,
-        goal_id: &str,
-        reward: &Reward,
-    ) -> Result<(), GrantError> {
+        req: &GrantRequest<'_>,
+        resume: Resume,
+    ) -> Result<Granted, GrantError> {
         let deadline = Instant::now() + self.policy.deadline;
-        let call = self.platform_call(namespace, user_id, challenge_id, goal_id, reward)?;
+        let idempotent = self.uses_fulfillment(req.reward.reward_type);
+        let call = self.platform_call(req, idempotent)?;
+        if !idempotent && resume != Resume::Fresh {
+            match tokio::time::timeout_at(deadline, self.lookup(req)).await {
+                Ok(Ok(true)) => return Ok(Granted::Earlier),
+                Ok(Ok(false)) if resume == Resume::LookupOnly => {
+                    return Err(GrantError::InDoubt {
+                        reason: "an earlier grant request may still be in progress at AGS".into(),
+                    });
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    return Err(GrantError::InDoubt {
+                        reason: format!("cannot look up an earlier grant: {e}"),
+                    });
+                }
+                Err(_) => {
+                    return Err(GrantError::InDoubt {
+                        reason: "no time left to look up an earlier grant".into(),
+                    });
+                }
+            }
+        }
         let mut attempts = 0u32;
         let mut token_renewed = false;
         loop {
             attempts += 1;
-            let outcome = tokio::time::timeout_at(deadline, self.attempt(&call))
-                .await
-                .map_err(|_| GrantError::DeadlineExceeded)?;
-            let reason = match outcome {
-                Attempt::Granted => return Ok(()),
+            let sent = AtomicBool::new(false);
+            let outcome = match tokio::time::timeout_at(deadline, self.attempt(&call, &sent)).await
+            {
+                Ok(outcome) => outcome,
+                Err(_) if sent.load(Ordering::SeqCst) => {
+                    return Err(GrantError::InDoubt {
+                        reason: "no answer from Platform before the deadline".into(),
+                    });
+                }
+                Err(_) => return Err(GrantError::DeadlineExceeded),
+            };
+            // `doubt`: the failed attempt may have granted after all.
+            let (reason, doubt) = match outcome {
+                Attempt::Granted => return Ok(Granted::Now),
                 Attempt::Failed(error) => return Err(error),
                 Attempt::Unauthorized(token) if !token_renewed => {
                     tracing::info!("AGS Platform refused the cached token; fetching a new one");
@@ -151,61 +225,120 @@ impl AgsRewardClient {
                         body: "refused a freshly issued token".into(),
                     });
                 }
-                Attempt::Retryable(reason) => reason,
+                Attempt::NotGranted(reason) => (reason, false),
+                Attempt::ServerError(reason) | Attempt::NoAnswer(reason) if idempotent => {
+                    (reason, true)
+                }
+                Attempt::NoAnswer(reason) => return Err(GrantError::InDoubt { reason }),
+                // Platform is done with the request: its records say whether it granted.
+                Attempt::ServerError(reason) => {
+                    match tokio::time::timeout_at(deadline, self.lookup(req)).await {
+                        Ok(Ok(true)) => {
+                            tracing::info!(%reason, "Platform failed its answer but granted");
+                            return Ok(Granted::Now);
+                        }
+                        Ok(Ok(false)) => (reason, false),
+                        Ok(Err(e)) => {
+                            return Err(GrantError::InDoubt {
+                                reason: format!("{reason}; then cannot look it up: {e}"),
+                            });
+                        }
+                        Err(_) => {
+                            return Err(GrantError::InDoubt {
+                                reason: format!("{reason}; no time left to look it up"),
+                            });
+                        }
+                    }
+                }
+            };
+            let give_up = |exhausted: bool| {
+                if doubt {
+                    GrantError::InDoubt {
+                        reason: reason.clone(),
+                    }
+                } else if exhausted {
+                    GrantError::RetriesExhausted {
+                        attempts,
+                        last_error: reason.clone(),
+                    }
+                } else {
+                    GrantError::DeadlineExceeded
+                }
             };
             if attempts > self.policy.max_retries {
-                return Err(GrantError::RetriesExhausted {
-                    attempts,
-                    last_error: reason,
-                });
+                return Err(give_up(true));
             }
             let delay = self.policy.backoff(attempts);
             if Instant::now() + delay >= deadline {
                 tracing::warn!(attempts, error = %reason, "no time left to retry the reward grant");
-                return Err(GrantError::DeadlineExceeded);
+                return Err(give_up(false));
             }
             tracing::warn!(attempts, error = %reason, ?delay, "reward grant failed; retrying");
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// The Platform request for `reward`, minus the token.
+    /// The Platform request for `req`, minus the token.
     fn platform_call(
         &self,
-        namespace: &str,
-        user_id: &str,
-        challenge_id: &str,
-        goal_id: &str,
-        reward: &Reward,
+        req: &GrantRequest<'_>,
+        fulfillment: bool,
     ) -> Result<PlatformCall, GrantError> {
+        let reward = req.reward;
         if reward.quantity <= 0 {
             return Err(GrantError::Invalid(format!(
                 "quantity must be positive, got {}",
                 reward.quantity
             )));
         }
-        let base = [
+        let user = [
             "platform",
             "admin",
             "namespaces",
-            namespace,
+            req.namespace,
             "users",
-            user_id,
+            req.user_id,
         ];
         Ok(match reward.reward_type {
-            RewardType::Item => PlatformCall {
-                method: reqwest::Method::POST,
-                url: self.url(base.iter().chain(&["entitlements"]))?,
-                body: json!([{
+            RewardType::Item if fulfillment => PlatformCall {
+                method: reqwest::Method::PUT,
+                url: self.url(
+                    [
+                        "platform",
+                        "v3",
+                        "admin",
+                        "namespaces",
+                        req.namespace,
+                        "users",
+                        req.user_id,
+                        "fulfillments",
+                        req.grant_key,
+                    ]
+                    .iter(),
+                )?,
+                // The same body on every retry: AGS refuses a transaction id with another one.
+                body: json!({"items": [{
                     "itemId": reward.reward_id,
-                    "itemNamespace": namespace,
                     "quantity": reward.quantity,
                     "source": "REWARD",
+                }]}),
+                fulfillment: true,
+            },
+            RewardType::Item => PlatformCall {
+                method: reqwest::Method::POST,
+                url: self.url(user.iter().chain(&["entitlements"]))?,
+                body: json!([{
+                    "itemId": reward.reward_id,
+                    "itemNamespace": req.namespace,
+                    "quantity": reward.quantity,
+                    "source": "REWARD",
+                    "grantedCode": req.grant_key,
                 }]),
+                fulfillment: false,
             },
             RewardType::Wallet => PlatformCall {
                 method: reqwest::Method::PUT,
-                url: self.url(base.iter().chain(&[
+                url: self.url(user.iter().chain(&[
                     "wallets",
                     reward.reward_id.as_str(),
                     "credit",
@@ -213,8 +346,10 @@ impl AgsRewardClient {
                 body: json!({
                     "amount": reward.quantity,
                     "source": "REWARD",
-                    "reason": format!("challenge {challenge_id}/{goal_id}"),
+                    "reason": format!("challenge {}/{}", req.challenge_id, req.goal_id),
+                    "metadata": {MARKER_FIELD: req.grant_key},
                 }),
+                fulfillment: false,
             },
         })
     }
@@ -241,11 +376,13 @@ impl AgsRewardClient {
         Ok(url)
     }
 
-    async fn attempt(&self, call: &PlatformCall) -> Attempt {
+    /// One attempt. `sent` is set before the Platform request leaves.
+    async fn attempt(&self, call: &PlatformCall, sent: &AtomicBool) -> Attempt {
         let token = match self.token().await {
             Ok(token) => token,
             Err(attempt) => return attempt,
         };
+        sent.store(true, Ordering::SeqCst);
         let response = self
             .http
             .request(call.method.clone(), call.url.clone())
@@ -258,24 +395,183 @@ impl AgsRewardClient {
             Err(e) if e.is_builder() => {
                 return Attempt::Failed(GrantError::Invalid(format!("cannot build request: {e}")));
             }
-            Err(e) => return Attempt::Retryable(format!("Platform request failed: {e}")),
+            Err(e) if e.is_connect() => {
+                return Attempt::NotGranted(format!("cannot connect to Platform: {e}"));
+            }
+            Err(e) => return Attempt::NoAnswer(format!("no answer from Platform: {e}")),
         };
         let status = response.status();
         if status.is_success() {
+            if call.fulfillment {
+                return fulfillment_outcome(status, response).await;
+            }
             return Attempt::Granted;
         }
         if status == StatusCode::UNAUTHORIZED {
             return Attempt::Unauthorized(token);
         }
-        if is_retryable(status) {
-            return Attempt::Retryable(format!("Platform answered HTTP {}", status.as_u16()));
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS {
+            return Attempt::NotGranted(format!("Platform answered HTTP {}", status.as_u16()));
         }
-        let mut body = response.text().await.unwrap_or_default();
-        truncate(&mut body, MAX_ERROR_BODY);
+        if status.is_server_error() {
+            return Attempt::ServerError(format!("Platform answered HTTP {}", status.as_u16()));
+        }
         Attempt::Failed(GrantError::Rejected {
             status: status.as_u16(),
-            body,
+            body: error_body(response).await,
         })
+    }
+
+    /// Whether AGS holds a grant carrying `req.grant_key` (marker mode).
+    async fn lookup(&self, req: &GrantRequest<'_>) -> Result<bool, String> {
+        let found = match req.reward.reward_type {
+            RewardType::Item => self.find_entitlement(req).await,
+            RewardType::Wallet => self.find_credit(req).await,
+        };
+        if let Ok(found) = found {
+            tracing::debug!(
+                grant_key = req.grant_key,
+                found,
+                "looked up reward grant marker"
+            );
+        }
+        found
+    }
+
+    /// `queryUserEntitlements` by item id, all statuses (a consumed or revoked entitlement
+    /// was still granted), searched for `grantedCode == grant key`.
+    async fn find_entitlement(&self, req: &GrantRequest<'_>) -> Result<bool, String> {
+        let base = self
+            .url(
+                [
+                    "platform",
+                    "admin",
+                    "namespaces",
+                    req.namespace,
+                    "users",
+                    req.user_id,
+                    "entitlements",
+                ]
+                .iter(),
+            )
+            .map_err(|e| e.to_string())?;
+        for page in 0..LOOKUP_MAX_PAGES {
+            let mut url = base.clone();
+            url.query_pairs_mut()
+                .append_pair("itemId", &req.reward.reward_id)
+                .append_pair("activeOnly", "false")
+                .append_pair("limit", &LOOKUP_PAGE.to_string())
+                .append_pair("offset", &(page * LOOKUP_PAGE).to_string());
+            let Some(body) = self.get_json(url).await? else {
+                return Ok(false);
+            };
+            let data = page_data(&body)?;
+            if data
+                .iter()
+                .any(|e| e.get("grantedCode").and_then(Value::as_str) == Some(req.grant_key))
+            {
+                return Ok(true);
+            }
+            if data.len() < LOOKUP_PAGE || !has_next(&body) {
+                return Ok(false);
+            }
+        }
+        Err(format!(
+            "more than {} entitlements of the item to search",
+            LOOKUP_PAGE * LOOKUP_MAX_PAGES
+        ))
+    }
+
+    /// `listUserCurrencyTransactions` (newest first), searched for a credit whose
+    /// `metadata` carries the grant key, back to shortly before the intent was recorded.
+    async fn find_credit(&self, req: &GrantRequest<'_>) -> Result<bool, String> {
+        let base = self
+            .url(
+                [
+                    "platform",
+                    "admin",
+                    "namespaces",
+                    req.namespace,
+                    "users",
+                    req.user_id,
+                    "wallets",
+                    "currencies",
+                    req.reward.reward_id.as_str(),
+                    "transactions",
+                ]
+                .iter(),
+            )
+            .map_err(|e| e.to_string())?;
+        let oldest = req.since - LOOKUP_CLOCK_MARGIN;
+        for page in 0..LOOKUP_MAX_PAGES {
+            let mut url = base.clone();
+            url.query_pairs_mut()
+                .append_pair("limit", &LOOKUP_PAGE.to_string())
+                .append_pair("offset", &(page * LOOKUP_PAGE).to_string());
+            // No wallet: it was never credited.
+            let Some(body) = self.get_json(url).await? else {
+                return Ok(false);
+            };
+            let data = page_data(&body)?;
+            let marked = |t: &Value| {
+                t.get("metadata")
+                    .and_then(|m| m.get(MARKER_FIELD))
+                    .and_then(Value::as_str)
+                    == Some(req.grant_key)
+            };
+            if data.iter().any(marked) {
+                return Ok(true);
+            }
+            let past_oldest = data.iter().any(|t| {
+                t.get("createdAt")
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|at| at.with_timezone(&Utc) < oldest)
+            });
+            if past_oldest || data.len() < LOOKUP_PAGE || !has_next(&body) {
+                return Ok(false);
+            }
+        }
+        Err(format!(
+            "more than {} wallet transactions since the grant to search",
+            LOOKUP_PAGE * LOOKUP_MAX_PAGES
+        ))
+    }
+
+    /// GETs JSON from Platform; `None` on 404. A first 401 renews the token.
+    async fn get_json(&self, url: Url) -> Result<Option<Value>, String> {
+        let mut renewed = false;
+        loop {
+            let token = self.token().await.map_err(|a| match a {
+                Attempt::Failed(e) => e.to_string(),
+                Attempt::NotGranted(r) => r,
+                _ => "cannot get a token".into(),
+            })?;
+            let response = self
+                .http
+                .get(url.clone())
+                .bearer_auth(&token)
+                .send()
+                .await
+                .map_err(|e| format!("look-up request failed: {e}"))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !renewed {
+                renewed = true;
+                self.forget_token(&token).await;
+                continue;
+            }
+            if status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !status.is_success() {
+                return Err(format!("look-up answered HTTP {}", status.as_u16()));
+            }
+            return response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| format!("unreadable look-up answer: {e}"));
+        }
     }
 
     /// The cached token, or a new one when it is due for refresh. If a refresh fails while
@@ -318,11 +614,11 @@ impl AgsRewardClient {
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
-            .map_err(|e| Attempt::Retryable(format!("token request failed: {e}")))?;
+            .map_err(|e| Attempt::NotGranted(format!("token request failed: {e}")))?;
         let status = response.status();
         if !status.is_success() {
             return Err(if is_retryable(status) {
-                Attempt::Retryable(format!("token endpoint answered HTTP {}", status.as_u16()))
+                Attempt::NotGranted(format!("token endpoint answered HTTP {}", status.as_u16()))
             } else {
                 tracing::error!(
                     status = status.as_u16(),
@@ -336,7 +632,7 @@ impl AgsRewardClient {
         let token: TokenResponse = response
             .json()
             .await
-            .map_err(|e| Attempt::Retryable(format!("unreadable token response: {e}")))?;
+            .map_err(|e| Attempt::NotGranted(format!("unreadable token response: {e}")))?;
         let lifetime = token
             .expires_in
             .filter(|s| s.is_finite() && *s >= 0.0)
@@ -355,6 +651,53 @@ struct PlatformCall {
     method: reqwest::Method,
     url: Url,
     body: serde_json::Value,
+    /// A fulfillment: the answer's `state` says whether the items were granted.
+    fulfillment: bool,
+}
+
+/// A 2xx fulfillment answer: `FULFILLED` is a grant; another state (`FULFILL_FAILED`) a
+/// definite refusal. An answer without a readable state counts as a grant (2xx).
+async fn fulfillment_outcome(status: StatusCode, response: reqwest::Response) -> Attempt {
+    let text = response.text().await.unwrap_or_default();
+    let state = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("state").and_then(Value::as_str).map(str::to_string));
+    match state {
+        Some(state) if state != "FULFILLED" => {
+            let mut body = text;
+            truncate(&mut body, MAX_ERROR_BODY);
+            Attempt::Failed(GrantError::Rejected {
+                status: status.as_u16(),
+                body,
+            })
+        }
+        _ => Attempt::Granted,
+    }
+}
+
+async fn error_body(response: reqwest::Response) -> String {
+    let mut body = response.text().await.unwrap_or_default();
+    truncate(&mut body, MAX_ERROR_BODY);
+    body
+}
+
+/// The `data` array of a Platform paging answer.
+fn page_data(body: &Value) -> Result<&Vec<Value>, String> {
+    body.get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "look-up answer has no data array".to_string())
+}
+
+/// Whether a Platform paging answer says there is a next page. An answer without `paging`
+/// is taken to have one (the page size then decides).
+fn has_next(body: &Value) -> bool {
+    match body.get("paging") {
+        Some(paging) => paging
+            .get("next")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty()),
+        None => true,
+    }
 }
 
 fn is_retryable(status: StatusCode) -> bool {
@@ -376,41 +719,50 @@ fn truncate(s: &mut String, max: usize) {
 impl RewardGranter for AgsRewardClient {
     fn grant<'a>(
         &'a self,
-        namespace: &'a str,
-        user_id: &'a str,
-        challenge_id: &'a str,
-        goal_id: &'a str,
-        reward: &'a Reward,
-    ) -> BoxFuture<'a, Result<(), GrantError>> {
+        req: &'a GrantRequest<'a>,
+        resume: Resume,
+    ) -> BoxFuture<'a, Result<Granted, GrantError>> {
         Box::pin(async move {
-            let result = self
-                .grant_reward(namespace, user_id, challenge_id, goal_id, reward)
-                .await;
+            let result = self.grant_reward(req, resume).await;
+            let reward = req.reward;
             let reward_type = reward.reward_type.as_str();
+            let (challenge_id, goal_id, grant_key) = (req.challenge_id, req.goal_id, req.grant_key);
             match &result {
-                Ok(()) => {
-                    self.metrics.record(reward.reward_type, "granted");
+                Ok(granted) => {
+                    let outcome = match granted {
+                        Granted::Now => "granted",
+                        Granted::Earlier => "found",
+                    };
+                    self.metrics.record(reward.reward_type, outcome);
                     tracing::info!(
                         challenge_id,
                         goal_id,
+                        grant_key,
                         reward_type,
                         reward_id = %reward.reward_id,
                         quantity = reward.quantity,
+                        outcome,
                         "reward granted"
                     );
-                    tracing::debug!(user_id, goal_id, "reward grant recipient");
+                    tracing::debug!(user_id = req.user_id, goal_id, "reward grant recipient");
                 }
                 Err(error) => {
                     self.metrics.record(reward.reward_type, error.outcome());
                     tracing::warn!(
                         challenge_id,
                         goal_id,
+                        grant_key,
                         reward_type,
                         reward_id = %reward.reward_id,
                         error = %error,
                         "reward grant failed"
                     );
-                    tracing::debug!(user_id, goal_id, ?error, "failed reward grant details");
+                    tracing::debug!(
+                        user_id = req.user_id,
+                        goal_id,
+                        ?error,
+                        "failed reward grant details"
+                    );
                 }
             }
             result
@@ -421,6 +773,7 @@ impl RewardGranter for AgsRewardClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use extend_challenge_common::config::Reward;
 
     fn client(base: &str) -> AgsRewardClient {
         AgsRewardClient::new(
@@ -440,6 +793,25 @@ mod tests {
         }
     }
 
+    fn call(
+        c: &AgsRewardClient,
+        ns: &str,
+        user: &str,
+        reward: &Reward,
+        fulfillment: bool,
+    ) -> Result<PlatformCall, GrantError> {
+        let req = GrantRequest {
+            namespace: ns,
+            user_id: user,
+            challenge_id: "c",
+            goal_id: "g",
+            reward,
+            grant_key: "chl-k",
+            since: Utc::now(),
+        };
+        c.platform_call(&req, fulfillment)
+    }
+
     #[test]
     fn default_backoff_is_half_one_two_seconds() {
         let p = RetryPolicy::default();
@@ -453,15 +825,8 @@ mod tests {
     #[test]
     fn path_segments_are_percent_encoded() {
         let c = client("http://ags.example/base/");
-        let call = c
-            .platform_call(
-                "ns 1",
-                "user/../x?y#z",
-                "c",
-                "g",
-                &reward(RewardType::Wallet, "GOLD%"),
-            )
-            .unwrap();
+        let wallet = reward(RewardType::Wallet, "GOLD%");
+        let call = call(&c, "ns 1", "user/../x?y#z", &wallet, false).unwrap();
         assert_eq!(
             call.url.as_str(),
             "http://ags.example/base/platform/admin/namespaces/ns%201/users/user%2F..%2Fx%3Fy%23z/wallets/GOLD%25/credit"
@@ -470,18 +835,33 @@ mod tests {
     }
 
     #[test]
+    fn fulfillment_puts_the_grant_key_as_transaction_id() {
+        let c = client("http://ags.example");
+        let item = reward(RewardType::Item, "sword");
+        let call = call(&c, "ns", "u", &item, true).unwrap();
+        assert_eq!(
+            call.url.as_str(),
+            "http://ags.example/platform/v3/admin/namespaces/ns/users/u/fulfillments/chl-k"
+        );
+        assert_eq!(call.method, reqwest::Method::PUT);
+        assert_eq!(
+            call.body,
+            json!({"items": [{"itemId": "sword", "quantity": 3, "source": "REWARD"}]})
+        );
+    }
+
+    #[test]
     fn dot_segments_and_bad_quantities_are_refused() {
         let c = client("http://ags.example");
         for user in ["..", ".", ""] {
-            let err = c
-                .platform_call("ns", user, "c", "g", &reward(RewardType::Item, "i"))
-                .err();
+            let item = reward(RewardType::Item, "i");
+            let err = call(&c, "ns", user, &item, false).err();
             assert!(matches!(err, Some(GrantError::Invalid(_))), "{user:?}");
         }
         let mut zero = reward(RewardType::Item, "i");
         zero.quantity = 0;
         assert!(matches!(
-            c.platform_call("ns", "u", "c", "g", &zero),
+            call(&c, "ns", "u", &zero, false),
             Err(GrantError::Invalid(_))
         ));
     }
@@ -494,6 +874,17 @@ mod tests {
         for s in [400, 401, 403, 404, 409, 422] {
             assert!(!is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
         }
+    }
+
+    #[test]
+    fn paging_answers() {
+        assert!(has_next(&json!({"data": []})));
+        assert!(!has_next(&json!({"data": [], "paging": {}})));
+        assert!(!has_next(&json!({"data": [], "paging": {"next": ""}})));
+        assert!(has_next(
+            &json!({"data": [], "paging": {"next": "/x?offset=100"}})
+        ));
+        assert!(page_data(&json!({"paging": {}})).is_err());
     }
 
     #[test]

@@ -1,42 +1,87 @@
 //! Granting a goal's reward (CONTRACT §3.5): through AGS Platform (`REWARD_CLIENT_MODE=real`)
 //! or logged only (`mock`).
+//!
+//! Every grant carries a grant key ([`key::grant_key`]) derived from namespace, user,
+//! challenge, goal and period. The claim's state machine (`store::grants`) decides whether an
+//! earlier attempt with the same key may have reached AGS ([`Resume`]); the granter then makes
+//! sure AGS ends up with at most one grant per key: through a de-duplicating call, or by
+//! looking for the key in AGS's records before granting again.
 
 mod ags;
+pub mod key;
 mod metrics;
+pub mod reconcile;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{Reward, RewardType};
 use extend_challenge_common::settings::{RewardMode, Settings};
 use futures::future::BoxFuture;
 
-pub use self::ags::{AgsRewardClient, RetryPolicy};
-pub use self::metrics::RewardMetrics;
+pub use self::ags::{AgsRewardClient, MARKER_FIELD, RetryPolicy};
+pub use self::metrics::{ReconcilerMetrics, RewardMetrics};
+
+/// One grant: who gets what, and the key that identifies it at AGS.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantRequest<'a> {
+    pub namespace: &'a str,
+    pub user_id: &'a str,
+    pub challenge_id: &'a str,
+    pub goal_id: &'a str,
+    pub reward: &'a Reward,
+    /// The marker put into the grant, or the fulfillment transaction id.
+    pub grant_key: &'a str,
+    /// When the grant's intent was first recorded: AGS records from well before this cannot
+    /// be this grant (bounds a search through wallet transactions).
+    pub since: DateTime<Utc>,
+}
+
+/// What earlier attempts with the same grant key may have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing was ever sent with this key: grant.
+    Fresh,
+    /// An earlier attempt may have granted, and AGS has finished with it: if AGS holds the
+    /// grant, report it; otherwise grant (with the same key).
+    LookupThenGrant,
+    /// An earlier attempt may have granted and AGS may still be processing it: if AGS holds
+    /// the grant, report it; otherwise the grant stays in doubt (nothing is sent).
+    LookupOnly,
+}
+
+/// How a grant succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granted {
+    /// Granted by this call.
+    Now,
+    /// AGS already held the grant from an earlier attempt.
+    Earlier,
+}
 
 /// Grants rewards. Object safe: the service holds an `Arc<dyn RewardGranter>`.
 pub trait RewardGranter: Send + Sync {
-    /// Grants `reward` to `user_id` for completing `challenge_id`/`goal_id`. Retries and the
-    /// overall deadline are the implementation's business; the future resolves within it.
+    /// Grants `req.reward` to `req.user_id` at most once per `req.grant_key`, as `resume`
+    /// says. Retries and the overall deadline are the implementation's business; the future
+    /// resolves within it.
     fn grant<'a>(
         &'a self,
-        namespace: &'a str,
-        user_id: &'a str,
-        challenge_id: &'a str,
-        goal_id: &'a str,
-        reward: &'a Reward,
-    ) -> BoxFuture<'a, Result<(), GrantError>>;
+        req: &'a GrantRequest<'a>,
+        resume: Resume,
+    ) -> BoxFuture<'a, Result<Granted, GrantError>>;
 }
 
 /// Why a grant failed. `Display` is for logs; the service shows clients its own message.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
-    /// Every attempt met a retryable failure (408, 429, 5xx, connection error).
+    /// Every attempt met a retryable failure (408, 429, 5xx, connection error), and none
+    /// of them granted.
     #[error("reward grant failed after {attempts} attempts; last error: {last_error}")]
     RetriesExhausted { attempts: u32, last_error: String },
     /// Platform answered a non-retryable status (a 4xx other than 408/429, or 401 twice).
     #[error("AGS Platform rejected the reward grant with HTTP {status}")]
     Rejected { status: u16, body: String },
-    /// The overall deadline passed (during an attempt, or before another could fit).
+    /// The overall deadline passed with no request in flight and nothing granted.
     #[error("reward grant did not finish before its deadline")]
     DeadlineExceeded,
     /// IAM refused the service's client credentials.
@@ -45,6 +90,10 @@ pub enum GrantError {
     /// The grant cannot be expressed as a Platform request (bad quantity, unusable id).
     #[error("invalid reward grant: {0}")]
     Invalid(String),
+    /// AGS may or may not hold the grant (no answer, a late answer, a 5xx that could not be
+    /// checked): it must be resolved before any new grant.
+    #[error("reward grant in doubt: {reason}")]
+    InDoubt { reason: String },
 }
 
 impl GrantError {
@@ -56,7 +105,14 @@ impl GrantError {
             GrantError::DeadlineExceeded => "deadline_exceeded",
             GrantError::TokenRejected { .. } => "token_rejected",
             GrantError::Invalid(_) => "invalid",
+            GrantError::InDoubt { .. } => "in_doubt",
         }
+    }
+
+    /// Whether AGS may hold the grant after all. Every other error is a definite answer:
+    /// nothing was granted.
+    pub fn may_have_granted(&self) -> bool {
+        matches!(self, GrantError::InDoubt { .. })
     }
 }
 
@@ -74,13 +130,16 @@ pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Arc<dyn Rewa
                     "REWARD_CLIENT_MODE=real without AB_CLIENT_ID/AB_CLIENT_SECRET: grants will fail"
                 );
             }
-            Arc::new(AgsRewardClient::new(
-                http,
-                &settings.ab_base_url,
-                &settings.ab_client_id,
-                &settings.ab_client_secret,
-                RetryPolicy::default(),
-            ))
+            Arc::new(
+                AgsRewardClient::new(
+                    http,
+                    &settings.ab_base_url,
+                    &settings.ab_client_id,
+                    &settings.ab_client_secret,
+                    RetryPolicy::default(),
+                )
+                .with_dedup(settings.reward_dedup),
+            )
         }
     }
 }
@@ -107,27 +166,35 @@ impl Default for MockRewardClient {
 }
 
 impl RewardGranter for MockRewardClient {
+    /// Always succeeds; a grant with an earlier attempt is "found" (the mock holds every
+    /// grant it ever made).
     fn grant<'a>(
         &'a self,
-        namespace: &'a str,
-        user_id: &'a str,
-        challenge_id: &'a str,
-        goal_id: &'a str,
-        reward: &'a Reward,
-    ) -> BoxFuture<'a, Result<(), GrantError>> {
+        req: &'a GrantRequest<'a>,
+        resume: Resume,
+    ) -> BoxFuture<'a, Result<Granted, GrantError>> {
         Box::pin(async move {
+            let reward = req.reward;
             tracing::info!(
-                namespace,
-                challenge_id,
-                goal_id,
+                namespace = req.namespace,
+                challenge_id = req.challenge_id,
+                goal_id = req.goal_id,
+                grant_key = req.grant_key,
                 reward_type = reward.reward_type.as_str(),
                 reward_id = %reward.reward_id,
                 quantity = reward.quantity,
                 "mock reward grant"
             );
-            tracing::debug!(user_id, goal_id, "mock reward grant recipient");
+            tracing::debug!(
+                user_id = req.user_id,
+                goal_id = req.goal_id,
+                "mock reward grant recipient"
+            );
             self.metrics.record(reward.reward_type, "mock");
-            Ok(())
+            Ok(match resume {
+                Resume::Fresh => Granted::Now,
+                Resume::LookupThenGrant | Resume::LookupOnly => Granted::Earlier,
+            })
         })
     }
 }
@@ -157,11 +224,25 @@ mod tests {
         let metrics = RewardMetrics::new(&registry).unwrap();
         let mock = MockRewardClient::with_metrics(metrics.clone());
         let granter: &dyn RewardGranter = &mock;
-        granter
-            .grant("ns", "u1", "c1", "g1", &reward())
-            .await
-            .unwrap();
-        assert_eq!(metrics.count(RewardType::Item, "mock"), 1);
+        let reward = reward();
+        let req = GrantRequest {
+            namespace: "ns",
+            user_id: "u1",
+            challenge_id: "c1",
+            goal_id: "g1",
+            reward: &reward,
+            grant_key: "k",
+            since: Utc::now(),
+        };
+        assert_eq!(
+            granter.grant(&req, Resume::Fresh).await.unwrap(),
+            Granted::Now
+        );
+        assert_eq!(
+            granter.grant(&req, Resume::LookupOnly).await.unwrap(),
+            Granted::Earlier
+        );
+        assert_eq!(metrics.count(RewardType::Item, "mock"), 2);
         assert_eq!(metrics.count(RewardType::Item, "granted"), 0);
     }
 

@@ -3,19 +3,21 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::sync::Arc;
+pub mod fake_ags;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use chrono::{DateTime, Utc};
 use extend_challenge_common::clock::{Clock, ManualClock};
-use extend_challenge_common::config::{self, ChallengeConfig, Reward};
+use extend_challenge_common::config::{self, ChallengeConfig};
 use extend_challenge_common::settings::Settings;
 use extend_challenge_service::app::ChallengeService;
 use extend_challenge_service::auth::Authenticator;
-use extend_challenge_service::rewards::{GrantError, RewardGranter};
+use extend_challenge_service::rewards::{GrantError, GrantRequest, Granted, Resume, RewardGranter};
 use futures::future::BoxFuture;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -60,15 +62,18 @@ pub fn mock_auth() -> Authenticator {
     Authenticator::from_settings(&settings(&[]), reqwest::Client::new())
 }
 
-/// Counts grants; fails them all while `fail` is set; takes `delay` per grant.
+/// Counts grants; fails them all while `fail` is set; takes `delay` per grant. Remembers
+/// the grant keys it granted, so a resumed grant finds an earlier one.
 #[derive(Default)]
 pub struct CountingGranter {
     pub calls: AtomicUsize,
     pub fail: bool,
     pub delay: Duration,
+    pub keys: Mutex<HashSet<String>>,
 }
 
 impl CountingGranter {
+    /// Grants made (sent), not counting look-ups that found an earlier one.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -77,13 +82,18 @@ impl CountingGranter {
 impl RewardGranter for CountingGranter {
     fn grant<'a>(
         &'a self,
-        _namespace: &'a str,
-        _user_id: &'a str,
-        _challenge_id: &'a str,
-        _goal_id: &'a str,
-        _reward: &'a Reward,
-    ) -> BoxFuture<'a, Result<(), GrantError>> {
+        req: &'a GrantRequest<'a>,
+        resume: Resume,
+    ) -> BoxFuture<'a, Result<Granted, GrantError>> {
         Box::pin(async move {
+            if resume != Resume::Fresh && self.keys.lock().unwrap().contains(req.grant_key) {
+                return Ok(Granted::Earlier);
+            }
+            if resume == Resume::LookupOnly {
+                return Err(GrantError::InDoubt {
+                    reason: "not visible yet".into(),
+                });
+            }
             self.calls.fetch_add(1, Ordering::SeqCst);
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
@@ -94,7 +104,8 @@ impl RewardGranter for CountingGranter {
                     last_error: "HTTP 503".into(),
                 })
             } else {
-                Ok(())
+                self.keys.lock().unwrap().insert(req.grant_key.to_string());
+                Ok(Granted::Now)
             }
         })
     }
@@ -114,12 +125,23 @@ impl Harness {
     }
 
     pub fn with_granter(pool: PgPool, granter: CountingGranter) -> Self {
-        let (clock, hand) = Clock::manual(at(NOON));
         let granter = Arc::new(granter);
+        Self::build(pool, granter.clone(), granter)
+    }
+
+    /// A harness granting through `granter` (`self.granter` is then an unused counter).
+    pub fn with_dyn_granter(pool: PgPool, granter: Arc<dyn RewardGranter>) -> Self {
+        Self::build(pool, granter, Arc::new(CountingGranter::default()))
+    }
+
+    fn build(pool: PgPool, granter: Arc<dyn RewardGranter>, counter: Arc<CountingGranter>) -> Self {
+        let (clock, hand) = Clock::manual(at(NOON));
+        let granter_for_service = granter;
+        let granter = counter;
         let service = ChallengeService::new(
             fixture_config(),
             pool.clone(),
-            granter.clone(),
+            granter_for_service,
             clock,
             "test-ns",
         );
@@ -132,6 +154,14 @@ impl Harness {
             service,
             router,
         }
+    }
+
+    /// Replaces the service (e.g. with other deadlines) and rebuilds the router on it.
+    pub fn map_service(mut self, f: impl FnOnce(ChallengeService) -> ChallengeService) -> Self {
+        self.service = f(self.service);
+        self.router =
+            extend_challenge_service::http_router(self.service.clone(), mock_auth(), "/challenge");
+        self
     }
 
     /// Calls the router as `user`; returns the status and the JSON body.

@@ -55,8 +55,13 @@ async fn login_flow() {
         format!("/platform/admin/namespaces/{NAMESPACE}/users/{u}/wallets/GOLD/credit")
     );
     assert_eq!(
-        grants[0].body,
+        grants[0].contract_body(),
         json!({"amount": 10, "source": "REWARD", "reason": "challenge daily-quests/login-today"})
+    );
+    assert!(
+        grants[0].marker().is_some_and(|m| m.starts_with("chl-")),
+        "the grant carries its grant key: {:?}",
+        grants[0].body
     );
     assert_eq!(
         grants[0].authorization.as_deref(),
@@ -165,7 +170,11 @@ async fn stat_flow() {
     let base = format!("/platform/admin/namespaces/{NAMESPACE}/users/{u}");
     let got: Vec<(String, String, Value)> = grants
         .into_iter()
-        .map(|g| (g.method, g.path, g.body))
+        .map(|g| {
+            assert!(g.marker().is_some(), "grant key in {:?}", g.body);
+            let body = g.contract_body();
+            (g.method, g.path, body)
+        })
         .collect();
     assert_eq!(
         got,

@@ -5,6 +5,7 @@
 mod auth;
 mod buffering;
 mod errors;
+mod faults;
 mod flows;
 mod packaging;
 mod rewards;

@@ -1,0 +1,422 @@
+//! Reward grant intents (CONTRACT §3.3): the persisted state machine that makes a reward
+//! paid exactly once per (user, goal, period).
+//!
+//! A claim runs in three short steps, and no transaction, row lock or pool connection is
+//! held across the call to AGS:
+//! 1. [`lock_for_claim`] locks the progress row (`NOWAIT`: a busy row is reported, never
+//!    waited for), the service checks it, and records or takes over the intent with a lease
+//!    ([`ClaimTx::create_intent`], [`ClaimTx::take_over_intent`]); commit.
+//! 2. The service calls AGS.
+//! 3. [`complete`] marks the row claimed and the intent granted in one transaction;
+//!    [`refuse`] records a definite refusal; [`release`] leaves the intent pending (in
+//!    doubt) for a retry or the reconciler ([`due`], [`take_due`]).
+//!
+//! Lock order everywhere: the progress row first, then the intent.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::player::{ClaimTx, PlayerGoalRow};
+
+/// Where an intent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantState {
+    /// A grant may be under way (leased) or its outcome is unknown (in doubt).
+    Pending,
+    /// AGS holds the grant.
+    Granted,
+    /// AGS refused it (a definite answer): nothing was granted.
+    Failed,
+}
+
+impl GrantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::Pending => "pending",
+            GrantState::Granted => "granted",
+            GrantState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(GrantState::Pending),
+            "granted" => Some(GrantState::Granted),
+            "failed" => Some(GrantState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A `reward_grants` row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GrantIntent {
+    pub user_id: String,
+    pub goal_id: String,
+    pub period_key: String,
+    pub challenge_id: String,
+    pub namespace: String,
+    pub grant_key: String,
+    /// `ITEM` or `WALLET`.
+    pub reward_type: String,
+    pub reward_id: String,
+    pub quantity: i32,
+    pub state: String,
+    /// Who works on the intent while `lease_until` is in the future.
+    pub owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Grant sequences started (each may have sent requests to AGS).
+    pub attempts: i32,
+    /// When the latest grant sequence started.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The reconciler leaves a pending intent alone until then.
+    pub next_check_at: DateTime<Utc>,
+    /// The progress row's `completed_at` the intent was made for: the row is marked claimed
+    /// only while it still holds that completion (not after a rotation reset it).
+    pub goal_completed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl GrantIntent {
+    /// An unknown stored state reads as pending (the CHECK constraint rules it out): the
+    /// safe reading, as a pending intent is resolved before any new grant.
+    pub fn state(&self) -> GrantState {
+        GrantState::parse(&self.state).unwrap_or(GrantState::Pending)
+    }
+
+    /// Someone holds a live lease on the intent.
+    pub fn is_leased(&self, now: DateTime<Utc>) -> bool {
+        self.lease_until.is_some_and(|t| t > now)
+    }
+}
+
+/// A new intent's identity and reward.
+#[derive(Debug, Clone)]
+pub struct NewIntent<'a> {
+    pub user_id: &'a str,
+    pub goal_id: &'a str,
+    pub period_key: &'a str,
+    pub challenge_id: &'a str,
+    pub namespace: &'a str,
+    pub grant_key: &'a str,
+    pub reward_type: &'a str,
+    pub reward_id: &'a str,
+    pub quantity: i32,
+    pub goal_completed_at: Option<DateTime<Utc>>,
+}
+
+/// A lease on an intent, taken at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub now: DateTime<Utc>,
+    /// The owner works on the intent until then; afterwards anyone may take it over.
+    pub until: DateTime<Utc>,
+    /// When the reconciler may look at the intent if it is still pending.
+    pub next_check_at: DateTime<Utc>,
+    /// A grant sequence starts under this lease (it may send requests): counts an attempt
+    /// and stamps `last_attempt_at`. `false` for a lookup only.
+    pub attempt: bool,
+}
+
+/// What [`lock_for_claim`] found.
+pub enum ClaimLock {
+    /// Another transaction holds the row lock (a claim, or briefly the event handler's
+    /// flush). Nothing was waited for; the connection is back in the pool.
+    Busy,
+    /// The row is locked (`None`: the player has no row for the goal).
+    Locked(ClaimTx, Option<PlayerGoalRow>),
+}
+
+/// Opens a claim transaction and locks the progress row without waiting
+/// (`FOR UPDATE NOWAIT`). `limit` bounds every statement and any idle time in the
+/// transaction on the server side.
+pub async fn lock_for_claim(
+    pool: &PgPool,
+    user_id: &str,
+    goal_id: &str,
+    limit: Duration,
+) -> Result<ClaimLock, sqlx::Error> {
+    let mut tx = begin_limited(pool, limit).await?;
+    let row: Result<Option<PlayerGoalRow>, sqlx::Error> = sqlx::query_as(
+        "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
+         expires_at, baseline_value, last_event_at \
+         FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 FOR UPDATE NOWAIT",
+    )
+    .bind(user_id)
+    .bind(goal_id)
+    .fetch_optional(&mut *tx)
+    .await;
+    match row {
+        Ok(row) => Ok(ClaimLock::Locked(ClaimTx::new(tx, user_id), row)),
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+            // Dropping the transaction rolls it back and returns the connection.
+            drop(tx);
+            Ok(ClaimLock::Busy)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// SQLSTATE of `NOWAIT` meeting a held lock.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The intent of (user, goal, period), read without locks.
+pub async fn find(
+    pool: &PgPool,
+    user_id: &str,
+    goal_id: &str,
+    period_key: &str,
+) -> Result<Option<GrantIntent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM reward_grants WHERE user_id = $1 AND goal_id = $2 AND period_key = $3",
+    )
+    .bind(user_id)
+    .bind(goal_id)
+    .bind(period_key)
+    .fetch_optional(pool)
+    .await
+}
+
+impl ClaimTx {
+    /// The intent of this user's `goal_id` in `period_key`, locked.
+    pub async fn intent(
+        &mut self,
+        goal_id: &str,
+        period_key: &str,
+    ) -> Result<Option<GrantIntent>, sqlx::Error> {
+        let user_id = self.user_id.clone();
+        sqlx::query_as(
+            "SELECT * FROM reward_grants \
+             WHERE user_id = $1 AND goal_id = $2 AND period_key = $3 FOR UPDATE",
+        )
+        .bind(user_id)
+        .bind(goal_id)
+        .bind(period_key)
+        .fetch_optional(&mut *self.tx)
+        .await
+    }
+
+    /// Records a new pending intent under `lease`.
+    pub async fn create_intent(
+        &mut self,
+        new: &NewIntent<'_>,
+        lease: &Lease<'_>,
+    ) -> Result<GrantIntent, sqlx::Error> {
+        sqlx::query_as(
+            "INSERT INTO reward_grants (user_id, goal_id, period_key, challenge_id, namespace, \
+               grant_key, reward_type, reward_id, quantity, state, owner, lease_until, attempts, \
+               last_attempt_at, next_check_at, goal_completed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, \
+               CASE WHEN $14 THEN 1 ELSE 0 END, CASE WHEN $14 THEN $12 END, $13, $15) \
+             RETURNING *",
+        )
+        .bind(new.user_id)
+        .bind(new.goal_id)
+        .bind(new.period_key)
+        .bind(new.challenge_id)
+        .bind(new.namespace)
+        .bind(new.grant_key)
+        .bind(new.reward_type)
+        .bind(new.reward_id)
+        .bind(new.quantity)
+        .bind(lease.owner)
+        .bind(lease.until)
+        .bind(lease.now)
+        .bind(lease.next_check_at)
+        .bind(lease.attempt)
+        .bind(new.goal_completed_at)
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    /// Takes over a pending intent whose lease has ended, or a failed one (back to
+    /// pending), under `lease`. The caller holds the intent's lock ([`ClaimTx::intent`]).
+    pub async fn take_over_intent(
+        &mut self,
+        grant_key: &str,
+        lease: &Lease<'_>,
+        goal_completed_at: Option<DateTime<Utc>>,
+    ) -> Result<GrantIntent, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE reward_grants SET state = 'pending', owner = $2, lease_until = $3, \
+               attempts = attempts + CASE WHEN $6 THEN 1 ELSE 0 END, \
+               last_attempt_at = CASE WHEN $6 THEN $4 ELSE last_attempt_at END, \
+               next_check_at = GREATEST(next_check_at, $5), goal_completed_at = $7, \
+               updated_at = NOW() \
+             WHERE grant_key = $1 RETURNING *",
+        )
+        .bind(grant_key)
+        .bind(lease.owner)
+        .bind(lease.until)
+        .bind(lease.now)
+        .bind(lease.next_check_at)
+        .bind(lease.attempt)
+        .bind(goal_completed_at)
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    /// Commits the claim transaction.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// Step 3 after AGS granted (or was found to hold the grant): the intent becomes
+/// `granted` and, if the progress row still holds the completion the intent was made for,
+/// the row becomes `claimed` at `claimed_at`. Returns whether the row was marked. Locks
+/// the progress row before the intent, like a claim.
+pub async fn complete(
+    pool: &PgPool,
+    intent: &GrantIntent,
+    claimed_at: DateTime<Utc>,
+    limit: Duration,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = begin_limited(pool, limit).await?;
+    let marked = sqlx::query(
+        "UPDATE user_goal_progress \
+         SET status = 'claimed', claimed_at = $3, completed_at = COALESCE(completed_at, $3), \
+             updated_at = NOW() \
+         WHERE user_id = $1 AND goal_id = $2 AND status = 'completed' \
+           AND completed_at IS NOT DISTINCT FROM $4",
+    )
+    .bind(&intent.user_id)
+    .bind(&intent.goal_id)
+    .bind(claimed_at)
+    .bind(intent.goal_completed_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    sqlx::query(
+        "UPDATE reward_grants SET state = 'granted', owner = NULL, lease_until = NULL, \
+           last_error = NULL, updated_at = NOW() \
+         WHERE grant_key = $1",
+    )
+    .bind(&intent.grant_key)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(marked)
+}
+
+/// Step 3 after a definite refusal: the intent becomes `failed` (nothing was granted; a
+/// later claim may try again). Only while `owner` still holds it.
+pub async fn refuse(
+    pool: &PgPool,
+    grant_key: &str,
+    owner: &str,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE reward_grants SET state = 'failed', owner = NULL, lease_until = NULL, \
+           last_error = $3, updated_at = NOW() \
+         WHERE grant_key = $1 AND owner = $2 AND state = 'pending'",
+    )
+    .bind(grant_key)
+    .bind(owner)
+    .bind(error)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// Step 3 when the outcome is unknown: the intent stays pending (in doubt), the lease is
+/// given up so a retry can take it over at once, and the reconciler looks at it from
+/// `next_check_at`. Only while `owner` still holds it.
+pub async fn release(
+    pool: &PgPool,
+    grant_key: &str,
+    owner: &str,
+    error: &str,
+    next_check_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE reward_grants SET owner = NULL, lease_until = NULL, last_error = $3, \
+           next_check_at = $4, updated_at = NOW() \
+         WHERE grant_key = $1 AND owner = $2 AND state = 'pending'",
+    )
+    .bind(grant_key)
+    .bind(owner)
+    .bind(error)
+    .bind(next_check_at)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// Pending intents nobody holds whose check is due at `now`, oldest check first.
+pub async fn due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<GrantIntent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM reward_grants \
+         WHERE state = 'pending' AND next_check_at <= $1 \
+           AND (lease_until IS NULL OR lease_until <= $1) \
+         ORDER BY next_check_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Takes a due intent under `lease` if it is still pending, unheld and due; `None` when a
+/// claim or another pass got there first.
+pub async fn take_due(
+    pool: &PgPool,
+    grant_key: &str,
+    lease: &Lease<'_>,
+) -> Result<Option<GrantIntent>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE reward_grants SET owner = $2, lease_until = $3, \
+           attempts = attempts + CASE WHEN $5 THEN 1 ELSE 0 END, \
+           last_attempt_at = CASE WHEN $5 THEN $4 ELSE last_attempt_at END, \
+           next_check_at = $6, updated_at = NOW() \
+         WHERE grant_key = $1 AND state = 'pending' AND next_check_at <= $4 \
+           AND (lease_until IS NULL OR lease_until <= $4) \
+         RETURNING *",
+    )
+    .bind(grant_key)
+    .bind(lease.owner)
+    .bind(lease.until)
+    .bind(lease.now)
+    .bind(lease.attempt)
+    .bind(lease.next_check_at)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Pending intents nobody is working on at `now`: grants in doubt.
+pub async fn in_doubt_count(pool: &PgPool, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM reward_grants \
+         WHERE state = 'pending' AND (lease_until IS NULL OR lease_until <= $1)",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
+/// A transaction whose statements, and idle time inside it, are bounded by `limit` on the
+/// server side.
+async fn begin_limited(
+    pool: &PgPool,
+    limit: Duration,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let ms = limit.as_millis().max(1);
+    let begin = format!(
+        "BEGIN; SET LOCAL statement_timeout = {ms}; \
+         SET LOCAL idle_in_transaction_session_timeout = {ms}"
+    );
+    pool.begin_with(sqlx::AssertSqlSafe(begin)).await
+}

@@ -1,0 +1,138 @@
+//! The identity of one reward: its period and its grant key.
+
+use chrono::{DateTime, Utc};
+use extend_challenge_common::config::{Goal, ProgressMode};
+use extend_challenge_common::rotation::{period_containing, utc_day_start};
+use sha2::{Digest, Sha256};
+
+/// The period a claim at `now` pays for: the goal's rotation period (`daily:2025-11-04`,
+/// `weekly:2025-11-03`, `monthly:2025-11-01`, by start date), the UTC day for a legacy
+/// `daily`-mode goal (`day:2025-11-04`), or `once` for a goal that never comes back. A goal
+/// claimable again in a new period gets a new key there.
+pub fn period_key(goal: &Goal, now: DateTime<Utc>) -> String {
+    // Daily-mode goals reset every UTC day whatever their rotation, and every rotation
+    // period starts at a UTC midnight, so the day is the finer period.
+    if goal.mode == ProgressMode::Daily {
+        return format!("day:{}", utc_day_start(now).format("%Y-%m-%d"));
+    }
+    match goal.rotation {
+        Some(r) => format!(
+            "{}:{}",
+            r.schedule.as_str(),
+            period_containing(r.schedule, now).start.format("%Y-%m-%d")
+        ),
+        None => "once".to_string(),
+    }
+}
+
+/// `chl-` and 32 hex digits (128 bits) of the SHA-256 of namespace, user, challenge, goal
+/// and period. 36 characters, like a UUID: short enough for AGS's id-like fields (an
+/// entitlement's `grantedCode`, a fulfillment `transactionId` path segment).
+pub fn grant_key(
+    namespace: &str,
+    user_id: &str,
+    challenge_id: &str,
+    goal_id: &str,
+    period_key: &str,
+) -> String {
+    let mut hash = Sha256::new();
+    for part in [namespace, user_id, challenge_id, goal_id, period_key] {
+        // Length-prefixed, so no two different tuples hash the same bytes.
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut key = String::with_capacity(36);
+    key.push_str("chl-");
+    for byte in &digest[..16] {
+        key.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        key.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use extend_challenge_common::config::{
+        EventSource, OnExpiry, Requirement, Reward, RewardType, Rotation, Schedule,
+    };
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn goal(mode: ProgressMode, rotation: Option<Schedule>) -> Goal {
+        Goal {
+            id: "g".into(),
+            challenge_id: "c".into(),
+            name: "n".into(),
+            description: String::new(),
+            event_source: EventSource::Login,
+            default_assigned: true,
+            requirement: Requirement {
+                stat_code: String::new(),
+                operator: ">=".into(),
+                target_value: 1,
+            },
+            mode,
+            daily: false,
+            reward: Reward {
+                reward_type: RewardType::Item,
+                reward_id: "i".into(),
+                quantity: 1,
+            },
+            prerequisites: vec![],
+            rotation: rotation.map(|schedule| Rotation {
+                schedule,
+                on_expiry: OnExpiry {
+                    reset_progress: true,
+                    allow_reselection: true,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn periods_follow_rotation_and_daily_mode() {
+        // Tuesday.
+        let now = at("2025-11-04T12:00:00Z");
+        assert_eq!(period_key(&goal(ProgressMode::Absolute, None), now), "once");
+        assert_eq!(
+            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Weekly)), now),
+            "weekly:2025-11-03"
+        );
+        assert_eq!(
+            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Monthly)), now),
+            "monthly:2025-11-01"
+        );
+        assert_eq!(
+            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Daily)), now),
+            "daily:2025-11-04"
+        );
+        assert_eq!(
+            period_key(&goal(ProgressMode::Daily, Some(Schedule::Weekly)), now),
+            "day:2025-11-04"
+        );
+    }
+
+    #[test]
+    fn grant_keys_are_stable_short_and_distinct() {
+        let k = grant_key("ns", "u", "c", "g", "once");
+        assert_eq!(k, grant_key("ns", "u", "c", "g", "once"));
+        assert_eq!(k.len(), 36);
+        assert!(k.starts_with("chl-"));
+        assert!(
+            k[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_uppercase())
+        );
+        assert_ne!(k, grant_key("ns", "u", "c", "g", "daily:2025-11-04"));
+        assert_ne!(k, grant_key("ns2", "u", "c", "g", "once"));
+        // Field boundaries matter.
+        assert_ne!(
+            grant_key("ns", "ab", "c", "g", "once"),
+            grant_key("ns", "a", "bc", "g", "once")
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! A stateful fake of the AGS endpoints the reward client uses, as a real HTTP/1.1 server
+//! on 127.0.0.1 (hyper): IAM's token endpoint; Platform's entitlement grant and query,
+//! wallet credit and transaction list, and fulfillment v3 (de-duplicated by transaction
+//! id). Faults model what a real deployment does wrong: a 5xx before or after the grant
+//! was recorded, a grant whose reply is lost (the connection closes without an answer), a
+//! late answer, a refusal.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// What the fake does with the next grant request (entitlement grant, wallet credit or
+/// fulfillment).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// Answer `status` without granting.
+    FailBefore(u16),
+    /// Grant, then answer `status`.
+    FailAfter(u16),
+    /// Grant, then close the connection without answering.
+    LoseReply,
+    /// Close the connection without answering, and without granting.
+    DropRequest,
+    /// Grant, then answer 200 after the delay.
+    AnswerLate(Duration),
+    /// Refuse with `status` (nothing granted).
+    Refuse(u16),
+}
+
+#[derive(Default)]
+pub struct AgsState {
+    /// Every entitlement granted (`userId`, `itemId`, `quantity`, `grantedCode`…).
+    pub entitlements: Vec<Value>,
+    /// Every wallet credit (`userId`, `currencyCode`, `amount`, `reason`, `metadata`…).
+    pub credits: Vec<Value>,
+    /// Fulfillment results by transaction id.
+    pub fulfillments: HashMap<String, Value>,
+    /// Grant requests received (entitlement POSTs, credit PUTs, fulfillment PUTs).
+    pub grant_requests: usize,
+    /// Look-up GETs received.
+    pub lookups: usize,
+    /// Request bodies of grant requests, in order.
+    pub grant_bodies: Vec<Value>,
+    /// Faults for the next grant requests, in order; none left = behave.
+    pub faults: VecDeque<Fault>,
+}
+
+impl AgsState {
+    /// Grants recorded: entitlements plus wallet credits.
+    pub fn grants(&self) -> usize {
+        self.entitlements.len() + self.credits.len()
+    }
+}
+
+pub struct FakeAgs {
+    pub url: String,
+    state: Arc<Mutex<AgsState>>,
+    received: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAgs {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeAgs {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(AgsState::default()));
+        let received = Arc::new(Notify::new());
+        let (st, rx) = (state.clone(), received.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (st, rx) = (st.clone(), rx.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (st, rx) = (st.clone(), rx.clone());
+                        async move { handle(req, st, rx).await }
+                    });
+                    // A handler error closes the connection without an answer.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeAgs {
+            url,
+            state,
+            received,
+            task,
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, AgsState> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state().faults.extend(faults);
+    }
+
+    pub fn grants(&self) -> usize {
+        self.state().grants()
+    }
+
+    /// Waits until at least `n` grant requests have arrived (no polling sleeps).
+    pub async fn wait_for_grant_requests(&self, n: usize) {
+        loop {
+            let notified = self.received.notified();
+            if self.state().grant_requests >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Hangup;
+
+impl std::fmt::Display for Hangup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fake AGS hangs up")
+    }
+}
+
+impl std::error::Error for Hangup {}
+
+type Answer = Result<Response<Full<Bytes>>, Hangup>;
+
+fn json_answer(status: u16, body: Value) -> Answer {
+    Ok(Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap())
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<AgsState>>,
+    received: Arc<Notify>,
+) -> Answer {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    if path == "/iam/v3/oauth/token" {
+        return json_answer(200, json!({"access_token": "tok", "expires_in": 3600}));
+    }
+    let seg: Vec<String> = path.split('/').skip(1).map(percent_decode).collect();
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    match (method, seg.as_slice()) {
+        (
+            Method::POST,
+            [
+                "platform",
+                "admin",
+                "namespaces",
+                ns,
+                "users",
+                user,
+                "entitlements",
+            ],
+        ) => {
+            let items: Vec<Value> = serde_json::from_slice(&body).unwrap();
+            let (ns, user) = (ns.to_string(), user.to_string());
+            grant(&state, &received, items.clone().into(), move |s| {
+                let mut out = Vec::new();
+                for item in &items {
+                    let e = json!({
+                        "id": format!("ent-{}", s.entitlements.len() + 1),
+                        "namespace": ns,
+                        "userId": user,
+                        "itemId": item["itemId"],
+                        "itemNamespace": item["itemNamespace"],
+                        "quantity": item["quantity"],
+                        "source": item["source"],
+                        "grantedCode": item.get("grantedCode").cloned().unwrap_or(Value::Null),
+                        "status": "ACTIVE",
+                    });
+                    s.entitlements.push(e.clone());
+                    out.push(e);
+                }
+                (201, Value::Array(out))
+            })
+            .await
+        }
+        (
+            Method::GET,
+            [
+                "platform",
+                "admin",
+                "namespaces",
+                _,
+                "users",
+                user,
+                "entitlements",
+            ],
+        ) => {
+            let mut s = state.lock().unwrap();
+            s.lookups += 1;
+            let item = query.get("itemId").cloned().unwrap_or_default();
+            let data: Vec<Value> = s
+                .entitlements
+                .iter()
+                .filter(|e| e["userId"] == *user && e["itemId"] == item.as_str())
+                .cloned()
+                .collect();
+            json_answer(200, page(data, &query))
+        }
+        (
+            Method::PUT,
+            [
+                "platform",
+                "admin",
+                "namespaces",
+                ns,
+                "users",
+                user,
+                "wallets",
+                code,
+                "credit",
+            ],
+        ) => {
+            let credit: Value = serde_json::from_slice(&body).unwrap();
+            let (ns, user, code) = (ns.to_string(), user.to_string(), code.to_string());
+            grant(&state, &received, credit.clone(), move |s| {
+                s.credits.push(json!({
+                    "namespace": ns,
+                    "userId": user,
+                    "currencyCode": code,
+                    "amount": credit["amount"],
+                    "reason": credit["reason"],
+                    "metadata": credit.get("metadata").cloned().unwrap_or(Value::Null),
+                    "walletAction": "CREDIT",
+                    "createdAt": chrono::Utc::now().to_rfc3339(),
+                }));
+                (200, json!({"balance": credit["amount"]}))
+            })
+            .await
+        }
+        (
+            Method::GET,
+            [
+                "platform",
+                "admin",
+                "namespaces",
+                _,
+                "users",
+                user,
+                "wallets",
+                "currencies",
+                code,
+                "transactions",
+            ],
+        ) => {
+            let mut s = state.lock().unwrap();
+            s.lookups += 1;
+            let mut data: Vec<Value> = s
+                .credits
+                .iter()
+                .filter(|c| c["userId"] == *user && c["currencyCode"] == *code)
+                .cloned()
+                .collect();
+            if data.is_empty() {
+                return json_answer(
+                    404,
+                    json!({"errorCode": 35141, "errorMessage": "no wallet"}),
+                );
+            }
+            data.reverse();
+            json_answer(200, page(data, &query))
+        }
+        (
+            Method::PUT,
+            [
+                "platform",
+                "v3",
+                "admin",
+                "namespaces",
+                ns,
+                "users",
+                user,
+                "fulfillments",
+                tx,
+            ],
+        ) => {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            let (ns, user, tx) = (ns.to_string(), user.to_string(), tx.to_string());
+            grant(&state, &received, request.clone(), move |s| {
+                if let Some(done) = s.fulfillments.get(&tx) {
+                    return (200, done.clone());
+                }
+                for item in request["items"].as_array().unwrap() {
+                    s.entitlements.push(json!({
+                        "namespace": ns,
+                        "userId": user,
+                        "itemId": item["itemId"],
+                        "quantity": item["quantity"],
+                        "source": item["source"],
+                        "grantedCode": Value::Null,
+                        "status": "ACTIVE",
+                    }));
+                }
+                let result = json!({
+                    "transactionId": tx,
+                    "namespace": ns,
+                    "userId": user,
+                    "state": "FULFILLED",
+                    "items": request["items"],
+                });
+                s.fulfillments.insert(tx.clone(), result.clone());
+                (200, result)
+            })
+            .await
+        }
+        _ => json_answer(
+            404,
+            json!({"errorCode": 404, "errorMessage": "no such route"}),
+        ),
+    }
+}
+
+/// A grant request: applies the next fault around `apply` (which records the grant and
+/// returns the normal answer).
+async fn grant(
+    state: &Mutex<AgsState>,
+    received: &Notify,
+    body: Value,
+    apply: impl FnOnce(&mut AgsState) -> (u16, Value),
+) -> Answer {
+    let (fault, answer) = {
+        let mut s = state.lock().unwrap();
+        s.grant_requests += 1;
+        s.grant_bodies.push(body);
+        let fault = s.faults.pop_front();
+        let answer = match fault {
+            None
+            | Some(Fault::FailAfter(_))
+            | Some(Fault::LoseReply)
+            | Some(Fault::AnswerLate(_)) => Some(apply(&mut s)),
+            Some(Fault::FailBefore(_)) | Some(Fault::DropRequest) | Some(Fault::Refuse(_)) => None,
+        };
+        (fault, answer)
+    };
+    received.notify_waiters();
+    match (fault, answer) {
+        (None, Some((status, body))) => json_answer(status, body),
+        (Some(Fault::FailAfter(status)) | Some(Fault::FailBefore(status)), _) => json_answer(
+            status,
+            json!({"errorCode": 20000, "errorMessage": "internal"}),
+        ),
+        (Some(Fault::LoseReply) | Some(Fault::DropRequest), _) => Err(Hangup),
+        (Some(Fault::AnswerLate(delay)), Some((status, body))) => {
+            tokio::time::sleep(delay).await;
+            json_answer(status, body)
+        }
+        (Some(Fault::Refuse(status)), _) => json_answer(
+            status,
+            json!({"errorCode": 20002, "errorMessage": "validation error"}),
+        ),
+        (_, None) => json_answer(500, json!({})),
+    }
+}
+
+/// A Platform paging answer for `limit`/`offset`.
+fn page(data: Vec<Value>, query: &HashMap<String, String>) -> Value {
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20);
+    let offset: usize = query
+        .get("offset")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    let total = data.len();
+    let slice: Vec<Value> = data.into_iter().skip(offset).take(limit).collect();
+    let next = if offset + limit < total {
+        format!("?offset={}&limit={limit}", offset + limit)
+    } else {
+        String::new()
+    };
+    json!({"data": slice, "paging": {"next": next, "previous": ""}})
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = if bytes[i] == b'%' && i + 2 < bytes.len() {
+            hex(bytes[i + 1]).zip(hex(bytes[i + 2]))
+        } else {
+            None
+        };
+        match escaped {
+            Some((h, l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
