@@ -3,7 +3,8 @@
 //! what was *applied*. Each replica also keeps an in-process window (see [`crate::buffer`]).
 //!
 //! Protocol, per event id, with key `<prefix><id>`:
-//! - **claim** (one Lua script, so Redis's own clock decides expiry — no skew between hosts):
+//! - **claim** (one Lua script — `EVALSHA` — so Redis's own clock decides expiry, with no
+//!   skew between hosts):
 //!   no key → set `pending:<replica>:<expiry-ms>` (key TTL 24 h as a backstop) and process
 //!   the event; `done` → already applied, answer `OK`; a lease whose expiry has not passed →
 //!   another process is on it, answer `Unavailable` (the platform redelivers; never an early
@@ -31,6 +32,9 @@
 //! - Redis unreachable: each replica falls back to its window and the ledger rule above
 //!   (counted in `challenge_dedup_redis_errors_total`); a redelivery reaching another replica
 //!   while the first copy is still buffered (not yet committed) is then applied twice;
+//! - Redis loses its data (a restart without persistence): a redelivery of an applied event
+//!   stamped more than a minute after this process started finds no key, is not looked up
+//!   in the ledger, and is applied again (the ledger conflict shows it);
 //! - without Redis, the in-process window is a bounded FIFO (200k ids by default): an id
 //!   evicted from it and redelivered more than a minute after start-up is not looked up.
 
@@ -62,7 +66,8 @@ pub enum Claim {
 }
 
 /// KEYS[1] the id's key; ARGV: owner, lease ms, key TTL s.
-const CLAIM_LUA: &str = r#"
+static CLAIM_LUA: Lua = Lua::new(
+    r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('GET', KEYS[1])
@@ -74,20 +79,24 @@ if v == 'done' then return {'done'} end
 local expiry = string.match(v, ':(%d+)$')
 if expiry and tonumber(expiry) <= now then return {'expired', v} end
 return {'live', v}
-"#;
+"#,
+);
 
 /// KEYS[1] the id's key; ARGV: the expired value seen, owner, lease ms, key TTL s.
-const TAKE_OVER_LUA: &str = r#"
+static TAKE_OVER_LUA: Lua = Lua::new(
+    r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[1], 'pending:' .. ARGV[2] .. ':' .. (now + tonumber(ARGV[3])), 'EX', ARGV[4])
 return 1
-"#;
+"#,
+);
 
 /// KEYS: the ids' keys; ARGV: owner, lease ms. Extends this owner's leases (expired ones
 /// included, as long as nobody took them over); returns how many.
-const RENEW_LUA: &str = r#"
+static RENEW_LUA: Lua = Lua::new(
+    r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mine = 'pending:' .. ARGV[1] .. ':'
@@ -100,17 +109,46 @@ for _, k in ipairs(KEYS) do
   end
 end
 return n
-"#;
+"#,
+);
 
 /// KEYS[1] the id's key; ARGV: owner. Deletes the lease if this owner holds it.
-const RELEASE_LUA: &str = r#"
+static RELEASE_LUA: Lua = Lua::new(
+    r#"
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1] + 9) == 'pending:' .. ARGV[1] .. ':' then
   redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
-"#;
+"#,
+);
+
+/// A Lua script, run by `EVALSHA` once Redis knows it (`SCRIPT LOAD` on first use, and
+/// again after a `NOSCRIPT`, e.g. when Redis restarted).
+struct Lua {
+    source: &'static str,
+    sha: std::sync::Mutex<Option<String>>,
+}
+
+impl Lua {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn sha(&self) -> Option<String> {
+        self.sha.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_sha(&self, sha: Option<String>) {
+        if let Ok(mut s) = self.sha.lock() {
+            *s = sha;
+        }
+    }
+}
 
 /// Keys per renewal script call.
 const RENEW_CHUNK: usize = 1000;
@@ -204,25 +242,48 @@ impl RedisDedup {
         }
     }
 
-    /// One `EVAL` (scripts are short; Redis caches them by hash).
+    /// Runs `script` with `EVALSHA`, loading it first if Redis does not know it.
     async fn eval<T: redis::FromRedisValue>(
         &self,
-        script: &str,
+        script: &Lua,
         keys: &[String],
         args: &[String],
     ) -> Result<(T,), String> {
-        self.run(|| {
-            let mut p = redis::pipe();
-            let cmd = p.cmd("EVAL").arg(script).arg(keys.len());
-            for k in keys {
-                cmd.arg(k);
+        for _ in 0..2 {
+            let sha = match script.sha() {
+                Some(sha) => sha,
+                None => {
+                    let (sha,): (String,) = self
+                        .run(|| {
+                            let mut p = redis::pipe();
+                            p.cmd("SCRIPT").arg("LOAD").arg(script.source);
+                            p
+                        })
+                        .await?;
+                    script.set_sha(Some(sha.clone()));
+                    sha
+                }
+            };
+            let res = self
+                .run(|| {
+                    let mut p = redis::pipe();
+                    let cmd = p.cmd("EVALSHA").arg(&sha).arg(keys.len());
+                    for k in keys {
+                        cmd.arg(k);
+                    }
+                    for a in args {
+                        cmd.arg(a);
+                    }
+                    p
+                })
+                .await;
+            match res {
+                // "NOSCRIPT" from Redis ("NoScript" as the client renders it).
+                Err(e) if e.to_ascii_lowercase().contains("noscript") => script.set_sha(None),
+                other => return other,
             }
-            for a in args {
-                cmd.arg(a);
-            }
-            p
-        })
-        .await
+        }
+        Err("the script could not be loaded".into())
     }
 
     fn failed(&self, op: &str, e: &str) {
@@ -238,7 +299,7 @@ impl RedisDedup {
     pub async fn claim(&self, id: &str) -> Claim {
         let res: Result<(Vec<Value>,), String> = self
             .eval(
-                CLAIM_LUA,
+                &CLAIM_LUA,
                 &[self.key(id)],
                 &[
                     self.owner.clone(),
@@ -276,7 +337,7 @@ impl RedisDedup {
     pub async fn take_over(&self, id: &str, current: &str) -> Result<bool, String> {
         let res: Result<(i64,), String> = self
             .eval(
-                TAKE_OVER_LUA,
+                &TAKE_OVER_LUA,
                 &[self.key(id)],
                 &[
                     current.to_string(),
@@ -336,7 +397,7 @@ impl RedisDedup {
         self.held.lock().remove(id);
         let res: Result<(i64,), String> = self
             .eval(
-                RELEASE_LUA,
+                &RELEASE_LUA,
                 &[self.key(id)],
                 std::slice::from_ref(&self.owner),
             )
@@ -354,7 +415,7 @@ impl RedisDedup {
             let keys: Vec<String> = chunk.iter().map(|id| self.key(id)).collect();
             let (n,): (i64,) = self
                 .eval(
-                    RENEW_LUA,
+                    &RENEW_LUA,
                     &keys,
                     &[self.owner.clone(), self.lease_ms().to_string()],
                 )
@@ -381,5 +442,41 @@ impl RedisDedup {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs the test Redis (`REDIS_URL`, default the local one).
+    #[tokio::test]
+    async fn a_script_redis_forgot_is_loaded_again() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let authority = url.split("://").nth(1).unwrap_or(&url);
+        let authority = authority.split('/').next().unwrap_or(authority);
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "6379"));
+        let redis = RedisDedup::new(
+            host,
+            port.parse().unwrap(),
+            None,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .with_prefix(format!("test:dedup-unit:{}:", uuid::Uuid::new_v4()));
+        assert_eq!(redis.claim("e1").await, Claim::Claimed);
+        // As after a Redis restart: the cached hash names a script Redis does not have.
+        RENEW_LUA.set_sha(Some("0".repeat(40)));
+        assert_eq!(redis.renew().await, Ok(1));
+        assert_eq!(
+            redis.claim("e1").await,
+            Claim::InFlight,
+            "renewed, still live"
+        );
+        redis.mark_done(&[Arc::from("e1")]).await;
+        assert_eq!(redis.claim("e1").await, Claim::Done);
+        assert_eq!(redis.held(), 0);
     }
 }

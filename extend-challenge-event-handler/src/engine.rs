@@ -577,34 +577,38 @@ impl Engine {
     ) -> Result<u64, FlushError> {
         let user = &batch.users[i];
         let items = &batch.items[offsets[i]..offsets[i + 1]];
-        let stored = tokio::time::timeout(
-            self.opts.flush_timeout,
-            dead_letter::insert(&self.pool, items, user, error),
-        )
-        .await;
-        match stored {
-            Ok(Ok(id)) => {
-                metrics::DEAD_LETTERS_TOTAL.inc();
-                self.dead_letters.fetch_add(1, Ordering::Relaxed);
-                let event_ids: Vec<String> =
-                    user.event_ids.iter().map(|id| escape_control(id)).collect();
-                tracing::error!(
-                    dead_letter_id = id,
-                    user_id = %escape_control(&user.user_id),
-                    event_ids = ?event_ids,
-                    keys = items.len(),
-                    error = %escape_control(error),
-                    "the database refused this user's updates; moved them to the dead-letter \
-                     table (list and replay: extend-challenge-event-handler dead-letters)"
-                );
-                Ok(items.len() as u64)
+        let stored =
+            dead_letter::insert(&self.pool, items, user, error, self.opts.flush_timeout).await;
+        let id = match stored {
+            Ok(id) => Some(id),
+            Err(FlushError::CommitUnconfirmed {
+                xid,
+                flushed,
+                reason,
+            }) => {
+                tracing::warn!(xid, %reason, "dead letter commit unconfirmed; asking the database");
+                // Committed: stored (its id unknown here). Otherwise: back for a retry.
+                self.resolve_commit(xid, flushed, reason).await?;
+                None
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "cannot store a dead letter; keeping the user's updates for retry");
-                Err(FlushError::NotWritten(e))
+                return Err(e);
             }
-            Err(_) => Err(FlushError::TimedOut(self.opts.flush_timeout)),
-        }
+        };
+        metrics::DEAD_LETTERS_TOTAL.inc();
+        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+        let event_ids: Vec<String> = user.event_ids.iter().map(|id| escape_control(id)).collect();
+        tracing::error!(
+            dead_letter_id = id,
+            user_id = %escape_control(&user.user_id),
+            event_ids = ?event_ids,
+            keys = items.len(),
+            error = %escape_control(error),
+            "the database refused this user's updates; moved them to the dead-letter \
+             table (list and replay: extend-challenge-event-handler dead-letters)"
+        );
+        Ok(items.len() as u64)
     }
 
     /// Finds out whether an unconfirmed commit happened. Retries while the database is

@@ -330,9 +330,15 @@ async fn the_dead_letters_subcommand_lists_and_replays(
         keys: 1,
         event_ids: vec!["cli-1".into(), "cli-2".into()],
     };
-    let id = dead_letter::insert(&pool, &items, &user, "refused for the test")
-        .await
-        .unwrap();
+    let id = dead_letter::insert(
+        &pool,
+        &items,
+        &user,
+        "refused for the test",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
 
     let (status, out, err) = dead_letters_cli(&url, &["list", "--json"]).await;
     assert!(status.success(), "{err}");

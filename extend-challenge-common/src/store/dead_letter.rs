@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::flush::{self, BatchItem, BatchUser};
+use super::flush::{self, BatchItem, BatchUser, FlushError, Flushed};
 use crate::config::{ChallengeConfig, Goal};
 use crate::progress::Delta;
 
@@ -126,13 +126,17 @@ VALUES ($1, $2, $3, $4::json, $5) RETURNING id";
 
 /// Stores one user's refused items (all of the same user) with the ids of their events
 /// and the error, and records those ids in the event ledger, in one transaction: the
-/// events are then dead-lettered, which acknowledges them.
+/// events are then dead-lettered, which acknowledges them. Like a batch, each phase
+/// (statements, `COMMIT`) must finish within `timeout`, and a `COMMIT` whose answer is lost
+/// comes back as [`FlushError::CommitUnconfirmed`] (ask `flush::transaction_status`): storing
+/// the same dead letter twice would let a replay apply it twice.
 pub async fn insert(
     pool: &PgPool,
     items: &[BatchItem],
     user: &BatchUser,
     error: &str,
-) -> Result<i64, sqlx::Error> {
+    timeout: Duration,
+) -> Result<i64, FlushError> {
     let namespace = items.first().map(|i| &*i.namespace).unwrap_or_default();
     let payload = Payload {
         user_id: user.user_id.to_string(),
@@ -145,21 +149,42 @@ pub async fn insert(
             })
             .collect(),
     };
-    let json = serde_json::to_string(&payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let json = serde_json::to_string(&payload)
+        .map_err(|e| FlushError::NotWritten(sqlx::Error::Encode(Box::new(e))))?;
     let event_ids: Vec<String> = user.event_ids.iter().map(|id| escape_control(id)).collect();
-    let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(INSERT_SQL)
-        .bind(escape_control(&user.user_id))
-        .bind(escape_control(namespace))
-        .bind(&event_ids)
-        .bind(json)
-        .bind(escape_control(error))
-        .fetch_one(&mut *tx)
-        .await?;
-    let ids: Vec<&str> = user.event_ids.iter().map(|id| &**id).collect();
-    flush::record_applied(&mut tx, &ids).await?;
-    tx.commit().await?;
-    Ok(id)
+    let work = async {
+        let mut tx = pool.begin().await?;
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(INSERT_SQL)
+            .bind(escape_control(&user.user_id))
+            .bind(escape_control(namespace))
+            .bind(&event_ids)
+            .bind(json)
+            .bind(escape_control(error))
+            .fetch_one(&mut *tx)
+            .await?;
+        let ids: Vec<&str> = user.event_ids.iter().map(|id| &**id).collect();
+        flush::record_applied(&mut tx, &ids).await?;
+        Ok::<_, sqlx::Error>((tx, xid, id))
+    };
+    let (tx, xid, id) = match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(FlushError::NotWritten(e)),
+        Err(_) => return Err(FlushError::TimedOut(timeout)),
+    };
+    let reason = match tokio::time::timeout(timeout, tx.commit()).await {
+        Ok(Ok(())) => return Ok(id),
+        Ok(Err(e @ sqlx::Error::Database(_))) => return Err(FlushError::NotWritten(e)),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {timeout:?}"),
+    };
+    Err(FlushError::CommitUnconfirmed {
+        xid,
+        flushed: Flushed::default(),
+        reason,
+    })
 }
 
 type Row = (
