@@ -8,10 +8,13 @@ const PROTOS: &[&str] = &[
     "proto/accelbyte-asyncapi/iam/account/v1/account.proto",
     "proto/accelbyte-asyncapi/social/statistic/v1/statistic.proto",
     "proto/service.proto",
+    "proto/accelbyte/event_handler.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // The embedded migrations (sqlx::migrate!) are read when the library compiles.
+    println!("cargo:rerun-if-changed=migrations");
     let out = PathBuf::from(env::var("OUT_DIR")?);
 
     let mut compiler = protox::Compiler::new(["proto"])?;
@@ -58,7 +61,8 @@ struct ByPackage {
 
 impl prost_build::ServiceGenerator for ByPackage {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
-        if service.package.starts_with("accelbyte.") {
+        // `accelbyte` itself is the guide's generic envelope (ours), decoded the same way.
+        if service.package == "accelbyte" || service.package.starts_with("accelbyte.") {
             self.asyncapi.generate(service, buf)
         } else {
             self.other.generate(service, buf)

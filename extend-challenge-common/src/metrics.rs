@@ -12,8 +12,8 @@ use http_body_util::BodyExt as _;
 
 use crate::grpc_end::{GrpcEndBody, OnGrpcEnd};
 use prometheus::{
-    HistogramVec, IntCounterVec, IntGaugeVec, register_histogram_vec, register_int_counter_vec,
-    register_int_gauge_vec,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, register_histogram_vec,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
 struct GrpcMetrics {
@@ -58,6 +58,95 @@ static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("register http_request_duration_seconds")
 });
 
+/// `challenge_api_request_duration_seconds{protocol, route, status}`: the player API
+/// (`service.Service` over gRPC, the REST routes), the deployment guide's name. `route` is
+/// `service.Service/Method` or `METHOD /matched/template`; `status` the gRPC code name or the
+/// HTTP status.
+pub static API_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "challenge_api_request_duration_seconds",
+        "Player API request latency by protocol, route and status",
+        &["protocol", "route", "status"],
+        vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+        ]
+    )
+    .expect("register challenge_api_request_duration_seconds")
+});
+
+/// `challenge_errors_total{protocol}`: requests answered with a server fault — gRPC
+/// `Unknown`, `DeadlineExceeded`, `ResourceExhausted`, `Internal`, `Unavailable`,
+/// `DataLoss` (health and reflection excluded), HTTP 5xx. Client errors are not counted.
+pub static ERRORS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "challenge_errors_total",
+        "Requests answered with a server fault (gRPC Unknown, DeadlineExceeded, ResourceExhausted, Internal, Unavailable, DataLoss; HTTP 5xx)",
+        &["protocol"]
+    )
+    .expect("register challenge_errors_total")
+});
+
+/// `challenge_db_query_duration_seconds{operation}`: every statement sqlx runs, by its first
+/// keyword (`select`, `insert`, `update`, `delete`, `with`, `other`), fed from sqlx's own
+/// per-statement timing (see [`crate::telemetry`]).
+pub static DB_QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "challenge_db_query_duration_seconds",
+        "Database statement duration by operation",
+        &["operation"],
+        vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+        ]
+    )
+    .expect("register challenge_db_query_duration_seconds")
+});
+
+/// Records one statement's duration; `summary` is sqlx's statement summary.
+pub fn observe_db_query(summary: &str, seconds: f64) {
+    let first = summary.split_whitespace().next().unwrap_or("");
+    let op = ["select", "insert", "update", "delete", "with"]
+        .into_iter()
+        .find(|k| first.eq_ignore_ascii_case(k))
+        .unwrap_or("other");
+    DB_QUERY_SECONDS.with_label_values(&[op]).observe(seconds);
+}
+
+/// `challenge_db_connections_active`: pool connections in use (the guide's name).
+pub static DB_CONNECTIONS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "challenge_db_connections_active",
+        "Postgres pool connections in use"
+    )
+    .expect("register challenge_db_connections_active")
+});
+
+/// `challenge_db_connections_max`: the pool's limit (`DB_MAX_OPEN_CONNS`).
+pub static DB_CONNECTIONS_MAX: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "challenge_db_connections_max",
+        "Postgres pool connection limit (DB_MAX_OPEN_CONNS)"
+    )
+    .expect("register challenge_db_connections_max")
+});
+
+/// Registers the deployment guide's families at start-up, so `/metrics` lists them (and
+/// alerts see a zero) before the first request: `protocols` are the error labels this
+/// binary uses (`grpc`, `http`).
+pub fn init_guide_metrics(protocols: &[&str]) {
+    LazyLock::force(&API_REQUEST_SECONDS);
+    LazyLock::force(&DB_QUERY_SECONDS);
+    LazyLock::force(&DB_CONNECTIONS_ACTIVE);
+    LazyLock::force(&DB_CONNECTIONS_MAX);
+    for p in protocols {
+        ERRORS_TOTAL.with_label_values(&[*p]);
+    }
+}
+
+/// gRPC codes counted in `challenge_errors_total`.
+fn is_server_fault(code: i64) -> bool {
+    matches!(code, 2 | 4 | 8 | 13 | 14 | 15)
+}
+
 /// `challenge_db_pool_connections{state}`: Postgres pool connections `in_use` and `idle`.
 pub static DB_POOL_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
@@ -76,6 +165,8 @@ pub fn sample_db_pool(pool: &sqlx::PgPool) {
         .with_label_values(&["in_use"])
         .set((size - idle).max(0));
     DB_POOL_CONNECTIONS.with_label_values(&["idle"]).set(idle);
+    DB_CONNECTIONS_ACTIVE.set((size - idle).max(0));
+    DB_CONNECTIONS_MAX.set(i64::from(pool.options().get_max_connections()));
 }
 
 /// Samples the pool every `every` until `shutdown` fires.
@@ -149,9 +240,30 @@ impl CallLabels {
         GRPC.handled
             .with_label_values(&["unary", &self.service, &self.method, code_name(code)])
             .inc();
-        GRPC.seconds
-            .with_label_values(&labels)
-            .observe(self.start.elapsed().as_secs_f64());
+        let seconds = self.start.elapsed().as_secs_f64();
+        GRPC.seconds.with_label_values(&labels).observe(seconds);
+        if self.service == "service.Service" {
+            let route = format!("{}/{}", self.service, self.method);
+            API_REQUEST_SECONDS
+                .with_label_values(&["grpc", route.as_str(), code_name(code)])
+                .observe(seconds);
+        }
+        if code != 0 {
+            // Below ERROR (a client error is not the server's fault; server faults are
+            // logged with their cause where they happen), with the method.
+            tracing::debug!(
+                grpc.service = %self.service,
+                grpc.method = %self.method,
+                grpc.code = code_name(code),
+                "gRPC call answered with an error"
+            );
+        }
+        if is_server_fault(code)
+            && !self.service.starts_with("grpc.health.")
+            && !self.service.starts_with("grpc.reflection.")
+        {
+            ERRORS_TOTAL.with_label_values(&["grpc"]).inc();
+        }
     }
 }
 
@@ -221,9 +333,18 @@ pub async fn track_http(
         .unwrap_or_else(|| "unmatched".to_owned());
     let start = Instant::now();
     let res = next.run(req).await;
+    let seconds = start.elapsed().as_secs_f64();
+    let status = res.status();
     HTTP_SECONDS
-        .with_label_values(&[method.as_str(), route.as_str(), res.status().as_str()])
-        .observe(start.elapsed().as_secs_f64());
+        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .observe(seconds);
+    let api_route = format!("{method} {route}");
+    API_REQUEST_SECONDS
+        .with_label_values(&["http", api_route.as_str(), status.as_str()])
+        .observe(seconds);
+    if status.is_server_error() {
+        ERRORS_TOTAL.with_label_values(&["http"]).inc();
+    }
     res
 }
 

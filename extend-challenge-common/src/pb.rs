@@ -65,6 +65,9 @@ pub mod codec {
 }
 
 pub mod accelbyte {
+    // The deployment guide's generic envelope, `accelbyte.EventHandler` (ours).
+    tonic::include_proto!("accelbyte");
+
     pub mod iam {
         pub mod account {
             pub mod v1 {

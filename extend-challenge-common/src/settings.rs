@@ -85,6 +85,9 @@ pub struct Settings {
     /// `CLOCK_OFFSET_SECONDS` (testing only, default 0): both binaries run this far ahead of
     /// the system clock, so an end-to-end test can start them "tomorrow".
     pub clock_offset_seconds: i64,
+    /// `MIGRATE_ON_START` (default `true`): apply the embedded migrations at start-up. Set
+    /// `false` when a Job or an operator runs `extend-challenge-service migrate up`.
+    pub migrate_on_start: bool,
 }
 
 impl Settings {
@@ -160,7 +163,13 @@ impl Settings {
                 .or_else(|| env.text("CONFIG_PATH"))
                 .unwrap_or_else(|| "config/challenges.json".into()),
             flush_workers: env.positive("FLUSH_WORKERS", 2usize)?,
-            log_level: env.text("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            log_level: match env.text("LOG_LEVEL") {
+                None => "info".into(),
+                Some(v) => {
+                    check_log_level(&v).map_err(|reason| env.bad("LOG_LEVEL", &v, reason))?;
+                    v
+                }
+            },
             otel_service_name: env.text("OTEL_SERVICE_NAME").unwrap_or_default(),
             otel_exporter_zipkin_endpoint: match env.text("OTEL_EXPORTER_ZIPKIN_ENDPOINT") {
                 Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
@@ -189,6 +198,7 @@ impl Settings {
             },
             auto_initialize_on_event: env.boolean("AUTO_INITIALIZE_ON_EVENT", true)?,
             clock_offset_seconds: env.parse("CLOCK_OFFSET_SECONDS", 0i64)?,
+            migrate_on_start: env.boolean("MIGRATE_ON_START", true)?,
         };
         Ok(s)
     }
@@ -213,6 +223,24 @@ pub fn normalize_base_path(p: &str) -> String {
     } else {
         format!("/{trimmed}")
     }
+}
+
+/// `LOG_LEVEL` is a level or a `tracing` filter (`info,sqlx=warn`). A bare word that is not a
+/// level (`verbose`) would be read as a target name and silence everything else, so it is
+/// refused, as is anything the filter parser refuses.
+fn check_log_level(v: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !d.contains('=') && !d.contains('[');
+        if bare && !LEVELS.contains(&d.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{d:?} is not a level (trace, debug, info, warn, error, off) nor a target=level directive"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(v)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 struct Env<'a, F: Fn(&str) -> Option<String>> {
@@ -296,6 +324,8 @@ mod tests {
         assert_eq!(s.reward_dedup, RewardDedup::Marker);
         assert_eq!(s.reward_grant_settle, Duration::from_secs(30));
         assert_eq!(s.reward_reconcile_interval, Duration::from_secs(30));
+        assert!(s.migrate_on_start);
+        assert!(!settings(&[("MIGRATE_ON_START", "false")]).unwrap().migrate_on_start);
     }
 
     #[test]
@@ -311,10 +341,20 @@ mod tests {
             ("REWARD_RECONCILE_INTERVAL_SECONDS", "0"),
             ("DB_PORT", "70000"),
             ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin:9411"),
+            ("LOG_LEVEL", "verbose"),
+            ("MIGRATE_ON_START", "sometimes"),
+            ("LOG_LEVEL", "info,sqlx=loud"),
         ] {
             let err = settings(&[(k, v)]).unwrap_err();
             assert_eq!(err.name, k);
             assert!(err.to_string().contains(k), "{err}");
+        }
+    }
+
+    #[test]
+    fn log_level_accepts_levels_and_filters() {
+        for v in ["info", "Debug", "warn,sqlx=error", "extend_challenge=debug", "off"] {
+            assert_eq!(settings(&[("LOG_LEVEL", v)]).unwrap().log_level, v);
         }
     }
 

@@ -70,7 +70,62 @@ where
 pub fn init(level: &str) {
     let _ = tracing_subscriber::registry()
         .with(json_layer().with_filter(env_filter(level)))
+        .with(db_query_metrics())
         .try_init();
+}
+
+/// sqlx times every statement itself and reports it as a `sqlx::query` event (DEBUG, or
+/// WARN when slow) with `summary` and `elapsed_secs`; this layer turns those events into
+/// `challenge_db_query_duration_seconds`. Its own per-layer filter asks for them, so they
+/// are produced whatever `LOG_LEVEL` says, and the log layer still prints them only when
+/// `LOG_LEVEL` asks for them.
+fn db_query_metrics<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    DbQueryMetrics.with_filter(Targets::new().with_target("sqlx::query", tracing::Level::DEBUG))
+}
+
+struct DbQueryMetrics;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DbQueryMetrics {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = QueryFields::default();
+        event.record(&mut fields);
+        if let Some(seconds) = fields.elapsed_secs {
+            crate::metrics::observe_db_query(&fields.summary, seconds);
+        }
+    }
+}
+
+#[derive(Default)]
+struct QueryFields {
+    summary: String,
+    elapsed_secs: Option<f64>,
+}
+
+impl tracing::field::Visit for QueryFields {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed_secs = Some(value);
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "summary" {
+            self.summary = value.to_owned();
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" && self.summary.is_empty() {
+            self.summary = format!("{value:?}").trim_matches('"').to_owned();
+        }
+    }
 }
 
 /// Flushes and shuts the trace exporter down when dropped (keep it alive in `main`).
@@ -171,6 +226,7 @@ pub fn init_with(settings: &Settings, default_service_name: &str) -> TelemetryGu
         .with_filter(Targets::new().with_target(TARGET, tracing::Level::INFO));
     let installed = tracing_subscriber::registry()
         .with(json_layer().with_filter(env_filter(&settings.log_level)))
+        .with(db_query_metrics())
         .with(otel_layer)
         .try_init()
         .is_ok();

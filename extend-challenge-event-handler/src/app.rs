@@ -32,6 +32,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService",
     "accelbyte.iam.account.v1.UserAuthenticationUserThirdPartyLoggedInService",
     "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService",
+    // The deployment guide's generic envelope (ours; see proto/accelbyte/event_handler.proto).
+    "accelbyte.EventHandler",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +193,7 @@ impl Builder {
     /// Binds the gRPC and metrics listeners and wires the pipeline (nothing runs yet).
     pub async fn build(self) -> Result<App, BuildError> {
         metrics::init();
+        extend_challenge_common::metrics::init_guide_metrics(&["grpc"]);
         let grpc_listener = bind(SocketAddr::new(self.bind_ip, self.settings.grpc_port)).await?;
         let ops_listener = bind(SocketAddr::new(self.bind_ip, self.settings.metrics_port)).await?;
         let redis = self.redis()?;
@@ -346,6 +349,12 @@ impl App {
             ops_stop.clone(),
         );
         let ops = tokio::spawn(serve_ops(ops_listener, health.clone(), ops_stop.clone()));
+        // The pool gauges between batches too (the flush samples them after each batch).
+        let sampler = extend_challenge_common::metrics::spawn_db_pool_sampler(
+            engine.pool().clone(),
+            health_interval,
+            ops_stop.clone(),
+        );
 
         let served = serve_grpc(grpc_listener, engine.clone(), health_server, shutdown).await;
         tracing::info!(
@@ -360,6 +369,7 @@ impl App {
         ops_stop.cancel();
         let _ = watcher.await;
         let _ = purger.await;
+        let _ = sampler.await;
         if let Some(renewer) = renewer {
             let _ = renewer.await;
         }
@@ -467,6 +477,7 @@ async fn serve_grpc(
         .add_service(services.login_server())
         .add_service(services.third_party_login_server())
         .add_service(services.stat_server())
+        .add_service(services.generic_server())
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use extend_challenge_common::pb::accelbyte::iam::account::v1::{
     UserLoggedIn, UserThirdPartyLoggedIn,
 };
+use extend_challenge_common::pb::accelbyte::Event as GenericEnvelope;
 use extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItemUpdated;
 
 use crate::metrics;
@@ -82,6 +83,14 @@ pub enum Invalid {
     NonFiniteValue,
     #[error("inc must be a finite number")]
     NonFiniteInc,
+    #[error("eventType cannot be empty")]
+    EmptyEventType,
+    #[error("payload must be a JSON object")]
+    PayloadNotJson,
+    #[error("payload needs latestValue (or value)")]
+    MissingStatValue,
+    #[error("latestValue, value and inc must be JSON numbers, and statCode a string")]
+    BadPayloadField,
 }
 
 impl Invalid {
@@ -97,6 +106,10 @@ impl Invalid {
             Invalid::EmptyStatCode => "empty_stat_code",
             Invalid::NonFiniteValue => "non_finite_value",
             Invalid::NonFiniteInc => "non_finite_inc",
+            Invalid::EmptyEventType => "empty_event_type",
+            Invalid::PayloadNotJson => "payload_not_json",
+            Invalid::MissingStatValue => "missing_stat_value",
+            Invalid::BadPayloadField => "bad_payload_field",
         }
     }
 }
@@ -199,6 +212,99 @@ impl TryFrom<StatItemUpdated> for Event {
             },
         })
     }
+}
+
+/// What the deployment guide's generic envelope (`accelbyte.EventHandler`) carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generic {
+    /// A login or stat update, validated exactly as the real AsyncAPI message would be.
+    Known(Event),
+    /// An `eventType` this handler does not consume: answered OK and counted (the platform
+    /// would not deliver it; a developer learns of it from `success: false`).
+    UnknownType,
+}
+
+impl TryFrom<GenericEnvelope> for Generic {
+    type Error = Invalid;
+
+    /// `userLoggedIn` (and `userThirdPartyLoggedIn`) become the AGS login messages,
+    /// `statItemUpdated` the AGS stat message (`statCode`, `latestValue` or `value`, `inc`
+    /// read from the payload JSON), then go through the same validation as those.
+    fn try_from(m: GenericEnvelope) -> Result<Self, Invalid> {
+        let payload = m.payload.trim();
+        let json = if payload.is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<serde_json::Value>(payload) {
+                Ok(serde_json::Value::Object(map)) => Some(map),
+                _ => return Err(Invalid::PayloadNotJson),
+            }
+        };
+        match m.event_type.trim() {
+            "" => Err(Invalid::EmptyEventType),
+            "userLoggedIn" => Event::try_from(UserLoggedIn {
+                id: m.id,
+                namespace: m.namespace,
+                user_id: m.user_id,
+                timestamp: m.timestamp,
+                ..Default::default()
+            })
+            .map(Generic::Known),
+            "userThirdPartyLoggedIn" => Event::try_from(UserThirdPartyLoggedIn {
+                id: m.id,
+                namespace: m.namespace,
+                user_id: m.user_id,
+                timestamp: m.timestamp,
+                ..Default::default()
+            })
+            .map(Generic::Known),
+            "statItemUpdated" => {
+                let item = match json {
+                    None => None,
+                    Some(map) => Some(stat_item(&map)?),
+                };
+                Event::try_from(StatItemUpdated {
+                    id: m.id,
+                    namespace: m.namespace,
+                    user_id: m.user_id,
+                    timestamp: m.timestamp,
+                    payload: item,
+                    ..Default::default()
+                })
+                .map(Generic::Known)
+            }
+            _ => Ok(Generic::UnknownType),
+        }
+    }
+}
+
+/// The stat fields of a generic payload.
+fn stat_item(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItem, Invalid> {
+    let number = |key: &str| -> Result<Option<f64>, Invalid> {
+        match map.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or(Invalid::BadPayloadField),
+        }
+    };
+    let stat_code = match map.get("statCode") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(_) => return Err(Invalid::BadPayloadField),
+    };
+    let latest_value = match number("latestValue")? {
+        Some(v) => v,
+        None => number("value")?.ok_or(Invalid::MissingStatValue)?,
+    };
+    Ok(
+        extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItem {
+            stat_code,
+            latest_value,
+            inc: number("inc")?.unwrap_or(0.0),
+            ..Default::default()
+        },
+    )
 }
 
 /// Truncates a finite value toward zero and clamps it into `i32`; `true` when clamped.
@@ -335,6 +441,93 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(e.unwrap_err(), Invalid::UserIdControlChars);
+    }
+
+    fn generic(event_type: &str, payload: &str) -> GenericEnvelope {
+        GenericEnvelope {
+            id: "test-event-001".into(),
+            namespace: "mygame".into(),
+            user_id: "test-user-123".into(),
+            event_type: event_type.into(),
+            payload: payload.into(),
+            timestamp: "2025-10-15T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn generic_envelope_maps_onto_the_real_messages() {
+        let Generic::Known(e) = Generic::try_from(generic(
+            "statItemUpdated",
+            r#"{"statCode":"snowman_kills","value":7}"#,
+        ))
+        .unwrap() else {
+            panic!("a stat event")
+        };
+        assert_eq!(e.kind, EventKind::Stat);
+        assert_eq!((e.id.as_str(), e.user_id.as_str()), ("test-event-001", "test-user-123"));
+        assert_eq!(e.namespace, "mygame");
+        assert!(e.timestamp.is_some());
+        let want = Source::Stat {
+            code: "snowman_kills".into(),
+            value: 7,
+            inc: 0,
+        };
+        assert_eq!(e.source, want);
+        // latestValue wins over value; inc is read.
+        let Generic::Known(e) = Generic::try_from(generic(
+            "statItemUpdated",
+            r#"{"statCode":"k","latestValue":9.9,"value":1,"inc":2}"#,
+        ))
+        .unwrap() else {
+            panic!("a stat event")
+        };
+        let want = Source::Stat {
+            code: "k".into(),
+            value: 9,
+            inc: 2,
+        };
+        assert_eq!(e.source, want);
+        for payload in ["{}", "", "  "] {
+            let Generic::Known(e) = Generic::try_from(generic("userLoggedIn", payload)).unwrap()
+            else {
+                panic!("a login")
+            };
+            assert_eq!((e.kind, e.source), (EventKind::Login, Source::Login));
+        }
+        assert_eq!(
+            Generic::try_from(generic("userBanned", "{}")).unwrap(),
+            Generic::UnknownType
+        );
+    }
+
+    #[test]
+    fn generic_envelope_is_validated() {
+        let cases = [
+            (generic("", "{}"), Invalid::EmptyEventType),
+            (generic("statItemUpdated", "not json"), Invalid::PayloadNotJson),
+            (generic("userLoggedIn", "[1]"), Invalid::PayloadNotJson),
+            (generic("statItemUpdated", ""), Invalid::MissingPayload),
+            (generic("statItemUpdated", r#"{"statCode":"k"}"#), Invalid::MissingStatValue),
+            (generic("statItemUpdated", r#"{"value":1}"#), Invalid::EmptyStatCode),
+            (
+                generic("statItemUpdated", r#"{"statCode":"k","value":"7"}"#),
+                Invalid::BadPayloadField,
+            ),
+            (
+                generic("statItemUpdated", r#"{"statCode":1,"value":7}"#),
+                Invalid::BadPayloadField,
+            ),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(Generic::try_from(msg).unwrap_err(), want);
+        }
+        // The real messages' rules apply: an empty user id, a NUL in it.
+        let mut no_user = generic("userLoggedIn", "{}");
+        no_user.user_id.clear();
+        assert_eq!(Generic::try_from(no_user).unwrap_err(), Invalid::EmptyUserId);
+        let mut nul = generic("statItemUpdated", r#"{"statCode":"k","value":1}"#);
+        nul.user_id = "a\u{0}b".into();
+        assert_eq!(Generic::try_from(nul).unwrap_err(), Invalid::UserIdControlChars);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The three OnMessage services of CONTRACT §2: translate the message into an [`Event`]
-//! (or `InvalidArgument`) and hand it to the [`Engine`].
+//! The three OnMessage services of CONTRACT §2, and the deployment guide's generic envelope
+//! `accelbyte.EventHandler`: translate the message into an [`Event`] (or `InvalidArgument`)
+//! and hand it to the [`Engine`].
 
 use std::sync::Arc;
 
@@ -19,13 +20,21 @@ use extend_challenge_common::pb::accelbyte::social::statistic::v1::{
         StatisticStatItemUpdatedService, StatisticStatItemUpdatedServiceServer,
     },
 };
+use extend_challenge_common::pb::accelbyte::{
+    Event as GenericEnvelope, EventResponse,
+    event_handler_server::{EventHandler, EventHandlerServer},
+};
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
-use crate::event::{Event, EventKind, Invalid};
+use crate::event::{Event, EventKind, Generic, Invalid};
 use crate::metrics;
 
-/// Implements all three event services over one engine.
+/// The `event` label of generic-envelope events that never became an [`Event`] (invalid,
+/// unknown type); the others carry the kind they map to (`login`, `stat_item_updated`).
+const GENERIC: &str = "generic";
+
+/// Implements all the event services over one engine.
 #[derive(Clone)]
 pub struct EventServices {
     engine: Arc<Engine>,
@@ -54,6 +63,33 @@ impl EventServices {
                 Err(Status::invalid_argument(invalid.to_string()))
             }
         }
+    }
+
+    /// The generic envelope: `Ok(true)` when the event went through the pipeline,
+    /// `Ok(false)` for an unknown `eventType` (skipped, counted).
+    async fn handle_generic(&self, msg: GenericEnvelope) -> Result<bool, Status> {
+        match Generic::try_from(msg) {
+            Ok(Generic::Known(ev)) => self.engine.ingest(ev).await.map(|()| true),
+            Ok(Generic::UnknownType) => {
+                metrics::EVENTS_TOTAL
+                    .with_label_values(&[GENERIC, "skipped", "unknown_event_type"])
+                    .inc();
+                tracing::debug!(event = GENERIC, "unknown eventType skipped");
+                Ok(false)
+            }
+            Err(invalid) => {
+                metrics::EVENTS_TOTAL
+                    .with_label_values(&[GENERIC, "invalid", invalid.reason()])
+                    .inc();
+                tracing::debug!(event = GENERIC, reason = invalid.reason(), "invalid event");
+                Err(Status::invalid_argument(invalid.to_string()))
+            }
+        }
+    }
+
+    /// `accelbyte.EventHandler` (the deployment guide's generic envelope).
+    pub fn generic_server(&self) -> EventHandlerServer<Self> {
+        EventHandlerServer::new(self.clone())
     }
 
     pub fn login_server(&self) -> UserAuthenticationUserLoggedInServiceServer<Self> {
@@ -93,5 +129,22 @@ impl UserAuthenticationUserThirdPartyLoggedInService for EventServices {
 impl StatisticStatItemUpdatedService for EventServices {
     async fn on_message(&self, request: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
         self.handle(EventKind::Stat, request.into_inner()).await
+    }
+}
+
+#[tonic::async_trait]
+impl EventHandler for EventServices {
+    async fn handle_event(
+        &self,
+        request: Request<GenericEnvelope>,
+    ) -> Result<Response<EventResponse>, Status> {
+        let success = self.handle_generic(request.into_inner()).await?;
+        Ok(Response::new(EventResponse { success }))
+    }
+
+    async fn on_message(&self, request: Request<GenericEnvelope>) -> Result<Response<()>, Status> {
+        self.handle_generic(request.into_inner())
+            .await
+            .map(|_| Response::new(()))
     }
 }

@@ -1,5 +1,5 @@
 //! Wiring only: settings → logs → config → pool → migrations → build → run; or the
-//! operator's `dead-letters` subcommand (see `dead_letters`).
+//! operator's `dead-letters` subcommand (see `dead_letters`), `--help`, `--version`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,11 +10,39 @@ use extend_challenge_common::{config, store, telemetry};
 use extend_challenge_event_handler::{Builder, dead_letters, startup};
 use tokio_util::sync::CancellationToken;
 
+const HELP: &str = "\
+extend-challenge-event-handler: AGS login and statistic events over gRPC -> challenge progress.
+
+usage:
+  extend-challenge-event-handler              serve (gRPC GRPC_PORT=6565: the AsyncAPI OnMessage
+                                              services and accelbyte.EventHandler; /metrics
+                                              /healthz /livez on METRICS_PORT=8080)
+  extend-challenge-event-handler dead-letters list [--all] [--json] | replay (--id N | --all)
+                                              updates the database refused (README \"Dead letters\")
+  extend-challenge-event-handler --help | --version
+
+Configuration is read from the environment (README \"Configuration\", .env.example);
+a bad value is a start-up error naming the variable. Database migrations:
+extend-challenge-service migrate (MIGRATE_ON_START=false skips them at start-up).";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("dead-letters") {
-        return dead_letters_tool(&args[1..]).await;
+    match args.first().map(String::as_str) {
+        Some("dead-letters") => return dead_letters_tool(&args[1..]).await,
+        Some("--help" | "-h" | "help") => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--version" | "-V") => {
+            println!("extend-challenge-event-handler {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("extend-challenge-event-handler: unknown argument {other:?}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+        None => {}
     }
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,7 +69,9 @@ async fn run() -> anyhow::Result<()> {
     startup::cancel_on_signal(shutdown.clone());
 
     let pool = store::connect_lazy(settings.db.clone(), settings.db_max_open_conns);
-    if !startup::migrate_with_retry(&pool, &shutdown).await? {
+    if !settings.migrate_on_start {
+        tracing::info!("MIGRATE_ON_START=false: not applying database migrations");
+    } else if !startup::migrate_with_retry(&pool, &shutdown).await? {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     }

@@ -27,6 +27,9 @@ pub async fn migrate_with_retry(
                 let wait = backoff.next_delay();
                 tracing::warn!(
                     attempt,
+                    database = %extend_challenge_common::store::describe_target(
+                        &pool.connect_options()
+                    ),
                     error = %e,
                     retry_in_ms = wait.as_millis() as u64,
                     "database not reachable yet; retrying the migration"

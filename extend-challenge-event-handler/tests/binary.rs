@@ -364,3 +364,164 @@ async fn the_dead_letters_subcommand_lists_and_replays(
     assert_eq!(status.code(), Some(2), "usage error: {err}");
     assert!(err.contains("usage"), "{err}");
 }
+
+/// The deployment guide's developer commands, verbatim (only `localhost:6565` becomes the
+/// test's port): a generic `accelbyte.EventHandler` envelope, listed by reflection, answered
+/// `{"success": true}`, and applied through the same pipeline as the real services.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn the_guides_grpcurl_commands_work_verbatim(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let grpcurl = grpcurl();
+    let pool: PgPool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("challenges.json");
+    std::fs::write(
+        &config,
+        r#"{"challenges":[{"challengeId":"guide","name":"Guide","description":"d","goals":[
+            {"goalId":"logins","name":"L","description":"d","eventSource":"login","defaultAssigned":true,
+             "requirement":{"statCode":"login_count","operator":">=","targetValue":5},
+             "reward":{"type":"ITEM","rewardId":"r","quantity":1}},
+            {"goalId":"snowmen","name":"S","description":"d","eventSource":"statistic","defaultAssigned":true,
+             "requirement":{"statCode":"snowman_kills","operator":">=","targetValue":10},
+             "reward":{"type":"ITEM","rewardId":"r","quantity":1}}]}]}"#,
+    )
+    .unwrap();
+    let url = database_url(&opts);
+    let mut handler = Running::spawn(&[
+        ("DATABASE_URL", &url),
+        ("AB_NAMESPACE", "mygame"),
+        ("CONFIG_PATH", config.to_str().unwrap()),
+    ]);
+    let addr = handler.grpc_addr().await;
+    let run = |command: &str| {
+        let command = command
+            .replace("grpcurl ", &format!("{grpcurl} "))
+            .replace("localhost:6565", &addr);
+        async move {
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(&command)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        }
+    };
+
+    // The issue's one-liner (the guide's "Option 1").
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"test-event-001","namespace":"mygame","userId":"test-user-123","eventType":"statItemUpdated","payload":"{\"statCode\":\"snowman_kills\",\"value\":7}","timestamp":"2025-10-15T10:00:00Z"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
+    assert!(ok, "{out}");
+    assert!(out.contains(r#""success": true"#), "{out}");
+    assert_eq!(progress(&pool, "test-user-123", "snowmen").await, Some(7));
+
+    // The guide's test workflow: list, login, stat update.
+    let (ok, out) = run("grpcurl -plaintext localhost:6565 list").await;
+    assert!(ok, "{out}");
+    assert!(out.lines().any(|l| l == "accelbyte.EventHandler"), "{out}");
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{
+  "id": "login-001",
+  "namespace": "mygame",
+  "userId": "user-123",
+  "eventType": "userLoggedIn",
+  "payload": "{}",
+  "timestamp": "2025-10-15T10:00:00Z"
+}' localhost:6565 accelbyte.EventHandler/HandleEvent"#)
+    .await;
+    assert!(ok && out.contains(r#""success": true"#), "{out}");
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{
+  "id": "stat-001",
+  "namespace": "mygame",
+  "userId": "user-123",
+  "eventType": "statItemUpdated",
+  "payload": "{\"statCode\":\"snowman_kills\",\"value\":10}",
+  "timestamp": "2025-10-15T10:05:00Z"
+}' localhost:6565 accelbyte.EventHandler/HandleEvent"#)
+    .await;
+    assert!(ok && out.contains(r#""success": true"#), "{out}");
+    let r = rows(&pool, "user-123").await;
+    assert_eq!(r["logins"].progress, 1);
+    assert_eq!((r["snowmen"].progress, r["snowmen"].status.as_str()), (10, "completed"));
+
+    // …/OnMessage answers Empty; a duplicate id is a counted no-op.
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"login-002","namespace":"mygame","userId":"user-123","eventType":"userLoggedIn","payload":"{}","timestamp":"2025-10-15T10:10:00Z"}' localhost:6565 accelbyte.EventHandler/OnMessage"#).await;
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "{}", "{out}");
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"login-002","namespace":"mygame","userId":"user-123","eventType":"userLoggedIn","payload":"{}","timestamp":"2025-10-15T10:10:00Z"}' localhost:6565 accelbyte.EventHandler/OnMessage"#).await;
+    assert!(ok, "{out}");
+    assert_eq!(progress(&pool, "user-123", "logins").await, Some(2));
+
+    // Not JSON, no eventType: InvalidArgument. An unknown eventType: OK, success false.
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"bad-1","namespace":"mygame","userId":"user-123","eventType":"statItemUpdated","payload":"kills=7"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
+    assert!(!ok && out.contains("InvalidArgument") && out.contains("JSON"), "{out}");
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"bad-2","namespace":"mygame","userId":"user-123","payload":"{}"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
+    assert!(!ok && out.contains("InvalidArgument") && out.contains("eventType"), "{out}");
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"odd-1","namespace":"mygame","userId":"user-123","eventType":"userBanned","payload":"{}"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
+    assert!(ok, "{out}");
+    assert!(!out.contains("success"), "success is false (omitted): {out}");
+    // The real services' validation applies: a NUL in the user id.
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"bad-3","namespace":"mygame","userId":"a\u0000b","eventType":"userLoggedIn"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
+    assert!(!ok && out.contains("InvalidArgument"), "{out}");
+
+    // Health knows the service.
+    let (ok, out) = run(r#"grpcurl -plaintext -d '{"service":"accelbyte.EventHandler"}' localhost:6565 grpc.health.v1.Health/Check"#).await;
+    assert!(ok && out.contains("SERVING"), "{out}");
+
+    handler.sigterm();
+    let (status, logs) = handler.wait().await;
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn help_version_and_a_bad_log_level() {
+    let out = Command::new(BIN).arg("--version").output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("extend-challenge-event-handler {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("dead-letters") && help.contains("accelbyte.EventHandler"), "{help}");
+    let out = Command::new(BIN).arg("--nope").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // LOG_LEVEL=verbose used to silence every log; now it is refused, naming the variable.
+    let handler = Running::spawn(&[
+        ("LOG_LEVEL", "verbose"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+    ]);
+    let (status, logs) = handler.wait().await;
+    assert!(!status.success());
+    assert!(logs.contains("LOG_LEVEL") && logs.contains("verbose"), "{logs}");
+}
+
+#[tokio::test]
+async fn migrate_on_start_false_skips_the_migrations() {
+    // Nothing listens on port 1: with migrations on, start-up would wait for the database;
+    // with MIGRATE_ON_START=false the handler starts serving (not ready: /healthz 503).
+    let mut handler = Running::spawn(&[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+        ("MIGRATE_ON_START", "false"),
+    ]);
+    handler
+        .wait_for_log("MIGRATE_ON_START=false: not applying database migrations")
+        .await;
+    let _ = handler.grpc_addr().await;
+    handler.sigterm();
+    let (status, logs) = handler.wait().await;
+    assert!(status.success(), "{logs}");
+    assert!(!logs.contains("retrying the migration"), "{logs}");
+}

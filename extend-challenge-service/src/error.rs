@@ -79,6 +79,9 @@ pub enum ServiceError {
     /// REST only: no route.
     #[error("Not Found")]
     RouteNotFound,
+    /// REST only: a path outside `BASE_PATH` (the guide's `curl localhost:8000/v1/challenges`).
+    #[error("Not Found: the REST API is served under {0} (for example GET {0}/v1/challenges); Swagger UI: {0}/apidocs/")]
+    OutsideBasePath(String),
     /// REST only: the route exists with another method.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
@@ -91,7 +94,8 @@ impl ServiceError {
             GoalNotFound { .. }
             | ChallengeNotFound(_)
             | SelectedGoalNotFound(_)
-            | RouteNotFound => Code::NotFound,
+            | RouteNotFound
+            | OutsideBasePath(_) => Code::NotFound,
             GoalNotCompleted { .. }
             | GoalNotActive { .. }
             | GoalRotated { .. }

@@ -71,7 +71,12 @@ impl Dependencies {
         let config = config::load_from_path(&settings.config_path)
             .with_context(|| format!("loading {}", settings.config_path))?;
         let pool = store::connect_lazy(settings.db.clone(), settings.db_max_open_conns);
-        migrate_with_retry(&pool).await?;
+        let target = store::describe_target(&settings.db);
+        if settings.migrate_on_start {
+            migrate_with_retry(&pool, &target).await?;
+        } else {
+            tracing::info!(database = %target, "MIGRATE_ON_START=false: not applying database migrations");
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -86,19 +91,28 @@ impl Dependencies {
     }
 }
 
-/// Applies the migrations, waiting up to a minute for Postgres to come up.
-async fn migrate_with_retry(pool: &PgPool) -> anyhow::Result<()> {
+/// Applies the migrations, waiting up to a minute for Postgres to come up. Logs name the
+/// database (`host:port/name`) and the cause.
+async fn migrate_with_retry(pool: &PgPool, target: &str) -> anyhow::Result<()> {
     let mut wait = Duration::from_millis(500);
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         match store::migrate(pool).await {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() < give_up => {
-                tracing::warn!(error = %e, "migration failed, retrying");
+                tracing::warn!(
+                    database = %target,
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "database migration failed (is the database reachable?); retrying"
+                );
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e).context("applying database migrations"),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("applying database migrations to {target}"));
+            }
         }
     }
 }
@@ -127,6 +141,7 @@ impl Application {
                 .await
                 .with_context(|| format!("binding port {port}"))
         };
+        extend_challenge_common::metrics::init_guide_metrics(&["grpc", "http"]);
         let grpc = bind(settings.grpc_port).await?;
         let http = bind(settings.http_port).await?;
         let ops = bind(settings.metrics_port).await?;
@@ -221,7 +236,14 @@ impl Application {
         let grpc_server = tonic::transport::Server::builder()
             .layer(GrpcTraceLayer)
             .layer(GrpcMetricsLayer)
-            .layer(tower_http::trace::TraceLayer::new_for_grpc())
+            // Failures at DEBUG: a client error (AlreadyExists, NotFound, …) is not an ERROR;
+            // server faults are logged once with their cause by `log_if_server_fault`, and
+            // every non-OK call is logged with its method by `GrpcMetricsLayer`.
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc().on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
+            )
             .add_service(self.health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

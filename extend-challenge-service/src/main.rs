@@ -1,13 +1,87 @@
 //! `extend-challenge-service`: reads the settings, wires the dependencies, serves until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C; or `migrate up | down [N] | status`, `--help`, `--version`.
+
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::telemetry;
+use extend_challenge_common::{migrations, store, telemetry};
 use extend_challenge_service::{Application, Dependencies};
 
+const HELP: &str = "\
+extend-challenge-service: the Extend Challenge player API (gRPC, REST, Swagger UI).
+
+usage:
+  extend-challenge-service                    serve (gRPC GRPC_PORT=6565, REST HTTP_PORT=8000
+                                              under BASE_PATH, /metrics /healthz /livez on
+                                              METRICS_PORT=8080)
+  extend-challenge-service migrate up | down [N] | status
+                                              run the database migrations on their own
+  extend-challenge-service --help | --version
+
+Configuration is read from the environment (README \"Configuration\", .env.example);
+a bad value is a start-up error naming the variable.";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--help" | "-h" | "help") => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--version" | "-V") => {
+            println!("extend-challenge-service {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("migrate") => return migrate(&args[1..]).await,
+        Some(other) => {
+            eprintln!("extend-challenge-service: unknown argument {other:?}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "extend-challenge-service failed");
+            eprintln!("extend-challenge-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `migrate up | down [N] | status`: exit 0 on success, 1 on a failure, 2 on bad usage.
+async fn migrate(args: &[String]) -> ExitCode {
+    let command = match migrations::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("extend-challenge-service migrate: {e}\n\n{}", migrations::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("extend-challenge-service migrate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pool = store::connect_lazy(settings.db.clone(), 2);
+    let mut out = std::io::stdout().lock();
+    match migrations::run(&pool, command, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "extend-challenge-service migrate: {e} (database {})",
+                store::describe_target(&settings.db)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("reading settings")?;
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-service");
     let deps = Dependencies::from_settings(&settings).await?;

@@ -36,6 +36,16 @@ pub fn connect_lazy(options: PgConnectOptions, max_connections: u32) -> PgPool {
         .connect_lazy_with(options)
 }
 
+/// `host:port/database` of a connection target, for logs and errors (never the password).
+pub fn describe_target(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
+}
+
 /// Cheap liveness probe of the database.
 pub async fn ping(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()

@@ -111,8 +111,19 @@ pub fn router(state: RestState, base_path: &str) -> Router {
     } else {
         Router::new().nest(base_path, api)
     };
-    app.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+    let base = base_path.to_string();
+    app.fallback(move |uri: axum::http::Uri| {
+        let base = base.clone();
+        async move {
+            let inside = uri.path() == base || uri.path().starts_with(&format!("{base}/"));
+            if base.is_empty() || inside {
+                not_found().await
+            } else {
+                ServiceError::OutsideBasePath(base).into_response()
+            }
+        }
+    })
+    .method_not_allowed_fallback(method_not_allowed)
 }
 
 fn method_filter(method: &str) -> MethodFilter {

@@ -163,6 +163,59 @@ fn to_camel(snake: &str) -> String {
 }
 
 /// The Swagger 2.0 document of the REST API.
+/// The error statuses a route can answer (CONTRACT §3.2), each with the contract's JSON
+/// body `{"code": <gRPC code>, "message": "…", "details": []}`.
+fn responses(rpc: &str, authenticated: bool, output: &str) -> Value {
+    let status = |description: &str, code: i32, example: &str| {
+        json!({"description": format!("{description} (gRPC code {code})."),
+               "schema": {"$ref": "#/definitions/rpcStatus"},
+               "examples": {"application/json": {"code": code, "message": example, "details": []}}})
+    };
+    let mut r = Map::new();
+    r.insert(
+        "200".into(),
+        json!({"description": "A successful response.",
+               "schema": {"$ref": format!("#/definitions/{output}")}}),
+    );
+    let bad_request = match rpc {
+        "ClaimGoalReward" => "Goal not completed. Please wait 1 second and try again. (goal_id: kill-10-snowmen, status: in_progress)",
+        "BatchSelectGoals" => "goal_ids cannot be empty",
+        "RandomSelectGoals" => "count must be greater than 0",
+        _ => "invalid request body",
+    };
+    if rpc != "HealthCheck" {
+        r.insert("400".into(), status("Invalid request, or a goal not in a state that allows it", 3, bad_request));
+    }
+    if authenticated {
+        r.insert("401".into(), status("Missing, invalid, expired or revoked token", 16, "invalid token"));
+        r.insert("403".into(), status("The token does not grant this namespace", 7, "permission denied"));
+    }
+    if rpc.contains("Challenge") || rpc.contains("Goal") || rpc.contains("Rotation") {
+        let not_found = if rpc == "ClaimGoalReward" || rpc == "SetGoalActive" {
+            "Goal not found or removed from config (goal_id: g, challenge_id: c)"
+        } else {
+            "challenge 'c' not found"
+        };
+        r.insert("404".into(), status("Unknown challenge or goal", 5, not_found));
+    }
+    if rpc == "ClaimGoalReward" {
+        r.insert("409".into(), status("Reward already claimed, or a claim of it in progress", 6,
+            "Reward has already been claimed (goal_id: g, claimed_at: 2025-10-15T10:00:00Z)"));
+        r.insert("502".into(), status("AGS refused the grant or retries ran out", 13,
+            "Failed to grant reward via Platform Service after 3 retries (goal_id: g)"));
+    }
+    r.insert("429".into(), status("Too many requests in flight", 8, "server busy, retry later"));
+    r.insert("500".into(), status("Server fault", 13, "internal error"));
+    r.insert("503".into(), status("Database unreachable, or a reward grant in doubt: retry", 14,
+        "database unavailable"));
+    r.insert(
+        "default".into(),
+        json!({"description": "Any other error, same JSON shape.",
+               "schema": {"$ref": "#/definitions/rpcStatus"}}),
+    );
+    Value::Object(r)
+}
+
 pub fn api_json(base_path: &str) -> Value {
     let pool = DescriptorPool::decode(extend_challenge_common::pb::FILE_DESCRIPTOR_SET)
         .expect("compiled descriptor set decodes");
@@ -206,7 +259,8 @@ pub fn api_json(base_path: &str) -> Value {
                 }
                 let mut p = field_schema(&f, &mut defs);
                 if let Value::Object(o) = &mut p {
-                    o.insert("name".into(), f.json_name().into());
+                    // As clients send it (`?active_only=true`); `activeOnly` works too.
+                    o.insert("name".into(), f.name().into());
                     o.insert("in".into(), "query".into());
                     o.insert("required".into(), false.into());
                 }
@@ -220,12 +274,7 @@ pub fn api_json(base_path: &str) -> Value {
             "summary": summary(spec.rpc),
             "operationId": format!("Service_{}", spec.rpc),
             "parameters": params,
-            "responses": {
-                "200": {"description": "A successful response.",
-                        "schema": {"$ref": format!("#/definitions/{}", definition_name(&output))}},
-                "default": {"description": "An unexpected error response.",
-                            "schema": {"$ref": "#/definitions/rpcStatus"}}
-            },
+            "responses": responses(spec.rpc, spec.authenticated, &definition_name(&output)),
             "tags": [if spec.authenticated { "Challenges" } else { "Health" }],
         });
         if spec.authenticated {
@@ -290,6 +339,19 @@ mod tests {
             "#/definitions/serviceRequirement"
         );
         assert!(paths["/healthz"]["get"].get("security").is_none());
+        // Each error status with the contract's JSON; the query parameter as clients send it.
+        for status in ["400", "401", "403", "404", "409", "500", "502", "503"] {
+            let r = &claim["responses"][status];
+            assert_eq!(r["schema"]["$ref"], "#/definitions/rpcStatus", "{status}");
+            let example = &r["examples"]["application/json"];
+            assert!(example["code"].is_i64() && example["details"].is_array(), "{status}");
+        }
+        assert_eq!(claim["responses"]["409"]["examples"]["application/json"]["code"], 6);
+        let list = &paths["/v1/challenges"]["get"]["parameters"];
+        assert!(
+            list.as_array().unwrap().iter().any(|p| p["name"] == "active_only"),
+            "{list}"
+        );
         let n: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(n, ROUTES.len());
     }

@@ -6,6 +6,7 @@ mod auth;
 mod buffering;
 mod errors;
 mod faults;
+mod observability;
 mod flows;
 mod packaging;
 mod rewards;

@@ -343,3 +343,128 @@ fn fixture_config_is_valid() {
     let cfg = extend_challenge_common::config::loader::load_from_path(&path);
     assert!(cfg.is_ok(), "{}: {:?}", path.display(), cfg.err());
 }
+
+#[test]
+fn per_service_compose_files_and_makefiles() {
+    for (dir, name, allowed) in [
+        (
+            "extend-challenge-service",
+            "challenge-service",
+            service_ports(),
+        ),
+        (
+            "extend-challenge-event-handler",
+            "challenge-event-handler",
+            handler_ports(),
+        ),
+    ] {
+        let rel = format!("{dir}/docker-compose.yaml");
+        let doc = yaml(&rel);
+        let svc = &doc["services"][name];
+        assert_eq!(str_of(&svc["build"]["context"]), "..", "{rel}");
+        assert_eq!(str_of(&svc["build"]["dockerfile"]), format!("{dir}/Dockerfile"));
+        let env = svc["environment"].as_mapping().expect("environment map");
+        assert_known(env.keys().map(str_of), &rel);
+        let container: BTreeSet<u16> = svc["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| str_of(p).rsplit(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(container, allowed, "{rel}");
+        assert!(str_of(&doc["services"]["postgres"]["image"]).starts_with("postgres:15"));
+
+        // The guide's Makefile targets exist and expand (make -n runs nothing).
+        for target in ["proto", "build", "test", "run"] {
+            let out = std::process::Command::new("make")
+                .args(["-n", "-C", dir, target])
+                .current_dir(workspace_root())
+                .output()
+                .expect("run make");
+            assert!(
+                out.status.success(),
+                "{dir}: make {target}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains(dir), "{dir} {target}");
+        }
+    }
+    for target in ["build", "test", "lint", "check-deploy", "migrate-up"] {
+        let ok = std::process::Command::new("make")
+            .args(["-n", target])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run make")
+            .success();
+        assert!(ok, "root make {target}");
+    }
+}
+
+/// Every document of a multi-document YAML file.
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_norway::Deserializer::from_str(&read(rel))
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{rel}: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_follow_the_guide() {
+    let dir = workspace_root().join("deploy/k8s");
+    let mut kinds = Vec::new();
+    let mut deployments = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = format!("deploy/k8s/{}", path.file_name().unwrap().to_string_lossy());
+        for doc in yaml_docs(&rel) {
+            let kind = str_of(&doc["kind"]);
+            kinds.push(format!("{kind}/{}", str_of(&doc["metadata"]["name"])));
+            if kind == "ConfigMap" {
+                let data = doc["data"].as_mapping().unwrap();
+                assert_known(data.keys().map(str_of), &rel);
+            }
+            let Some(containers) = doc["spec"]["template"]["spec"]["containers"].as_sequence()
+            else {
+                continue;
+            };
+            for c in containers {
+                if let Some(env) = c["env"].as_sequence() {
+                    assert_known(env.iter().map(|e| str_of(&e["name"])), &rel);
+                }
+                if kind == "Deployment" {
+                    deployments += 1;
+                    assert_eq!(str_of(&c["livenessProbe"]["httpGet"]["path"]), "/livez");
+                    assert_eq!(str_of(&c["readinessProbe"]["httpGet"]["path"]), "/healthz");
+                    let metrics = c["ports"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .find(|p| str_of(&p["name"]) == "metrics")
+                        .expect("a metrics port");
+                    assert_eq!(str_of(&metrics["containerPort"]), "8080");
+                    assert!(!c["resources"]["requests"]["cpu"].is_null(), "{rel}");
+                    assert!(!c["resources"]["limits"]["memory"].is_null(), "{rel}");
+                }
+            }
+        }
+    }
+    kinds.sort();
+    for want in [
+        "ConfigMap/challenge-env",
+        "Deployment/challenge-event-handler",
+        "Deployment/challenge-service",
+        "HorizontalPodAutoscaler/challenge-event-handler-hpa",
+        "HorizontalPodAutoscaler/challenge-service-hpa",
+        "Job/challenge-migrate",
+        "Secret/challenge-secrets",
+    ] {
+        assert!(kinds.iter().any(|k| k == want), "{want} missing: {kinds:?}");
+    }
+    assert_eq!(deployments, 2);
+    // The Job runs the migrations CLI; the Deployments do not migrate at start-up.
+    let job = read("deploy/k8s/migrate-job.yaml");
+    assert!(job.contains(r#"args: ["migrate", "up"]"#));
+    let env = read("deploy/k8s/configmap.yaml");
+    assert!(env.contains(r#"MIGRATE_ON_START: "false""#));
+}

@@ -1,0 +1,99 @@
+//! The binary's command line: `--help`, `--version`, `migrate up | down [N] | status`, and
+//! start-up refusals that name the variable.
+
+use std::process::Output;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_extend-challenge-service");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the service binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_and_version() {
+    let v = run(&["--version"], &[]);
+    assert!(v.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("extend-challenge-service {}", env!("CARGO_PKG_VERSION"))
+    );
+    let h = run(&["--help"], &[]);
+    assert!(h.status.success());
+    let help = text(&h);
+    assert!(help.contains("migrate up | down [N] | status"), "{help}");
+    let bad = run(&["--frobnicate"], &[]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("--frobnicate"));
+    let bad = run(&["migrate", "sideways"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("usage: extend-challenge-service migrate"));
+}
+
+#[test]
+fn a_bad_log_level_is_refused_naming_the_variable() {
+    let o = run(&[], &[("LOG_LEVEL", "verbose")]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("LOG_LEVEL") && t.contains("verbose"), "{t}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_up_down_status(_pool: PgPoolOptions, opts: PgConnectOptions) {
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap()
+    );
+    let env = [("DATABASE_URL", url.as_str())];
+    let status = run(&["migrate", "status"], &env);
+    assert!(status.status.success(), "{}", text(&status));
+    let lines = String::from_utf8_lossy(&status.stdout).to_string();
+    let n = lines.lines().count();
+    assert!(n >= 4 && lines.lines().all(|l| l.ends_with("pending")), "{lines}");
+
+    let up = run(&["migrate", "up"], &env);
+    assert!(up.status.success(), "{}", text(&up));
+    assert_eq!(String::from_utf8_lossy(&up.stdout).lines().count(), n);
+    assert!(text(&up).contains("applied 0001"));
+
+    let down = run(&["migrate", "down", "2"], &env);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(String::from_utf8_lossy(&down.stdout).lines().count(), 2);
+
+    let status = run(&["migrate", "status"], &env);
+    let after = String::from_utf8_lossy(&status.stdout).to_string();
+    let pending = after.lines().filter(|l| l.ends_with("pending")).count();
+    assert_eq!(pending, 2, "{after}");
+    assert!(after.lines().next().unwrap().contains("applied"), "{after}");
+
+    let up = run(&["migrate", "up"], &env);
+    assert!(up.status.success());
+    assert_eq!(String::from_utf8_lossy(&up.stdout).lines().count(), 2);
+
+    // An unreachable database: a failure naming where it looked.
+    let o = run(
+        &["migrate", "status"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("127.0.0.1:1/nowhere"), "{}", text(&o));
+}
