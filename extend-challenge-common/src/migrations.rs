@@ -120,7 +120,11 @@ pub async fn up(pool: &PgPool) -> Result<Vec<i64>, MigrationsError> {
     let before = applied(pool).await?;
     MIGRATOR.run(pool).await?;
     let after = applied(pool).await?;
-    let mut new: Vec<i64> = after.keys().filter(|v| !before.contains_key(v)).copied().collect();
+    let mut new: Vec<i64> = after
+        .keys()
+        .filter(|v| !before.contains_key(*v))
+        .copied()
+        .collect();
     new.sort_unstable();
     Ok(new)
 }

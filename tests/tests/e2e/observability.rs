@@ -78,8 +78,8 @@ impl Prom {
     async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         let body: Value = self
             .http
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", expr)])
+            .post(format!("{}/api/v1/query", self.base))
+            .form(&[("query", expr)])
             .send()
             .await
             .map_err(|e| e.to_string())?
