@@ -69,13 +69,18 @@ pub enum MigrationsError {
     NotReversible(i64),
     #[error("writing the output: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the database has migration {0}, which this binary does not know (a newer release applied it?)")]
+    #[error(
+        "the database has migration {0}, which this binary does not know (a newer release applied it?)"
+    )]
     Unknown(i64),
 }
 
 /// Every up migration has its down half (tests and `down` rely on it).
 pub fn check_reversible() -> Result<(), MigrationsError> {
-    for m in MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()) {
+    for m in MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
         let has_down = MIGRATOR
             .iter()
             .any(|d| d.version == m.version && d.migration_type.is_down_migration());
@@ -203,8 +208,17 @@ mod tests {
         assert_eq!(parse(&args(&["status"])), Ok(Command::Status));
         assert_eq!(parse(&args(&["down"])), Ok(Command::Down(1)));
         assert_eq!(parse(&args(&["down", "3"])), Ok(Command::Down(3)));
-        assert_eq!(parse(&args(&["down", "all"])), Ok(Command::Down(usize::MAX)));
-        for bad in [&["down", "0"][..], &["down", "-1"], &["sideways"], &[], &["up", "now"]] {
+        assert_eq!(
+            parse(&args(&["down", "all"])),
+            Ok(Command::Down(usize::MAX))
+        );
+        for bad in [
+            &["down", "0"][..],
+            &["down", "-1"],
+            &["sideways"],
+            &[],
+            &["up", "now"],
+        ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }
     }

@@ -325,7 +325,11 @@ mod tests {
         assert_eq!(s.reward_grant_settle, Duration::from_secs(30));
         assert_eq!(s.reward_reconcile_interval, Duration::from_secs(30));
         assert!(s.migrate_on_start);
-        assert!(!settings(&[("MIGRATE_ON_START", "false")]).unwrap().migrate_on_start);
+        assert!(
+            !settings(&[("MIGRATE_ON_START", "false")])
+                .unwrap()
+                .migrate_on_start
+        );
     }
 
     #[test]
@@ -353,7 +357,13 @@ mod tests {
 
     #[test]
     fn log_level_accepts_levels_and_filters() {
-        for v in ["info", "Debug", "warn,sqlx=error", "extend_challenge=debug", "off"] {
+        for v in [
+            "info",
+            "Debug",
+            "warn,sqlx=error",
+            "extend_challenge=debug",
+            "off",
+        ] {
             assert_eq!(settings(&[("LOG_LEVEL", v)]).unwrap().log_level, v);
         }
     }

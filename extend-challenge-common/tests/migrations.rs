@@ -48,20 +48,34 @@ async fn up_down_up_leaves_the_same_schema(pool: PgPool) {
     let applied = migrations::up(&pool).await.unwrap();
     assert_eq!(applied.len(), all.len());
     let first = schema(&pool).await;
-    assert!(first.iter().any(|r| r.starts_with("column user_goal_progress.user_id")));
-    assert!(migrations::up(&pool).await.unwrap().is_empty(), "up is idempotent");
+    assert!(
+        first
+            .iter()
+            .any(|r| r.starts_with("column user_goal_progress.user_id"))
+    );
+    assert!(
+        migrations::up(&pool).await.unwrap().is_empty(),
+        "up is idempotent"
+    );
 
     // down 1 reverts exactly the newest.
     let newest = all.last().unwrap().version;
     assert_eq!(migrations::down(&pool, 1).await.unwrap(), vec![newest]);
     let status = migrations::status(&pool).await.unwrap();
     assert!(status.last().unwrap().applied_on.is_none());
-    assert!(status[..status.len() - 1].iter().all(|m| m.applied_on.is_some()));
+    assert!(
+        status[..status.len() - 1]
+            .iter()
+            .all(|m| m.applied_on.is_some())
+    );
 
     // down all → only sqlx's bookkeeping table is left.
     let reverted = migrations::down(&pool, usize::MAX).await.unwrap();
     assert_eq!(reverted.len(), all.len() - 1);
-    assert!(reverted.windows(2).all(|w| w[0] > w[1]), "newest first: {reverted:?}");
+    assert!(
+        reverted.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {reverted:?}"
+    );
     assert_eq!(tables(&pool).await, vec!["_sqlx_migrations".to_string()]);
     assert!(migrations::down(&pool, 1).await.unwrap().is_empty());
 
@@ -71,7 +85,9 @@ async fn up_down_up_leaves_the_same_schema(pool: PgPool) {
 
     // The CLI's text output.
     let mut out = Vec::new();
-    migrations::run(&pool, Command::Status, &mut out).await.unwrap();
+    migrations::run(&pool, Command::Status, &mut out)
+        .await
+        .unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), all.len(), "{text}");
     assert!(text.lines().all(|l| l.contains("applied")), "{text}");

@@ -3,10 +3,10 @@
 //! can fail later inside a batch.
 
 use chrono::{DateTime, Utc};
+use extend_challenge_common::pb::accelbyte::Event as GenericEnvelope;
 use extend_challenge_common::pb::accelbyte::iam::account::v1::{
     UserLoggedIn, UserThirdPartyLoggedIn,
 };
-use extend_challenge_common::pb::accelbyte::Event as GenericEnvelope;
 use extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItemUpdated;
 
 use crate::metrics;
@@ -464,7 +464,10 @@ mod tests {
             panic!("a stat event")
         };
         assert_eq!(e.kind, EventKind::Stat);
-        assert_eq!((e.id.as_str(), e.user_id.as_str()), ("test-event-001", "test-user-123"));
+        assert_eq!(
+            (e.id.as_str(), e.user_id.as_str()),
+            ("test-event-001", "test-user-123")
+        );
         assert_eq!(e.namespace, "mygame");
         assert!(e.timestamp.is_some());
         let want = Source::Stat {
@@ -504,11 +507,20 @@ mod tests {
     fn generic_envelope_is_validated() {
         let cases = [
             (generic("", "{}"), Invalid::EmptyEventType),
-            (generic("statItemUpdated", "not json"), Invalid::PayloadNotJson),
+            (
+                generic("statItemUpdated", "not json"),
+                Invalid::PayloadNotJson,
+            ),
             (generic("userLoggedIn", "[1]"), Invalid::PayloadNotJson),
             (generic("statItemUpdated", ""), Invalid::MissingPayload),
-            (generic("statItemUpdated", r#"{"statCode":"k"}"#), Invalid::MissingStatValue),
-            (generic("statItemUpdated", r#"{"value":1}"#), Invalid::EmptyStatCode),
+            (
+                generic("statItemUpdated", r#"{"statCode":"k"}"#),
+                Invalid::MissingStatValue,
+            ),
+            (
+                generic("statItemUpdated", r#"{"value":1}"#),
+                Invalid::EmptyStatCode,
+            ),
             (
                 generic("statItemUpdated", r#"{"statCode":"k","value":"7"}"#),
                 Invalid::BadPayloadField,
@@ -524,10 +536,16 @@ mod tests {
         // The real messages' rules apply: an empty user id, a NUL in it.
         let mut no_user = generic("userLoggedIn", "{}");
         no_user.user_id.clear();
-        assert_eq!(Generic::try_from(no_user).unwrap_err(), Invalid::EmptyUserId);
+        assert_eq!(
+            Generic::try_from(no_user).unwrap_err(),
+            Invalid::EmptyUserId
+        );
         let mut nul = generic("statItemUpdated", r#"{"statCode":"k","value":1}"#);
         nul.user_id = "a\u{0}b".into();
-        assert_eq!(Generic::try_from(nul).unwrap_err(), Invalid::UserIdControlChars);
+        assert_eq!(
+            Generic::try_from(nul).unwrap_err(),
+            Invalid::UserIdControlChars
+        );
     }
 
     #[test]

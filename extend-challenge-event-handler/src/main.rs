@@ -35,7 +35,10 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("--version" | "-V") => {
-            println!("extend-challenge-event-handler {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "extend-challenge-event-handler {}",
+                env!("CARGO_PKG_VERSION")
+            );
             return ExitCode::SUCCESS;
         }
         Some(other) => {

@@ -452,7 +452,10 @@ async fn the_guides_grpcurl_commands_work_verbatim(
     assert!(ok && out.contains(r#""success": true"#), "{out}");
     let r = rows(&pool, "user-123").await;
     assert_eq!(r["logins"].progress, 1);
-    assert_eq!((r["snowmen"].progress, r["snowmen"].status.as_str()), (10, "completed"));
+    assert_eq!(
+        (r["snowmen"].progress, r["snowmen"].status.as_str()),
+        (10, "completed")
+    );
 
     // …/OnMessage answers Empty; a duplicate id is a counted no-op.
     let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"login-002","namespace":"mygame","userId":"user-123","eventType":"userLoggedIn","payload":"{}","timestamp":"2025-10-15T10:10:00Z"}' localhost:6565 accelbyte.EventHandler/OnMessage"#).await;
@@ -465,12 +468,21 @@ async fn the_guides_grpcurl_commands_work_verbatim(
 
     // Not JSON, no eventType: InvalidArgument. An unknown eventType: OK, success false.
     let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"bad-1","namespace":"mygame","userId":"user-123","eventType":"statItemUpdated","payload":"kills=7"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
-    assert!(!ok && out.contains("InvalidArgument") && out.contains("JSON"), "{out}");
+    assert!(
+        !ok && out.contains("InvalidArgument") && out.contains("JSON"),
+        "{out}"
+    );
     let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"bad-2","namespace":"mygame","userId":"user-123","payload":"{}"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
-    assert!(!ok && out.contains("InvalidArgument") && out.contains("eventType"), "{out}");
+    assert!(
+        !ok && out.contains("InvalidArgument") && out.contains("eventType"),
+        "{out}"
+    );
     let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"odd-1","namespace":"mygame","userId":"user-123","eventType":"userBanned","payload":"{}"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
     assert!(ok, "{out}");
-    assert!(!out.contains("success"), "success is false (omitted): {out}");
+    assert!(
+        !out.contains("success"),
+        "success is false (omitted): {out}"
+    );
     // The real services' validation applies: a NUL in the user id.
     let (ok, out) = run(r#"grpcurl -plaintext -d '{"id":"bad-3","namespace":"mygame","userId":"a\u0000b","eventType":"userLoggedIn"}' localhost:6565 accelbyte.EventHandler/HandleEvent"#).await;
     assert!(!ok && out.contains("InvalidArgument"), "{out}");
@@ -490,12 +502,18 @@ async fn help_version_and_a_bad_log_level() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        format!("extend-challenge-event-handler {}", env!("CARGO_PKG_VERSION"))
+        format!(
+            "extend-challenge-event-handler {}",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     let out = Command::new(BIN).arg("--help").output().await.unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("dead-letters") && help.contains("accelbyte.EventHandler"), "{help}");
+    assert!(
+        help.contains("dead-letters") && help.contains("accelbyte.EventHandler"),
+        "{help}"
+    );
     let out = Command::new(BIN).arg("--nope").output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
 
@@ -506,7 +524,10 @@ async fn help_version_and_a_bad_log_level() {
     ]);
     let (status, logs) = handler.wait().await;
     assert!(!status.success());
-    assert!(logs.contains("LOG_LEVEL") && logs.contains("verbose"), "{logs}");
+    assert!(
+        logs.contains("LOG_LEVEL") && logs.contains("verbose"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

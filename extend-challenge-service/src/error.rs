@@ -80,7 +80,9 @@ pub enum ServiceError {
     #[error("Not Found")]
     RouteNotFound,
     /// REST only: a path outside `BASE_PATH` (the guide's `curl localhost:8000/v1/challenges`).
-    #[error("Not Found: the REST API is served under {0} (for example GET {0}/v1/challenges); Swagger UI: {0}/apidocs/")]
+    #[error(
+        "Not Found: the REST API is served under {0} (for example GET {0}/v1/challenges); Swagger UI: {0}/apidocs/"
+    )]
     OutsideBasePath(String),
     /// REST only: the route exists with another method.
     #[error("Method Not Allowed")]

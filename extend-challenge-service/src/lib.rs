@@ -110,8 +110,7 @@ async fn migrate_with_retry(pool: &PgPool, target: &str) -> anyhow::Result<()> {
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("applying database migrations to {target}"));
+                return Err(e).with_context(|| format!("applying database migrations to {target}"));
             }
         }
     }
@@ -239,11 +238,9 @@ impl Application {
             // Failures at DEBUG: a client error (AlreadyExists, NotFound, …) is not an ERROR;
             // server faults are logged once with their cause by `log_if_server_fault`, and
             // every non-OK call is logged with its method by `GrpcMetricsLayer`.
-            .layer(
-                tower_http::trace::TraceLayer::new_for_grpc().on_failure(
-                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-                ),
-            )
+            .layer(tower_http::trace::TraceLayer::new_for_grpc().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ))
             .add_service(self.health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

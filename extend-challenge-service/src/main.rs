@@ -56,7 +56,10 @@ async fn migrate(args: &[String]) -> ExitCode {
     let command = match migrations::parse(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("extend-challenge-service migrate: {e}\n\n{}", migrations::USAGE);
+            eprintln!(
+                "extend-challenge-service migrate: {e}\n\n{}",
+                migrations::USAGE
+            );
             return ExitCode::from(2);
         }
     };

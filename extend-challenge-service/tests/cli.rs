@@ -68,7 +68,10 @@ async fn migrate_up_down_status(_pool: PgPoolOptions, opts: PgConnectOptions) {
     assert!(status.status.success(), "{}", text(&status));
     let lines = String::from_utf8_lossy(&status.stdout).to_string();
     let n = lines.lines().count();
-    assert!(n >= 4 && lines.lines().all(|l| l.ends_with("pending")), "{lines}");
+    assert!(
+        n >= 4 && lines.lines().all(|l| l.ends_with("pending")),
+        "{lines}"
+    );
 
     let up = run(&["migrate", "up"], &env);
     assert!(up.status.success(), "{}", text(&up));

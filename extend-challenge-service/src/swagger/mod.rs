@@ -178,17 +178,40 @@ fn responses(rpc: &str, authenticated: bool, output: &str) -> Value {
                "schema": {"$ref": format!("#/definitions/{output}")}}),
     );
     let bad_request = match rpc {
-        "ClaimGoalReward" => "Goal not completed. Please wait 1 second and try again. (goal_id: kill-10-snowmen, status: in_progress)",
+        "ClaimGoalReward" => {
+            "Goal not completed. Please wait 1 second and try again. (goal_id: kill-10-snowmen, status: in_progress)"
+        }
         "BatchSelectGoals" => "goal_ids cannot be empty",
         "RandomSelectGoals" => "count must be greater than 0",
         _ => "invalid request body",
     };
     if rpc != "HealthCheck" {
-        r.insert("400".into(), status("Invalid request, or a goal not in a state that allows it", 3, bad_request));
+        r.insert(
+            "400".into(),
+            status(
+                "Invalid request, or a goal not in a state that allows it",
+                3,
+                bad_request,
+            ),
+        );
     }
     if authenticated {
-        r.insert("401".into(), status("Missing, invalid, expired or revoked token", 16, "invalid token"));
-        r.insert("403".into(), status("The token does not grant this namespace", 7, "permission denied"));
+        r.insert(
+            "401".into(),
+            status(
+                "Missing, invalid, expired or revoked token",
+                16,
+                "invalid token",
+            ),
+        );
+        r.insert(
+            "403".into(),
+            status(
+                "The token does not grant this namespace",
+                7,
+                "permission denied",
+            ),
+        );
     }
     if rpc.contains("Challenge") || rpc.contains("Goal") || rpc.contains("Rotation") {
         let not_found = if rpc == "ClaimGoalReward" || rpc == "SetGoalActive" {
@@ -196,18 +219,42 @@ fn responses(rpc: &str, authenticated: bool, output: &str) -> Value {
         } else {
             "challenge 'c' not found"
         };
-        r.insert("404".into(), status("Unknown challenge or goal", 5, not_found));
+        r.insert(
+            "404".into(),
+            status("Unknown challenge or goal", 5, not_found),
+        );
     }
     if rpc == "ClaimGoalReward" {
-        r.insert("409".into(), status("Reward already claimed, or a claim of it in progress", 6,
-            "Reward has already been claimed (goal_id: g, claimed_at: 2025-10-15T10:00:00Z)"));
-        r.insert("502".into(), status("AGS refused the grant or retries ran out", 13,
-            "Failed to grant reward via Platform Service after 3 retries (goal_id: g)"));
+        r.insert(
+            "409".into(),
+            status(
+                "Reward already claimed, or a claim of it in progress",
+                6,
+                "Reward has already been claimed (goal_id: g, claimed_at: 2025-10-15T10:00:00Z)",
+            ),
+        );
+        r.insert(
+            "502".into(),
+            status(
+                "AGS refused the grant or retries ran out",
+                13,
+                "Failed to grant reward via Platform Service after 3 retries (goal_id: g)",
+            ),
+        );
     }
-    r.insert("429".into(), status("Too many requests in flight", 8, "server busy, retry later"));
+    r.insert(
+        "429".into(),
+        status("Too many requests in flight", 8, "server busy, retry later"),
+    );
     r.insert("500".into(), status("Server fault", 13, "internal error"));
-    r.insert("503".into(), status("Database unreachable, or a reward grant in doubt: retry", 14,
-        "database unavailable"));
+    r.insert(
+        "503".into(),
+        status(
+            "Database unreachable, or a reward grant in doubt: retry",
+            14,
+            "database unavailable",
+        ),
+    );
     r.insert(
         "default".into(),
         json!({"description": "Any other error, same JSON shape.",
@@ -344,12 +391,21 @@ mod tests {
             let r = &claim["responses"][status];
             assert_eq!(r["schema"]["$ref"], "#/definitions/rpcStatus", "{status}");
             let example = &r["examples"]["application/json"];
-            assert!(example["code"].is_i64() && example["details"].is_array(), "{status}");
+            assert!(
+                example["code"].is_i64() && example["details"].is_array(),
+                "{status}"
+            );
         }
-        assert_eq!(claim["responses"]["409"]["examples"]["application/json"]["code"], 6);
+        assert_eq!(
+            claim["responses"]["409"]["examples"]["application/json"]["code"],
+            6
+        );
         let list = &paths["/v1/challenges"]["get"]["parameters"];
         assert!(
-            list.as_array().unwrap().iter().any(|p| p["name"] == "active_only"),
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "active_only"),
             "{list}"
         );
         let n: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

@@ -91,9 +91,10 @@ async fn error_scenarios() {
     );
     // The guide's `curl localhost:8000/v1/challenges` (no BASE_PATH) says where REST lives.
     let root = stack.service_url().replace("/challenge", "");
-    let r = extend_challenge_e2e::Api::new(root, extend_challenge_e2e::api::Caller::Mock("u".into()))
-        .get("/v1/challenges")
-        .await;
+    let r =
+        extend_challenge_e2e::Api::new(root, extend_challenge_e2e::api::Caller::Mock("u".into()))
+            .get("/v1/challenges")
+            .await;
     let hint = r.error(404, 5);
     assert!(
         hint.contains("served under /challenge") && hint.contains("/challenge/apidocs/"),

@@ -170,8 +170,14 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert() {
     let port = free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let mut child = tokio::process::Command::new(&prometheus)
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(log)

@@ -362,7 +362,10 @@ fn per_service_compose_files_and_makefiles() {
         let doc = yaml(&rel);
         let svc = &doc["services"][name];
         assert_eq!(str_of(&svc["build"]["context"]), "..", "{rel}");
-        assert_eq!(str_of(&svc["build"]["dockerfile"]), format!("{dir}/Dockerfile"));
+        assert_eq!(
+            str_of(&svc["build"]["dockerfile"]),
+            format!("{dir}/Dockerfile")
+        );
         let env = svc["environment"].as_mapping().expect("environment map");
         assert_known(env.keys().map(str_of), &rel);
         let container: BTreeSet<u16> = svc["ports"]
@@ -386,15 +389,19 @@ fn per_service_compose_files_and_makefiles() {
                 "{dir}: make {target}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert!(String::from_utf8_lossy(&out.stdout).contains(dir), "{dir} {target}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains(dir),
+                "{dir} {target}"
+            );
         }
     }
     for target in ["build", "test", "lint", "check-deploy", "migrate-up"] {
         let ok = std::process::Command::new("make")
             .args(["-n", target])
             .current_dir(workspace_root())
-            .status()
+            .output()
             .expect("run make")
+            .status
             .success();
         assert!(ok, "root make {target}");
     }
