@@ -275,9 +275,11 @@ async fn a_bad_config_exits_non_zero_naming_the_problem() {
 async fn waits_for_the_database_at_start_up_and_stops_on_sigterm() {
     // Nothing listens on port 1: migrations retry until SIGTERM.
     let mut handler = Running::spawn(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")]);
-    handler
+    let line = handler
         .wait_for_log("database not reachable yet; retrying the migration")
         .await;
+    // The warning names where it looks and why it failed.
+    assert!(line.contains("127.0.0.1:1/none"), "{line}");
     handler.sigterm();
     let (status, logs) = handler.wait().await;
     assert!(status.success(), "{logs}");
