@@ -99,12 +99,14 @@ async fn migrate_with_retry(pool: &PgPool, target: &str) -> anyhow::Result<()> {
     loop {
         match store::migrate(pool).await {
             Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() < give_up => {
+            // Only an unreachable database is worth waiting for; a missing database, bad
+            // credentials or a broken migration fail at once (as the event handler does).
+            Err(e) if tokio::time::Instant::now() < give_up && connectivity(&e) => {
                 tracing::warn!(
                     database = %target,
                     error = %e,
                     retry_in_ms = wait.as_millis() as u64,
-                    "database migration failed (is the database reachable?); retrying"
+                    "database not reachable yet; retrying the migration"
                 );
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
@@ -114,6 +116,10 @@ async fn migrate_with_retry(pool: &PgPool, target: &str) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+fn connectivity(e: &sqlx::migrate::MigrateError) -> bool {
+    matches!(e, sqlx::migrate::MigrateError::Execute(err) if store::is_connectivity(err))
 }
 
 /// A built, not yet serving, service: listeners bound, state assembled.

@@ -100,3 +100,37 @@ async fn migrate_up_down_status(_pool: PgPoolOptions, opts: PgConnectOptions) {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("127.0.0.1:1/nowhere"), "{}", text(&o));
 }
+
+#[test]
+fn a_missing_database_fails_at_once_naming_it() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/challenges.json"
+    );
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    let missing = format!("{base}/no_such_database_for_cli_test");
+    let started = std::time::Instant::now();
+    let o = run(
+        &[],
+        &[
+            ("DATABASE_URL", missing.as_str()),
+            ("CHALLENGE_CONFIG_PATH", fixtures),
+            ("GRPC_PORT", "0"),
+            ("HTTP_PORT", "0"),
+            ("METRICS_PORT", "0"),
+        ],
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("no_such_database_for_cli_test") && t.contains("does not exist"),
+        "{t}"
+    );
+    // Not the minute of retries an unreachable database gets.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{t}"
+    );
+}
