@@ -142,6 +142,15 @@ impl Stack {
         Events::connect(&self.handler_addr(), self.options.clock_offset_seconds).await
     }
 
+    /// The whole log so far of the running process named `name` (`service`, `event-handler`).
+    pub fn log_of(&self, name: &str) -> String {
+        self.procs
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+            .collect()
+    }
+
     /// The last lines of both binaries' logs (for failure messages).
     pub fn log_tail(&self) -> String {
         self.procs

@@ -1,6 +1,8 @@
 //! Error answers: REST texts and codes, gRPC InvalidArgument, concurrent claims.
 
-use extend_challenge_common::pb::service::{RandomSelectRequest, service_client::ServiceClient};
+use extend_challenge_common::pb::service::{
+    ClaimRewardRequest, RandomSelectRequest, service_client::ServiceClient,
+};
 use serde_json::json;
 use tonic::Code;
 
@@ -174,5 +176,24 @@ async fn error_scenarios() {
     assert_eq!(
         api.progress(WINTER, "complete-tutorial").await,
         (1, "claimed".into())
+    );
+
+    // The same claim over gRPC: AlreadyExists, a client error, never logged at ERROR.
+    let mut req = tonic::Request::new(ClaimRewardRequest {
+        challenge_id: WINTER.into(),
+        goal_id: "complete-tutorial".into(),
+    });
+    req.metadata_mut()
+        .insert("x-mock-user-id", u.parse().unwrap());
+    let status = client.claim_goal_reward(req).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    let log = stack.log_of("service");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "client errors logged at ERROR: {errors:?}"
     );
 }
