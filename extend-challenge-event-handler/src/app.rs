@@ -32,6 +32,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService",
     "accelbyte.iam.account.v1.UserAuthenticationUserThirdPartyLoggedInService",
     "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService",
+    // GDPR erasure (CONTRACT §3.6).
+    "accelbyte.iam.account.v1.DeletionAccountGdprGdprRequestDataDeletionResponseService",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -467,6 +469,7 @@ async fn serve_grpc(
         .add_service(services.login_server())
         .add_service(services.third_party_login_server())
         .add_service(services.stat_server())
+        .add_service(services.gdpr_server())
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -1,10 +1,15 @@
-//! The three OnMessage services of CONTRACT §2: translate the message into an [`Event`]
-//! (or `InvalidArgument`) and hand it to the [`Engine`].
+//! The OnMessage services of CONTRACT §2: translate the message into an [`Event`] (or
+//! `InvalidArgument`) and hand it to the [`Engine`]; IAM's GDPR deletion becomes an
+//! [`Erasure`] the engine carries out at once (§3.6).
 
 use std::sync::Arc;
 
 use extend_challenge_common::pb::accelbyte::iam::account::v1::{
-    UserLoggedIn, UserThirdPartyLoggedIn,
+    GdprRequestDataDeletionResponse, UserLoggedIn, UserThirdPartyLoggedIn,
+    deletion_account_gdpr_gdpr_request_data_deletion_response_service_server::{
+        DeletionAccountGdprGdprRequestDataDeletionResponseService,
+        DeletionAccountGdprGdprRequestDataDeletionResponseServiceServer,
+    },
     user_authentication_user_logged_in_service_server::{
         UserAuthenticationUserLoggedInService, UserAuthenticationUserLoggedInServiceServer,
     },
@@ -22,7 +27,7 @@ use extend_challenge_common::pb::accelbyte::social::statistic::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
-use crate::event::{Event, EventKind, Invalid};
+use crate::event::{Erasure, Event, EventKind, Invalid};
 use crate::metrics;
 
 /// Implements all three event services over one engine.
@@ -69,6 +74,12 @@ impl EventServices {
     pub fn stat_server(&self) -> StatisticStatItemUpdatedServiceServer<Self> {
         StatisticStatItemUpdatedServiceServer::new(self.clone())
     }
+
+    pub fn gdpr_server(
+        &self,
+    ) -> DeletionAccountGdprGdprRequestDataDeletionResponseServiceServer<Self> {
+        DeletionAccountGdprGdprRequestDataDeletionResponseServiceServer::new(self.clone())
+    }
 }
 
 #[tonic::async_trait]
@@ -93,5 +104,25 @@ impl UserAuthenticationUserThirdPartyLoggedInService for EventServices {
 impl StatisticStatItemUpdatedService for EventServices {
     async fn on_message(&self, request: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
         self.handle(EventKind::Stat, request.into_inner()).await
+    }
+}
+
+#[tonic::async_trait]
+impl DeletionAccountGdprGdprRequestDataDeletionResponseService for EventServices {
+    async fn on_message(
+        &self,
+        request: Request<GdprRequestDataDeletionResponse>,
+    ) -> Result<Response<()>, Status> {
+        let kind = EventKind::GdprDeletion.as_str();
+        match Erasure::try_from(request.into_inner()) {
+            Ok(e) => self.engine.erase(e).await.map(Response::new),
+            Err(invalid) => {
+                metrics::EVENTS_TOTAL
+                    .with_label_values(&[kind, "invalid", invalid.reason()])
+                    .inc();
+                tracing::debug!(event = kind, reason = invalid.reason(), "invalid event");
+                Err(Status::invalid_argument(invalid.to_string()))
+            }
+        }
     }
 }
