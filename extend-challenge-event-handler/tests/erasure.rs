@@ -72,9 +72,15 @@ async fn buffered_events_before_an_erasure_never_come_back(pool: PgPool) {
     h.login_id("bob", "b-1").await.unwrap();
     assert!(h.handle.pending_keys() > 0);
 
-    let erased = erasure::erase_user(&pool, "amy", NAMESPACE, at(T0) + chrono::Duration::seconds(1), None)
-        .await
-        .unwrap();
+    let erased = erasure::erase_user(
+        &pool,
+        "amy",
+        NAMESPACE,
+        at(T0) + chrono::Duration::seconds(1),
+        None,
+    )
+    .await
+    .unwrap();
     assert!(matches!(erased, Erasure::Erased(e) if e.progress_rows == 0));
 
     let outcome = h.handle.flush_once().await.unwrap();
@@ -160,7 +166,10 @@ async fn an_event_in_flight_when_the_erasure_commits_leaves_no_rows(pool: PgPool
     assert!(!event.is_finished(), "the batch waits for the erasure");
     held.finish().await.unwrap();
 
-    event.await.unwrap().expect("acknowledged (dropped as erased)");
+    event
+        .await
+        .unwrap()
+        .expect("acknowledged (dropped as erased)");
     assert!(rows(&pool, "amy").await.is_empty(), "no zombie rows");
     assert!(tombstone(&pool, "amy").await.is_some());
     h.stop().await.unwrap();
@@ -197,7 +206,11 @@ async fn an_erasure_waits_for_the_batch_in_flight_and_deletes_its_rows(pool: PgP
     assert!(rows(&pool, "amy").await.is_empty());
 }
 
-fn gdpr(envelope_user: &str, payload_user: &str, namespace: &str) -> GdprRequestDataDeletionResponse {
+fn gdpr(
+    envelope_user: &str,
+    payload_user: &str,
+    namespace: &str,
+) -> GdprRequestDataDeletionResponse {
     GdprRequestDataDeletionResponse {
         id: "gdpr-1".into(),
         namespace: namespace.into(),
@@ -229,7 +242,11 @@ async fn the_gdpr_event_erases_the_user(pool: PgPool) {
         .on_message(gdpr("", "amy", "another-ns"))
         .await
         .unwrap();
-    assert_eq!(rows(&pool, "amy").await.len(), 13, "another namespace: skipped");
+    assert_eq!(
+        rows(&pool, "amy").await.len(),
+        13,
+        "another namespace: skipped"
+    );
 
     gdpr_client
         .on_message(gdpr("someone-else", "amy", NAMESPACE))
@@ -248,7 +265,10 @@ async fn the_gdpr_event_erases_the_user(pool: PgPool) {
     assert!(tombstone(&pool, "amy").await.unwrap() > first);
 
     // Envelope user when the payload has none.
-    gdpr_client.on_message(gdpr("bob", "", NAMESPACE)).await.unwrap();
+    gdpr_client
+        .on_message(gdpr("bob", "", NAMESPACE))
+        .await
+        .unwrap();
     assert!(rows(&pool, "bob").await.is_empty());
 
     let err = gdpr_client
@@ -299,4 +319,47 @@ async fn the_gdpr_event_is_unavailable_without_the_database(pool: PgPool) {
     assert!(delivered);
     assert!(tombstone(&pool, "amy").await.is_some());
     h.stop().await.unwrap();
+}
+
+/// Retention never deletes an expired row whose state still matters: carried-over progress
+/// (`resetProgress: false`) and a claim that is forever (`allowReselection: false`).
+/// Expired rows with nothing to keep go.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn retention_keeps_carried_over_progress_and_permanent_claims(pool: PgPool) {
+    let long_ago = at("2025-10-01T00:00:00Z");
+    for (user, goal, progress, status) in [
+        ("keeps", "weekly-keep", 7, "in_progress"),
+        ("claimed", "weekly-keep", 20, "claimed"),
+        ("nothing", "weekly-keep", 0, "not_started"),
+        ("resets", "weekly-score", 7, "in_progress"),
+    ] {
+        let done = (status == "claimed").then_some(long_ago);
+        sqlx::query(
+            "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
+             status, completed_at, claimed_at, expires_at) VALUES ($1, $2, 'weekly', $3, $4, $5, \
+             $6, $6, $7)",
+        )
+        .bind(user)
+        .bind(goal)
+        .bind(NAMESPACE)
+        .bind(progress)
+        .bind(status)
+        .bind(done)
+        .bind(long_ago)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let guard = erasure::RetentionGuard::from_config(&fixture_config());
+    assert_eq!(guard.carry_over, ["weekly-keep"]);
+    assert_eq!(guard.claimed_forever, ["weekly-keep"]);
+    let deleted = erasure::delete_expired_batch(&pool, at(T0), 100, &guard)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    let left: Vec<String> = sqlx::query_scalar("SELECT user_id FROM user_goal_progress ORDER BY 1")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["claimed", "keeps"]);
 }

@@ -51,7 +51,9 @@ pub static METRICS: LazyLock<CleanupMetrics> = LazyLock::new(|| {
             "challenge_cleanup_duration_seconds",
             "Duration of the retention cleanup cycles this replica ran",
         )
-        .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        .buckets(vec![
+            0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ]),
     )
     .expect("valid metric definition");
     let last_heartbeat = IntGauge::new(
@@ -60,10 +62,8 @@ pub static METRICS: LazyLock<CleanupMetrics> = LazyLock::new(|| {
          the cycle or another replica held the lock)",
     )
     .expect("valid metric definition");
-    let collectors: [Box<dyn prometheus::core::Collector>; 2] = [
-        Box::new(duration.clone()),
-        Box::new(last_heartbeat.clone()),
-    ];
+    let collectors: [Box<dyn prometheus::core::Collector>; 2] =
+        [Box::new(duration.clone()), Box::new(last_heartbeat.clone())];
     for c in collectors {
         if let Err(error) = prometheus::default_registry().register(c) {
             tracing::warn!(%error, "cannot register a cleanup metric");
@@ -260,7 +260,9 @@ impl Cleanup {
                 };
                 if outcome.is_err() {
                     METRICS.panics.inc();
-                    tracing::error!("retention cleanup cycle panicked; the next cycle runs on time");
+                    tracing::error!(
+                        "retention cleanup cycle panicked; the next cycle runs on time"
+                    );
                 }
                 METRICS.last_heartbeat.set(chrono::Utc::now().timestamp());
             }

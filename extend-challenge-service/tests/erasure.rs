@@ -69,7 +69,9 @@ async fn rest_erasure_deletes_everything_once_a_minute_across_instances(pool: Pg
     other_personal_rows(&pool, "amy").await;
     assert_eq!(progress_rows(&pool, "amy").await, 3);
 
-    let (s, body) = a.call("DELETE", "/challenge/v1/users/me/data", "amy", None).await;
+    let (s, body) = a
+        .call("DELETE", "/challenge/v1/users/me/data", "amy", None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body, serde_json::json!({"userId": "amy", "rowsDeleted": 3}));
     assert_eq!(progress_rows(&pool, "amy").await, 0);
@@ -80,23 +82,37 @@ async fn rest_erasure_deletes_everything_once_a_minute_across_instances(pool: Pg
         assert_eq!(count(&pool, table, "amy").await, 0, "{table}");
     }
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM user_erasures WHERE user_id = $1", "amy").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM user_erasures WHERE user_id = $1",
+            "amy"
+        )
+        .await,
         1
     );
     assert_eq!(progress_rows(&pool, "bob").await, 3, "others untouched");
 
     // Another instance, within the minute: refused, with the contract's JSON error.
-    let (s, body) = b.call("DELETE", "/challenge/v1/users/me/data", "amy", None).await;
+    let (s, body) = b
+        .call("DELETE", "/challenge/v1/users/me/data", "amy", None)
+        .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["code"], 8);
     assert_eq!(body["details"], serde_json::json!([]));
-    assert!(body["message"].as_str().unwrap().contains("less than a minute"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("less than a minute")
+    );
 
     // Initialize after an erasure is a new start; a minute later erasing works again.
     a.post("/challenge/v1/challenges/initialize", "amy", "{}")
         .await;
     a.clock.advance(chrono::Duration::seconds(61));
-    let (s, body) = a.call("DELETE", "/challenge/v1/users/me/data", "amy", None).await;
+    let (s, body) = a
+        .call("DELETE", "/challenge/v1/users/me/data", "amy", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["rowsDeleted"], 3);
 }
@@ -188,7 +204,11 @@ async fn grpc_erasure_and_the_rate_limit_across_transports_and_instances(pool: P
     }
 }
 
-async fn stored(pool: &PgPool, user: &str, goal: &str) -> extend_challenge_common::store::ProgressRow {
+async fn stored(
+    pool: &PgPool,
+    user: &str,
+    goal: &str,
+) -> extend_challenge_common::store::ProgressRow {
     sqlx::query_as("SELECT * FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2")
         .bind(user)
         .bind(goal)
@@ -237,13 +257,20 @@ async fn initialize_stores_the_rollover_it_shows(pool: PgPool) {
     assert_eq!(after.progress, 0);
     assert_eq!(after.completed_at, None);
     assert_eq!(after.expires_at, Some(at("2025-11-07T00:00:00Z")));
-    assert_eq!(after.updated_at, at("2025-11-06T12:00:00Z"), "stamped by this call");
+    assert_eq!(
+        after.updated_at,
+        at("2025-11-06T12:00:00Z"),
+        "stamped by this call"
+    );
     assert_eq!(stored(&pool, "amy", "weekly-wins").await, weekly_before);
 
     // Nothing left to roll over: a second call writes nothing.
     h.post("/challenge/v1/challenges/initialize", "amy", "{}")
         .await;
-    assert_eq!(stored(&pool, "amy", "daily-login").await.updated_at, after.updated_at);
+    assert_eq!(
+        stored(&pool, "amy", "daily-login").await.updated_at,
+        after.updated_at
+    );
 }
 
 /// Inserts a row with the given state and `expires_at`.
@@ -340,7 +367,10 @@ async fn one_replica_cleans_up_exactly_the_expired_rows(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(total, 8, "nothing deleted while another replica holds the lock");
+    assert_eq!(
+        total, 8,
+        "nothing deleted while another replica holds the lock"
+    );
     other_replica.close().await.unwrap();
 
     let pass = a.run_cleanup_once().await.unwrap();

@@ -64,10 +64,7 @@ async fn gdpr_erasure_over_the_event_and_rest() {
     // A later login starts afresh (default goals assigned again).
     events.login(&amy).await;
     assert_eq!(rows(&mut db, &amy).await, 3);
-    let (progress, _) = stack
-        .api(&amy)
-        .progress(ROTATING, "daily-logins-3")
-        .await;
+    let (progress, _) = stack.api(&amy).progress(ROTATING, "daily-logins-3").await;
     assert_eq!(progress, 1, "counts from zero");
 
     // REST: the caller's own data, once a minute.
