@@ -77,8 +77,14 @@ pub struct Builder {
 /// no longer than that (CONTRACT §2.2); a live one renews its leases.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-/// How long an applied event id is remembered (Redis `done`, the ledger).
+/// How long Redis remembers an applied event id (`done`).
 pub const DEDUP_TTL: Duration = Duration::from_secs(86_400);
+
+/// How long the ledger remembers an applied event id. It is read only for events a crashed
+/// process may have committed: at a restart (events stamped before it) and when a dead
+/// replica's lease expires (seconds after the crash), so an hour is ample; a short window
+/// keeps its primary-key index small, which is what each batch's insert pays for.
+pub const LEDGER_TTL: Duration = Duration::from_secs(3_600);
 
 /// While the database is unreachable, health is probed at least this often, so the flush
 /// workers hear of its return quickly.
@@ -409,7 +415,7 @@ fn spawn_health_watcher(
     })
 }
 
-/// Deletes ledger rows older than [`DEDUP_TTL`] every `interval`, in bounded batches, on one
+/// Deletes ledger rows older than [`LEDGER_TTL`] every `interval`, in bounded batches, on one
 /// replica at a time (an advisory lock).
 fn spawn_ledger_purger(
     pool: PgPool,
@@ -422,7 +428,7 @@ fn spawn_ledger_purger(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            match ledger::purge_expired(&pool, DEDUP_TTL, LEDGER_PURGE_BATCH).await {
+            match ledger::purge_expired(&pool, LEDGER_TTL, LEDGER_PURGE_BATCH).await {
                 Ok(Some(n)) => {
                     metrics::LEDGER_PURGED_TOTAL.inc_by(n);
                     tracing::debug!(rows = n, "expired event ledger rows deleted");
