@@ -435,3 +435,54 @@ async fn one_replica_cleans_up_exactly_the_expired_rows(pool: PgPool) {
     .unwrap();
     assert!(index.contains("(expires_at IS NOT NULL)"), "{index}");
 }
+
+/// The stored rollover is compare-and-set: a row that changed after initialize read it (an
+/// event applied meanwhile) is left to whoever changed it.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_rollover_never_overwrites_a_newer_row(pool: PgPool) {
+    use extend_challenge_common::store::player::{self, Rollover};
+    let h = Harness::new(pool.clone());
+    h.completed("amy", "daily-login").await;
+    let read = stored(&pool, "amy", "daily-login").await;
+    let config = fixture_config();
+    let goal = config.goal("daily-login").unwrap();
+    let thursday = at("2025-11-06T12:00:00Z");
+    let state = |r: &extend_challenge_common::store::ProgressRow| {
+        extend_challenge_common::store::GoalRow {
+            goal_id: r.goal_id.clone(),
+            progress: r.progress,
+            status: r.status.clone(),
+            completed_at: r.completed_at,
+            claimed_at: r.claimed_at,
+            is_active: r.is_active,
+            assigned_at: r.assigned_at,
+            expires_at: r.expires_at,
+            baseline_value: r.baseline_value,
+            last_event_at: r.last_event_at,
+        }
+        .state()
+    };
+    let rollover = Rollover {
+        goal_id: "daily-login".into(),
+        read: state(&read),
+        rolled: extend_challenge_common::progress::view(goal, &state(&read), thursday),
+    };
+    // An event lands first (as the handler would write it).
+    sqlx::query(
+        "UPDATE user_goal_progress SET last_event_at = $1, expires_at = $2 \
+         WHERE user_id = 'amy' AND goal_id = 'daily-login'",
+    )
+    .bind(thursday)
+    .bind(at("2025-11-07T00:00:00Z"))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let written = player::persist_rollover(&pool, "amy", std::slice::from_ref(&rollover), thursday)
+        .await
+        .unwrap();
+    assert_eq!(written, 0, "the newer row wins");
+    assert_eq!(
+        stored(&pool, "amy", "daily-login").await.status,
+        "completed"
+    );
+}
