@@ -17,7 +17,8 @@
 # HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server
 # gets after SIGTERM before SIGKILL; the time it took is logged and appended to results.jsonl
 # as a "shutdown" line), MODES (s2: "buffered durable"), HANDLER_BIN / SERVICE_BIN (measure
-# another build, e.g. an older commit's, with this script and load generator).
+# another build, e.g. an older commit's, with this script and load generator), WARMUP (0: seconds
+# between the handler's start and the load, to measure past its 5 s start-up ledger window).
 # Loopback only; every server is started under `timeout` and every load loop is bounded.
 set -euo pipefail
 
@@ -178,6 +179,9 @@ start_handler() { # ack_mode [log-name suffix]
     timeout 1800 "$HANDLER" > "$OUT/handler-$1${2:-}.log" 2>&1 &
   HANDLER_PID=$(child_of $!)
   wait_port 127.0.0.1:$HPORT
+  # WARMUP (s, default 0): let the handler pass its start-up window first (for 5 s after a
+  # start every event is looked up in the event ledger: crash-safe de-duplication).
+  sleep "${WARMUP:-0}"
 }
 
 start_service() { # [log-name suffix]

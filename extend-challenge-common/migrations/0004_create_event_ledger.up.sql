@@ -1,7 +1,7 @@
 -- The event handler's record of applied event ids (CONTRACT §2.2): written in the batch
 -- transaction that applies an event's deltas (or dead-letters them), so "applied" is known
 -- whatever happens between the commit and any Redis write. Rows older than the
--- de-duplication TTL (24 h) are deleted in batches by one replica at a time.
+-- ledger TTL (1 h) are deleted in batches by one replica at a time.
 CREATE TABLE IF NOT EXISTS event_ledger (
     event_id   TEXT        PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW()

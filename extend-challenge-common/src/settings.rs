@@ -88,6 +88,30 @@ pub struct Settings {
     /// `MIGRATE_ON_START` (default `true`): apply the embedded migrations at start-up. Set
     /// `false` when a Job or an operator runs `extend-challenge-service migrate up`.
     pub migrate_on_start: bool,
+    /// Retention cleanup and erasure tombstones (CONTRACT §3.6; the service runs it).
+    pub cleanup: CleanupSettings,
+}
+
+/// The service's retention cleanup (names and defaults as AccelByte's M6, plus the pause
+/// and the tombstone window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupSettings {
+    /// `CLEANUP_ENABLED` (default `true`).
+    pub enabled: bool,
+    /// `CLEANUP_INTERVAL_MINUTES` (default 60): time between two cycles.
+    pub interval: Duration,
+    /// `CLEANUP_RETENTION_DAYS` (default 7): rows whose `expires_at` is older than this
+    /// are deleted.
+    pub retention_days: u32,
+    /// `CLEANUP_BATCH_SIZE` (default 1000): rows per `DELETE`.
+    pub batch_size: u32,
+    /// `CLEANUP_BATCH_PAUSE_MS` (default 50): pause between two batches, so the cleanup
+    /// never hogs the disk; 0 for none.
+    pub batch_pause: Duration,
+    /// `ERASURE_TOMBSTONE_DAYS` (default 7): how long an erasure's tombstone is kept. An
+    /// event from before the erasure redelivered later than this would count again; set
+    /// it to at least the retention of the event topics.
+    pub tombstone_days: u32,
 }
 
 impl Settings {
@@ -199,6 +223,16 @@ impl Settings {
             auto_initialize_on_event: env.boolean("AUTO_INITIALIZE_ON_EVENT", true)?,
             clock_offset_seconds: env.parse("CLOCK_OFFSET_SECONDS", 0i64)?,
             migrate_on_start: env.boolean("MIGRATE_ON_START", true)?,
+            cleanup: CleanupSettings {
+                enabled: env.boolean("CLEANUP_ENABLED", true)?,
+                interval: Duration::from_secs(
+                    60 * env.positive("CLEANUP_INTERVAL_MINUTES", 60u64)?,
+                ),
+                retention_days: env.positive("CLEANUP_RETENTION_DAYS", 7u32)?,
+                batch_size: env.positive("CLEANUP_BATCH_SIZE", 1000u32)?,
+                batch_pause: Duration::from_millis(env.parse("CLEANUP_BATCH_PAUSE_MS", 50u64)?),
+                tombstone_days: env.positive("ERASURE_TOMBSTONE_DAYS", 7u32)?,
+            },
         };
         Ok(s)
     }
@@ -330,6 +364,17 @@ mod tests {
                 .unwrap()
                 .migrate_on_start
         );
+        assert_eq!(
+            s.cleanup,
+            CleanupSettings {
+                enabled: true,
+                interval: Duration::from_secs(3600),
+                retention_days: 7,
+                batch_size: 1000,
+                batch_pause: Duration::from_millis(50),
+                tombstone_days: 7,
+            }
+        );
     }
 
     #[test]
@@ -348,6 +393,12 @@ mod tests {
             ("LOG_LEVEL", "verbose"),
             ("MIGRATE_ON_START", "sometimes"),
             ("LOG_LEVEL", "info,sqlx=loud"),
+            ("CLEANUP_ENABLED", "sometimes"),
+            ("CLEANUP_INTERVAL_MINUTES", "0"),
+            ("CLEANUP_RETENTION_DAYS", "-1"),
+            ("CLEANUP_BATCH_SIZE", "lots"),
+            ("CLEANUP_BATCH_PAUSE_MS", "-5"),
+            ("ERASURE_TOMBSTONE_DAYS", "0"),
         ] {
             let err = settings(&[(k, v)]).unwrap_err();
             assert_eq!(err.name, k);

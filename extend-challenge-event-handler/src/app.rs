@@ -32,6 +32,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService",
     "accelbyte.iam.account.v1.UserAuthenticationUserThirdPartyLoggedInService",
     "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService",
+    // GDPR erasure (CONTRACT §3.6).
+    "accelbyte.iam.account.v1.DeletionAccountGdprGdprRequestDataDeletionResponseService",
     // The deployment guide's generic envelope (ours; see proto/accelbyte/event_handler.proto).
     "accelbyte.EventHandler",
 ];
@@ -77,8 +79,14 @@ pub struct Builder {
 /// no longer than that (CONTRACT §2.2); a live one renews its leases.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-/// How long an applied event id is remembered (Redis `done`, the ledger).
+/// How long Redis remembers an applied event id (`done`).
 pub const DEDUP_TTL: Duration = Duration::from_secs(86_400);
+
+/// How long the ledger remembers an applied event id. It is read only for events a crashed
+/// process may have committed: at a restart (events stamped before it) and when a dead
+/// replica's lease expires (seconds after the crash), so an hour is ample; a short window
+/// keeps its primary-key index small, which is what each batch's insert pays for.
+pub const LEDGER_TTL: Duration = Duration::from_secs(3_600);
 
 /// While the database is unreachable, health is probed at least this often, so the flush
 /// workers hear of its return quickly.
@@ -417,7 +425,7 @@ fn spawn_health_watcher(
     })
 }
 
-/// Deletes ledger rows older than [`DEDUP_TTL`] every `interval`, in bounded batches, on one
+/// Deletes ledger rows older than [`LEDGER_TTL`] every `interval`, in bounded batches, on one
 /// replica at a time (an advisory lock).
 fn spawn_ledger_purger(
     pool: PgPool,
@@ -430,7 +438,7 @@ fn spawn_ledger_purger(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            match ledger::purge_expired(&pool, DEDUP_TTL, LEDGER_PURGE_BATCH).await {
+            match ledger::purge_expired(&pool, LEDGER_TTL, LEDGER_PURGE_BATCH).await {
                 Ok(Some(n)) => {
                     metrics::LEDGER_PURGED_TOTAL.inc_by(n);
                     tracing::debug!(rows = n, "expired event ledger rows deleted");
@@ -477,6 +485,7 @@ async fn serve_grpc(
         .add_service(services.login_server())
         .add_service(services.third_party_login_server())
         .add_service(services.stat_server())
+        .add_service(services.gdpr_server())
         .add_service(services.generic_server())
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;

@@ -28,6 +28,10 @@
 //! transaction that writes the user; when the user goes back to the buffer (deferred,
 //! failed), its ids go back with it. A batch's outcome is settled per user ([`Fate`]):
 //! written, back in the buffer, or dead-lettered.
+//!
+//! **Each user remembers its oldest event time** (the event's timestamp, else its arrival),
+//! kept through deferrals and failed batches: the flush drops the user's deltas when the
+//! user's data was erased at or after that time (`store::flush`, no zombie rows).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
@@ -36,6 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use extend_challenge_common::config::Goal;
 use extend_challenge_common::progress::{self, Delta};
 use extend_challenge_common::store::flush::{BatchItem, BatchUser};
@@ -87,6 +92,8 @@ struct UserPending {
     goals: FastMap<GoalKey, Slot>,
     /// The non-empty ids of the events whose deltas are in `goals`.
     event_ids: Vec<Arc<str>>,
+    /// When the oldest event whose delta is in `goals` happened.
+    oldest_at: Option<DateTime<Utc>>,
 }
 
 impl UserPending {
@@ -95,7 +102,15 @@ impl UserPending {
             namespace,
             goals: FastMap::default(),
             event_ids: Vec::new(),
+            oldest_at: None,
         }
+    }
+
+    fn saw_event_at(&mut self, at: Option<DateTime<Utc>>) {
+        self.oldest_at = match (self.oldest_at, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Merges `delta` (of generation `since`) as the *older* side of what is buffered:
@@ -203,10 +218,12 @@ impl PartitionState {
         new_keys
     }
 
-    /// Gives event ids back to their user (who must be pending).
-    fn keep_ids(&mut self, user_id: &str, ids: Vec<Arc<str>>) {
+    /// Gives event ids and the oldest event time back to their user (who must be
+    /// pending).
+    fn keep_ids(&mut self, user_id: &str, ids: Vec<Arc<str>>, oldest_at: Option<DateTime<Utc>>) {
         if let Some(user) = self.pending.get_mut(user_id) {
             user.event_ids.extend(ids);
+            user.saw_event_at(oldest_at);
         }
     }
 
@@ -289,6 +306,8 @@ pub struct Contribution<'a> {
     pub user_id: &'a str,
     pub namespace: &'a str,
     pub deltas: Vec<(Arc<Goal>, Delta)>,
+    /// When the event happened (its timestamp, else its arrival).
+    pub at: DateTime<Utc>,
 }
 
 pub struct Buffer {
@@ -403,6 +422,7 @@ impl Buffer {
                 }
             }
             user.event_ids.extend(id.clone());
+            user.saw_event_at(Some(c.at));
         };
         match st.pending.get_mut(c.user_id) {
             Some(user) => add(user),
@@ -466,6 +486,7 @@ impl Buffer {
                 user_id: user_id.clone(),
                 keys: user.goals.len(),
                 event_ids: user.event_ids,
+                oldest_at: user.oldest_at,
             });
             for (GoalKey(goal), slot) in user.goals {
                 items.push(BatchItem {
@@ -525,7 +546,7 @@ impl Buffer {
                 }
                 Fate::Back => {
                     back.extend(these);
-                    back_ids.push((user.user_id, user.event_ids));
+                    back_ids.push((user.user_id, user.event_ids, user.oldest_at));
                 }
             }
         }
@@ -534,8 +555,8 @@ impl Buffer {
         }
         let mut st = self.partitions[part].state.lock();
         let new_keys = st.merge_back(back);
-        for (user, ids) in back_ids {
-            st.keep_ids(&user, ids);
+        for (user, ids, oldest_at) in back_ids {
+            st.keep_ids(&user, ids, oldest_at);
         }
         drop(st);
         if new_keys > 0 {
@@ -664,6 +685,7 @@ mod tests {
                     .iter()
                     .map(|g| (g.clone(), progress::delta_for_login(g)))
                     .collect(),
+                at: Utc::now(),
             },
         )
     }
@@ -895,6 +917,45 @@ mod tests {
             .wait_committed(0, 99, "ann", &[total], Duration::from_millis(10))
             .await;
         assert!(!timed_out);
+    }
+
+    /// The flush compares a user's oldest event time with its erasure tombstone: the
+    /// oldest time survives merging, deferral and failed batches.
+    #[test]
+    fn a_user_keeps_its_oldest_event_time_until_written() {
+        let b = Buffer::new(1, 10, 100, 10, true);
+        let total = goal("login-total");
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let event = |id: &'static str, at: &str| Contribution {
+            id,
+            user_id: "ann",
+            namespace: "ns",
+            deltas: vec![(total.clone(), progress::delta_for_login(&total))],
+            at: t(at),
+        };
+        b.enqueue(0, event("e1", "2025-11-05T12:00:05Z"));
+        b.enqueue(0, event("e2", "2025-11-05T12:00:01Z"));
+        let batch = b.take(0, 100).unwrap();
+        assert_eq!(batch.users[0].oldest_at, Some(t("2025-11-05T12:00:01Z")));
+        // Failed; a newer event arrives meanwhile; then deferred.
+        b.enqueue(0, event("e3", "2025-11-05T12:00:09Z"));
+        b.restore(0, batch);
+        let batch = b.take(0, 100).unwrap();
+        assert_eq!(batch.users[0].oldest_at, Some(t("2025-11-05T12:00:01Z")));
+        b.commit(0, batch, &[0]);
+        b.acknowledge(0);
+        let batch = b.take(0, 100).unwrap();
+        assert_eq!(batch.users[0].oldest_at, Some(t("2025-11-05T12:00:01Z")));
+        b.commit(0, batch, &[]);
+        b.acknowledge(0);
+        // Written: the next event starts a new oldest time.
+        b.enqueue(0, event("e4", "2025-11-05T12:00:20Z"));
+        let batch = b.take(0, 100).unwrap();
+        assert_eq!(batch.users[0].oldest_at, Some(t("2025-11-05T12:00:20Z")));
     }
 
     #[test]

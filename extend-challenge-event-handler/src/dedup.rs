@@ -33,10 +33,12 @@
 //!   (counted in `challenge_dedup_redis_errors_total`); a redelivery reaching another replica
 //!   while the first copy is still buffered (not yet committed) is then applied twice;
 //! - Redis loses its data (a restart without persistence): a redelivery of an applied event
-//!   stamped more than a minute after this process started finds no key, is not looked up
+//!   stamped more than 5 s after this process started finds no key, is not looked up
 //!   in the ledger, and is applied again (the ledger conflict shows it);
+//! - the ledger keeps ids for an hour (`LEDGER_TTL`): an event committed just before a
+//!   crash and redelivered more than an hour later is applied again;
 //! - without Redis, the in-process window is a bounded FIFO (200k ids by default): an id
-//!   evicted from it and redelivered more than a minute after start-up is not looked up.
+//!   evicted from it and redelivered more than 5 s after start-up is not looked up.
 
 use std::collections::HashSet;
 use std::sync::Arc;

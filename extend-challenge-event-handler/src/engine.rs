@@ -21,15 +21,17 @@ use tonic::Status;
 
 use crate::buffer::{self, Batch, Buffer, Contribution, Enqueued, Fate};
 use crate::dedup::{Claim, RedisDedup};
-use crate::event::{Event, Source};
+use crate::event::{Erasure, Event, EventKind, Source};
 use crate::ledger::LedgerLookups;
 use crate::metrics;
 
 /// An event whose timestamp is not later than the process start plus this may have been
 /// applied by an earlier incarnation of the handler (one that committed it and died before
 /// answering): its id is looked up in the ledger. The margin covers clock skew between the
-/// event's producer and this host.
-pub const LEDGER_CHECK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// event's producer and this host (NTP keeps it far below this). It is small on purpose:
+/// every event inside the window costs a ledger look-up, and a full minute of look-ups
+/// after each restart cost buffered mode a third of its throughput (BENCHMARKS.md).
+pub const LEDGER_CHECK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 /// Tunables of the pipeline. [`crate::app::Builder`] fills them from `Settings`.
 #[derive(Debug, Clone)]
@@ -314,6 +316,7 @@ impl Engine {
                 user_id: &ev.user_id,
                 namespace: &ev.namespace,
                 deltas,
+                at: at_time,
             },
         );
         match enqueued {
@@ -329,6 +332,101 @@ impl Engine {
                     redis.release(&ev.id).await;
                 }
                 Err((tonic::Code::ResourceExhausted, "buffer_full"))
+            }
+        }
+    }
+
+    /// IAM's GDPR deletion request (CONTRACT §3.6): erases the user's data at once and
+    /// durably, in the same store function as the service's `DeleteUserData`, and records
+    /// the tombstone that makes every flush drop updates from earlier events. Not rate
+    /// limited: an IAM deletion is authoritative, and a redelivery only moves the tombstone
+    /// forward. Another namespace: `OK`, skipped. Database down: `Unavailable` (the
+    /// platform redelivers; the request is never lost).
+    pub async fn erase(&self, e: Erasure) -> Result<(), Status> {
+        let kind = EventKind::GdprDeletion.as_str();
+        let count = |outcome: &str, reason: &str| {
+            metrics::EVENTS_TOTAL
+                .with_label_values(&[kind, outcome, reason])
+                .inc();
+        };
+        if !self.opts.namespace.is_empty() && e.namespace != self.opts.namespace {
+            count("skipped", "namespace_mismatch");
+            self.limiter.warn("namespace_mismatch", || {
+                tracing::warn!(event = kind, namespace = %e.namespace, "event skipped (OK, no-op)")
+            });
+            return Ok(());
+        }
+        let started = Instant::now();
+        let now = self.clock.now();
+        let erased = tokio::time::timeout(
+            self.opts.ack_deadline,
+            extend_challenge_common::store::erasure::erase_user(
+                &self.pool,
+                &e.user_id,
+                &e.namespace,
+                now,
+                None,
+            ),
+        )
+        .await;
+        metrics::EVENT_PROCESSING_SECONDS
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        match erased {
+            Ok(Ok(extend_challenge_common::store::erasure::Erasure::Erased(done))) => {
+                count("accepted", "ok");
+                tracing::info!(
+                    audit = true,
+                    action = "gdpr_user_data_deletion",
+                    outcome = "completed",
+                    source = "iam_event",
+                    user_id = %e.user_id,
+                    namespace = %e.namespace,
+                    event_id = %e.id,
+                    rows = done.progress_rows,
+                    grant_rows = done.grant_rows,
+                    dead_letter_rows = done.dead_letter_rows,
+                    "player data erased"
+                );
+                Ok(())
+            }
+            // Not asked for a rate limit: cannot happen; the erasure is done either way.
+            Ok(Ok(extend_challenge_common::store::erasure::Erasure::RateLimited)) => {
+                count("skipped", "recently_erased");
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                count("unavailable", "erasure_failed");
+                tracing::error!(
+                    audit = true,
+                    action = "gdpr_user_data_deletion",
+                    outcome = "failed",
+                    source = "iam_event",
+                    user_id = %e.user_id,
+                    namespace = %e.namespace,
+                    event_id = %e.id,
+                    %error,
+                    "player data erasure failed; the platform will redeliver"
+                );
+                Err(Status::unavailable(
+                    "cannot erase the player's data now; retry later",
+                ))
+            }
+            Err(_) => {
+                count("unavailable", "erasure_timeout");
+                tracing::error!(
+                    audit = true,
+                    action = "gdpr_user_data_deletion",
+                    outcome = "failed",
+                    source = "iam_event",
+                    user_id = %e.user_id,
+                    namespace = %e.namespace,
+                    event_id = %e.id,
+                    "player data erasure timed out; the platform will redeliver"
+                );
+                Err(Status::unavailable(
+                    "cannot erase the player's data now; retry later",
+                ))
             }
         }
     }
@@ -400,7 +498,8 @@ impl Engine {
                         // Stop when nothing was carried, or nothing could be written (every
                         // key of the batch locked elsewhere): looping would spin.
                         if o.carried == 0
-                            || o.updated + o.unchanged + o.not_assigned + o.dead_lettered == 0
+                            || o.updated + o.unchanged + o.not_assigned + o.dead_lettered + o.erased
+                                == 0
                         {
                             break;
                         }
@@ -692,6 +791,8 @@ impl Engine {
             .inc_by(outcome.initialized);
         rows.with_label_values(&["dead_lettered"])
             .inc_by(outcome.dead_lettered);
+        // Updates from events that happened before their user's data erasure.
+        rows.with_label_values(&["erased"]).inc_by(outcome.erased);
         metrics::FLUSH_DEFERRED_TOTAL.inc_by(outcome.deferred);
         self.flush_deferred
             .fetch_add(outcome.deferred, Ordering::Relaxed);
@@ -718,6 +819,7 @@ impl Engine {
             initialized = outcome.initialized,
             deferred = outcome.deferred,
             dead_lettered = outcome.dead_lettered,
+            erased = outcome.erased,
             "batch settled"
         );
     }
@@ -825,7 +927,7 @@ const MAX_DEFER_DELAY: Duration = Duration::from_millis(100);
 
 /// A batch that wrote nothing because every one of its rows was locked elsewhere.
 fn only_deferred(o: &FlushOutcome) -> bool {
-    o.deferred > 0 && o.updated == 0 && o.unchanged == 0 && o.not_assigned == 0
+    o.deferred > 0 && o.updated == 0 && o.unchanged == 0 && o.not_assigned == 0 && o.erased == 0
 }
 
 /// What a durable acknowledgement waits for: the event's partition and keys.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use extend_challenge_common::pb::accelbyte::Event as GenericEnvelope;
 use extend_challenge_common::pb::accelbyte::iam::account::v1::{
-    UserLoggedIn, UserThirdPartyLoggedIn,
+    GdprRequestDataDeletionResponse, UserLoggedIn, UserThirdPartyLoggedIn,
 };
 use extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItemUpdated;
 
@@ -27,6 +27,8 @@ pub enum EventKind {
     Login,
     ThirdPartyLogin,
     Stat,
+    /// IAM's GDPR data deletion (CONTRACT §3.6): not a progress event, see [`Erasure`].
+    GdprDeletion,
 }
 
 impl EventKind {
@@ -35,6 +37,7 @@ impl EventKind {
             EventKind::Login => "login",
             EventKind::ThirdPartyLogin => "third_party_login",
             EventKind::Stat => "stat_item_updated",
+            EventKind::GdprDeletion => "gdpr_deletion",
         }
     }
 }
@@ -307,6 +310,40 @@ fn stat_item(
     )
 }
 
+/// A validated GDPR data deletion request from IAM: erase this user's data now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    pub id: String,
+    pub namespace: String,
+    pub user_id: String,
+}
+
+impl TryFrom<GdprRequestDataDeletionResponse> for Erasure {
+    type Error = Invalid;
+
+    /// The user is `payload.deletionGDPR.userId`, else the envelope's `userId`; the
+    /// namespace the envelope's, else the payload's.
+    fn try_from(m: GdprRequestDataDeletionResponse) -> Result<Self, Invalid> {
+        let gdpr = m.payload.and_then(|p| p.deletion_gdpr).unwrap_or_default();
+        let user_id = if gdpr.user_id.is_empty() {
+            m.user_id
+        } else {
+            gdpr.user_id
+        };
+        let namespace = if m.namespace.is_empty() {
+            gdpr.namespace
+        } else {
+            m.namespace
+        };
+        check_envelope(&m.id, &namespace, &user_id)?;
+        Ok(Erasure {
+            id: m.id,
+            namespace,
+            user_id,
+        })
+    }
+}
+
 /// Truncates a finite value toward zero and clamps it into `i32`; `true` when clamped.
 pub fn to_i32(v: f64) -> (i32, bool) {
     let t = v.trunc();
@@ -558,5 +595,39 @@ mod tests {
         .unwrap();
         assert_eq!(e.timestamp, None);
         assert_eq!(e.source, Source::Login);
+    }
+
+    #[test]
+    fn gdpr_user_comes_from_the_payload_else_the_envelope() {
+        use extend_challenge_common::pb::accelbyte::iam::account::v1::{
+            DeletionGdpr, GdprRequestDataDeletionResponsePayloadData,
+        };
+        let msg = |envelope: &str, payload: Option<&str>| GdprRequestDataDeletionResponse {
+            id: "g1".into(),
+            namespace: "ns".into(),
+            user_id: envelope.into(),
+            payload: payload.map(|u| GdprRequestDataDeletionResponsePayloadData {
+                deletion_gdpr: Some(DeletionGdpr {
+                    user_id: u.into(),
+                    namespace: "ns".into(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let e = Erasure::try_from(msg("envelope-user", Some("payload-user"))).unwrap();
+        assert_eq!(e.user_id, "payload-user");
+        let e = Erasure::try_from(msg("envelope-user", Some(""))).unwrap();
+        assert_eq!(e.user_id, "envelope-user");
+        let e = Erasure::try_from(msg("envelope-user", None)).unwrap();
+        assert_eq!(e.user_id, "envelope-user");
+        assert_eq!(
+            Erasure::try_from(msg("", None)).unwrap_err(),
+            Invalid::EmptyUserId
+        );
+        assert_eq!(
+            Erasure::try_from(msg("", Some("a\u{0}b"))).unwrap_err(),
+            Invalid::UserIdControlChars
+        );
     }
 }

@@ -1,11 +1,16 @@
-//! The three OnMessage services of CONTRACT §2, and the deployment guide's generic envelope
+//! The OnMessage services of CONTRACT §2, and the deployment guide's generic envelope
 //! `accelbyte.EventHandler`: translate the message into an [`Event`] (or `InvalidArgument`)
-//! and hand it to the [`Engine`].
+//! and hand it to the [`Engine`]; IAM's GDPR deletion becomes an [`Erasure`] the engine
+//! carries out at once (§3.6).
 
 use std::sync::Arc;
 
 use extend_challenge_common::pb::accelbyte::iam::account::v1::{
-    UserLoggedIn, UserThirdPartyLoggedIn,
+    GdprRequestDataDeletionResponse, UserLoggedIn, UserThirdPartyLoggedIn,
+    deletion_account_gdpr_gdpr_request_data_deletion_response_service_server::{
+        DeletionAccountGdprGdprRequestDataDeletionResponseService,
+        DeletionAccountGdprGdprRequestDataDeletionResponseServiceServer,
+    },
     user_authentication_user_logged_in_service_server::{
         UserAuthenticationUserLoggedInService, UserAuthenticationUserLoggedInServiceServer,
     },
@@ -27,7 +32,7 @@ use extend_challenge_common::pb::accelbyte::{
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
-use crate::event::{Event, EventKind, Generic, Invalid};
+use crate::event::{Erasure, Event, EventKind, Generic, Invalid};
 use crate::metrics;
 
 /// The `event` label of generic-envelope events that never became an [`Event`] (invalid,
@@ -105,6 +110,12 @@ impl EventServices {
     pub fn stat_server(&self) -> StatisticStatItemUpdatedServiceServer<Self> {
         StatisticStatItemUpdatedServiceServer::new(self.clone())
     }
+
+    pub fn gdpr_server(
+        &self,
+    ) -> DeletionAccountGdprGdprRequestDataDeletionResponseServiceServer<Self> {
+        DeletionAccountGdprGdprRequestDataDeletionResponseServiceServer::new(self.clone())
+    }
 }
 
 #[tonic::async_trait]
@@ -146,5 +157,25 @@ impl EventHandler for EventServices {
         self.handle_generic(request.into_inner())
             .await
             .map(|_| Response::new(()))
+    }
+}
+
+#[tonic::async_trait]
+impl DeletionAccountGdprGdprRequestDataDeletionResponseService for EventServices {
+    async fn on_message(
+        &self,
+        request: Request<GdprRequestDataDeletionResponse>,
+    ) -> Result<Response<()>, Status> {
+        let kind = EventKind::GdprDeletion.as_str();
+        match Erasure::try_from(request.into_inner()) {
+            Ok(e) => self.engine.erase(e).await.map(Response::new),
+            Err(invalid) => {
+                metrics::EVENTS_TOTAL
+                    .with_label_values(&[kind, "invalid", invalid.reason()])
+                    .inc();
+                tracing::debug!(event = kind, reason = invalid.reason(), "invalid event");
+                Err(Status::invalid_argument(invalid.to_string()))
+            }
+        }
     }
 }

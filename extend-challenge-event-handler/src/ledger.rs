@@ -1,6 +1,6 @@
 //! Ledger look-ups at ingest (see [`crate::engine`] and [`crate::dedup`]): "was this event
 //! id applied already?" Concurrent look-ups are coalesced: one query at a time answers every
-//! id queued meanwhile, so the first minute after a restart — when most ids are looked up —
+//! id queued meanwhile, so the first seconds after a restart — when most ids are looked up —
 //! costs one round trip per group of callers, not one per event.
 
 use std::sync::Arc;

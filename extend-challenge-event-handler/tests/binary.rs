@@ -331,6 +331,7 @@ async fn the_dead_letters_subcommand_lists_and_replays(
         user_id: "cli-user".into(),
         keys: 1,
         event_ids: vec!["cli-1".into(), "cli-2".into()],
+        oldest_at: None,
     };
     let id = dead_letter::insert(
         &pool,

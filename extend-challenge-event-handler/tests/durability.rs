@@ -596,6 +596,7 @@ async fn flush_batch_defers_locked_rows_and_drops_unassigned_keys(pool: PgPool) 
         user_id: id.into(),
         keys,
         event_ids: vec![event.into()],
+        oldest_at: None,
     };
     let users = [user("cal", 2, "cal-1"), user("zoe", 1, "zoe-1")];
     let before = rows(&pool, "cal").await;

@@ -41,6 +41,8 @@ pub const DEFAULT_GRANT_SETTLE: Duration = Duration::from_secs(30);
 /// 20, 40, 80 ms, holding no connection meanwhile, before answering "in progress".
 const BUSY_RETRIES: u32 = 3;
 const BUSY_FIRST_WAIT: Duration = Duration::from_millis(20);
+/// One erasure per user per this long (CONTRACT §3.6).
+pub const ERASURE_RATE_LIMIT: Duration = Duration::from_secs(60);
 
 /// What step 1 of a claim decided.
 enum Begun {
@@ -297,6 +299,23 @@ impl ChallengeService {
             .collect();
         let done =
             player::initialize(&self.inner.pool, user_id, &self.inner.namespace, &new_rows).await?;
+        // Store what the player is shown: rows whose period ended are rolled over in the
+        // table too (fresh `expires_at`, reset or carried-over state), as the reference does.
+        let rollovers: Vec<player::Rollover> = done
+            .active
+            .iter()
+            .filter_map(|r| {
+                let goal = &catalog.goal(catalog.goal_index(&r.goal_id)?).goal;
+                let read = r.state();
+                let rolled = progress::view(goal, &read, now);
+                (rolled != read).then(|| player::Rollover {
+                    goal_id: r.goal_id.clone(),
+                    read,
+                    rolled,
+                })
+            })
+            .collect();
+        player::persist_rollover(&self.inner.pool, user_id, &rollovers, now).await?;
         let view = PlayerView::new(catalog, &done.active, now);
         let mut active: Vec<usize> = done
             .active
@@ -332,6 +351,75 @@ impl ChallengeService {
             total_active: count_i32(assigned_goals.len()),
             assigned_goals,
         })
+    }
+
+    /// Erases every row the service holds about `user_id` (progress, grant intents, dead
+    /// letters) at once and durably, and records the tombstone that keeps the event
+    /// handler from re-creating them from earlier events (`store::erasure`). Refused with
+    /// `ResourceExhausted` when the user's previous erasure is less than a minute old —
+    /// checked in the database, so across replicas and both transports. `transport` goes
+    /// into the audit line.
+    pub async fn delete_user_data(
+        &self,
+        user_id: &str,
+        transport: &'static str,
+    ) -> Result<pb::DeleteUserDataResponse> {
+        use extend_challenge_common::store::erasure::{self, Erasure};
+        let namespace = &self.inner.namespace;
+        let erased = erasure::erase_user(
+            &self.inner.pool,
+            user_id,
+            namespace,
+            self.now(),
+            Some(ERASURE_RATE_LIMIT),
+        )
+        .await;
+        match erased {
+            Ok(Erasure::Erased(done)) => {
+                tracing::info!(
+                    audit = true,
+                    action = "gdpr_user_data_deletion",
+                    outcome = "completed",
+                    source = transport,
+                    user_id,
+                    namespace = %namespace,
+                    rows = done.progress_rows,
+                    grant_rows = done.grant_rows,
+                    dead_letter_rows = done.dead_letter_rows,
+                    "player data erased"
+                );
+                Ok(pb::DeleteUserDataResponse {
+                    user_id: user_id.to_string(),
+                    rows_deleted: count_i32(done.progress_rows as usize),
+                })
+            }
+            Ok(Erasure::RateLimited) => {
+                tracing::info!(
+                    audit = true,
+                    action = "gdpr_user_data_deletion",
+                    outcome = "rate_limited",
+                    source = transport,
+                    user_id,
+                    namespace = %namespace,
+                    rows = 0,
+                    "player data erasure refused: the previous one is less than a minute old"
+                );
+                Err(ServiceError::ErasureRateLimited)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    audit = true,
+                    action = "gdpr_user_data_deletion",
+                    outcome = "failed",
+                    source = transport,
+                    user_id,
+                    namespace = %namespace,
+                    rows = 0,
+                    "player data erasure failed; nothing was deleted"
+                );
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn set_goal_active(

@@ -73,6 +73,9 @@ pub enum ServiceError {
     /// The claim did not finish within its deadline; nothing was changed.
     #[error("Claim timed out, please try again (goal_id: {goal_id})")]
     ClaimTimedOut { goal_id: String },
+    /// `DeleteUserData` again within the rate limit's window (CONTRACT §3.6).
+    #[error("Player data was erased less than a minute ago; try again later")]
+    ErasureRateLimited,
     /// Health check: Postgres does not answer.
     #[error("database connectivity check failed")]
     Unhealthy,
@@ -115,6 +118,7 @@ impl ServiceError {
                 Code::Unavailable
             }
             MethodNotAllowed => Code::Unimplemented,
+            ErasureRateLimited => Code::ResourceExhausted,
         }
     }
 
@@ -227,6 +231,10 @@ mod tests {
         assert_eq!(
             ServiceError::Unavailable(sqlx::Error::PoolTimedOut).http_status(),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ServiceError::ErasureRateLimited.http_status(),
+            StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(
             ServiceError::MethodNotAllowed.http_status(),

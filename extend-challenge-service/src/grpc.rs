@@ -117,6 +117,16 @@ impl Service for GrpcAdapter {
         Ok(Response::new(resp))
     }
 
+    async fn delete_user_data(
+        &self,
+        request: Request<pb::DeleteUserDataRequest>,
+    ) -> Result<Response<pb::DeleteUserDataResponse>, Status> {
+        let user = self.user(&request).await?;
+        Ok(Response::new(
+            self.service.delete_user_data(&user, "grpc").await?,
+        ))
+    }
+
     async fn random_select_goals(
         &self,
         request: Request<pb::RandomSelectRequest>,

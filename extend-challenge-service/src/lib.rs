@@ -3,6 +3,7 @@
 //! - [`app`]: [`app::ChallengeService`], the one implementation of every RPC.
 //! - [`grpc`], [`rest`]: thin transports over it; [`swagger`]: the API docs.
 //! - [`catalog`]: the config prepared for fast responses; [`error`]: the error type.
+//! - [`cleanup`]: retention cleanup of expired rows and erasure tombstones.
 //!
 //! [`Application::build`] binds every listener (port 0 gives an ephemeral port, for tests)
 //! and [`Application::run_until_stopped`] serves until the shutdown token fires.
@@ -10,6 +11,7 @@
 pub mod app;
 pub mod auth;
 pub mod catalog;
+pub mod cleanup;
 pub mod error;
 pub mod grpc;
 pub mod http_serve;
@@ -134,6 +136,8 @@ pub struct Application {
         tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     base_path: String,
     reconcile_interval: Duration,
+    /// `None` when `CLEANUP_ENABLED=false`.
+    cleanup: Option<cleanup::Cleanup>,
     shutdown: CancellationToken,
 }
 
@@ -151,6 +155,14 @@ impl Application {
         let http = bind(settings.http_port).await?;
         let ops = bind(settings.metrics_port).await?;
         let (health, health_server) = Health::new(deps.pool.clone(), &["service.Service"]);
+        let cleanup = settings.cleanup.enabled.then(|| {
+            cleanup::Cleanup::new(
+                deps.pool.clone(),
+                deps.clock.clone(),
+                &deps.config,
+                settings.cleanup.clone(),
+            )
+        });
         let service = ChallengeService::new(
             deps.config,
             deps.pool,
@@ -169,6 +181,7 @@ impl Application {
             health_server,
             base_path: settings.base_path.clone(),
             reconcile_interval: settings.reward_reconcile_interval,
+            cleanup,
             shutdown: CancellationToken::new(),
         })
     }
@@ -200,6 +213,11 @@ impl Application {
         &self.service
     }
 
+    /// The retention cleanup, when enabled (tests call `run_cleanup_once` on it).
+    pub fn cleanup(&self) -> Option<&cleanup::Cleanup> {
+        self.cleanup.as_ref()
+    }
+
     /// The REST router alone (in-process tests).
     pub fn http_router(&self) -> axum::Router {
         http_router(self.service.clone(), self.auth.clone(), &self.base_path)
@@ -220,6 +238,8 @@ impl Application {
             .service
             .reconciler()
             .spawn(self.reconcile_interval, shutdown.clone());
+        // Deletes expired rows and old erasure tombstones (one replica at a time).
+        let cleanup = self.cleanup.map(|c| c.spawn(shutdown.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -270,6 +290,9 @@ impl Application {
         let _ = watcher.await;
         let _ = sampler.await;
         let _ = reconciler.await;
+        if let Some(cleanup) = cleanup {
+            let _ = cleanup.await;
+        }
         g?;
         h?;
         o?;

@@ -49,7 +49,7 @@ fn annotated() -> BTreeMap<String, (String, String, String)> {
 #[test]
 fn every_rpc_has_exactly_its_annotated_route() {
     let annotations = annotated();
-    assert_eq!(annotations.len(), 9, "{annotations:?}");
+    assert_eq!(annotations.len(), 10, "{annotations:?}");
     let mut routes = BTreeMap::new();
     for r in ROUTES {
         assert!(
@@ -67,8 +67,12 @@ fn every_rpc_has_exactly_its_annotated_route() {
         let r = routes[rpc];
         assert_eq!(r.method, verb, "{rpc}: method drifted from its annotation");
         assert_eq!(r.path, path, "{rpc}: path drifted from its annotation");
-        // Bodies: every write takes the whole request ("*"); reads take none.
-        let expected_body = if verb == "GET" { "" } else { "*" };
+        // Bodies: every write takes the whole request ("*"); reads and deletes take none.
+        let expected_body = if verb == "GET" || verb == "DELETE" {
+            ""
+        } else {
+            "*"
+        };
         assert_eq!(body, expected_body, "{rpc}: body");
     }
 }

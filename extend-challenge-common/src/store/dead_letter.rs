@@ -317,11 +317,14 @@ async fn replay_tx(
         });
     }
     // The events are in the ledger since they were dead-lettered.
+    // Its events happened before it was stored: an erasure since then drops them.
     let users = [BatchUser {
         user_id,
         keys: items.len(),
         event_ids: Vec::new(),
+        oldest_at: Some(letter.created_at),
     }];
+    sqlx::query(flush::LOCK_SQL).execute(&mut *tx).await?;
     let flushed = flush::write_batch(&mut tx, &items, &users, default_goals, now).await?;
     if !flushed.deferred.is_empty() {
         return Err(ReplayError::Refused(

@@ -15,6 +15,15 @@
 //! then commits. Keys without a row (goal not assigned) are dropped: only assigned goals
 //! make progress.
 //!
+//! **Erased users (no zombie rows).** Before step 1 the batch takes `ROW EXCLUSIVE` on
+//! `user_goal_progress` (pipelined with reading its transaction id) and reads the
+//! tombstones of its users (`user_erasures`). A user whose oldest contributing event
+//! ([`BatchUser::oldest_at`]) is not later than the tombstone's `erased_at` has all its
+//! deltas dropped — neither auto-initialized nor updated — and its event ids recorded as
+//! done: those events happened before the erasure. Deltas that mix events from before and
+//! after an erasure are dropped whole (the conservative side). Why the lock makes the read
+//! safe against an erasure committing meanwhile: [`super::erasure`].
+//!
 //! **Deferral is per user.** When one of a user's rows is locked by another transaction,
 //! none of that user's keys is written in this batch (they all come back as deferred). An
 //! event touches exactly one user, so it is either wholly applied by one batch — and its id
@@ -70,6 +79,10 @@ pub struct BatchUser {
     pub user_id: Arc<str>,
     pub keys: usize,
     pub event_ids: Vec<Arc<str>>,
+    /// When the oldest event whose delta the user's items carry happened (its timestamp,
+    /// else its arrival). Compared with the user's erasure tombstone; `None` (unknown)
+    /// counts as older than any tombstone.
+    pub oldest_at: Option<DateTime<Utc>>,
 }
 
 /// What one committed batch did.
@@ -92,6 +105,8 @@ pub struct FlushOutcome {
     pub ledger_conflicts: u64,
     /// Keys moved to the dead-letter table (set by the caller, which isolates them).
     pub dead_lettered: u64,
+    /// Keys dropped because their user was erased after their events happened.
+    pub erased: u64,
 }
 
 impl FlushOutcome {
@@ -104,6 +119,7 @@ impl FlushOutcome {
         self.carried += other.carried;
         self.ledger_conflicts += other.ledger_conflicts;
         self.dead_lettered += other.dead_lettered;
+        self.erased += other.erased;
     }
 }
 
@@ -164,6 +180,15 @@ const EXISTING_KEYS_SQL: &str = "\
 SELECT k.user_id, k.goal_id FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
 WHERE EXISTS (SELECT 1 FROM user_goal_progress p \
     WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id)";
+
+/// The batch's first statements: `ROW EXCLUSIVE` on the progress table (which an erasure's
+/// `EXCLUSIVE` lock waits for, see [`super::erasure`]) before anything reads the
+/// tombstones, and the transaction id (for [`transaction_status`]).
+const LOCK_AND_XID_SQL: &str =
+    "LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE; SELECT txid_current()";
+
+/// For callers of [`write_batch`] other than [`flush_batch`]: the table lock alone.
+pub(super) const LOCK_SQL: &str = "LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE";
 
 /// Records applied event ids; a conflict means an id was applied before.
 const LEDGER_INSERT_SQL: &str = "\
@@ -318,9 +343,11 @@ pub async fn flush_batch(
     }
     let work = async {
         let mut tx = pool.begin().await?;
-        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        // One round trip: the table lock against erasures, then the transaction id.
+        let xid: i64 = sqlx::raw_sql(LOCK_AND_XID_SQL)
             .fetch_one(&mut *tx)
-            .await?;
+            .await?
+            .try_get(0)?;
         let flushed = write_batch(&mut tx, items, users, default_goals, now).await?;
         Ok::<_, sqlx::Error>((tx, xid, flushed))
     };
@@ -345,17 +372,42 @@ pub async fn flush_batch(
 }
 
 /// The statements of [`flush_batch`], inside the caller's transaction (the dead-letter
-/// replay runs them too).
+/// replay runs them too), which must already hold [`LOCK_SQL`]'s lock.
 pub(super) async fn write_batch(
     tx: &mut sqlx::PgConnection,
-    items: &[BatchItem],
+    all_items: &[BatchItem],
     users: &[BatchUser],
     default_goals: Option<&[Arc<Goal>]>,
     now: DateTime<Utc>,
 ) -> Result<Flushed, sqlx::Error> {
     let mut outcome = FlushOutcome::default();
 
-    if let Some(goals) = default_goals.filter(|g| !g.is_empty()) {
+    // Users erased after their events happened: their items are left out of every
+    // statement below (their ids are still recorded as done).
+    let erased = erased_users(&mut *tx, users).await?;
+    let kept: Vec<BatchItem>;
+    let (items, kept_index): (&[BatchItem], Option<Vec<usize>>) = if erased.is_empty() {
+        (all_items, None)
+    } else {
+        let index: Vec<usize> = (0..all_items.len())
+            .filter(|&i| !erased.contains(&*all_items[i].user_id))
+            .collect();
+        kept = index.iter().map(|&i| all_items[i].clone()).collect();
+        outcome.erased = (all_items.len() - kept.len()) as u64;
+        for user in users.iter().filter(|u| erased.contains(&*u.user_id)) {
+            tracing::debug!(
+                user_id = %user.user_id,
+                keys = user.keys,
+                events = user.event_ids.len(),
+                "dropping updates from events before the user's data erasure"
+            );
+        }
+        (&kept[..], Some(index))
+    };
+
+    if let Some(goals) = default_goals.filter(|g| !g.is_empty())
+        && !items.is_empty()
+    {
         outcome.initialized = auto_initialize(&mut *tx, items, goals, now).await?;
     }
 
@@ -406,11 +458,13 @@ pub(super) async fn write_batch(
             }
         }
     }
+    // Indices into the caller's items.
     let deferred: Vec<usize> = if deferred_users.is_empty() {
         Vec::new()
     } else {
         (0..items.len())
             .filter(|&i| deferred_users.contains(&*items[i].user_id))
+            .map(|i| kept_index.as_ref().map_or(i, |k| k[i]))
             .collect()
     };
     outcome.deferred = deferred.len() as u64;
@@ -456,6 +510,28 @@ pub(super) async fn write_batch(
         .collect();
     outcome.ledger_conflicts = record_applied(&mut *tx, &applied).await?;
     Ok(Flushed { outcome, deferred })
+}
+
+/// The users of the batch whose tombstone is not older than their oldest event.
+async fn erased_users(
+    tx: &mut sqlx::PgConnection,
+    users: &[BatchUser],
+) -> Result<HashSet<String, foldhash::fast::RandomState>, sqlx::Error> {
+    let ids: Vec<&str> = users.iter().map(|u| &*u.user_id).collect();
+    let stones = super::erasure::tombstones(&mut *tx, &ids).await?;
+    let mut erased = HashSet::default();
+    if stones.is_empty() {
+        return Ok(erased);
+    }
+    let stones: HashMap<String, DateTime<Utc>> = stones.into_iter().collect();
+    for user in users {
+        if let Some(&erased_at) = stones.get(&*user.user_id)
+            && user.oldest_at.is_none_or(|t| t <= erased_at)
+        {
+            erased.insert(user.user_id.to_string());
+        }
+    }
+    Ok(erased)
 }
 
 /// Records `ids` in `event_ledger`; returns how many it already held. An id holding a

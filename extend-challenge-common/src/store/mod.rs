@@ -5,6 +5,7 @@
 //! - [`ledger`]: the ids of applied events (cross-replica, crash-proof de-duplication).
 //! - [`player`]: the service's reads and writes.
 //! - [`grants`]: reward grant intents, the claim's state machine.
+//! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -13,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::progress::{GoalState, Status};
 
 pub mod dead_letter;
+pub mod erasure;
 pub mod flush;
 pub mod grants;
 pub mod ledger;

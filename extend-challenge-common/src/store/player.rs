@@ -128,6 +128,63 @@ pub async fn initialize(
     Ok(Initialized { active, inserted })
 }
 
+/// One row's rotation rollover to store: its goal, the state read, the state to write
+/// (`progress::view` of the state read).
+#[derive(Debug, Clone)]
+pub struct Rollover {
+    pub goal_id: String,
+    pub read: GoalState,
+    pub rolled: GoalState,
+}
+
+/// Stores rollovers computed from rows read earlier (initialize persists what it shows, so
+/// a row's `expires_at` and carried-over state are current and the retention cleanup never
+/// takes a row whose period is still running). Compare-and-set: a row that changed since it
+/// was read (an event, a claim) is left alone — whoever changed it rolled it over itself.
+/// Writes only the columns a rollover changes. Returns the rows written.
+pub async fn persist_rollover(
+    pool: &PgPool,
+    user_id: &str,
+    rows: &[Rollover],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut rows: Vec<&Rollover> = rows.iter().collect();
+    // Key order, like every other multi-row writer.
+    rows.sort_by(|a, b| a.goal_id.cmp(&b.goal_id));
+    let goal_id: Vec<&str> = rows.iter().map(|r| r.goal_id.as_str()).collect();
+    let new = |f: fn(&GoalState) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
+        rows.iter().map(|r| f(&r.rolled)).collect()
+    };
+    let old = |f: fn(&GoalState) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
+        rows.iter().map(|r| f(&r.read)).collect()
+    };
+    let done = sqlx::query(
+        "UPDATE user_goal_progress AS t SET progress = u.progress, status = u.status,            completed_at = u.completed_at, claimed_at = u.claimed_at,            baseline_value = u.baseline_value, expires_at = u.expires_at, updated_at = $16          FROM unnest($2::text[], $3::int4[], $4::text[], $5::timestamptz[], $6::timestamptz[],            $7::int4[], $8::timestamptz[], $9::int4[], $10::text[], $11::timestamptz[],            $12::timestamptz[], $13::int4[], $14::timestamptz[], $15::timestamptz[])            AS u(goal_id, progress, status, completed_at, claimed_at, baseline_value, expires_at,            o_progress, o_status, o_completed_at, o_claimed_at, o_baseline_value, o_expires_at,            o_last_event_at)          WHERE t.user_id = $1 AND t.goal_id = u.goal_id            AND t.progress = u.o_progress AND t.status = u.o_status            AND t.completed_at IS NOT DISTINCT FROM u.o_completed_at            AND t.claimed_at IS NOT DISTINCT FROM u.o_claimed_at            AND t.baseline_value IS NOT DISTINCT FROM u.o_baseline_value            AND t.expires_at IS NOT DISTINCT FROM u.o_expires_at            AND t.last_event_at IS NOT DISTINCT FROM u.o_last_event_at",
+    )
+    .bind(user_id)
+    .bind(&goal_id)
+    .bind(rows.iter().map(|r| r.rolled.progress).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.rolled.status.as_str()).collect::<Vec<_>>())
+    .bind(new(|s| s.completed_at))
+    .bind(new(|s| s.claimed_at))
+    .bind(rows.iter().map(|r| r.rolled.baseline_value).collect::<Vec<_>>())
+    .bind(new(|s| s.expires_at))
+    .bind(rows.iter().map(|r| r.read.progress).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.read.status.as_str()).collect::<Vec<_>>())
+    .bind(old(|s| s.completed_at))
+    .bind(old(|s| s.claimed_at))
+    .bind(rows.iter().map(|r| r.read.baseline_value).collect::<Vec<_>>())
+    .bind(old(|s| s.expires_at))
+    .bind(old(|s| s.last_event_at))
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Activates or deactivates one goal, inserting `new` when the player has no row yet.
 /// Activation stamps `assigned_at = now`; deactivation keeps it. Returns the row.
 pub async fn set_active(

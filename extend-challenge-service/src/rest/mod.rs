@@ -68,6 +68,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "GET",
         "/v1/challenges/{challenge_id}/rotation",
     ),
+    route("DeleteUserData", "DELETE", "/v1/users/me/data"),
     RouteSpec {
         rpc: "HealthCheck",
         method: "GET",
@@ -148,6 +149,7 @@ fn handler_for(rpc: &str, filter: MethodFilter) -> MethodRouter<RestState> {
         "RandomSelectGoals" => on(filter, random_select_goals),
         "GetRotationStatus" => on(filter, get_rotation_status),
         "HealthCheck" => on(filter, health_check),
+        "DeleteUserData" => on(filter, delete_user_data),
         other => panic!("no REST handler for {other}"),
     }
 }
@@ -259,6 +261,13 @@ async fn get_rotation_status(
 ) -> ApiResult {
     let req = pb::GetRotationStatusRequest { challenge_id };
     Ok(json(&s.service.get_rotation_status(req)?))
+}
+
+async fn delete_user_data(
+    State(s): State<RestState>,
+    axum::Extension(UserId(user)): axum::Extension<UserId>,
+) -> ApiResult {
+    Ok(json(&s.service.delete_user_data(&user, "rest").await?))
 }
 
 async fn health_check(State(s): State<RestState>) -> ApiResult {

@@ -83,7 +83,17 @@ fn summary(rpc: &str) -> &'static str {
         "RandomSelectGoals" => "Activate goals drawn at random",
         "GetRotationStatus" => "Rotation schedule and periods of a challenge",
         "HealthCheck" => "Service and database health",
+        "DeleteUserData" => "Erase every record of the caller (GDPR); once a minute at most",
         _ => "",
+    }
+}
+
+/// The Swagger tag a route is listed under.
+fn tag_of(spec: &crate::rest::RouteSpec) -> &'static str {
+    match spec.rpc {
+        "DeleteUserData" => "GDPR",
+        _ if spec.authenticated => "Challenges",
+        _ => "Health",
     }
 }
 
@@ -299,7 +309,7 @@ pub fn api_json(base_path: &str) -> Value {
                                "type": "string"}),
             );
         }
-        if spec.method == "GET" {
+        if spec.method == "GET" || spec.method == "DELETE" {
             for f in input.fields() {
                 if in_path.contains(&f.name()) || matches!(f.kind(), Kind::Message(_)) {
                     continue;
@@ -322,7 +332,7 @@ pub fn api_json(base_path: &str) -> Value {
             "operationId": format!("Service_{}", spec.rpc),
             "parameters": params,
             "responses": responses(spec.rpc, spec.authenticated, &definition_name(&output)),
-            "tags": [if spec.authenticated { "Challenges" } else { "Health" }],
+            "tags": [tag_of(spec)],
         });
         if spec.authenticated {
             op["security"] = json!([{"Bearer": []}]);
@@ -350,7 +360,7 @@ pub fn api_json(base_path: &str) -> Value {
             "description": "Player API of the Extend Challenge service: challenge progress, goal selection and reward claims.",
             "version": "1.0"
         },
-        "tags": [{"name": "Challenges"}, {"name": "Health"}],
+        "tags": [{"name": "Challenges"}, {"name": "GDPR"}, {"name": "Health"}],
         "basePath": if base_path.is_empty() { "/" } else { base_path },
         "consumes": ["application/json"],
         "produces": ["application/json"],
@@ -408,6 +418,9 @@ mod tests {
                 .any(|p| p["name"] == "active_only"),
             "{list}"
         );
+        let erase = &paths["/v1/users/me/data"]["delete"];
+        assert_eq!(erase["tags"][0], "GDPR");
+        assert_eq!(erase["parameters"].as_array().unwrap().len(), 0);
         let n: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(n, ROUTES.len());
     }

@@ -7,6 +7,7 @@ mod buffering;
 mod errors;
 mod faults;
 mod flows;
+mod gdpr;
 mod observability;
 mod packaging;
 mod rewards;
