@@ -115,7 +115,9 @@ async fn durable_events_survive_cuts_stalls_and_a_lost_commit_answer() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Longer than the durable ack deadline (5 s): callers waiting for a commit get
+    // `Unavailable` and the platform redelivers.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     proxy.restore();
     eventually(
         "healthz 200 after the cut",
