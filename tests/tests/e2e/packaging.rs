@@ -475,3 +475,39 @@ fn kubernetes_manifests_follow_the_guide() {
     let env = read("deploy/k8s/configmap.yaml");
     assert!(env.contains(r#"MIGRATE_ON_START: "false""#));
 }
+
+/// The value a script assigns to `VAR` by default (`VAR="${...:-default}"` or
+/// `VAR=${VAR:-default}`), innermost default first.
+fn script_default(script: &str, var: &str) -> String {
+    let line = script
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{var}=")))
+        .unwrap_or_else(|| panic!("no default for {var}"));
+    let last = line.rfind(":-").expect("a ${...:-default}") + 2;
+    line[last..]
+        .trim_end_matches(['}', '"', ' '])
+        .trim_end_matches('}')
+        .to_string()
+}
+
+#[test]
+fn dev_script_and_grpcurl_script_agree_and_point_at_swagger() {
+    let dev = read("scripts/dev.sh");
+    let events = read("scripts/grpcurl-events.sh");
+    let port = script_default(&dev, "HANDLER_GRPC_PORT");
+    let namespace = script_default(&dev, "AB_NAMESPACE");
+    assert_eq!(
+        script_default(&events, "ADDR"),
+        format!("localhost:{port}"),
+        "grpcurl-events.sh talks to the handler dev.sh starts"
+    );
+    assert_eq!(script_default(&events, "NAMESPACE"), namespace);
+    assert!(
+        dev.contains("/apidocs/"),
+        "the dev.sh banner names the Swagger UI"
+    );
+    assert!(
+        read("README.md").contains("/apidocs/"),
+        "the README names the Swagger UI"
+    );
+}
