@@ -291,14 +291,6 @@ impl AgsRewardClient {
                 reward.quantity
             )));
         }
-        let user = [
-            "platform",
-            "admin",
-            "namespaces",
-            req.namespace,
-            "users",
-            req.user_id,
-        ];
         Ok(match reward.reward_type {
             RewardType::Item if fulfillment => PlatformCall {
                 method: reqwest::Method::PUT,
@@ -326,7 +318,7 @@ impl AgsRewardClient {
             },
             RewardType::Item => PlatformCall {
                 method: reqwest::Method::POST,
-                url: self.url(user.iter().chain(&["entitlements"]))?,
+                url: self.user_url(req, &["entitlements"])?,
                 body: json!([{
                     "itemId": reward.reward_id,
                     "itemNamespace": req.namespace,
@@ -338,11 +330,7 @@ impl AgsRewardClient {
             },
             RewardType::Wallet => PlatformCall {
                 method: reqwest::Method::PUT,
-                url: self.url(user.iter().chain(&[
-                    "wallets",
-                    reward.reward_id.as_str(),
-                    "credit",
-                ]))?,
+                url: self.user_url(req, &["wallets", reward.reward_id.as_str(), "credit"])?,
                 body: json!({
                     "amount": reward.quantity,
                     "source": "REWARD",
@@ -352,6 +340,20 @@ impl AgsRewardClient {
                 fulfillment: false,
             },
         })
+    }
+
+    /// `{base}/platform/admin/namespaces/{ns}/users/{user}/` followed by `tail`: the admin
+    /// resources of the grant's user (grants and their look-ups).
+    fn user_url(&self, req: &GrantRequest<'_>, tail: &[&str]) -> Result<Url, GrantError> {
+        let user = [
+            "platform",
+            "admin",
+            "namespaces",
+            req.namespace,
+            "users",
+            req.user_id,
+        ];
+        self.url(user.iter().chain(tail))
     }
 
     /// `base_url` followed by `segments`, each percent-encoded as one path segment.
@@ -442,18 +444,7 @@ impl AgsRewardClient {
     /// was still granted), searched for `grantedCode == grant key`.
     async fn find_entitlement(&self, req: &GrantRequest<'_>) -> Result<bool, String> {
         let base = self
-            .url(
-                [
-                    "platform",
-                    "admin",
-                    "namespaces",
-                    req.namespace,
-                    "users",
-                    req.user_id,
-                    "entitlements",
-                ]
-                .iter(),
-            )
+            .user_url(req, &["entitlements"])
             .map_err(|e| e.to_string())?;
         for page in 0..LOOKUP_MAX_PAGES {
             let mut url = base.clone();
@@ -486,20 +477,14 @@ impl AgsRewardClient {
     /// `metadata` carries the grant key, back to shortly before the intent was recorded.
     async fn find_credit(&self, req: &GrantRequest<'_>) -> Result<bool, String> {
         let base = self
-            .url(
-                [
-                    "platform",
-                    "admin",
-                    "namespaces",
-                    req.namespace,
-                    "users",
-                    req.user_id,
+            .user_url(
+                req,
+                &[
                     "wallets",
                     "currencies",
                     req.reward.reward_id.as_str(),
                     "transactions",
-                ]
-                .iter(),
+                ],
             )
             .map_err(|e| e.to_string())?;
         let oldest = req.since - LOOKUP_CLOCK_MARGIN;
