@@ -372,6 +372,24 @@ impl Engine {
         metrics::EVENT_PROCESSING_SECONDS
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
+        // Not done: the platform redelivers the request (it is never lost).
+        let failed = |reason: &str, error: String| {
+            count("unavailable", reason);
+            tracing::error!(
+                audit = true,
+                action = "gdpr_user_data_deletion",
+                outcome = "failed",
+                source = "iam_event",
+                user_id = %e.user_id,
+                namespace = %e.namespace,
+                event_id = %e.id,
+                %error,
+                "player data erasure failed; the platform will redeliver"
+            );
+            Err(Status::unavailable(
+                "cannot erase the player's data now; retry later",
+            ))
+        };
         match erased {
             Ok(Ok(extend_challenge_common::store::erasure::Erasure::Erased(done))) => {
                 count("accepted", "ok");
@@ -395,39 +413,8 @@ impl Engine {
                 count("skipped", "recently_erased");
                 Ok(())
             }
-            Ok(Err(error)) => {
-                count("unavailable", "erasure_failed");
-                tracing::error!(
-                    audit = true,
-                    action = "gdpr_user_data_deletion",
-                    outcome = "failed",
-                    source = "iam_event",
-                    user_id = %e.user_id,
-                    namespace = %e.namespace,
-                    event_id = %e.id,
-                    %error,
-                    "player data erasure failed; the platform will redeliver"
-                );
-                Err(Status::unavailable(
-                    "cannot erase the player's data now; retry later",
-                ))
-            }
-            Err(_) => {
-                count("unavailable", "erasure_timeout");
-                tracing::error!(
-                    audit = true,
-                    action = "gdpr_user_data_deletion",
-                    outcome = "failed",
-                    source = "iam_event",
-                    user_id = %e.user_id,
-                    namespace = %e.namespace,
-                    event_id = %e.id,
-                    "player data erasure timed out; the platform will redeliver"
-                );
-                Err(Status::unavailable(
-                    "cannot erase the player's data now; retry later",
-                ))
-            }
+            Ok(Err(error)) => failed("erasure_failed", error.to_string()),
+            Err(_) => failed("erasure_timeout", "timed out".to_string()),
         }
     }
 
