@@ -16,6 +16,11 @@ use prometheus::{
     register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
+/// Buckets of every request-latency histogram here (gRPC, HTTP, the player API, queries).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 struct GrpcMetrics {
     started: IntCounterVec,
     handled: IntCounterVec,
@@ -40,7 +45,7 @@ static GRPC: LazyLock<GrpcMetrics> = LazyLock::new(|| {
         "grpc_server_handling_seconds",
         "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
         &["grpc_type", "grpc_service", "grpc_method"],
-        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+        LATENCY_BUCKETS.to_vec()
     )
     .expect("register grpc_server_handling_seconds"),
 }
@@ -51,9 +56,7 @@ static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
         "http_request_duration_seconds",
         "HTTP request latency by route, method and status.",
         &["method", "route", "status"],
-        vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
-        ]
+        LATENCY_BUCKETS.to_vec()
     )
     .expect("register http_request_duration_seconds")
 });
@@ -67,9 +70,7 @@ pub static API_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
         "challenge_api_request_duration_seconds",
         "Player API request latency by protocol, route and status",
         &["protocol", "route", "status"],
-        vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
-        ]
+        LATENCY_BUCKETS.to_vec()
     )
     .expect("register challenge_api_request_duration_seconds")
 });
@@ -94,9 +95,7 @@ pub static DB_QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
         "challenge_db_query_duration_seconds",
         "Database statement duration by operation",
         &["operation"],
-        vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
-        ]
+        LATENCY_BUCKETS.to_vec()
     )
     .expect("register challenge_db_query_duration_seconds")
 });
