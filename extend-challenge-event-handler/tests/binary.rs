@@ -120,10 +120,7 @@ impl Running {
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn sigterm_flushes_pending_updates(_pool_opts: PgPoolOptions, opts: PgConnectOptions) {
-    let pool: PgPool = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let pool: PgPool = direct_pool(&opts).await;
     let url = database_url(&opts);
     let mut handler = Running::spawn(&[
         ("DATABASE_URL", &url),
@@ -194,10 +191,7 @@ async fn grpcurl_script_lists_services_and_sends_events(
     opts: PgConnectOptions,
 ) {
     let grpcurl = grpcurl();
-    let pool: PgPool = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let pool: PgPool = direct_pool(&opts).await;
     let url = database_url(&opts);
     let mut handler = Running::spawn(&[("DATABASE_URL", &url)]);
     let addr = handler.grpc_addr().await;
@@ -312,10 +306,7 @@ async fn the_dead_letters_subcommand_lists_and_replays(
 ) {
     use extend_challenge_common::store::dead_letter;
     use extend_challenge_common::store::flush::{BatchItem, BatchUser};
-    let pool: PgPool = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let pool: PgPool = direct_pool(&opts).await;
     let url = database_url(&opts);
     let now = chrono::Utc::now();
     assign(&pool, "cli-user", &["login-total"], now).await;
@@ -377,10 +368,7 @@ async fn the_guides_grpcurl_commands_work_verbatim(
     opts: PgConnectOptions,
 ) {
     let grpcurl = grpcurl();
-    let pool: PgPool = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let pool: PgPool = direct_pool(&opts).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("challenges.json");
     std::fs::write(

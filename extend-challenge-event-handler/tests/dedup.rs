@@ -222,14 +222,6 @@ async fn a_restart_without_redis_does_not_apply_committed_events_again(pool: PgP
     second.stop().await.unwrap();
 }
 
-async fn upstream(opts: &PgConnectOptions) -> std::net::SocketAddr {
-    tokio::net::lookup_host((opts.get_host(), opts.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 /// Replica A holds an event while its database is cut off for several lease lengths: it
 /// keeps renewing the lease, so replica B keeps answering `Unavailable` instead of taking
 /// the event over; once A commits, B answers OK — applied once.
@@ -238,15 +230,8 @@ async fn a_live_replica_keeps_its_lease_through_a_database_outage(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let direct = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
-    let proxy = Proxy::start(upstream(&opts).await).await;
-    let proxied = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    let direct = direct_pool(&opts).await;
+    let (proxy, proxied) = proxied_pool(&opts, 4, Duration::from_secs(1)).await;
     let prefix = prefix();
     let env = redis_settings(&[("FLUSH_WORKERS", "1")]);
     let a = start(proxied, &as_env(&env), |b| {

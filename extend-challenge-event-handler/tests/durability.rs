@@ -40,25 +40,6 @@ async fn deliver_stat(h: &TestHandler, user: &str, id: &str) {
     panic!("event {id} never acknowledged");
 }
 
-async fn upstream(opts: &PgConnectOptions) -> std::net::SocketAddr {
-    tokio::net::lookup_host((opts.get_host(), opts.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
-/// A proxy in front of the test database and a lazy pool of `max` connections through it
-/// (each waiting at most `acquire` for a connection).
-async fn proxied_pool(opts: &PgConnectOptions, max: u32, acquire: Duration) -> (Proxy, PgPool) {
-    let proxy = Proxy::start(upstream(opts).await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(acquire)
-        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
-    (proxy, pool)
-}
-
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn durable_ok_means_committed(pool: PgPool) {
     let h = start(pool.clone(), &[], |b| b).await;
@@ -84,10 +65,7 @@ async fn database_outage_in_durable_mode_loses_no_acknowledged_event(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let direct = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let direct = direct_pool(&opts).await;
     let (proxy, proxied) = proxied_pool(&opts, 4, Duration::from_secs(1)).await;
     let h = start(proxied, &[("FLUSH_WORKERS", "1")], |b| {
         b.options(|o| {
@@ -178,10 +156,7 @@ async fn acknowledgements_resume_promptly_after_an_outage(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let direct = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let direct = direct_pool(&opts).await;
     let (proxy, proxied) = proxied_pool(&opts, 4, Duration::from_secs(1)).await;
     // The default retry backoff and health interval; only the ack deadline outlasts the
     // outage, so the caller is still waiting when the database returns.
@@ -220,10 +195,7 @@ async fn failed_flushes_merge_back_and_retry_in_buffered_mode(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let direct = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .unwrap();
+    let direct = direct_pool(&opts).await;
     let (proxy, proxied) = proxied_pool(&opts, 2, Duration::from_secs(1)).await;
     let env = [
         ("ACK_MODE", "buffered"),

@@ -365,3 +365,36 @@ pub fn metric(name: &str, labels: &[(&str, &str)]) -> f64 {
     }
     total
 }
+
+/// A pool connected straight to the test database (`opts` of a `#[sqlx::test]` taking
+/// connect options).
+pub async fn direct_pool(opts: &sqlx::postgres::PgConnectOptions) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .unwrap()
+}
+
+/// The address the test database listens on.
+pub async fn upstream(opts: &sqlx::postgres::PgConnectOptions) -> SocketAddr {
+    tokio::net::lookup_host((opts.get_host(), opts.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// A [`Proxy`] in front of the test database and a lazy pool of `max` connections through
+/// it (each waiting at most `acquire` for a connection).
+pub async fn proxied_pool(
+    opts: &sqlx::postgres::PgConnectOptions,
+    max: u32,
+    acquire: std::time::Duration,
+) -> (Proxy, PgPool) {
+    let proxy = Proxy::start(upstream(opts).await).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire)
+        .connect_lazy_with(opts.clone().host("127.0.0.1").port(proxy.addr.port()));
+    (proxy, pool)
+}
