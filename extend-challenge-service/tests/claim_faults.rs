@@ -87,6 +87,16 @@ async fn status(h: &Harness, user: &str, goal: &str) -> String {
     h.row_status(user, goal).await.unwrap().0
 }
 
+/// The claim's end state after a grant: the row claimed and the intent granted.
+async fn assert_paid(h: &Harness, pool: &PgPool, user: &str, goal: &str) {
+    assert_eq!(status(h, user, goal).await, "claimed", "{user}/{goal}");
+    assert_eq!(
+        intent(pool, user, goal).await.state,
+        "granted",
+        "{user}/{goal}"
+    );
+}
+
 fn message(body: &Value) -> &str {
     body["message"].as_str().unwrap_or_default()
 }
@@ -126,8 +136,7 @@ async fn lost_reply_is_resolved_by_the_retry_without_a_second_grant(pool: PgPool
     assert_eq!(body["status"], "claimed");
     assert_eq!(ags.grants(), 1);
     assert_eq!(ags.state().grant_requests, 1, "found, not sent again");
-    assert_eq!(status(&h, "ana", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "ana", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "ana", "kill-10").await;
 
     let (s, body) = h.post(KILL_10, "ana", "").await;
     assert_eq!(s, StatusCode::CONFLICT);
@@ -156,8 +165,7 @@ async fn late_answer_after_the_deadline_then_retry_grants_once(pool: PgPool) {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(ags.grants(), 1);
     assert_eq!(ags.state().grant_requests, 1);
-    assert_eq!(status(&h, "bea", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "bea", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "bea", "kill-10").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -176,8 +184,7 @@ async fn a_5xx_burst_then_success_grants_once(pool: PgPool) {
         // Each 5xx was an answer: AGS's records were checked before sending again.
         assert_eq!(st.lookups, 2);
     }
-    assert_eq!(status(&h, "cy", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "cy", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "cy", "kill-10").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -192,8 +199,7 @@ async fn a_5xx_from_a_server_that_granted_is_not_granted_again(pool: PgPool) {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(ags.grants(), 1);
     assert_eq!(ags.state().grant_requests, 1, "found after the first 503");
-    assert_eq!(status(&h, "dee", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "dee", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "dee", "kill-10").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -254,8 +260,7 @@ async fn a_definite_refusal_is_502_and_a_later_claim_grants_once(pool: PgPool) {
     let (s, body) = h.post(KILL_10, "fay", "").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(ags.grants(), 1);
-    assert_eq!(status(&h, "fay", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "fay", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "fay", "kill-10").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -301,8 +306,7 @@ async fn the_reconciler_completes_a_grant_whose_claimer_died(pool: PgPool) {
     assert_eq!(metrics.count("granted"), 1);
     assert_eq!(ags.grants(), 1);
     assert_eq!(ags.state().grant_requests, 1, "found by its marker");
-    assert_eq!(status(&h, "gus", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "gus", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "gus", "kill-10").await;
 
     let (s, body) = h.post(KILL_10, "gus", "").await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
@@ -348,8 +352,7 @@ async fn the_reconciler_grants_an_intent_abandoned_before_the_call(pool: PgPool)
         assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
         assert_eq!(st.credits[0]["amount"], 5);
     }
-    assert_eq!(status(&h, "hal", "login-3").await, "claimed");
-    assert_eq!(intent(&pool, "hal", "login-3").await.state, "granted");
+    assert_paid(&h, &pool, "hal", "login-3").await;
     assert_eq!(metrics.in_doubt(), 0);
 }
 
@@ -448,8 +451,7 @@ async fn a_claim_storm_grants_once_and_other_players_still_read(pool: PgPool) {
     assert_eq!((ok, in_progress), (1, 99));
     assert_eq!(ags.grants(), 1);
     assert_eq!(ags.state().grant_requests, 1);
-    assert_eq!(status(&h, "jo", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "jo", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "jo", "kill-10").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -494,8 +496,7 @@ async fn fulfillment_mode_in_doubt_then_retry_grants_once(pool: PgPool) {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(ags.grants(), 1);
     assert_eq!(ags.state().grant_requests, 5);
-    assert_eq!(status(&h, "lu", "kill-10").await, "claimed");
-    assert_eq!(intent(&pool, "lu", "kill-10").await.state, "granted");
+    assert_paid(&h, &pool, "lu", "kill-10").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
