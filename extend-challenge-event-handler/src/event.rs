@@ -12,7 +12,7 @@ use extend_challenge_common::pb::accelbyte::social::statistic::v1::StatItemUpdat
 use crate::metrics;
 
 /// The `user_id` column is `VARCHAR(100)`.
-pub const MAX_USER_ID_CHARS: usize = 100;
+pub const MAX_USER_ID_CHARS: usize = extend_challenge_common::store::ID_COLUMN_CHARS;
 
 /// The `namespace` column is `VARCHAR(100)` (written when a player is auto-initialized).
 pub const MAX_NAMESPACE_CHARS: usize = 100;

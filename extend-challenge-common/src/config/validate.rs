@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use super::raw::{RawChallenge, RawConfig, RawGoal};
 
 /// Width of the `goal_id` / `challenge_id` columns, in characters.
-pub(crate) const MAX_ID_CHARS: usize = 100;
+pub(crate) const MAX_ID_CHARS: usize = crate::store::ID_COLUMN_CHARS;
 
 /// Formats a problem with a goal.
 pub(crate) fn goal_problem(

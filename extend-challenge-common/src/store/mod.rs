@@ -20,6 +20,11 @@ pub mod grants;
 pub mod ledger;
 pub mod player;
 
+/// Width of the id columns (`user_id`, `goal_id`, `challenge_id`, `namespace`:
+/// `VARCHAR(100)`), in characters: every id is checked against it before it reaches a
+/// statement.
+pub const ID_COLUMN_CHARS: usize = 100;
+
 /// Migrations under `migrations/`, embedded in the binaries.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

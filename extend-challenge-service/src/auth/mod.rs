@@ -31,8 +31,8 @@ use self::revocation::RevocationList;
 pub const DEFAULT_MOCK_USER_ID: &str = "test-user-id";
 /// Header (and gRPC metadata key) naming the user when auth is disabled.
 pub const MOCK_USER_HEADER: &str = "x-mock-user-id";
-/// The `user_id` column is `VARCHAR(100)`.
-const MAX_USER_ID_CHARS: usize = 100;
+/// The `user_id` column's width.
+const MAX_USER_ID_CHARS: usize = extend_challenge_common::store::ID_COLUMN_CHARS;
 /// The same header as forwarded by a grpc-gateway, which the reference also accepted.
 const GATEWAY_MOCK_USER_HEADER: &str = "grpcgateway-x-mock-user-id";
 
