@@ -15,7 +15,7 @@ use crate::metrics;
 pub const MAX_USER_ID_CHARS: usize = extend_challenge_common::store::ID_COLUMN_CHARS;
 
 /// The `namespace` column is `VARCHAR(100)` (written when a player is auto-initialized).
-pub const MAX_NAMESPACE_CHARS: usize = 100;
+pub const MAX_NAMESPACE_CHARS: usize = extend_challenge_common::store::ID_COLUMN_CHARS;
 
 /// Event ids are kept in the `event_ledger` primary key (a B-tree entry must stay under
 /// about 2,700 bytes); AGS ids are 32 hex digits.
