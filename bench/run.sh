@@ -194,6 +194,23 @@ start_service() { # [log-name suffix]
   wait_port 127.0.0.1:18000
 }
 
+# Postgres's side of a run: CPU ticks of every postgres process (backends, WAL writer,
+# checkpointer, autovacuum) and the WAL position. pg_mark before, pg_cost after; pg_cost
+# appends {"kind":"pg_cost",scenario,ok,pg_cpu_us_per_event,wal_bytes_per_event} to results.
+pg_ticks() { local t=0 f; for f in $(pgrep -x postgres); do
+  t=$((t + $(awk '{print $14 + $15}' "/proc/$f/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+pg_mark() { PG_T0=$(pg_ticks); PG_L0=$(psql "$PG/postgres" -tAc "select pg_current_wal_lsn()"); }
+pg_cost() { # label repeat json-of-the-run
+  local t1 ok wal hz; t1=$(pg_ticks); hz=$(getconf CLK_TCK)
+  wal=$(psql "$PG/postgres" -tAc "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$PG_L0')")
+  ok=$(jq '.result.ok // 0' "$3" 2>/dev/null || echo 0)
+  [ "${ok:-0}" -gt 0 ] 2>/dev/null || return 0
+  jq -cn --arg s "$1" --argjson r "$2" --argjson ok "$ok" \
+    --argjson cpu "$(awk -v a="$PG_T0" -v b="$t1" -v hz="$hz" -v n="$ok" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')" \
+    --argjson wal "$(awk -v w="$wal" -v n="$ok" 'BEGIN { printf "%.0f", w / n }')" \
+    '{kind:"pg_cost",scenario:$s,repeat:$r,ok:$ok,pg_cpu_us_per_event:$cpu,wal_bytes_per_event:$wal}' | tee -a "$RESULTS" >&2
+}
+
 s2() {
   for mode in ${MODES:-buffered durable}; do
     for eps in ${EPS_LIST:-2000 5000 10000 20000}; do
@@ -202,9 +219,11 @@ s2() {
         fresh_db
         start_handler $mode "$tag"
         log "$label for ${DUR}s (repeat $rep/$REPEAT)"
+        pg_mark
         "$LG" events --grpc 127.0.0.1:$HPORT --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
           --layout "$LAYOUT" --database-url "$DBURL" --label "$label" --pids "handler=$HANDLER_PID" --repeat "$rep" \
           --out "$RESULTS" > "$OUT/s2-$mode$tag.json" || log "$label: run failed or invalid (see json)"
+        pg_cost "$label" "$rep" "$OUT/s2-$mode$tag.json"
         log "handler $mode $eps: $(peak_rss $HANDLER_PID)"
         stop $HANDLER_PID handler "$label" "$rep"
       done

@@ -309,6 +309,7 @@ pub async fn run_s3(args: &Args) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
     let ev_stats = Arc::new(Stats::default());
     let ledger = Arc::new(Ledger::new(users, layout::Layout::Reference));
+    let base = verify::baseline(args).await?;
     let run_start = chrono::Utc::now();
     let watch = procstat::Watch::start(&args.pids());
     let mut rng = StdRng::seed_from_u64(args.get_usize("seed", 42)? as u64);
@@ -331,7 +332,7 @@ pub async fn run_s3(args: &Args) -> anyhow::Result<()> {
     );
     let ev_elapsed = ev_elapsed?;
     let cpu = watch.finish(elapsed.as_secs_f64(), ops_for(&stats, Some(&ev_stats)));
-    let validity = verify::check(args, &ledger, run_start).await?;
+    let validity = verify::check_from(args, &ledger, run_start, &base).await?;
     let claims = check_claims(args, &stats).await?;
     let doc = json!({
         "scenario": args.get_str("label", "S3 combined"),

@@ -14,11 +14,49 @@ use crate::args::Args;
 use crate::events::Ledger;
 use crate::layout::{self, Kind, Mode};
 
+/// Progress of the rows that had any before a run, for `--baseline true` (the soak's
+/// minute-long runs on one database): the check then compares each row's progress *gained
+/// during the run* with what the run acknowledged. Absolute-mode rows are not checked then
+/// (their value carries over between runs).
+pub type Baseline = std::collections::HashMap<(String, String), i32>;
+
+/// Reads the [`Baseline`] when `--baseline true`, else an empty one.
+pub async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
+    if args.get_str("baseline", "false") != "true" {
+        return Ok(Baseline::new());
+    }
+    let url = args.get_str(
+        "database-url",
+        "postgres://postgres@127.0.0.1:5432/bench_loadgen",
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .context("baseline: connect")?;
+    let rows: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT user_id, goal_id, progress FROM user_goal_progress WHERE progress > 0",
+    )
+    .fetch_all(&pool)
+    .await?;
+    Ok(rows.into_iter().map(|(u, g, p)| ((u, g), p)).collect())
+}
+
 pub async fn check(
     args: &Args,
     ledger: &Ledger,
     run_start: DateTime<Utc>,
 ) -> anyhow::Result<Value> {
+    check_from(args, ledger, run_start, &Baseline::new()).await
+}
+
+pub async fn check_from(
+    args: &Args,
+    ledger: &Ledger,
+    run_start: DateTime<Utc>,
+    base: &Baseline,
+) -> anyhow::Result<Value> {
+    let with_baseline = args.get_str("baseline", "false") == "true";
     use std::sync::atomic::Ordering::Relaxed;
     let url = args.get_str(
         "database-url",
@@ -100,7 +138,15 @@ pub async fn check(
             continue;
         }
         let slot = u * ledger.codes + goal.code;
-        let progress = progress as i64;
+        let before = if with_baseline {
+            base.get(&(user_id.clone(), goal_id.clone())).copied()
+        } else {
+            None
+        };
+        if with_baseline && goal.code != 0 && goal.mode == Mode::Absolute {
+            continue;
+        }
+        let progress = (progress - before.unwrap_or(0)) as i64;
         let unsure = ledger.unsure[slot].load(Relaxed) as i64;
         acked_row_updates += ledger.acked[slot].load(Relaxed) as u64;
         if goal.code != 0 && goal.mode == Mode::Absolute {

@@ -325,7 +325,7 @@ async fn replay_tx(
         oldest_at: Some(letter.created_at),
     }];
     sqlx::query(flush::LOCK_SQL).execute(&mut *tx).await?;
-    let flushed = flush::write_batch(&mut tx, &items, &users, default_goals, now).await?;
+    let (flushed, _) = flush::write_batch(&mut tx, &items, &users, default_goals, now).await?;
     if !flushed.deferred.is_empty() {
         return Err(ReplayError::Refused(
             "a row of the user is locked by another transaction; try again".into(),

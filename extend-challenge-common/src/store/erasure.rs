@@ -232,18 +232,3 @@ pub async fn purge_tombstones(
     .await?;
     Ok(done.rows_affected())
 }
-
-/// The tombstones of `users` (the flush reads them inside its transaction, after its
-/// table lock).
-pub(super) async fn tombstones(
-    tx: &mut sqlx::PgConnection,
-    users: &[&str],
-) -> Result<Vec<(String, DateTime<Utc>)>, sqlx::Error> {
-    if users.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as("SELECT user_id, erased_at FROM user_erasures WHERE user_id = ANY($1)")
-        .bind(users)
-        .fetch_all(&mut *tx)
-        .await
-}

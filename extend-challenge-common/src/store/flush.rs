@@ -1,23 +1,29 @@
 //! The event handler's batch writes: one transaction per batch, set-based SQL, never one
 //! statement per event.
 //!
-//! A batch is a set of collapsed deltas keyed by (user, goal). [`flush_batch`] runs:
+//! A batch is a set of collapsed deltas keyed by (user, goal). [`flush_batch`] runs, in one
+//! transaction and, for a batch whose users all have rows, four round trips:
 //!
-//! 1. optionally, one `INSERT … SELECT` assigning the default goals to the batch's users who
-//!    have no rows at all (CONTRACT §2.1 auto-initialize);
-//! 2. one `SELECT … ORDER BY user_id, goal_id FOR NO KEY UPDATE SKIP LOCKED` of the batch's rows;
-//! 3. for the keys it did not return, one unlocked `SELECT` telling the rows that exist but
-//!    are locked by another transaction (*deferred*) from the keys without a row;
-//! 4. the progress rules, in Rust ([`progress::apply`]);
-//! 5. one `UPDATE … FROM unnest(…)` for the rows that changed;
-//! 6. one `INSERT … SELECT unnest(…)` of the written users' event ids into `event_ledger`;
+//! 1. `BEGIN` with `LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE` (one simple query);
+//! 2. one `SELECT … ORDER BY user_id, goal_id FOR NO KEY UPDATE SKIP LOCKED` of the batch's
+//!    rows, each with its user's erasure tombstone (`LEFT JOIN user_erasures`);
+//! 3. only for keys it did not return: one unlocked look telling rows another transaction
+//!    holds (*deferred*) from keys without a row, with those users' tombstones; and only for
+//!    users none of whose keys has a row: the auto-initialize `INSERT … SELECT` (CONTRACT
+//!    §2.1; it assigns the default goals to users without any row) and a locking `SELECT`
+//!    of their new rows;
+//! 4. the progress rules, in Rust ([`progress::apply`]), then one statement that runs the
+//!    `UPDATE … FROM unnest(…)` of the changed rows and the `INSERT` of the written users'
+//!    event ids into `event_ledger`, and answers with the transaction id;
+//! 5. `COMMIT`.
 //!
-//! then commits. Keys without a row (goal not assigned) are dropped: only assigned goals
-//! make progress.
+//! Keys without a row (goal not assigned) are dropped: only assigned goals make progress.
+//! The auto-initialize step used to run for every batch, an anti-join per user of the
+//! batch; it now runs only for users the locking select found no row of.
 //!
-//! **Erased users (no zombie rows).** Before step 1 the batch takes `ROW EXCLUSIVE` on
-//! `user_goal_progress` (pipelined with reading its transaction id) and reads the
-//! tombstones of its users (`user_erasures`). A user whose oldest contributing event
+//! **Erased users (no zombie rows).** The batch holds `ROW EXCLUSIVE` on
+//! `user_goal_progress` from its first statement, then reads the tombstones of its users
+//! (`user_erasures`) with their rows. A user whose oldest contributing event
 //! ([`BatchUser::oldest_at`]) is not later than the tombstone's `erased_at` has all its
 //! deltas dropped — neither auto-initialized nor updated — and its event ids recorded as
 //! done: those events happened before the erasure. Deltas that mix events from before and
@@ -44,8 +50,8 @@
 //! the short waits left (on concurrent inserts) cannot deadlock.
 //!
 //! A failed `COMMIT` (connection lost, timeout) is ambiguous: the server may have committed.
-//! The batch's transaction id is read first, so the caller can ask [`transaction_status`]
-//! instead of guessing — retrying a committed batch would count it twice, dropping an
+//! The batch's transaction id is read before it (step 4), so the caller can ask
+//! [`transaction_status`] instead of guessing — retrying a committed batch would count it twice, dropping an
 //! aborted one would lose it.
 
 use std::collections::hash_map::Entry;
@@ -156,7 +162,8 @@ ON CONFLICT (user_id, goal_id) DO NOTHING";
 
 /// Locks the batch's rows in (user_id, goal_id) order, skipping rows another transaction
 /// holds: Postgres takes the row locks after the sort, so every writer acquires them in the
-/// same order, and none waits for a lock.
+/// same order, and none waits for a lock. Each row comes with its user's erasure tombstone,
+/// if any (the last column).
 ///
 /// Written as a join against the unnested keys (unique within a batch), not as a row-valued
 /// `IN (SELECT … unnest …)`: for the latter the planner estimates the semi-join at a fraction
@@ -167,25 +174,29 @@ ON CONFLICT (user_id, goal_id) DO NOTHING";
 static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     let columns: Vec<String> = GOAL_ROW_COLUMNS.iter().map(|c| format!("t.{c}")).collect();
     format!(
-        "SELECT t.user_id, {} FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
+        "SELECT t.user_id, {}, e.erased_at FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
          JOIN user_goal_progress AS t ON t.user_id = k.user_id AND t.goal_id = k.goal_id \
+         LEFT JOIN user_erasures AS e ON e.user_id = t.user_id \
          ORDER BY t.user_id, t.goal_id FOR NO KEY UPDATE OF t SKIP LOCKED",
         columns.join(", ")
     )
 });
 
-/// Of the given keys, those that have a row (read without locking: the rows the locking
-/// select skipped exist, the others are not assigned).
-const EXISTING_KEYS_SQL: &str = "\
-SELECT k.user_id, k.goal_id FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
-WHERE EXISTS (SELECT 1 FROM user_goal_progress p \
-    WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id)";
+/// Of the given keys (those the locking select did not return), whether each has a row —
+/// read without locking: such a row is held by another transaction; without one the goal is
+/// not assigned — and its user's erasure tombstone, if any.
+const MISSING_KEYS_SQL: &str = "\
+SELECT k.user_id, k.goal_id, \
+    EXISTS (SELECT 1 FROM user_goal_progress p \
+        WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id), \
+    e.erased_at \
+FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
+LEFT JOIN user_erasures AS e ON e.user_id = k.user_id";
 
-/// The batch's first statements: `ROW EXCLUSIVE` on the progress table (which an erasure's
-/// `EXCLUSIVE` lock waits for, see [`super::erasure`]) before anything reads the
-/// tombstones, and the transaction id (for [`transaction_status`]).
-const LOCK_AND_XID_SQL: &str =
-    "LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE; SELECT txid_current()";
+/// The batch's `BEGIN`, with `ROW EXCLUSIVE` on the progress table (which an erasure's
+/// `EXCLUSIVE` lock waits for, see [`super::erasure`]) taken before anything reads the
+/// tombstones: one round trip (simple query protocol).
+const BEGIN_SQL: &str = "BEGIN; LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE";
 
 /// For callers of [`write_batch`] other than [`flush_batch`]: the table lock alone.
 pub(super) const LOCK_SQL: &str = "LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE";
@@ -194,24 +205,35 @@ pub(super) const LOCK_SQL: &str = "LOCK TABLE user_goal_progress IN ROW EXCLUSIV
 const LEDGER_INSERT_SQL: &str = "\
 INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
-const UPDATE_ROWS_SQL: &str = "\
-UPDATE user_goal_progress AS t SET \
-    progress = u.progress, status = u.status, completed_at = u.completed_at, \
-    claimed_at = u.claimed_at, is_active = u.is_active, assigned_at = u.assigned_at, \
-    expires_at = u.expires_at, baseline_value = u.baseline_value, \
-    last_event_at = u.last_event_at, updated_at = $12 \
-FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], \
-    $6::timestamptz[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int4[], \
-    $11::timestamptz[]) \
-    AS u(user_id, goal_id, progress, status, completed_at, claimed_at, is_active, \
-    assigned_at, expires_at, baseline_value, last_event_at) \
-WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id";
+/// The batch's last statement: the changed rows' `UPDATE` and the applied event ids'
+/// ledger `INSERT` (a conflict means an id was applied before), as one statement with one
+/// answer: the transaction id (for [`transaction_status`]), the rows updated and the ids
+/// inserted. Data-modifying `WITH` parts run to completion whether read or not.
+const WRITE_SQL: &str = "\
+WITH updated AS ( \
+    UPDATE user_goal_progress AS t SET \
+        progress = u.progress, status = u.status, completed_at = u.completed_at, \
+        claimed_at = u.claimed_at, is_active = u.is_active, assigned_at = u.assigned_at, \
+        expires_at = u.expires_at, baseline_value = u.baseline_value, \
+        last_event_at = u.last_event_at, updated_at = $12 \
+    FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], \
+        $6::timestamptz[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int4[], \
+        $11::timestamptz[]) \
+        AS u(user_id, goal_id, progress, status, completed_at, claimed_at, is_active, \
+        assigned_at, expires_at, baseline_value, last_event_at) \
+    WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id \
+    RETURNING 1), \
+recorded AS ( \
+    INSERT INTO event_ledger (event_id) SELECT unnest($13::text[]) \
+    ON CONFLICT DO NOTHING RETURNING 1) \
+SELECT txid_current(), (SELECT count(*) FROM updated), (SELECT count(*) FROM recorded)";
 
-/// A row the batch locked: its user and its goal columns ([`LOCK_ROWS_SQL`]'s columns,
-/// decoded by position).
+/// A row the batch locked: its user, its goal columns and its user's tombstone
+/// ([`LOCK_ROWS_SQL`]'s columns, decoded by position).
 struct LockedRow {
     user_id: String,
     goal: GoalRow,
+    erased_at: Option<DateTime<Utc>>,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for LockedRow {
@@ -219,6 +241,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for LockedRow {
         Ok(Self {
             user_id: row.try_get(0)?,
             goal: GoalRow::from_row_at(row, 1)?,
+            erased_at: row.try_get(1 + GOAL_ROW_COLUMNS.len())?,
         })
     }
 }
@@ -342,13 +365,9 @@ pub async fn flush_batch(
         return Ok(Flushed::default());
     }
     let work = async {
-        let mut tx = pool.begin().await?;
-        // One round trip: the table lock against erasures, then the transaction id.
-        let xid: i64 = sqlx::raw_sql(LOCK_AND_XID_SQL)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        let flushed = write_batch(&mut tx, items, users, default_goals, now).await?;
+        // One round trip: BEGIN and the table lock against erasures.
+        let mut tx = pool.begin_with(BEGIN_SQL).await?;
+        let (flushed, xid) = write_batch(&mut tx, items, users, default_goals, now).await?;
         Ok::<_, sqlx::Error>((tx, xid, flushed))
     };
     let (tx, xid, flushed) = match tokio::time::timeout(timeout, work).await {
@@ -371,51 +390,42 @@ pub async fn flush_batch(
     })
 }
 
+/// Per-user facts a batch gathers before it applies the rules.
+#[derive(Default)]
+struct UserFacts {
+    /// Rows of the user this batch locked.
+    locked: usize,
+    /// One of the user's keys has a row another transaction holds.
+    deferred: bool,
+    /// The user's erasure tombstone, if seen.
+    erased_at: Option<DateTime<Utc>>,
+}
+
 /// The statements of [`flush_batch`], inside the caller's transaction (the dead-letter
-/// replay runs them too), which must already hold [`LOCK_SQL`]'s lock.
+/// replay runs them too), which must already hold [`LOCK_SQL`]'s lock. Returns what the
+/// batch did and the transaction's id.
+///
+/// In the usual batch — every user already has rows — that is two statements: the locking
+/// select (with the tombstones) and the write (update and ledger). A batch with keys the
+/// select did not return adds a look at those keys; one with users who have no row at all
+/// adds the auto-initialize insert and a locking select of the new rows.
 pub(super) async fn write_batch(
     tx: &mut sqlx::PgConnection,
-    all_items: &[BatchItem],
+    items: &[BatchItem],
     users: &[BatchUser],
     default_goals: Option<&[Arc<Goal>]>,
     now: DateTime<Utc>,
-) -> Result<Flushed, sqlx::Error> {
+) -> Result<(Flushed, i64), sqlx::Error> {
     let mut outcome = FlushOutcome::default();
-
-    // Users erased after their events happened: their items are left out of every
-    // statement below (their ids are still recorded as done).
-    let erased = erased_users(&mut *tx, users).await?;
-    let kept: Vec<BatchItem>;
-    let (items, kept_index): (&[BatchItem], Option<Vec<usize>>) = if erased.is_empty() {
-        (all_items, None)
-    } else {
-        let index: Vec<usize> = (0..all_items.len())
-            .filter(|&i| !erased.contains(&*all_items[i].user_id))
-            .collect();
-        kept = index.iter().map(|&i| all_items[i].clone()).collect();
-        outcome.erased = (all_items.len() - kept.len()) as u64;
-        for user in users.iter().filter(|u| erased.contains(&*u.user_id)) {
-            tracing::debug!(
-                user_id = %user.user_id,
-                keys = user.keys,
-                events = user.event_ids.len(),
-                "dropping updates from events before the user's data erasure"
-            );
-        }
-        (&kept[..], Some(index))
-    };
-
-    if let Some(goals) = default_goals.filter(|g| !g.is_empty())
-        && !items.is_empty()
-    {
-        outcome.initialized = auto_initialize(&mut *tx, items, goals, now).await?;
-    }
+    type Fast = foldhash::fast::RandomState;
 
     // Key → index of its (first) item.
-    let mut by_key: HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
+    let mut by_key: HashMap<(&str, &str), usize, Fast> =
         HashMap::with_capacity_and_hasher(items.len(), Default::default());
     let mut key_users = Vec::with_capacity(items.len());
     let mut goal_ids = Vec::with_capacity(items.len());
+    let mut facts: HashMap<&str, UserFacts, Fast> =
+        HashMap::with_capacity_and_hasher(users.len(), Default::default());
     for (i, item) in items.iter().enumerate() {
         let key = (&*item.user_id, item.goal.id.as_str());
         if let Entry::Vacant(e) = by_key.entry(key) {
@@ -423,61 +433,93 @@ pub(super) async fn write_batch(
             key_users.push(key.0);
             goal_ids.push(key.1);
         }
+        facts.entry(&*item.user_id).or_default();
     }
-    let rows: Vec<LockedRow> = sqlx::query_as(AssertSqlSafe(LOCK_ROWS_SQL.as_str()))
-        .bind(&key_users)
-        .bind(&goal_ids)
-        .fetch_all(&mut *tx)
-        .await?;
 
+    let mut rows: Vec<LockedRow> = if key_users.is_empty() {
+        Vec::new()
+    } else {
+        lock_rows(&mut *tx, &key_users, &goal_ids).await?
+    };
     let mut locked = vec![false; items.len()];
-    for row in &rows {
-        if let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) {
-            locked[i] = true;
-        }
+    note_locked(&rows, &by_key, &mut locked, &mut facts);
+
+    // Keys not returned: a row another transaction holds, or no row. A look at them also
+    // brings the tombstones of users none of whose rows were locked.
+    let mut missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
+    let mut without_row = look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
+
+    // The users whose tombstone is not older than their oldest event: none of their items
+    // is written (their event ids are still recorded as done).
+    let erased: HashSet<&str, Fast> = users
+        .iter()
+        .filter(|u| {
+            facts
+                .get(&*u.user_id)
+                .and_then(|f| f.erased_at)
+                .is_some_and(|erased_at| u.oldest_at.is_none_or(|t| t <= erased_at))
+        })
+        .map(|u| &*u.user_id)
+        .collect();
+    for user in users.iter().filter(|u| erased.contains(&*u.user_id)) {
+        tracing::debug!(
+            user_id = %user.user_id,
+            keys = user.keys,
+            events = user.event_ids.len(),
+            "dropping updates from events before the user's data erasure"
+        );
     }
 
-    // Keys not returned: either no row, or a row another transaction holds. A user with a
-    // held row is deferred whole.
-    let (missing_user, missing_goal): (Vec<&str>, Vec<&str>) = key_users
-        .iter()
-        .zip(&goal_ids)
-        .filter(|&(u, g)| !locked[by_key[&(*u, *g)]])
-        .map(|(u, g)| (*u, *g))
-        .unzip();
-    let mut deferred_users: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
-    if !missing_user.is_empty() {
-        let existing: Vec<(String, String)> = sqlx::query_as(EXISTING_KEYS_SQL)
-            .bind(&missing_user)
-            .bind(&missing_goal)
-            .fetch_all(&mut *tx)
-            .await?;
-        for (u, g) in &existing {
-            if let Some(&i) = by_key.get(&(u.as_str(), g.as_str())) {
-                deferred_users.insert(&*items[i].user_id);
+    // Users with no row locked, not held elsewhere, not erased: auto-initialize those that
+    // have no row at all, then lock their new rows.
+    if let Some(goals) = default_goals.filter(|g| !g.is_empty()) {
+        let candidates: Vec<(&str, &str)> = users_in_order(items)
+            .filter(|(u, _)| {
+                let f = &facts[u];
+                f.locked == 0 && !f.deferred && !erased.contains(u)
+            })
+            .collect();
+        if !candidates.is_empty() {
+            outcome.initialized = auto_initialize(&mut *tx, &candidates, goals, now).await?;
+            if outcome.initialized > 0 {
+                let new_users: HashSet<&str, Fast> = candidates.iter().map(|c| c.0).collect();
+                let (cu, cg): (Vec<&str>, Vec<&str>) = missing
+                    .iter()
+                    .filter(|(u, _)| new_users.contains(u))
+                    .copied()
+                    .unzip();
+                let new_rows = lock_rows(&mut *tx, &cu, &cg).await?;
+                note_locked(&new_rows, &by_key, &mut locked, &mut facts);
+                rows.extend(new_rows);
+                missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
+                without_row =
+                    look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
             }
         }
     }
-    // Indices into the caller's items.
-    let deferred: Vec<usize> = if deferred_users.is_empty() {
-        Vec::new()
-    } else {
-        (0..items.len())
-            .filter(|&i| deferred_users.contains(&*items[i].user_id))
-            .map(|i| kept_index.as_ref().map_or(i, |k| k[i]))
-            .collect()
-    };
-    outcome.deferred = deferred.len() as u64;
-    outcome.not_assigned = missing_user
+
+    let deferred_users: HashSet<&str, Fast> = facts
         .iter()
-        .filter(|u| !deferred_users.contains(**u))
+        .filter(|(u, f)| f.deferred && !erased.contains(*u))
+        .map(|(u, _)| *u)
+        .collect();
+    let skip = |user: &str| erased.contains(user) || deferred_users.contains(user);
+    // Indices into the caller's items.
+    let deferred: Vec<usize> = (0..items.len())
+        .filter(|&i| deferred_users.contains(&*items[i].user_id))
+        .collect();
+    outcome.deferred = deferred.len() as u64;
+    outcome.erased = items
+        .iter()
+        .filter(|i| erased.contains(&*i.user_id))
         .count() as u64;
+    outcome.not_assigned = without_row.iter().filter(|u| !skip(u)).count() as u64;
 
     let mut keys_user = Vec::new();
     let mut keys_goal = Vec::new();
     let mut cols = StateColumns::default();
     for row in &rows {
-        if deferred_users.contains(row.user_id.as_str()) {
+        if skip(row.user_id.as_str()) {
             continue;
         }
         let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) else {
@@ -495,83 +537,158 @@ pub(super) async fn write_batch(
         }
     }
 
-    if !keys_user.is_empty() {
-        let query = sqlx::query(UPDATE_ROWS_SQL)
-            .bind(&keys_user)
-            .bind(&keys_goal);
-        let done = cols.bind(query).bind(now).execute(&mut *tx).await?;
-        outcome.updated = done.rows_affected();
-    }
-
-    let applied: Vec<&str> = users
-        .iter()
-        .filter(|u| !deferred_users.contains(&*u.user_id))
-        .flat_map(|u| u.event_ids.iter().map(|id| &**id))
-        .collect();
-    outcome.ledger_conflicts = record_applied(&mut *tx, &applied).await?;
-    Ok(Flushed { outcome, deferred })
+    let applied = storable_ids(
+        users
+            .iter()
+            .filter(|u| !deferred_users.contains(&*u.user_id))
+            .flat_map(|u| u.event_ids.iter().map(|id| &**id)),
+    );
+    let query = sqlx::query(WRITE_SQL).bind(&keys_user).bind(&keys_goal);
+    let row = cols
+        .bind(query)
+        .bind(now)
+        .bind(&applied)
+        .fetch_one(&mut *tx)
+        .await?;
+    let xid: i64 = row.try_get(0)?;
+    outcome.updated = row.try_get::<i64, _>(1)? as u64;
+    let recorded = row.try_get::<i64, _>(2)? as u64;
+    outcome.ledger_conflicts = applied.len() as u64 - recorded.min(applied.len() as u64);
+    Ok((Flushed { outcome, deferred }, xid))
 }
 
-/// The users of the batch whose tombstone is not older than their oldest event.
-async fn erased_users(
+/// Runs [`LOCK_ROWS_SQL`] for the keys `(users[i], goals[i])`.
+async fn lock_rows(
     tx: &mut sqlx::PgConnection,
-    users: &[BatchUser],
-) -> Result<HashSet<String, foldhash::fast::RandomState>, sqlx::Error> {
-    let ids: Vec<&str> = users.iter().map(|u| &*u.user_id).collect();
-    let stones = super::erasure::tombstones(&mut *tx, &ids).await?;
-    let mut erased = HashSet::default();
-    if stones.is_empty() {
-        return Ok(erased);
-    }
-    let stones: HashMap<String, DateTime<Utc>> = stones.into_iter().collect();
-    for user in users {
-        if let Some(&erased_at) = stones.get(&*user.user_id)
-            && user.oldest_at.is_none_or(|t| t <= erased_at)
-        {
-            erased.insert(user.user_id.to_string());
+    users: &[&str],
+    goals: &[&str],
+) -> Result<Vec<LockedRow>, sqlx::Error> {
+    sqlx::query_as(AssertSqlSafe(LOCK_ROWS_SQL.as_str()))
+        .bind(users)
+        .bind(goals)
+        .fetch_all(&mut *tx)
+        .await
+}
+
+/// Marks the items of `rows` locked and counts them, with their users' tombstones, in
+/// `facts`.
+fn note_locked(
+    rows: &[LockedRow],
+    by_key: &HashMap<(&str, &str), usize, foldhash::fast::RandomState>,
+    locked: &mut [bool],
+    facts: &mut HashMap<&str, UserFacts, foldhash::fast::RandomState>,
+) {
+    for row in rows {
+        if let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) {
+            locked[i] = true;
+            if let Some(f) = facts.get_mut(row.user_id.as_str()) {
+                f.locked += 1;
+                if row.erased_at.is_some() {
+                    f.erased_at = row.erased_at;
+                }
+            }
         }
     }
-    Ok(erased)
 }
 
-/// Records `ids` in `event_ledger`; returns how many it already held. An id holding a
-/// NUL cannot be stored in a text column and is left out (validation refuses such ids at
-/// the door; only a caller that bypasses it can bring one).
+/// The batch's keys (unique, in batch order) whose item is not locked.
+fn missing_keys<'a>(
+    key_users: &[&'a str],
+    goal_ids: &[&'a str],
+    by_key: &HashMap<(&str, &str), usize, foldhash::fast::RandomState>,
+    locked: &[bool],
+) -> Vec<(&'a str, &'a str)> {
+    key_users
+        .iter()
+        .zip(goal_ids)
+        .filter(|&(u, g)| !locked[by_key[&(*u, *g)]])
+        .map(|(u, g)| (*u, *g))
+        .collect()
+}
+
+/// Runs [`MISSING_KEYS_SQL`] for `missing`: marks the users with a row held elsewhere
+/// deferred, records the tombstones it reads, and returns the users of the keys without a
+/// row (one entry per key).
+async fn look_at_missing<'a>(
+    tx: &mut sqlx::PgConnection,
+    missing: &[(&str, &str)],
+    by_key: &HashMap<(&str, &str), usize, foldhash::fast::RandomState>,
+    items: &'a [BatchItem],
+    facts: &mut HashMap<&'a str, UserFacts, foldhash::fast::RandomState>,
+) -> Result<Vec<&'a str>, sqlx::Error> {
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (users, goals): (Vec<&str>, Vec<&str>) = missing.iter().copied().unzip();
+    let found: Vec<(String, String, bool, Option<DateTime<Utc>>)> =
+        sqlx::query_as(MISSING_KEYS_SQL)
+            .bind(&users)
+            .bind(&goals)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut without_row = Vec::new();
+    for (u, g, exists, erased_at) in &found {
+        let Some(&i) = by_key.get(&(u.as_str(), g.as_str())) else {
+            continue;
+        };
+        let user = &*items[i].user_id;
+        if let Some(f) = facts.get_mut(user) {
+            if *exists {
+                f.deferred = true;
+            }
+            if erased_at.is_some() {
+                f.erased_at = *erased_at;
+            }
+        }
+        if !exists {
+            without_row.push(user);
+        }
+    }
+    Ok(without_row)
+}
+
+/// The batch's users, each once, with the namespace of their first item, in batch order.
+fn users_in_order(items: &[BatchItem]) -> impl Iterator<Item = (&str, &str)> {
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    items
+        .iter()
+        .map(|i| (&*i.user_id, &*i.namespace))
+        .filter(move |(u, _)| seen.insert(u))
+}
+
+/// The ids a text column can hold: an id holding a NUL cannot be stored and is left out
+/// (validation refuses such ids at the door; only a caller that bypasses it can bring one).
+fn storable_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    ids.filter(|id| !id.contains('\0')).collect()
+}
+
+/// Records `ids` in `event_ledger`; returns how many it already held (see
+/// [`storable_ids`] for the ids left out).
 pub(super) async fn record_applied(
     tx: &mut sqlx::PgConnection,
     ids: &[&str],
 ) -> Result<u64, sqlx::Error> {
-    let storable: Vec<&str>;
-    let ids = if ids.iter().any(|id| id.contains('\0')) {
-        storable = ids
-            .iter()
-            .copied()
-            .filter(|id| !id.contains('\0'))
-            .collect();
-        &storable[..]
-    } else {
-        ids
-    };
+    let ids = storable_ids(ids.iter().copied());
     if ids.is_empty() {
         return Ok(0);
     }
     let done = sqlx::query(LEDGER_INSERT_SQL)
-        .bind(ids)
+        .bind(&ids)
         .execute(&mut *tx)
         .await?;
     Ok(ids.len() as u64 - done.rows_affected().min(ids.len() as u64))
 }
 
+/// Assigns `goals` to each of `users` (user, namespace) that has no row at all; returns
+/// the rows inserted.
 async fn auto_initialize(
     tx: &mut sqlx::PgConnection,
-    items: &[BatchItem],
+    users: &[(&str, &str)],
     goals: &[Arc<Goal>],
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    // One namespace per user: the first seen.
-    let mut users: Vec<(&str, &str)> = items.iter().map(|i| (&*i.user_id, &*i.namespace)).collect();
+    let mut users = users.to_vec();
     users.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    users.dedup_by(|a, b| a.0 == b.0);
     let (user_ids, namespaces): (Vec<&str>, Vec<&str>) = users.into_iter().unzip();
 
     let mut sorted: Vec<&Arc<Goal>> = goals.iter().collect();
