@@ -98,7 +98,10 @@ pub async fn serve_grpc(args: &Args) -> anyhow::Result<()> {
         let app = axum::Router::new().route(
             "/calls",
             axum::routing::get(move || {
-                let (login, stat) = (n.login.load(Ordering::Relaxed), n.stat.load(Ordering::Relaxed));
+                let (login, stat) = (
+                    n.login.load(Ordering::Relaxed),
+                    n.stat.load(Ordering::Relaxed),
+                );
                 async move { axum::Json(json!({"login": login, "stat": stat})) }
             }),
         );
@@ -108,7 +111,9 @@ pub async fn serve_grpc(args: &Args) -> anyhow::Result<()> {
     }
     println!("ceiling no-op OnMessage gRPC server on {addr}, exits after {lifetime:?}");
     tonic::transport::Server::builder()
-        .add_service(UserAuthenticationUserLoggedInServiceServer::new(noop.clone()))
+        .add_service(UserAuthenticationUserLoggedInServiceServer::new(
+            noop.clone(),
+        ))
         .add_service(StatisticStatItemUpdatedServiceServer::new(noop))
         .serve_with_shutdown(addr, tokio::time::sleep(lifetime))
         .await?;
@@ -131,7 +136,10 @@ pub fn grpc_body(args: &Args) -> anyhow::Result<()> {
     let body = crate::events::grpc_frame(&msg);
     let out = args.get_str("out", "grpc-body.bin");
     std::fs::write(&out, &body).with_context(|| format!("write {out}"))?;
-    println!("{out}: {} bytes (gRPC frame of a StatItemUpdated)", body.len());
+    println!(
+        "{out}: {} bytes (gRPC frame of a StatItemUpdated)",
+        body.len()
+    );
     Ok(())
 }
 
@@ -267,8 +275,14 @@ mod tests {
     fn the_event_paths_are_the_generated_services() {
         type Login = UserAuthenticationUserLoggedInServiceServer<Noop>;
         type Stat = StatisticStatItemUpdatedServiceServer<Noop>;
-        assert_eq!(crate::events::LOGIN_PATH, format!("/{}/OnMessage", Login::NAME));
-        assert_eq!(crate::events::STAT_PATH, format!("/{}/OnMessage", Stat::NAME));
+        assert_eq!(
+            crate::events::LOGIN_PATH,
+            format!("/{}/OnMessage", Login::NAME)
+        );
+        assert_eq!(
+            crate::events::STAT_PATH,
+            format!("/{}/OnMessage", Stat::NAME)
+        );
     }
 
     /// The raw HTTP/2 client against the tonic no-op server: every call is `OK` and the
@@ -281,15 +295,18 @@ mod tests {
         let server = noop.clone();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(UserAuthenticationUserLoggedInServiceServer::new(server.clone()))
+                .add_service(UserAuthenticationUserLoggedInServiceServer::new(
+                    server.clone(),
+                ))
                 .add_service(StatisticStatItemUpdatedServiceServer::new(server))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
         });
         let ledger = Arc::new(crate::events::Ledger::new(10, layout::Layout::Reference));
-        let client = crate::events::EventClient::connect(&addr.to_string(), 2, "bench", ledger.clone())
-            .await
-            .unwrap();
+        let client =
+            crate::events::EventClient::connect(&addr.to_string(), 2, "bench", ledger.clone())
+                .await
+                .unwrap();
         for i in 0..20u64 {
             let (_, f) = client.event(i, (i % 10) as usize, i % 4 == 0, 1 + (i % 4) as usize);
             f.await.unwrap();

@@ -55,8 +55,10 @@ impl Ledger {
 
 /// gRPC paths of the two `OnMessage` methods (a unit test checks them against the generated
 /// servers' names).
-pub const LOGIN_PATH: &str = "/accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage";
-pub const STAT_PATH: &str = "/accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage";
+pub const LOGIN_PATH: &str =
+    "/accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage";
+pub const STAT_PATH: &str =
+    "/accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage";
 
 /// Events over raw HTTP/2 (the `h2` crate), not tonic's client stack: each call is a `POST`
 /// with `content-type: application/grpc` and `te: trailers`, the body one gRPC frame (flag 0,
@@ -185,7 +187,14 @@ impl EventClient {
                 .await
                 .with_context(|| format!("connect gRPC {addr}"))?;
             tcp.set_nodelay(true)?;
-            let (send, conn) = h2::client::handshake(tcp)
+            // hyper's client windows (tonic's default): 2 MiB per stream, 5 MiB per connection.
+            // With h2's default 64 KiB window its budget for small DATA frames (half the
+            // connection window) is ~130 buffered 5-byte answers, and at 500 in flight the
+            // connection is closed with ENHANCE_YOUR_CALM.
+            let (send, conn) = h2::client::Builder::new()
+                .initial_window_size(2 * 1024 * 1024)
+                .initial_connection_window_size(5 * 1024 * 1024)
+                .handshake(tcp)
                 .await
                 .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
             tokio::spawn(async move {
@@ -261,7 +270,14 @@ impl EventClient {
             })
         } else {
             let code_name = ledger.layout.code_name(code);
-            grpc_frame(&stat_event(id, &self.namespace, user_id, ts, code_name, value))
+            grpc_frame(&stat_event(
+                id,
+                &self.namespace,
+                user_id,
+                ts,
+                code_name,
+                value,
+            ))
         };
         (body, slot, value)
     }
