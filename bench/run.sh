@@ -152,13 +152,26 @@ ceilings() {
   port_free 18565
   "$LG" serve-grpc --port 18565 --lifetime 600 > "$OUT/serve-grpc.log" 2>&1 & local gp=$!
   wait_port 127.0.0.1:18565
+  # --threads 1: the generator on tokio's current-thread runtime, its lightest (issue 10: it
+  # must spend less CPU per call than the no-op server it measures; both are in the results).
   for inflight in 64 500; do
     for rep in $(reps); do
       "$LG" events --grpc 127.0.0.1:18565 --closed $inflight --duration "$DUR" --verify false --repeat "$rep" \
-        --label "ceiling: tonic no-op OnMessage ($inflight in flight)" --pids "server=$gp" --out "$RESULTS" > /dev/null
+        --threads 1 --label "ceiling: tonic no-op OnMessage ($inflight in flight)" --pids "server=$gp" \
+        --out "$RESULTS" > /dev/null
     done
   done
   stop $gp
+
+  # The same no-op ceiling from an independent HTTP/2 load tool (bench/h2load.sh: h2load from
+  # nghttp2-client, the same request body, the same in-flight counts, checked against the
+  # server's own count of answered calls).
+  if command -v h2load >/dev/null; then
+    log "ceiling: no-op tonic OnMessage, h2load"
+    OUT="$OUT" DUR="$DUR" REPEAT="$REPEAT" LG="$LG" "$ROOT/bench/h2load.sh" || log "h2load ceiling failed or invalid"
+  else
+    log "h2load not installed (apt-get install nghttp2-client): no cross-check of the no-op ceiling"
+  fi
 
   log "ceiling: Postgres via bare sqlx"
   fresh_db reference

@@ -62,11 +62,19 @@ pub async fn serve_http(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Noop;
+/// The no-op server, counting the calls it answered (`--count-port`: `GET /calls` answers
+/// `{"login":n,"stat":n}`, so a client that cannot see gRPC statuses, such as h2load, can be
+/// checked against what the server really handled).
+#[derive(Clone, Default)]
+struct Noop {
+    login: Arc<AtomicU64>,
+    stat: Arc<AtomicU64>,
+}
 
 #[tonic::async_trait]
 impl UserAuthenticationUserLoggedInService for Noop {
     async fn on_message(&self, _r: Request<UserLoggedIn>) -> Result<Response<()>, Status> {
+        self.login.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(()))
     }
 }
@@ -74,6 +82,7 @@ impl UserAuthenticationUserLoggedInService for Noop {
 #[tonic::async_trait]
 impl StatisticStatItemUpdatedService for Noop {
     async fn on_message(&self, _r: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
+        self.stat.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(()))
     }
 }
@@ -82,12 +91,55 @@ pub async fn serve_grpc(args: &Args) -> anyhow::Result<()> {
     let port = args.get_usize("port", 18565)?;
     let lifetime = args.get_secs("lifetime", 900.0)?;
     let addr = format!("127.0.0.1:{port}").parse()?;
+    let noop = Noop::default();
+    if let Some(cport) = args.opt("count-port") {
+        let cport: u16 = cport.parse().context("--count-port")?;
+        let n = noop.clone();
+        let app = axum::Router::new().route(
+            "/calls",
+            axum::routing::get(move || {
+                let (login, stat) = (
+                    n.login.load(Ordering::Relaxed),
+                    n.stat.load(Ordering::Relaxed),
+                );
+                async move { axum::Json(json!({"login": login, "stat": stat})) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cport)).await?;
+        println!("calls answered: GET http://127.0.0.1:{cport}/calls");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     println!("ceiling no-op OnMessage gRPC server on {addr}, exits after {lifetime:?}");
     tonic::transport::Server::builder()
-        .add_service(UserAuthenticationUserLoggedInServiceServer::new(Noop))
-        .add_service(StatisticStatItemUpdatedServiceServer::new(Noop))
+        .add_service(UserAuthenticationUserLoggedInServiceServer::new(
+            noop.clone(),
+        ))
+        .add_service(StatisticStatItemUpdatedServiceServer::new(noop))
         .serve_with_shutdown(addr, tokio::time::sleep(lifetime))
         .await?;
+    Ok(())
+}
+
+/// `grpc-body --out FILE`: one framed gRPC request body (flag, length, protobuf) of a stat
+/// event as `events` builds it (user 0, the layout's first stat code, value 1), for h2load's
+/// `-d` (bench/h2load.sh).
+pub fn grpc_body(args: &Args) -> anyhow::Result<()> {
+    let layout = layout::Layout::from_args(args)?;
+    let msg = crate::events::stat_event(
+        "bench-h2load-0".into(),
+        &args.get_str("namespace", "bench"),
+        layout::user_id(0),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        layout.code_name(1),
+        1,
+    );
+    let body = crate::events::grpc_frame(&msg);
+    let out = args.get_str("out", "grpc-body.bin");
+    std::fs::write(&out, &body).with_context(|| format!("write {out}"))?;
+    println!(
+        "{out}: {} bytes (gRPC frame of a StatItemUpdated)",
+        body.len()
+    );
     Ok(())
 }
 
@@ -212,4 +264,55 @@ pub async fn pg(args: &Args) -> anyhow::Result<()> {
     report::emit(args, &doc)?;
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::server::NamedService;
+
+    #[test]
+    fn the_event_paths_are_the_generated_services() {
+        type Login = UserAuthenticationUserLoggedInServiceServer<Noop>;
+        type Stat = StatisticStatItemUpdatedServiceServer<Noop>;
+        assert_eq!(
+            crate::events::LOGIN_PATH,
+            format!("/{}/OnMessage", Login::NAME)
+        );
+        assert_eq!(
+            crate::events::STAT_PATH,
+            format!("/{}/OnMessage", Stat::NAME)
+        );
+    }
+
+    /// The raw HTTP/2 client against the tonic no-op server: every call is `OK` and the
+    /// server counted each one under its own method.
+    #[tokio::test]
+    async fn raw_h2_events_reach_the_tonic_server() {
+        let noop = Noop::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = noop.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(UserAuthenticationUserLoggedInServiceServer::new(
+                    server.clone(),
+                ))
+                .add_service(StatisticStatItemUpdatedServiceServer::new(server))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        let ledger = Arc::new(crate::events::Ledger::new(10, layout::Layout::Reference));
+        let client =
+            crate::events::EventClient::connect(&addr.to_string(), 2, "bench", ledger.clone())
+                .await
+                .unwrap();
+        for i in 0..20u64 {
+            let (_, f) = client.event(i, (i % 10) as usize, i % 4 == 0, 1 + (i % 4) as usize);
+            f.await.unwrap();
+        }
+        assert_eq!(noop.login.load(Ordering::Relaxed), 5);
+        assert_eq!(noop.stat.load(Ordering::Relaxed), 15);
+        assert_eq!(ledger.acked_total.load(Ordering::Relaxed), 20);
+    }
 }

@@ -11,7 +11,9 @@
 //! - `init-ramp` initialize-only ramp over fresh users
 //! - `http`     open-loop GET of one URL (ceilings)
 //! - `verify`   the validity check alone, from a saved ledger
-//! - `serve-http`, `serve-grpc`  trivial ceiling servers; `pg-ceiling` bare-sqlx Postgres ceilings
+//! - `serve-http`, `serve-grpc`  trivial ceiling servers (`serve-grpc --count-port P`: the calls
+//!   it answered, `GET /calls`); `pg-ceiling` bare-sqlx Postgres ceilings
+//! - `grpc-body` one framed gRPC stat-event request body, for h2load (bench/h2load.sh)
 
 mod api;
 mod args;
@@ -28,12 +30,17 @@ use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
     let args = args::Args::from_env()?;
+    // `--threads 1`: tokio's current-thread runtime (no cross-thread wake-ups: the lightest
+    // generator, for the no-op ceilings); otherwise a multi-thread runtime with that many workers.
     let threads = args.get_usize("threads", 2)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = builder.enable_all().build().context("tokio runtime")?;
     rt.block_on(dispatch(args))
 }
 
@@ -57,6 +64,7 @@ async fn dispatch(args: args::Args) -> anyhow::Result<()> {
         "http" => api::run_http_url(&args).await,
         "serve-http" => ceilings::serve_http(&args).await,
         "serve-grpc" => ceilings::serve_grpc(&args).await,
+        "grpc-body" => ceilings::grpc_body(&args),
         "pg-ceiling" => ceilings::pg(&args).await,
         other => {
             bail!("unknown subcommand {other:?}; see the module doc in bench/loadgen/src/main.rs")
