@@ -4,12 +4,12 @@
 //! ([`ChallengeService::challenges_json`], [`ChallengeService::challenge_json`]).
 //!
 //! One type, [`ChallengeService`], with its methods grouped by what they touch:
-//! - [`reads`]: the challenge list and one challenge (JSON, encoded protobuf, prost),
+//! - [`reads`], the challenge list and one challenge (JSON, encoded protobuf, prost),
 //!   `InitializePlayer` (whose answer is the player's active goals), rotation status, health;
-//! - [`selection`]: which goals are active — one (`SetGoalActive`), a list
+//! - [`selection`], which goals are active — one (`SetGoalActive`), a list
 //!   (`BatchSelectGoals`) or a random draw (`RandomSelectGoals`);
-//! - [`claim`]: `ClaimGoalReward`, the grant intent and its reconciler;
-//! - [`erasure`]: `DeleteUserData`.
+//! - [`claim`], `ClaimGoalReward`, the grant intent and its reconciler;
+//! - [`erasure`], `DeleteUserData`, the erasure of all the player's records.
 
 mod claim;
 mod erasure;

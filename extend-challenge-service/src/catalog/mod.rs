@@ -10,7 +10,7 @@
 //! Three parts along the three things a response is made of:
 //! - this module: the index of the config (flat goal positions, challenge ranges, the
 //!   pre-serialized heads), built once;
-//! - [`view`]: [`PlayerView`] and [`GoalDisplay`], what one player sees of each goal
+//! - [`view`], [`PlayerView`] and [`GoalDisplay`], what one player sees of each goal
 //!   (including `locked`, which is `progress::locked_by` over the prerequisites' statuses);
 //! - [`json`] and [`proto`]: the two encodings of the same content, REST's hand-written
 //!   JSON and gRPC's protobuf (pre-encoded bytes for the list, prost structs otherwise).
