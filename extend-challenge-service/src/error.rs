@@ -5,6 +5,8 @@
 use http::StatusCode;
 use tonic::Code;
 
+use crate::auth::AuthError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(
@@ -182,6 +184,21 @@ impl From<sqlx::Error> for ServiceError {
     }
 }
 
+/// The one translation of an authentication refusal, for both transports: a valid token of
+/// another namespace is `PermissionDenied` (403), an unusable mock user id
+/// `InvalidArgument` (400), anything else `Unauthenticated` (401); the message is
+/// [`AuthError`]'s, which never contains the token.
+impl From<AuthError> for ServiceError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e.code() {
+            Code::PermissionDenied => ServiceError::PermissionDenied(message),
+            Code::InvalidArgument => ServiceError::InvalidArgument(message),
+            _ => ServiceError::Unauthenticated(message),
+        }
+    }
+}
+
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
         crate::log_if_server_fault(&e);
@@ -240,6 +257,28 @@ mod tests {
             ServiceError::MethodNotAllowed.http_status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
+        let foreign = ServiceError::from(AuthError::WrongNamespace);
+        assert_eq!(foreign.http_status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            foreign.to_string(),
+            "access token is not valid for this namespace"
+        );
+        let bad_mock = ServiceError::from(AuthError::InvalidMockUser("longer than 100 characters"));
+        assert_eq!(bad_mock.code(), Code::InvalidArgument);
+        assert_eq!(
+            bad_mock.to_string(),
+            "invalid x-mock-user-id: longer than 100 characters"
+        );
+        for e in [
+            AuthError::MissingToken,
+            AuthError::Expired,
+            AuthError::KeysUnavailable,
+        ] {
+            let message = e.to_string();
+            let e = ServiceError::from(e);
+            assert_eq!(e.http_status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(e.to_string(), message);
+        }
         assert_eq!(
             ServiceError::InsufficientGoals { requested: 3 }.to_string(),
             "INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: 3)"

@@ -1,9 +1,16 @@
-//! The gRPC adapter: `service.Service` over tonic. Each method authenticates the caller
-//! from the request metadata and hands the request to [`ChallengeService`].
+//! The gRPC adapter: `service.Service` over tonic. Methods hand the request to
+//! [`ChallengeService`] as the caller established in front of them.
 //!
-//! `GetUserChallenges`, the hot read, skips building protobuf structs: [`ServiceRouter`]
-//! answers it with bytes spliced from the pre-encoded config (see `catalog`), and hands
-//! every other method to the generated server.
+//! [`ServiceRouter`], the tower service in front of the generated server, does two things
+//! before any method runs:
+//! - authentication, once for every method that needs it ([`AUTHENTICATED`]): the HTTP/2
+//!   request's headers go to [`Authenticator::caller`] as they are (no metadata copy); the
+//!   caller travels to the method as an [`AuthUser`] request extension, and a refusal is
+//!   answered right there with the status of its [`ServiceError`], the same mapping REST
+//!   renders as JSON;
+//! - `GetUserChallenges`, the hot read, skips building protobuf structs: it is answered with
+//!   bytes spliced from the pre-encoded config (see `catalog`); every other method goes to
+//!   the generated server.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -17,7 +24,8 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::app::ChallengeService;
-use crate::auth::Authenticator;
+use crate::auth::{AuthUser, Authenticator};
+use crate::error::ServiceError;
 
 #[derive(Clone)]
 pub struct GrpcAdapter {
@@ -37,13 +45,15 @@ impl GrpcAdapter {
             adapter: self,
         }
     }
+}
 
-    async fn user<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        let headers = req.metadata().clone().into_headers();
-        self.auth
-            .authenticate(&headers)
-            .await
-            .map_err(|e| Status::new(e.code(), e.to_string()))
+/// The caller [`ServiceRouter`] established for this request. Only methods listed in
+/// [`AUTHENTICATED`] ask, and the router authenticated every one of those before it ran.
+fn user<T>(request: &mut Request<T>) -> Result<String, Status> {
+    match request.extensions_mut().remove::<AuthUser>() {
+        Some(AuthUser(user)) => Ok(user),
+        // Unreachable through `ServiceRouter`; refuse rather than serve an unknown caller.
+        None => Err(ServiceError::Unauthenticated("caller not authenticated".into()).into()),
     }
 }
 
@@ -51,9 +61,9 @@ impl GrpcAdapter {
 impl Service for GrpcAdapter {
     async fn get_user_challenges(
         &self,
-        request: Request<pb::GetChallengesRequest>,
+        mut request: Request<pb::GetChallengesRequest>,
     ) -> Result<Response<pb::GetChallengesResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         let resp = self
             .service
             .get_user_challenges(&user, request.into_inner())
@@ -63,9 +73,9 @@ impl Service for GrpcAdapter {
 
     async fn get_user_challenge(
         &self,
-        request: Request<pb::GetChallengeRequest>,
+        mut request: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::Challenge>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         let resp = self
             .service
             .get_user_challenge(&user, request.into_inner())
@@ -75,17 +85,17 @@ impl Service for GrpcAdapter {
 
     async fn initialize_player(
         &self,
-        request: Request<pb::InitializeRequest>,
+        mut request: Request<pb::InitializeRequest>,
     ) -> Result<Response<pb::InitializeResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         Ok(Response::new(self.service.initialize_player(&user).await?))
     }
 
     async fn set_goal_active(
         &self,
-        request: Request<pb::SetGoalActiveRequest>,
+        mut request: Request<pb::SetGoalActiveRequest>,
     ) -> Result<Response<pb::SetGoalActiveResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         let resp = self
             .service
             .set_goal_active(&user, request.into_inner())
@@ -95,9 +105,9 @@ impl Service for GrpcAdapter {
 
     async fn claim_goal_reward(
         &self,
-        request: Request<pb::ClaimRewardRequest>,
+        mut request: Request<pb::ClaimRewardRequest>,
     ) -> Result<Response<pb::ClaimRewardResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         let resp = self
             .service
             .claim_goal_reward(&user, request.into_inner())
@@ -107,9 +117,9 @@ impl Service for GrpcAdapter {
 
     async fn batch_select_goals(
         &self,
-        request: Request<pb::BatchSelectRequest>,
+        mut request: Request<pb::BatchSelectRequest>,
     ) -> Result<Response<pb::GoalSelectionResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         let resp = self
             .service
             .batch_select_goals(&user, request.into_inner())
@@ -119,9 +129,9 @@ impl Service for GrpcAdapter {
 
     async fn delete_user_data(
         &self,
-        request: Request<pb::DeleteUserDataRequest>,
+        mut request: Request<pb::DeleteUserDataRequest>,
     ) -> Result<Response<pb::DeleteUserDataResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         Ok(Response::new(
             self.service.delete_user_data(&user, "grpc").await?,
         ))
@@ -129,9 +139,9 @@ impl Service for GrpcAdapter {
 
     async fn random_select_goals(
         &self,
-        request: Request<pb::RandomSelectRequest>,
+        mut request: Request<pb::RandomSelectRequest>,
     ) -> Result<Response<pb::GoalSelectionResponse>, Status> {
-        let user = self.user(&request).await?;
+        let user = user(&mut request)?;
         let resp = self
             .service
             .random_select_goals(&user, request.into_inner())
@@ -141,9 +151,9 @@ impl Service for GrpcAdapter {
 
     async fn get_rotation_status(
         &self,
-        request: Request<pb::GetRotationStatusRequest>,
+        mut request: Request<pb::GetRotationStatusRequest>,
     ) -> Result<Response<pb::GetRotationStatusResponse>, Status> {
-        self.user(&request).await?;
+        user(&mut request)?;
         Ok(Response::new(
             self.service.get_rotation_status(request.into_inner())?,
         ))
@@ -188,6 +198,22 @@ impl prost::Message for Encoded {
 
 const GET_USER_CHALLENGES: &str = "/service.Service/GetUserChallenges";
 
+/// The paths of the methods that need an authenticated caller: every method of
+/// `service.Service` but `HealthCheck`, which, like `/healthz`, needs no token (a test
+/// checks the list against `service.proto`). A path not listed, known or not, goes to the
+/// generated server untouched (an unknown method stays `Unimplemented`).
+pub const AUTHENTICATED: [&str; 9] = [
+    GET_USER_CHALLENGES,
+    "/service.Service/GetUserChallenge",
+    "/service.Service/InitializePlayer",
+    "/service.Service/SetGoalActive",
+    "/service.Service/ClaimGoalReward",
+    "/service.Service/BatchSelectGoals",
+    "/service.Service/RandomSelectGoals",
+    "/service.Service/GetRotationStatus",
+    "/service.Service/DeleteUserData",
+];
+
 /// `service.Service`: the fast list path, then the generated server.
 #[derive(Clone)]
 pub struct ServiceRouter {
@@ -205,10 +231,10 @@ impl tonic::server::UnaryService<pb::GetChallengesRequest> for ListChallenges {
     type Response = Encoded;
     type Future = BoxFuture<'static, Result<Response<Encoded>, Status>>;
 
-    fn call(&mut self, request: Request<pb::GetChallengesRequest>) -> Self::Future {
+    fn call(&mut self, mut request: Request<pb::GetChallengesRequest>) -> Self::Future {
         let adapter = self.0.clone();
         Box::pin(async move {
-            let user = adapter.user(&request).await?;
+            let user = user(&mut request)?;
             let bytes = adapter
                 .service
                 .challenges_proto(&user, request.get_ref().active_only)
@@ -227,15 +253,51 @@ impl tower::Service<http::Request<Body>> for ServiceRouter {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if req.uri().path() == GET_USER_CHALLENGES {
-            let method = ListChallenges(self.adapter.clone());
-            Box::pin(async move {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        let path = req.uri().path();
+        let fast = path == GET_USER_CHALLENGES;
+        let authenticate = AUTHENTICATED.contains(&path);
+        let adapter = self.adapter.clone();
+        let mut generated = self.generated.clone();
+        Box::pin(async move {
+            if authenticate {
+                match adapter.auth.caller(req.headers()).await {
+                    Ok(user) => {
+                        req.extensions_mut().insert(user);
+                    }
+                    Err(e) => return Ok(Status::from(e).into_http()),
+                }
+            }
+            if fast {
+                let method = ListChallenges(adapter);
                 let codec = tonic_prost::ProstCodec::<Encoded, pb::GetChallengesRequest>::default();
                 Ok(tonic::server::Grpc::new(codec).unary(method, req).await)
-            })
-        } else {
-            tower::Service::call(&mut self.generated, req)
-        }
+            } else {
+                tower::Service::call(&mut generated, req).await
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
+    use prost_reflect::DescriptorPool;
+
+    use super::AUTHENTICATED;
+
+    #[test]
+    fn every_method_but_health_is_authenticated() {
+        let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
+        let service = pool.get_service_by_name("service.Service").unwrap();
+        let mut expected: Vec<String> = service
+            .methods()
+            .filter(|m| m.name() != "HealthCheck")
+            .map(|m| format!("/service.Service/{}", m.name()))
+            .collect();
+        expected.sort();
+        let mut listed: Vec<String> = AUTHENTICATED.iter().map(|p| p.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, expected);
     }
 }

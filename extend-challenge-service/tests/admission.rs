@@ -37,8 +37,12 @@ async fn initialize_queues_behind_the_limit_then_runs(pool: PgPool) {
         let service = service.clone();
         async move { service.initialize_player("ivy").await }
     });
+    // Virtual time: the queued call gets every chance to run (its only timer, the 30 s
+    // admission wait, is far off); resumed before Postgres is asked anything.
+    tokio::time::pause();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!queued.is_finished(), "ran past the limit");
+    tokio::time::resume();
     assert_eq!(rows_of(&h.pool, "ivy").await, 0, "wrote while queued");
 
     drop(held);
@@ -66,7 +70,11 @@ async fn initialize_gives_up_unavailable_after_the_wait(pool: PgPool) {
         .acquire_owned()
         .await
         .unwrap();
+    // The admission wait is the service's own timer: in paused time it runs out at once.
+    // Nothing before the gate does I/O; time resumes before Postgres is asked.
+    tokio::time::pause();
     let err = service.initialize_player("jon").await.unwrap_err();
+    tokio::time::resume();
     assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
     assert_eq!(rows_of(&h.pool, "jon").await, 0);
 }

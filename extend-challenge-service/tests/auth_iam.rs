@@ -382,8 +382,11 @@ async fn iam_down_at_start_refuses_tokens_until_keys_load() {
     });
     assert!(!auth.keys_loaded());
     assert_eq!(requests_to(&server, JWKS).await, 1);
-    // IAM is back: once the rate limit allows, the next request loads the keys.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // IAM is back: once the rate limit allows (the authenticator's own clock, advanced
+    // in paused time), the next request loads the keys.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(350)).await;
+    tokio::time::resume();
     assert_eq!(auth.authenticate(&bearer(&token)).await.unwrap(), "user-1");
     assert!(auth.keys_loaded());
     assert_eq!(requests_to(&server, JWKS).await, 2);
@@ -433,7 +436,10 @@ async fn stale_cache_is_refreshed_in_the_background() {
     auth.refresh_now().await;
 
     let token = sign(KEY1_PEM, "k1", &claims("user-1"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Age the cache past the refresh interval on the authenticator's own clock.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(100)).await;
+    tokio::time::resume();
     // The cache is stale: this request is served from it and starts a refresh.
     assert!(auth.authenticate(&bearer(&token)).await.is_ok());
     // Wait (bounded) for the background refresh to land, then the revocation applies.

@@ -65,7 +65,11 @@ fn every_rpc_has_exactly_its_annotated_route() {
     );
     for (rpc, (verb, path, body)) in &annotations {
         let r = routes[rpc];
-        assert_eq!(r.method, verb, "{rpc}: method drifted from its annotation");
+        assert_eq!(
+            r.method.as_str(),
+            verb,
+            "{rpc}: method drifted from its annotation"
+        );
         assert_eq!(r.path, path, "{rpc}: path drifted from its annotation");
         // Bodies: every write takes the whole request ("*"); reads and deletes take none.
         let expected_body = if verb == "GET" || verb == "DELETE" {

@@ -90,4 +90,6 @@ pub enum Delta {
 
 pub mod rules;
 
-pub use rules::{apply, delta_for_login, delta_for_stat, is_locked, merge, new_assignment, view};
+pub use rules::{
+    apply, delta_for_login, delta_for_stat, is_locked, locked_by, merge, new_assignment, view,
+};

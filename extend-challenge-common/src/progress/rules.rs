@@ -175,9 +175,17 @@ pub fn view(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
 /// `true` while any prerequisite is neither completed nor claimed. `status_of` gives the
 /// viewed status of a goal id (`None` when the player has no row for it).
 pub fn is_locked(goal: &Goal, status_of: impl Fn(&str) -> Option<Status>) -> bool {
-    goal.prerequisites
-        .iter()
-        .any(|p| !status_of(p).is_some_and(|s| s.is_done()))
+    locked_by(goal.prerequisites.iter().map(|p| status_of(p)))
+}
+
+/// The rule behind [`is_locked`], for callers that already hold the prerequisites'
+/// statuses (the service's catalog keeps them by position, not by id): `true` while any of
+/// them is neither completed nor claimed. `None` is a prerequisite the player has no row
+/// for — or one the caller cannot resolve — and locks. No prerequisites: unlocked.
+pub fn locked_by(prerequisite_statuses: impl IntoIterator<Item = Option<Status>>) -> bool {
+    prerequisite_statuses
+        .into_iter()
+        .any(|s| !s.is_some_and(Status::is_done))
 }
 
 /// Brings `state` into the period containing `now`.

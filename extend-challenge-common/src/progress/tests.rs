@@ -786,6 +786,17 @@ fn locked_while_a_prerequisite_is_not_done() {
     ));
 }
 
+#[test]
+fn locked_by_statuses_needs_every_prerequisite_done() {
+    use Status::*;
+    assert!(!locked_by([]));
+    assert!(!locked_by([Some(Completed), Some(Claimed)]));
+    assert!(locked_by([None]));
+    assert!(locked_by([Some(Completed), None]));
+    assert!(locked_by([Some(Claimed), Some(InProgress)]));
+    assert!(locked_by([Some(NotStarted)]));
+}
+
 // ---------------------------------------------------------------- overflow
 
 #[test]

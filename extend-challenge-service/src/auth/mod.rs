@@ -9,6 +9,11 @@
 //! rate-limited (`AuthConfig::min_refresh_gap`), so neither a flood of made-up `kid`s nor an IAM
 //! outage turns into a flood of requests to IAM. Until the keys have loaded once, tokens are
 //! rejected with 401 and the process keeps running.
+//!
+//! Both transports ask the same question the same way: [`Authenticator::caller`] takes the
+//! request's headers (REST's, or the gRPC request's HTTP/2 headers, which are its metadata)
+//! and yields the [`AuthUser`] or the [`ServiceError`] that [`AuthError`] maps to — one
+//! mapping (in `error.rs`), which REST renders as JSON and gRPC as a status.
 
 pub mod revocation;
 
@@ -17,7 +22,11 @@ mod keys;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock (the same as std's unless a test pauses time) for the cache's age and the
+// refresh rate limit.
+use tokio::time::Instant;
 
 use extend_challenge_common::settings::Settings;
 use jsonwebtoken::errors::ErrorKind;
@@ -26,6 +35,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 
 use self::revocation::RevocationList;
+use crate::error::ServiceError;
 
 /// The user when auth is disabled and the caller names none.
 pub const DEFAULT_MOCK_USER_ID: &str = "test-user-id";
@@ -77,6 +87,11 @@ impl AuthError {
         }
     }
 }
+
+/// The authenticated caller: the token's `sub`, or with auth disabled the mock user. REST's
+/// auth middleware and gRPC's router put it in the request's extensions for the handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser(pub String);
 
 /// What the authenticator needs; `from_settings` fills it from the environment.
 #[derive(Debug, Clone)]
@@ -199,6 +214,13 @@ impl Authenticator {
         let mut clock = self.inner.refresh.lock().await;
         clock.last_attempt = Some(Instant::now());
         self.inner.refresh_all().await;
+    }
+
+    /// The caller of a request with these headers, for either transport; a refusal is
+    /// already the service's error (`Unauthenticated`, `PermissionDenied` or
+    /// `InvalidArgument`, with [`AuthError`]'s message).
+    pub async fn caller(&self, headers: &http::HeaderMap) -> Result<AuthUser, ServiceError> {
+        Ok(AuthUser(self.authenticate(headers).await?))
     }
 
     /// The user id of the caller: the token's `sub`, or with auth disabled the

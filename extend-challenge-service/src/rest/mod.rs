@@ -1,7 +1,11 @@
-//! The REST adapter (axum) under `BASE_PATH`. Routes are built from [`ROUTES`], which a
-//! test checks against the `google.api.http` annotations of `service.proto`; handlers only
-//! translate JSON to the protobuf request, call [`ChallengeService`], and back.
+//! The REST adapter (axum) under `BASE_PATH`. Routes are built from [`ROUTES`], a table
+//! of `(RPC, method, path, handler)` that a test checks against the `google.api.http`
+//! annotations of `service.proto`; handlers only translate JSON to the protobuf request,
+//! call [`ChallengeService`], and back. Authenticated routes sit behind one middleware that
+//! asks [`Authenticator::caller`] (the same question gRPC asks) and hands the handlers the
+//! [`AuthUser`].
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -14,66 +18,132 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::ChallengeService;
-use crate::auth::Authenticator;
+use crate::auth::{AuthUser, Authenticator};
 use crate::error::ServiceError;
 use crate::swagger;
 
-/// One REST route: the RPC it serves, its method and its path template (relative to
-/// `BASE_PATH`, in the annotation's `{field}` syntax, which axum shares).
+/// The HTTP methods the API uses (those `google.api.http` rules name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    /// As HTTP spells it: `GET`, `POST`, ….
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Put => "PUT",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// Builds a route's handler for the method it is routed under (`|m| on(m, handler_fn)`).
+pub type Handler = fn(MethodFilter) -> MethodRouter<RestState>;
+
+/// One REST route: the RPC it serves, its method and its path template (relative to
+/// `BASE_PATH`, in the annotation's `{field}` syntax, which axum shares), and its handler.
+#[derive(Clone, Copy)]
 pub struct RouteSpec {
     pub rpc: &'static str,
-    pub method: &'static str,
+    pub method: Verb,
     pub path: &'static str,
     /// Whether the route needs an authenticated user.
     pub authenticated: bool,
+    pub handler: Handler,
 }
 
-const fn route(rpc: &'static str, method: &'static str, path: &'static str) -> RouteSpec {
+impl std::fmt::Debug for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSpec")
+            .field("rpc", &self.rpc)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("authenticated", &self.authenticated)
+            .finish_non_exhaustive()
+    }
+}
+
+const fn route(rpc: &'static str, method: Verb, path: &'static str, handler: Handler) -> RouteSpec {
     RouteSpec {
         rpc,
         method,
         path,
         authenticated: true,
+        handler,
     }
 }
 
 /// Every REST route of `service.Service`.
 pub const ROUTES: &[RouteSpec] = &[
-    route("GetUserChallenges", "GET", "/v1/challenges"),
-    route("GetUserChallenge", "GET", "/v1/challenges/{challenge_id}"),
-    route("InitializePlayer", "POST", "/v1/challenges/initialize"),
+    route("GetUserChallenges", Verb::Get, "/v1/challenges", |m| {
+        on(m, get_user_challenges)
+    }),
+    route(
+        "GetUserChallenge",
+        Verb::Get,
+        "/v1/challenges/{challenge_id}",
+        |m| on(m, get_user_challenge),
+    ),
+    route(
+        "InitializePlayer",
+        Verb::Post,
+        "/v1/challenges/initialize",
+        |m| on(m, initialize_player),
+    ),
     route(
         "SetGoalActive",
-        "PUT",
+        Verb::Put,
         "/v1/challenges/{challenge_id}/goals/{goal_id}/active",
+        |m| on(m, set_goal_active),
     ),
     route(
         "ClaimGoalReward",
-        "POST",
+        Verb::Post,
         "/v1/challenges/{challenge_id}/goals/{goal_id}/claim",
+        |m| on(m, claim_goal_reward),
     ),
     route(
         "BatchSelectGoals",
-        "POST",
+        Verb::Post,
         "/v1/challenges/{challenge_id}/goals/batch-select",
+        |m| on(m, batch_select_goals),
     ),
     route(
         "RandomSelectGoals",
-        "POST",
+        Verb::Post,
         "/v1/challenges/{challenge_id}/goals/random-select",
+        |m| on(m, random_select_goals),
     ),
     route(
         "GetRotationStatus",
-        "GET",
+        Verb::Get,
         "/v1/challenges/{challenge_id}/rotation",
+        |m| on(m, get_rotation_status),
     ),
-    route("DeleteUserData", "DELETE", "/v1/users/me/data"),
+    route("DeleteUserData", Verb::Delete, "/v1/users/me/data", |m| {
+        on(m, delete_user_data)
+    }),
     RouteSpec {
         rpc: "HealthCheck",
-        method: "GET",
+        method: Verb::Get,
         path: "/healthz",
         authenticated: false,
+        handler: |m| on(m, health_check),
     },
 ];
 
@@ -83,17 +153,12 @@ pub struct RestState {
     pub auth: Authenticator,
 }
 
-/// The caller, as established by the auth middleware.
-#[derive(Debug, Clone)]
-pub struct UserId(pub String);
-
 /// The whole HTTP app: API routes and Swagger under `base_path`, JSON 404/405 elsewhere.
 pub fn router(state: RestState, base_path: &str) -> Router {
     let mut open = Router::new();
     let mut protected = Router::new();
     for spec in ROUTES {
-        let filter = method_filter(spec.method);
-        let handler = handler_for(spec.rpc, filter);
+        let handler = (spec.handler)(spec.method.filter());
         if spec.authenticated {
             protected = protected.route(spec.path, handler);
         } else {
@@ -127,47 +192,15 @@ pub fn router(state: RestState, base_path: &str) -> Router {
     .method_not_allowed_fallback(method_not_allowed)
 }
 
-fn method_filter(method: &str) -> MethodFilter {
-    match method {
-        "GET" => MethodFilter::GET,
-        "POST" => MethodFilter::POST,
-        "PUT" => MethodFilter::PUT,
-        "DELETE" => MethodFilter::DELETE,
-        "PATCH" => MethodFilter::PATCH,
-        other => panic!("unsupported method in ROUTES: {other}"),
-    }
-}
-
-fn handler_for(rpc: &str, filter: MethodFilter) -> MethodRouter<RestState> {
-    match rpc {
-        "GetUserChallenges" => on(filter, get_user_challenges),
-        "GetUserChallenge" => on(filter, get_user_challenge),
-        "InitializePlayer" => on(filter, initialize_player),
-        "SetGoalActive" => on(filter, set_goal_active),
-        "ClaimGoalReward" => on(filter, claim_goal_reward),
-        "BatchSelectGoals" => on(filter, batch_select_goals),
-        "RandomSelectGoals" => on(filter, random_select_goals),
-        "GetRotationStatus" => on(filter, get_rotation_status),
-        "HealthCheck" => on(filter, health_check),
-        "DeleteUserData" => on(filter, delete_user_data),
-        other => panic!("no REST handler for {other}"),
-    }
-}
-
+/// The authenticated routes' middleware: the caller as [`Authenticator::caller`] finds it,
+/// for the handlers (`Extension<AuthUser>`), or its refusal as the contract's JSON error.
 async fn authenticate(State(state): State<RestState>, mut req: Request, next: Next) -> Response {
-    match state.auth.authenticate(req.headers()).await {
+    match state.auth.caller(req.headers()).await {
         Ok(user) => {
-            req.extensions_mut().insert(UserId(user));
+            req.extensions_mut().insert(user);
             next.run(req).await
         }
-        Err(e) => {
-            let err = match e.code() {
-                tonic::Code::PermissionDenied => ServiceError::PermissionDenied(e.to_string()),
-                tonic::Code::InvalidArgument => ServiceError::InvalidArgument(e.to_string()),
-                _ => ServiceError::Unauthenticated(e.to_string()),
-            };
-            err.into_response()
-        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -177,7 +210,7 @@ type ApiResult = Result<Response, ServiceError>;
 
 async fn get_user_challenges(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     let active_only = active_only(query.as_deref())?;
@@ -187,7 +220,7 @@ async fn get_user_challenges(
 
 async fn get_user_challenge(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     Path(challenge_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
@@ -201,7 +234,7 @@ async fn get_user_challenge(
 
 async fn initialize_player(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     body: Bytes,
 ) -> ApiResult {
     let _: pb::InitializeRequest = parse_body(&body)?;
@@ -210,7 +243,7 @@ async fn initialize_player(
 
 async fn set_goal_active(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     Path((challenge_id, goal_id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
@@ -222,7 +255,7 @@ async fn set_goal_active(
 
 async fn claim_goal_reward(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     Path((challenge_id, goal_id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
@@ -234,7 +267,7 @@ async fn claim_goal_reward(
 
 async fn batch_select_goals(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     Path(challenge_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
@@ -245,7 +278,7 @@ async fn batch_select_goals(
 
 async fn random_select_goals(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     Path(challenge_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
@@ -256,7 +289,7 @@ async fn random_select_goals(
 
 async fn get_rotation_status(
     State(s): State<RestState>,
-    axum::Extension(UserId(_user)): axum::Extension<UserId>,
+    Extension(AuthUser(_user)): Extension<AuthUser>,
     Path(challenge_id): Path<String>,
 ) -> ApiResult {
     let req = pb::GetRotationStatusRequest { challenge_id };
@@ -265,7 +298,7 @@ async fn get_rotation_status(
 
 async fn delete_user_data(
     State(s): State<RestState>,
-    axum::Extension(UserId(user)): axum::Extension<UserId>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
 ) -> ApiResult {
     Ok(json(&s.service.delete_user_data(&user, "rest").await?))
 }

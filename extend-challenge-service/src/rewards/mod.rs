@@ -246,15 +246,35 @@ mod tests {
         assert_eq!(metrics.count(RewardType::Item, "granted"), 0);
     }
 
-    #[test]
-    fn from_settings_follows_reward_mode() {
-        let mut map = std::collections::HashMap::new();
-        map.insert("REWARD_CLIENT_MODE".to_string(), "mock".to_string());
-        let settings = Settings::from_map(&map).unwrap();
-        // Both build without a runtime or network.
-        let _mock = from_settings(&settings, reqwest::Client::new());
-        map.insert("REWARD_CLIENT_MODE".to_string(), "real".to_string());
-        let settings = Settings::from_map(&map).unwrap();
-        let _real = from_settings(&settings, reqwest::Client::new());
+    /// With AGS at a closed port, only the mock can grant: the mock answers at once, the
+    /// real client tries AGS and fails. Paused time skips the real client's backoffs.
+    #[tokio::test(start_paused = true)]
+    async fn from_settings_follows_reward_mode() {
+        let granter = |mode: &str| {
+            let mut map = std::collections::HashMap::new();
+            map.insert("REWARD_CLIENT_MODE".to_string(), mode.to_string());
+            map.insert("AB_BASE_URL".to_string(), "http://127.0.0.1:9".to_string());
+            let settings = Settings::from_map(&map).unwrap();
+            from_settings(&settings, reqwest::Client::new())
+        };
+        let reward = reward();
+        let req = GrantRequest {
+            namespace: "ns",
+            user_id: "u1",
+            challenge_id: "c1",
+            goal_id: "g1",
+            reward: &reward,
+            grant_key: "k",
+            since: Utc::now(),
+        };
+        assert_eq!(
+            granter("mock").grant(&req, Resume::Fresh).await.unwrap(),
+            Granted::Now
+        );
+        let err = granter("real")
+            .grant(&req, Resume::Fresh)
+            .await
+            .expect_err("the real client cannot reach AGS");
+        assert!(!matches!(err, GrantError::Invalid(_)), "{err}");
     }
 }

@@ -309,7 +309,7 @@ pub fn api_json(base_path: &str) -> Value {
                                "type": "string"}),
             );
         }
-        if spec.method == "GET" || spec.method == "DELETE" {
+        if spec.method.as_str() == "GET" || spec.method.as_str() == "DELETE" {
             for f in input.fields() {
                 if in_path.contains(&f.name()) || matches!(f.kind(), Kind::Message(_)) {
                     continue;
@@ -351,7 +351,7 @@ pub fn api_json(base_path: &str) -> Value {
         let entry = paths
             .entry(swagger_path)
             .or_insert_with(|| Value::Object(Map::new()));
-        entry[spec.method.to_ascii_lowercase()] = op;
+        entry[spec.method.as_str().to_ascii_lowercase()] = op;
     }
     json!({
         "swagger": "2.0",

@@ -1,0 +1,150 @@
+//! The player API's logic: one implementation behind both transports. Methods take the
+//! authenticated user id and the protobuf request, and return the protobuf response or a
+//! [`ServiceError`]. The REST adapter additionally uses the JSON fast paths
+//! ([`ChallengeService::challenges_json`], [`ChallengeService::challenge_json`]).
+//!
+//! One type, [`ChallengeService`], with its methods grouped by what they touch:
+//! - [`reads`], the challenge list and one challenge (JSON, encoded protobuf, prost),
+//!   `InitializePlayer` (whose answer is the player's active goals), rotation status, health;
+//! - [`selection`], which goals are active — one (`SetGoalActive`), a list
+//!   (`BatchSelectGoals`) or a random draw (`RandomSelectGoals`);
+//! - [`claim`], `ClaimGoalReward`, the grant intent and its reconciler;
+//! - [`erasure`], `DeleteUserData`, the erasure of all the player's records.
+
+mod claim;
+mod erasure;
+mod reads;
+mod selection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use extend_challenge_common::clock::Clock;
+use extend_challenge_common::config::ChallengeConfig;
+use sqlx::PgPool;
+
+use crate::catalog::Catalog;
+use crate::error::ServiceError;
+use crate::rewards::RewardGranter;
+
+pub use self::claim::{CLAIM_DEADLINE, DEFAULT_GRANT_SETTLE};
+pub use self::erasure::ERASURE_RATE_LIMIT;
+pub use self::selection::sample;
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The one service type. Cheap to clone.
+#[derive(Clone)]
+pub struct ChallengeService {
+    inner: Arc<Inner>,
+    claim_deadline: Duration,
+    grant_settle: Duration,
+    initialize_gate: InitializeGate,
+}
+
+/// Admission of `InitializePlayer` calls (the heavy write: hundreds of rows in, a ~200 KB
+/// answer out). Without it every call in flight builds its insert arrays and encodes its
+/// statement before queueing for a pool connection: 500 first-time players in flight held
+/// ~100 MiB of queued statements (BENCHMARKS.md, initialize ramp). Admitted calls are at
+/// most the pool's size, so they hold what the pool can use; the rest wait here holding
+/// nothing, and give up with `Unavailable` after the pool's own acquire timeout, as they
+/// did when they waited for a connection instead.
+#[derive(Clone)]
+struct InitializeGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
+}
+
+impl InitializeGate {
+    fn new(permits: usize, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            wait,
+        }
+    }
+}
+
+struct Inner {
+    catalog: Catalog,
+    pool: PgPool,
+    granter: Arc<dyn RewardGranter>,
+    clock: Clock,
+    namespace: String,
+}
+
+impl ChallengeService {
+    pub fn new(
+        config: Arc<ChallengeConfig>,
+        pool: PgPool,
+        granter: Arc<dyn RewardGranter>,
+        clock: Clock,
+        namespace: impl Into<String>,
+    ) -> Self {
+        let initialize_gate = InitializeGate::new(
+            pool.options().get_max_connections().max(1) as usize,
+            pool.options().get_acquire_timeout(),
+        );
+        ChallengeService {
+            initialize_gate,
+            inner: Arc::new(Inner {
+                catalog: Catalog::new(config),
+                pool,
+                granter,
+                clock,
+                namespace: namespace.into(),
+            }),
+            claim_deadline: CLAIM_DEADLINE,
+            grant_settle: DEFAULT_GRANT_SETTLE,
+        }
+    }
+
+    /// A handle with another settle time for grants in doubt (`REWARD_GRANT_SETTLE_SECONDS`).
+    pub fn with_grant_settle(mut self, settle: Duration) -> Self {
+        self.grant_settle = settle;
+        self
+    }
+
+    /// A handle with another claim deadline (tests).
+    pub fn with_claim_deadline(mut self, deadline: Duration) -> Self {
+        self.claim_deadline = deadline;
+        self
+    }
+
+    /// A handle admitting at most `permits` initializes at a time, the others waiting up to
+    /// `wait` (default: the pool's size and acquire timeout).
+    pub fn with_initialize_limit(mut self, permits: usize, wait: Duration) -> Self {
+        self.initialize_gate = InitializeGate::new(permits, wait);
+        self
+    }
+
+    /// The semaphore initializes are admitted by (tests hold its permits).
+    pub fn initialize_permits(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.initialize_gate.permits
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The position of `challenge_id` in the catalog, or `ChallengeNotFound`.
+    fn challenge_index(&self, challenge_id: &str) -> Result<usize> {
+        self.inner
+            .catalog
+            .challenge_index(challenge_id)
+            .ok_or_else(|| ServiceError::ChallengeNotFound(challenge_id.to_string()))
+    }
+}
+
+/// A count as the `int32` of a response field.
+fn count_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

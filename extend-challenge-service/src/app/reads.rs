@@ -1,0 +1,199 @@
+//! The reads: every challenge or one with the caller's progress (REST's JSON and gRPC's
+//! encoded list spliced from the catalog; prost structs for the rest), `InitializePlayer`
+//! (it assigns the default goals the player lacks, then answers with the active goals as
+//! they read now), the rotation status of a challenge and the health check.
+
+use extend_challenge_common::pb::service as pb;
+use extend_challenge_common::progress;
+use extend_challenge_common::rotation;
+use extend_challenge_common::store::{self, player, player::NewGoalRow, player::PlayerGoalRow};
+
+use super::{ChallengeService, Result, count_i32};
+use crate::catalog::{PlayerView, requirement_pb, reward_pb};
+use crate::error::ServiceError;
+use crate::timefmt::{rfc3339, rfc3339_opt};
+
+impl ChallengeService {
+    /// Every row of the player, viewed now.
+    async fn user_view(&self, user_id: &str) -> Result<PlayerView<'_>> {
+        let catalog = &self.inner.catalog;
+        Ok(crate::rows::user_view(&self.inner.pool, catalog, user_id, self.now()).await?)
+    }
+
+    /// `GET /v1/challenges` as JSON, spliced from the pre-serialized config.
+    pub async fn challenges_json(&self, user_id: &str, active_only: bool) -> Result<String> {
+        let view = self.user_view(user_id).await?;
+        Ok(self.inner.catalog.challenges_json(&view, active_only))
+    }
+
+    /// `GetUserChallenges` as an encoded `GetChallengesResponse` (the gRPC fast path).
+    pub async fn challenges_proto(&self, user_id: &str, active_only: bool) -> Result<Vec<u8>> {
+        let view = self.user_view(user_id).await?;
+        Ok(self.inner.catalog.challenges_proto(&view, active_only))
+    }
+
+    pub async fn get_user_challenges(
+        &self,
+        user_id: &str,
+        req: pb::GetChallengesRequest,
+    ) -> Result<pb::GetChallengesResponse> {
+        let view = self.user_view(user_id).await?;
+        Ok(self.inner.catalog.challenges_pb(&view, req.active_only))
+    }
+
+    async fn challenge_view_rows(&self, user_id: &str, ci: usize) -> Result<Vec<PlayerGoalRow>> {
+        let c = &self.inner.catalog.challenges()[ci];
+        Ok(
+            player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites)
+                .await?,
+        )
+    }
+
+    /// `GET /v1/challenges/{challenge_id}` as JSON.
+    pub async fn challenge_json(
+        &self,
+        user_id: &str,
+        challenge_id: &str,
+        active_only: bool,
+    ) -> Result<String> {
+        let ci = self.challenge_index(challenge_id)?;
+        let rows = self.challenge_view_rows(user_id, ci).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenge_json(ci, &view, active_only))
+    }
+
+    pub async fn get_user_challenge(
+        &self,
+        user_id: &str,
+        req: pb::GetChallengeRequest,
+    ) -> Result<pb::Challenge> {
+        let ci = self.challenge_index(&req.challenge_id)?;
+        let rows = self.challenge_view_rows(user_id, ci).await?;
+        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        Ok(self.inner.catalog.challenge_pb(ci, &view, req.active_only))
+    }
+
+    pub fn get_rotation_status(
+        &self,
+        req: pb::GetRotationStatusRequest,
+    ) -> Result<pb::GetRotationStatusResponse> {
+        let ci = self.challenge_index(&req.challenge_id)?;
+        let challenge = &self.inner.catalog.config().challenges[ci];
+        let now = self.now();
+        let rotation = match challenge.rotation() {
+            None => pb::RotationInfo {
+                enabled: false,
+                r#type: String::new(),
+                schedule: String::new(),
+                current_period: Some(pb::RotationPeriod::default()),
+                next_period: Some(pb::RotationPeriod::default()),
+            },
+            Some(r) => {
+                let period = |p: rotation::Period| pb::RotationPeriod {
+                    start_time: rfc3339(p.start),
+                    end_time: rfc3339(p.end),
+                    expires_in_seconds: p.seconds_left(now),
+                };
+                pb::RotationInfo {
+                    enabled: true,
+                    r#type: "global".to_string(),
+                    schedule: r.schedule.as_str().to_string(),
+                    current_period: Some(period(rotation::period_containing(r.schedule, now))),
+                    next_period: Some(period(rotation::next_period(r.schedule, now))),
+                }
+            }
+        };
+        Ok(pb::GetRotationStatusResponse {
+            challenge_id: req.challenge_id,
+            rotation: Some(rotation),
+        })
+    }
+
+    /// `{"status":"healthy"}` while Postgres answers.
+    pub async fn health_check(&self) -> Result<pb::HealthCheckResponse> {
+        if store::ping(&self.inner.pool).await {
+            Ok(pb::HealthCheckResponse {
+                status: "healthy".to_string(),
+            })
+        } else {
+            Err(ServiceError::Unhealthy)
+        }
+    }
+
+    /// Assigns every default goal the player lacks (also goals added to the config since the
+    /// player's first call) and returns every active goal.
+    pub async fn initialize_player(&self, user_id: &str) -> Result<pb::InitializeResponse> {
+        let gate = &self.initialize_gate;
+        let _permit = match tokio::time::timeout(gate.wait, gate.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // Timed out (or the semaphore closed, which nothing does): as a pool timeout.
+            _ => return Err(ServiceError::Unavailable(sqlx::Error::PoolTimedOut)),
+        };
+        let now = self.now();
+        let catalog = &self.inner.catalog;
+        let new_rows: Vec<NewGoalRow> = catalog
+            .config()
+            .default_goals()
+            .iter()
+            .map(|g| NewGoalRow {
+                goal_id: g.id.clone(),
+                challenge_id: g.challenge_id.clone(),
+                state: progress::new_assignment(g, now),
+            })
+            .collect();
+        let done =
+            player::initialize(&self.inner.pool, user_id, &self.inner.namespace, &new_rows).await?;
+        // Store what the player is shown: rows whose period ended are rolled over in the
+        // table too (fresh `expires_at`, reset or carried-over state), as the reference does.
+        let rollovers: Vec<player::Rollover> = done
+            .active
+            .iter()
+            .filter_map(|r| {
+                let goal = &catalog.goal(catalog.goal_index(&r.goal_id)?).goal;
+                let read = r.state();
+                let rolled = progress::view(goal, &read, now);
+                (rolled != read).then(|| player::Rollover {
+                    goal_id: r.goal_id.clone(),
+                    read,
+                    rolled,
+                })
+            })
+            .collect();
+        player::persist_rollover(&self.inner.pool, user_id, &rollovers, now).await?;
+        let view = PlayerView::new(catalog, &done.active, now);
+        let mut active: Vec<usize> = done
+            .active
+            .iter()
+            .filter_map(|r| catalog.goal_index(&r.goal_id))
+            .collect();
+        // Config order, whatever order the rows came back in.
+        active.sort_unstable();
+        active.dedup();
+        let assigned_goals: Vec<pb::AssignedGoal> = active
+            .iter()
+            .map(|&gi| {
+                let g = &catalog.goal(gi).goal;
+                let d = view.display(gi);
+                pb::AssignedGoal {
+                    challenge_id: g.challenge_id.clone(),
+                    goal_id: g.id.clone(),
+                    name: g.name.clone(),
+                    description: g.description.clone(),
+                    is_active: d.is_active,
+                    assigned_at: rfc3339_opt(d.assigned_at),
+                    expires_at: rfc3339_opt(d.expires_at),
+                    progress: d.progress,
+                    target: g.requirement.target_value,
+                    status: d.status.as_str().to_string(),
+                    requirement: Some(requirement_pb(g)),
+                    reward: Some(reward_pb(g)),
+                }
+            })
+            .collect();
+        Ok(pb::InitializeResponse {
+            new_assignments: count_i32(done.inserted),
+            total_active: count_i32(assigned_goals.len()),
+            assigned_goals,
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! REST's encoding of the player's challenges: JSON written by hand into one buffer, the
+//! static head of every goal and challenge pre-serialized at start-up ([`goal_head`],
+//! [`challenge_head`]) and only the per-player tail appended per request. Field names and
+//! order are grpc-gateway's (camelCase, every field present).
+
+use chrono::{DateTime, Utc};
+use extend_challenge_common::config::{Challenge, Goal};
+
+use super::{Catalog, PlayerView};
+use crate::timefmt::{write_i64, write_rfc3339};
+
+/// Per-goal JSON tail is at most about this long (numbers, status, three timestamps).
+const GOAL_TAIL_MAX: usize = 220;
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string always serializes")
+}
+
+/// `{"challengeId":…,"name":…,"description":…,"goals":[`
+pub(super) fn challenge_head(c: &Challenge) -> String {
+    format!(
+        "{{\"challengeId\":{},\"name\":{},\"description\":{},\"goals\":[",
+        json_str(&c.id),
+        json_str(&c.name),
+        json_str(&c.description)
+    )
+}
+
+/// `{"goalId":…,"name":…,"description":…,"requirement":{…},"reward":{…},"prerequisites":[…],`
+pub(super) fn goal_head(g: &Goal) -> String {
+    let prerequisites: Vec<String> = g.prerequisites.iter().map(|p| json_str(p)).collect();
+    format!(
+        "{{\"goalId\":{},\"name\":{},\"description\":{},\
+         \"requirement\":{{\"statCode\":{},\"operator\":{},\"targetValue\":{}}},\
+         \"reward\":{{\"type\":{},\"rewardId\":{},\"quantity\":{}}},\
+         \"prerequisites\":[{}],",
+        json_str(&g.id),
+        json_str(&g.name),
+        json_str(&g.description),
+        json_str(&g.requirement.stat_code),
+        json_str(&g.requirement.operator),
+        g.requirement.target_value,
+        json_str(g.reward.reward_type.as_str()),
+        json_str(&g.reward.reward_id),
+        g.reward.quantity,
+        prerequisites.join(",")
+    )
+}
+
+impl Catalog {
+    /// Writes `{"challenges":[…]}` for the player.
+    pub fn challenges_json(&self, view: &PlayerView<'_>, active_only: bool) -> String {
+        let mut out =
+            String::with_capacity(self.static_json_len + self.goals.len() * GOAL_TAIL_MAX + 32);
+        out.push_str("{\"challenges\":[");
+        let mut first = true;
+        for ci in 0..self.challenges.len() {
+            if active_only
+                && !self.challenges[ci]
+                    .goals
+                    .clone()
+                    .any(|gi| view.is_active(gi))
+            {
+                continue;
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            self.write_challenge_json(&mut out, ci, view, active_only);
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// Writes one challenge object for the player.
+    pub fn challenge_json(&self, ci: usize, view: &PlayerView<'_>, active_only: bool) -> String {
+        let c = &self.challenges[ci];
+        let mut out = String::with_capacity(
+            c.json_head.len()
+                + c.goals
+                    .clone()
+                    .map(|gi| self.goals[gi].json_head.len() + GOAL_TAIL_MAX)
+                    .sum::<usize>()
+                + 4,
+        );
+        self.write_challenge_json(&mut out, ci, view, active_only);
+        out
+    }
+
+    fn write_challenge_json(
+        &self,
+        out: &mut String,
+        ci: usize,
+        view: &PlayerView<'_>,
+        active_only: bool,
+    ) {
+        let c = &self.challenges[ci];
+        out.push_str(&c.json_head);
+        let mut first = true;
+        for gi in c.goals.clone() {
+            if active_only && !view.is_active(gi) {
+                continue;
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            self.write_goal_json(out, gi, view);
+        }
+        out.push_str("]}");
+    }
+
+    fn write_goal_json(&self, out: &mut String, gi: usize, view: &PlayerView<'_>) {
+        let e = &self.goals[gi];
+        out.push_str(&e.json_head);
+        let d = view.display(gi);
+        let opt_time = |out: &mut String, t: Option<DateTime<Utc>>| {
+            if let Some(t) = t {
+                write_rfc3339(out, t);
+            }
+        };
+        out.push_str("\"progress\":");
+        write_i64(out, d.progress.into());
+        out.push_str(",\"status\":\"");
+        out.push_str(d.status.as_str());
+        out.push_str(if d.locked {
+            "\",\"locked\":true,\"completedAt\":\""
+        } else {
+            "\",\"locked\":false,\"completedAt\":\""
+        });
+        opt_time(out, d.completed_at);
+        out.push_str("\",\"claimedAt\":\"");
+        opt_time(out, d.claimed_at);
+        out.push_str(if d.is_active {
+            "\",\"isActive\":true,\"expiresAt\":\""
+        } else {
+            "\",\"isActive\":false,\"expiresAt\":\""
+        });
+        opt_time(out, d.expires_at);
+        out.push_str("\",\"expiresInSeconds\":");
+        write_i64(out, d.expires_in_seconds.into());
+        out.push('}');
+    }
+}

@@ -1,0 +1,184 @@
+//! gRPC's encoding of the player's challenges: the list as bytes spliced from the
+//! pre-encoded static fields of each goal and challenge ([`goal_head`], [`challenge_head`])
+//! with the per-player fields appended (the hot `GetUserChallenges`), and as prost structs
+//! for the other reads.
+
+use chrono::{DateTime, Utc};
+use extend_challenge_common::config::{Challenge, Goal};
+use extend_challenge_common::pb::service as pb;
+use prost::Message as _;
+use prost::encoding::{WireType, encode_key, encode_varint};
+
+use super::{Catalog, GoalDisplay, PlayerView};
+use crate::timefmt::{rfc3339_opt, write_rfc3339};
+
+/// Fields 1–3 of `service.Challenge` (all but the goals), encoded.
+pub(super) fn challenge_head(c: &Challenge) -> Vec<u8> {
+    pb::Challenge {
+        challenge_id: c.id.clone(),
+        name: c.name.clone(),
+        description: c.description.clone(),
+        goals: Vec::new(),
+    }
+    .encode_to_vec()
+}
+
+impl Catalog {
+    /// `service.GetChallengesResponse` for the player, encoded: the pre-encoded static
+    /// fields of each goal with the per-player fields appended (protobuf messages may be
+    /// concatenated field by field). Decodes to exactly [`Self::challenges_pb`].
+    pub fn challenges_proto(&self, view: &PlayerView<'_>, active_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.static_proto_len + self.goals.len() * 96);
+        let mut challenge = Vec::with_capacity(4096);
+        let mut tail = Vec::with_capacity(128);
+        let mut ts = String::with_capacity(20);
+        for c in &self.challenges {
+            if active_only && !c.goals.clone().any(|gi| view.is_active(gi)) {
+                continue;
+            }
+            challenge.clear();
+            challenge.extend_from_slice(&c.proto_head);
+            for gi in c.goals.clone() {
+                if active_only && !view.is_active(gi) {
+                    continue;
+                }
+                tail.clear();
+                encode_goal_tail(&mut tail, &view.display(gi), &mut ts);
+                let head = &self.goals[gi].proto_head;
+                encode_key(4, WireType::LengthDelimited, &mut challenge);
+                encode_varint((head.len() + tail.len()) as u64, &mut challenge);
+                challenge.extend_from_slice(head);
+                challenge.extend_from_slice(&tail);
+            }
+            encode_key(1, WireType::LengthDelimited, &mut out);
+            encode_varint(challenge.len() as u64, &mut out);
+            out.extend_from_slice(&challenge);
+        }
+        out
+    }
+
+    /// The same content as [`Self::challenges_json`], as protobuf (gRPC).
+    pub fn challenges_pb(
+        &self,
+        view: &PlayerView<'_>,
+        active_only: bool,
+    ) -> pb::GetChallengesResponse {
+        let challenges = (0..self.challenges.len())
+            .filter(|&ci| {
+                !active_only
+                    || self.challenges[ci]
+                        .goals
+                        .clone()
+                        .any(|gi| view.is_active(gi))
+            })
+            .map(|ci| self.challenge_pb(ci, view, active_only))
+            .collect();
+        pb::GetChallengesResponse { challenges }
+    }
+
+    pub fn challenge_pb(
+        &self,
+        ci: usize,
+        view: &PlayerView<'_>,
+        active_only: bool,
+    ) -> pb::Challenge {
+        let c = &self.challenges[ci];
+        pb::Challenge {
+            challenge_id: c.id.clone(),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            goals: c
+                .goals
+                .clone()
+                .filter(|&gi| !active_only || view.is_active(gi))
+                .map(|gi| self.goal_pb(gi, view))
+                .collect(),
+        }
+    }
+
+    fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
+        let g = &self.goals[gi].goal;
+        let d = view.display(gi);
+        pb::Goal {
+            goal_id: g.id.clone(),
+            name: g.name.clone(),
+            description: g.description.clone(),
+            requirement: Some(requirement_pb(g)),
+            reward: Some(reward_pb(g)),
+            prerequisites: g.prerequisites.clone(),
+            progress: d.progress,
+            status: d.status.as_str().to_string(),
+            locked: d.locked,
+            completed_at: rfc3339_opt(d.completed_at),
+            claimed_at: rfc3339_opt(d.claimed_at),
+            is_active: d.is_active,
+            expires_at: rfc3339_opt(d.expires_at),
+            expires_in_seconds: d.expires_in_seconds,
+        }
+    }
+}
+
+pub fn requirement_pb(g: &Goal) -> pb::Requirement {
+    pb::Requirement {
+        stat_code: g.requirement.stat_code.clone(),
+        operator: g.requirement.operator.clone(),
+        target_value: g.requirement.target_value,
+    }
+}
+
+pub fn reward_pb(g: &Goal) -> pb::Reward {
+    pb::Reward {
+        r#type: g.reward.reward_type.as_str().to_string(),
+        reward_id: g.reward.reward_id.clone(),
+        quantity: g.reward.quantity,
+    }
+}
+
+/// Fields 1–6 of `service.Goal` (the static ones), encoded.
+pub(super) fn goal_head(g: &Goal) -> Vec<u8> {
+    pb::Goal {
+        goal_id: g.id.clone(),
+        name: g.name.clone(),
+        description: g.description.clone(),
+        requirement: Some(requirement_pb(g)),
+        reward: Some(reward_pb(g)),
+        prerequisites: g.prerequisites.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Fields 7–14 of `service.Goal` (the per-player ones), encoded as prost would: in field
+/// order, zero values omitted.
+fn encode_goal_tail(buf: &mut Vec<u8>, d: &GoalDisplay, ts: &mut String) {
+    fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+        if !s.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(s.len() as u64, buf);
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+    let mut put_time = |tag: u32, t: Option<DateTime<Utc>>, buf: &mut Vec<u8>| {
+        if let Some(t) = t {
+            ts.clear();
+            write_rfc3339(ts, t);
+            put_str(tag, ts, buf);
+        }
+    };
+    if d.progress != 0 {
+        prost::encoding::int32::encode(7, &d.progress, buf);
+    }
+    put_str(8, d.status.as_str(), buf);
+    if d.locked {
+        prost::encoding::bool::encode(9, &d.locked, buf);
+    }
+    put_time(10, d.completed_at, buf);
+    put_time(11, d.claimed_at, buf);
+    if d.is_active {
+        prost::encoding::bool::encode(12, &d.is_active, buf);
+    }
+    put_time(13, d.expires_at, buf);
+    if d.expires_in_seconds != 0 {
+        prost::encoding::int32::encode(14, &d.expires_in_seconds, buf);
+    }
+}
