@@ -11,8 +11,8 @@
 # (API and events), ok/s, validity, the progress table's live and dead tuples, heap and index
 # sizes, HOT-update share, and the autovacuum/autoanalyze counts so far.
 #
-# Knobs (env): SOAK_MIN (30), RPS (200), EPS (1000), INIT_PER_SEC (2), USERS (10000),
-# BENCH_DB (bench_soak), OUT. Same binaries and ports as bench/run.sh.
+# Knobs (env): SOAK_MIN (30), RPS (200), EPS (100: an event of the reference layout writes ~90 rows), INIT_PER_SEC (2), USERS (10000),
+# BENCH_DB (bench_soak), OUT. Same binaries as bench/run.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,11 +22,12 @@ SERVICE=${SERVICE_BIN:-$ROOT/target/release/extend-challenge-service}
 DB=${BENCH_DB:-bench_soak}
 PG=postgres://postgres@127.0.0.1:5432
 DBURL="$PG/$DB"
-API="http://127.0.0.1:18000/challenge"
+# Ports of their own (17xxx), so a soak can run beside bench/run.sh or a test suite.
+API="http://127.0.0.1:17000/challenge"
 FIXTURE="$ROOT/bench/fixtures/challenges.json"
 SOAK_MIN=${SOAK_MIN:-30}
 RPS=${RPS:-200}
-EPS=${EPS:-1000}
+EPS=${EPS:-100}
 INIT_PER_SEC=${INIT_PER_SEC:-2}
 USERS=${USERS:-10000}
 OUT=${OUT:-$ROOT/target/bench-results/soak-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -39,7 +40,7 @@ wait_port() {
 }
 child_of() { local c; for _ in $(seq 1 50); do c=$(pgrep -P "$1" | head -n1) && [ -n "$c" ] && { echo "$c"; return; }; sleep 0.1; done; echo "$1"; }
 
-for p in 16565 18000; do
+for p in 17565 17566 17000 17081 17082; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then log "port $p in use; stop that process first"; exit 1; fi
 done
 
@@ -48,20 +49,28 @@ done
   psql "$PG/postgres" -tAc "select string_agg(name||'='||setting, ' ') from pg_settings where name like 'autovacuum%' or name in ('shared_buffers','synchronous_commit','max_wal_size')"
 } > "$OUT/machine.txt"
 
+# Autovacuum is what a soak is about: a server with it off (some development set-ups) gets it
+# on for the run (ALTER SYSTEM + reload; the setting is put back on exit).
+if [ "$(psql "$PG/postgres" -tAc 'show autovacuum')" = off ]; then
+  log "autovacuum is off on this server: turning it on for the soak"
+  psql "$PG/postgres" -qc "ALTER SYSTEM SET autovacuum = on" -c "SELECT pg_reload_conf()" > /dev/null
+  trap 'psql "$PG/postgres" -qc "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" > /dev/null' EXIT
+fi
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 "$LG" seed --database-url "$DBURL" --users "$USERS" --challenges-per-user 10 | tee -a "$OUT/run.log"
 
-env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16565 METRICS_PORT=18081 CONFIG_PATH="$FIXTURE" \
+env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=17565 METRICS_PORT=17081 CONFIG_PATH="$FIXTURE" \
   CHALLENGE_CONFIG_PATH="$FIXTURE" ACK_MODE=durable LOG_LEVEL=warn \
   timeout $((SOAK_MIN * 60 + 600)) "$HANDLER" > "$OUT/handler.log" 2>&1 &
 HPID=$(child_of $!)
-env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16566 HTTP_PORT=18000 METRICS_PORT=18082 \
+env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=17566 HTTP_PORT=17000 METRICS_PORT=17082 \
   CHALLENGE_CONFIG_PATH="$FIXTURE" CONFIG_PATH="$FIXTURE" PLUGIN_GRPC_SERVER_AUTH_ENABLED=false \
   REWARD_CLIENT_MODE=mock LOG_LEVEL=warn \
   timeout $((SOAK_MIN * 60 + 600)) "$SERVICE" > "$OUT/service.log" 2>&1 &
 SPID=$(child_of $!)
-trap 'kill -TERM $HPID $SPID 2>/dev/null || true' EXIT
-wait_port 16565; wait_port 18000
+trap 'kill -TERM $HPID $SPID 2>/dev/null || true; psql "$PG/postgres" -qc "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" > /dev/null' EXIT
+wait_port 17565; wait_port 17000
+for p in $HPID $SPID; do kill -0 "$p" 2>/dev/null || { log "a server did not start (see $OUT/*.log)"; exit 1; }; done
 sleep 6 # past the handler's start-up ledger window
 
 table_stats() {
@@ -83,7 +92,7 @@ for m in $(seq 1 "$SOAK_MIN"); do
     --out "$OUT/init.jsonl" > "$OUT/init-$m.json" 2>>"$OUT/run.log" &
   ip=$!
   "$LG" combined --base-url "$API" --rate "$RPS" --eps "$EPS" --duration 60 --users "$USERS" \
-    --grpc 127.0.0.1:16565 --database-url "$DBURL" --claim-offset "$claim_off" --claimed-before "$claimed" \
+    --grpc 127.0.0.1:17565 --database-url "$DBURL" --claim-offset "$claim_off" --claimed-before "$claimed" \
     --seed "$m" --baseline true --label "soak minute $m" --pids "service=$SPID,handler=$HPID" --out "$OUT/combined.jsonl" \
     > "$OUT/minute-$m.json" 2>>"$OUT/run.log" || log "minute $m: run failed or invalid (see minute-$m.json)"
   wait $ip || log "minute $m: initialize run failed"

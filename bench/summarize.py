@@ -104,6 +104,11 @@ for line in open(sys.argv[1] if len(sys.argv) > 1 else "results.jsonl"):
     d = json.loads(line)
     if d.get("kind") == "shutdown":
         shutdown_line(d)
+    elif d.get("kind") == "pg_cost":
+        print(f"    postgres ({d['scenario']}{rep(d)}): {d['pg_cpu_us_per_event']:.1f} us CPU and "
+              f"{d['wal_bytes_per_event']} WAL bytes per acknowledged event")
+        add(d["scenario"], "postgres CPU us/event", d["pg_cpu_us_per_event"])
+        add(d["scenario"], "WAL bytes/event", d["wal_bytes_per_event"])
     elif "result" not in d:
         pg_line(d)
     else:

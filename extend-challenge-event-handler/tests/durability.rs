@@ -655,3 +655,92 @@ async fn the_event_ledger_forgets_ids_after_the_ttl(pool: PgPool) {
         .unwrap();
     assert_eq!(left.into_iter().collect::<Vec<_>>(), ["new-1"]);
 }
+
+/// Another instance auto-initializes the same new user at the same moment: this batch's
+/// insert waits for it and adds nothing, and the rows the other transaction committed must
+/// still take this batch's delta (they were invisible to the batch's first locking select).
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_user_initialized_by_another_batch_meanwhile_still_gets_the_delta(pool: PgPool) {
+    use extend_challenge_common::store::flush::{BatchItem, BatchUser, flush_batch};
+    let config = fixture_config();
+    let now = at("2025-11-05T12:00:00Z");
+    let defaults: Vec<_> = config.default_goals().to_vec();
+    assert!(defaults.iter().any(|g| g.id == "login-total"));
+
+    // The other instance: all of ivy's default rows inserted, not committed yet.
+    let mut other = pool.begin().await.unwrap();
+    for g in &defaults {
+        let s = extend_challenge_common::progress::new_assignment(g, now);
+        sqlx::query(
+            "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
+             status, is_active, assigned_at, expires_at) VALUES ('ivy',$1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(&g.id)
+        .bind(&g.challenge_id)
+        .bind(NAMESPACE)
+        .bind(s.progress)
+        .bind(s.status.as_str())
+        .bind(s.is_active)
+        .bind(s.assigned_at)
+        .bind(s.expires_at)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    }
+
+    let goal = config.goal("login-total").unwrap().clone();
+    let items = [BatchItem {
+        user_id: "ivy".into(),
+        namespace: NAMESPACE.into(),
+        delta: extend_challenge_common::progress::delta_for_login(&goal),
+        goal,
+    }];
+    let users = [BatchUser {
+        user_id: "ivy".into(),
+        keys: 1,
+        event_ids: vec!["ivy-1".into()],
+        oldest_at: None,
+    }];
+    let batch = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            flush_batch(
+                &pool,
+                &items,
+                &users,
+                Some(&defaults),
+                now,
+                Duration::from_secs(10),
+            )
+            .await
+        })
+    };
+    // The batch's auto-initialize waits for the other transaction's rows.
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !batch.is_finished(),
+            "the batch did not wait for the other insert"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    other.commit().await.unwrap();
+
+    let flushed = batch.await.unwrap().unwrap();
+    assert_eq!(
+        flushed.outcome.initialized, 0,
+        "the other instance inserted them"
+    );
+    assert_eq!(flushed.outcome.not_assigned, 0, "the key has a row");
+    assert_eq!(flushed.outcome.updated, 1);
+    assert_eq!(progress(&pool, "ivy", "login-total").await, Some(1));
+}

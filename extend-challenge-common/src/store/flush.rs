@@ -480,21 +480,22 @@ pub(super) async fn write_batch(
             })
             .collect();
         if !candidates.is_empty() {
+            // Even when this insert added nothing, the rows may be new: another transaction
+            // inserting the same user's rows makes it wait, then skip them (`ON CONFLICT DO
+            // NOTHING`) — they were invisible to the locking select above, and are visible
+            // (committed) now. So the candidates' keys are always looked up again.
             outcome.initialized = auto_initialize(&mut *tx, &candidates, goals, now).await?;
-            if outcome.initialized > 0 {
-                let new_users: HashSet<&str, Fast> = candidates.iter().map(|c| c.0).collect();
-                let (cu, cg): (Vec<&str>, Vec<&str>) = missing
-                    .iter()
-                    .filter(|(u, _)| new_users.contains(u))
-                    .copied()
-                    .unzip();
-                let new_rows = lock_rows(&mut *tx, &cu, &cg).await?;
-                note_locked(&new_rows, &by_key, &mut locked, &mut facts);
-                rows.extend(new_rows);
-                missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
-                without_row =
-                    look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
-            }
+            let new_users: HashSet<&str, Fast> = candidates.iter().map(|c| c.0).collect();
+            let (cu, cg): (Vec<&str>, Vec<&str>) = missing
+                .iter()
+                .filter(|(u, _)| new_users.contains(u))
+                .copied()
+                .unzip();
+            let new_rows = lock_rows(&mut *tx, &cu, &cg).await?;
+            note_locked(&new_rows, &by_key, &mut locked, &mut facts);
+            rows.extend(new_rows);
+            missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
+            without_row = look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
         }
     }
 
