@@ -8,36 +8,157 @@ use std::time::Instant;
 
 use extend_challenge_common::config::Goal;
 use extend_challenge_common::progress::{self, Delta};
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::Engine;
 use crate::buffer::{Contribution, Enqueued};
 use crate::dedup::Claim;
-use crate::event::{Erasure, Event, EventKind, Source};
+use crate::event::{Erasure, Event, EventKind, Invalid, Source};
 use crate::metrics;
 
+/// An event the handler answers `OK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Its deltas are buffered (and, in durable mode, committed).
+    Applied,
+    /// A no-op: nothing to apply, or applied before.
+    Skipped(Skip),
+}
+
+/// Why an accepted event changed nothing (the metric's `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Another namespace than this deployment's.
+    NamespaceMismatch,
+    /// No goal counts this login or stat code.
+    NoMatchingGoal,
+    /// Goals use this stat code, but the update moves none of them.
+    NoEffect,
+    /// A redelivery of an event buffered or applied before.
+    Duplicate,
+    /// A generic-envelope `eventType` this handler does not consume.
+    UnknownEventType,
+    /// A GDPR deletion the store reports as rate limited (not asked for; the data is gone
+    /// either way).
+    RecentlyErased,
+}
+
+impl Skip {
+    /// The metric's `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::NamespaceMismatch => "namespace_mismatch",
+            Skip::NoMatchingGoal => "no_matching_goal",
+            Skip::NoEffect => "no_effect",
+            Skip::Duplicate => "duplicate",
+            Skip::UnknownEventType => "unknown_event_type",
+            Skip::RecentlyErased => "recently_erased",
+        }
+    }
+}
+
+/// Why an event is not accepted. The platform redelivers everything but `Invalid`; the
+/// message (`Display`) is the RPC status's, [`IngestError::code`] its code,
+/// [`IngestError::outcome`] and [`IngestError::reason`] the metric's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Refused at the door: the message does not make a valid event.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The buffer holds `max_pending_keys` keys and the event brings new ones.
+    #[error("event buffer is full; retry later")]
+    BufferFull,
+    /// Another replica (or a concurrent copy here) holds the event id's Redis lease.
+    #[error("this event id is being processed by another replica; retry later")]
+    DuplicateInFlight,
+    /// Durable mode: the event's commit did not come within `ack_deadline`.
+    #[error("the event is buffered but not yet committed; retry later")]
+    CommitTimeout,
+    /// The event may predate this process and the ledger cannot be read.
+    #[error("the database is unreachable: cannot tell whether this event was applied; retry later")]
+    LedgerUnavailable,
+    /// A GDPR erasure the database refused.
+    #[error("cannot erase the player's data now; retry later")]
+    ErasureFailed,
+    /// A GDPR erasure that did not finish within `ack_deadline`.
+    #[error("cannot erase the player's data now; retry later")]
+    ErasureTimeout,
+}
+
+impl IngestError {
+    /// The RPC status code.
+    pub fn code(self) -> Code {
+        match self {
+            IngestError::Invalid(_) => Code::InvalidArgument,
+            IngestError::BufferFull => Code::ResourceExhausted,
+            IngestError::DuplicateInFlight
+            | IngestError::CommitTimeout
+            | IngestError::LedgerUnavailable
+            | IngestError::ErasureFailed
+            | IngestError::ErasureTimeout => Code::Unavailable,
+        }
+    }
+
+    /// The metric's `outcome` label: `invalid`, `rejected` (the handler is overloaded) or
+    /// `unavailable` (the answer depends on something not there yet).
+    pub fn outcome(self) -> &'static str {
+        match self.code() {
+            Code::InvalidArgument => "invalid",
+            Code::ResourceExhausted => "rejected",
+            _ => "unavailable",
+        }
+    }
+
+    /// The metric's `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            IngestError::Invalid(invalid) => invalid.reason(),
+            IngestError::BufferFull => "buffer_full",
+            IngestError::DuplicateInFlight => "duplicate_in_flight",
+            IngestError::CommitTimeout => "commit_timeout",
+            IngestError::LedgerUnavailable => "ledger_unavailable",
+            IngestError::ErasureFailed => "erasure_failed",
+            IngestError::ErasureTimeout => "erasure_timeout",
+        }
+    }
+}
+
+impl From<IngestError> for Status {
+    fn from(e: IngestError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+/// Counts what became of one event in `challenge_events_total` (`event` is the kind's
+/// label, or `generic` for a generic-envelope message that never became an event). The
+/// counter's only writer: [`Engine::ingest`], [`Engine::erase`] and the gRPC services'
+/// answers at the door (invalid messages, unknown event types) all come through here, so
+/// the labels cannot drift apart.
+pub fn count_event(event: &str, outcome: &Result<Accepted, IngestError>) {
+    let (outcome, reason) = match outcome {
+        Ok(Accepted::Applied) => ("accepted", "ok"),
+        Ok(Accepted::Skipped(skip)) => ("skipped", skip.reason()),
+        Err(e) => (e.outcome(), e.reason()),
+    };
+    metrics::EVENTS_TOTAL
+        .with_label_values(&[event, outcome, reason])
+        .inc();
+}
+
 impl Engine {
-    /// Handles one validated event; the result is the RPC's answer.
-    pub async fn ingest(&self, ev: Event) -> Result<(), Status> {
+    /// Handles one validated event; the result is the RPC's answer (an [`IngestError`]
+    /// becomes its status).
+    pub async fn ingest(&self, ev: Event) -> Result<Accepted, IngestError> {
         let kind = ev.kind.as_str();
         let started = Instant::now();
         let res = self.ingest_inner(&ev).await;
         metrics::EVENT_PROCESSING_SECONDS
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
-        let (outcome, reason) = match &res {
-            Ok(Accepted::Applied) => ("accepted", "ok"),
-            Ok(Accepted::Skipped(reason)) => ("skipped", *reason),
-            Err((code, reason)) => match code {
-                tonic::Code::ResourceExhausted => ("rejected", *reason),
-                _ => ("unavailable", *reason),
-            },
-        };
-        metrics::EVENTS_TOTAL
-            .with_label_values(&[kind, outcome, reason])
-            .inc();
+        count_event(kind, &res);
         match res {
-            Ok(Accepted::Skipped(reason)) => {
+            Ok(Accepted::Skipped(skip)) => {
+                let reason = skip.reason();
                 self.limiter.warn(reason, || {
                     tracing::warn!(
                         event = kind,
@@ -46,10 +167,10 @@ impl Engine {
                         "event skipped (OK, no-op)"
                     )
                 });
-                Ok(())
             }
-            Ok(Accepted::Applied) => Ok(()),
-            Err((code, reason)) => {
+            Ok(Accepted::Applied) => {}
+            Err(e) => {
+                let reason = e.reason();
                 self.limiter.warn(reason, || {
                     tracing::warn!(
                         event = kind,
@@ -57,14 +178,14 @@ impl Engine {
                         "event not accepted; the platform will redeliver"
                     )
                 });
-                Err(Status::new(code, reason_message(reason)))
             }
         }
+        res
     }
 
-    async fn ingest_inner(&self, ev: &Event) -> Result<Accepted, (tonic::Code, &'static str)> {
+    async fn ingest_inner(&self, ev: &Event) -> Result<Accepted, IngestError> {
         if !self.opts.namespace.is_empty() && ev.namespace != self.opts.namespace {
-            return Ok(Accepted::Skipped("namespace_mismatch"));
+            return Ok(Accepted::Skipped(Skip::NamespaceMismatch));
         }
         let arrival = self.clock.now();
         let seq = self.arrival.fetch_add(1, Ordering::Relaxed);
@@ -84,7 +205,7 @@ impl Engine {
             Source::Stat { code, value, inc } => {
                 let goals = self.config.stat_goals(code);
                 if goals.is_empty() {
-                    return Ok(Accepted::Skipped("no_matching_goal"));
+                    return Ok(Accepted::Skipped(Skip::NoMatchingGoal));
                 }
                 goals
                     .iter()
@@ -96,8 +217,8 @@ impl Engine {
         };
         if deltas.is_empty() {
             return Ok(Accepted::Skipped(match ev.source {
-                Source::Login => "no_matching_goal",
-                Source::Stat { .. } => "no_effect",
+                Source::Login => Skip::NoMatchingGoal,
+                Source::Stat { .. } => Skip::NoEffect,
             }));
         }
         tracing::debug!(event = ev.kind.as_str(), user_id = %ev.user_id, id = %ev.id, "event");
@@ -122,23 +243,23 @@ impl Engine {
             if ev.timestamp.is_none_or(|ts| ts < self.ledger_check_before)
                 && self.applied_before(&ev.id).await?
             {
-                return Ok(Accepted::Skipped("duplicate"));
+                return Ok(Accepted::Skipped(Skip::Duplicate));
             }
             if let Some(redis) = &self.redis {
                 match redis.claim(&ev.id).await {
                     Claim::Claimed => leased = true,
-                    Claim::Done => return Ok(Accepted::Skipped("duplicate")),
+                    Claim::Done => return Ok(Accepted::Skipped(Skip::Duplicate)),
                     Claim::InFlight => {
                         // Ours (a concurrent copy) or another replica's.
                         return match self.buffer.lookup(part, &ev.id) {
                             Some(generation) => self.duplicate(&waiter, generation).await,
-                            None => Err((tonic::Code::Unavailable, "duplicate_in_flight")),
+                            None => Err(IngestError::DuplicateInFlight),
                         };
                     }
                     Claim::Expired { current } => {
                         // Its owner died (or stalled past its lease): applied, or not yet?
                         if self.applied_before(&ev.id).await? {
-                            return Ok(Accepted::Skipped("duplicate"));
+                            return Ok(Accepted::Skipped(Skip::Duplicate));
                         }
                         match redis.take_over(&ev.id, &current).await {
                             Ok(true) => {
@@ -146,7 +267,7 @@ impl Engine {
                                 leased = true;
                             }
                             Ok(false) => {
-                                return Err((tonic::Code::Unavailable, "duplicate_in_flight"));
+                                return Err(IngestError::DuplicateInFlight);
                             }
                             // Redis failed: as if it were not there.
                             Err(_) => {}
@@ -169,7 +290,7 @@ impl Engine {
         match enqueued {
             Enqueued::Accepted(generation) => {
                 if self.durable() && !self.await_commit(&waiter, generation).await {
-                    return Err((tonic::Code::Unavailable, "commit_timeout"));
+                    return Err(IngestError::CommitTimeout);
                 }
                 Ok(Accepted::Applied)
             }
@@ -178,7 +299,7 @@ impl Engine {
                 if leased && let Some(redis) = &self.redis {
                     redis.release(&ev.id).await;
                 }
-                Err((tonic::Code::ResourceExhausted, "buffer_full"))
+                Err(IngestError::BufferFull)
             }
         }
     }
@@ -189,19 +310,19 @@ impl Engine {
     /// limited: an IAM deletion is authoritative, and a redelivery only moves the tombstone
     /// forward. Another namespace: `OK`, skipped. Database down: `Unavailable` (the
     /// platform redelivers; the request is never lost).
-    pub async fn erase(&self, e: Erasure) -> Result<(), Status> {
+    pub async fn erase(&self, e: Erasure) -> Result<Accepted, IngestError> {
+        let res = self.erase_inner(&e).await;
+        count_event(EventKind::GdprDeletion.as_str(), &res);
+        res
+    }
+
+    async fn erase_inner(&self, e: &Erasure) -> Result<Accepted, IngestError> {
         let kind = EventKind::GdprDeletion.as_str();
-        let count = |outcome: &str, reason: &str| {
-            metrics::EVENTS_TOTAL
-                .with_label_values(&[kind, outcome, reason])
-                .inc();
-        };
         if !self.opts.namespace.is_empty() && e.namespace != self.opts.namespace {
-            count("skipped", "namespace_mismatch");
             self.limiter.warn("namespace_mismatch", || {
                 tracing::warn!(event = kind, namespace = %e.namespace, "event skipped (OK, no-op)")
             });
-            return Ok(());
+            return Ok(Accepted::Skipped(Skip::NamespaceMismatch));
         }
         let started = Instant::now();
         let now = self.clock.now();
@@ -220,8 +341,7 @@ impl Engine {
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
         // Not done: the platform redelivers the request (it is never lost).
-        let failed = |reason: &str, error: String| {
-            count("unavailable", reason);
+        let failed = |why: IngestError, error: String| {
             tracing::error!(
                 audit = true,
                 action = "gdpr_user_data_deletion",
@@ -233,13 +353,10 @@ impl Engine {
                 %error,
                 "player data erasure failed; the platform will redeliver"
             );
-            Err(Status::unavailable(
-                "cannot erase the player's data now; retry later",
-            ))
+            Err(why)
         };
         match erased {
             Ok(Ok(extend_challenge_common::store::erasure::Erasure::Erased(done))) => {
-                count("accepted", "ok");
                 tracing::info!(
                     audit = true,
                     action = "gdpr_user_data_deletion",
@@ -253,22 +370,21 @@ impl Engine {
                     dead_letter_rows = done.dead_letter_rows,
                     "player data erased"
                 );
-                Ok(())
+                Ok(Accepted::Applied)
             }
             // Not asked for a rate limit: cannot happen; the erasure is done either way.
             Ok(Ok(extend_challenge_common::store::erasure::Erasure::RateLimited)) => {
-                count("skipped", "recently_erased");
-                Ok(())
+                Ok(Accepted::Skipped(Skip::RecentlyErased))
             }
-            Ok(Err(error)) => failed("erasure_failed", error.to_string()),
-            Err(_) => failed("erasure_timeout", "timed out".to_string()),
+            Ok(Err(error)) => failed(IngestError::ErasureFailed, error.to_string()),
+            Err(_) => failed(IngestError::ErasureTimeout, "timed out".to_string()),
         }
     }
 
     /// Whether the ledger records `id` as applied (then Redis learns it is done). The
     /// database must answer: without it, a redelivery of an applied event cannot be told
     /// from a new one, so the event is refused `Unavailable` (the platform redelivers).
-    async fn applied_before(&self, id: &str) -> Result<bool, (tonic::Code, &'static str)> {
+    async fn applied_before(&self, id: &str) -> Result<bool, IngestError> {
         metrics::DEDUP_LEDGER_LOOKUPS_TOTAL.inc();
         match self.ledger.contains(id).await {
             Ok(true) => {
@@ -283,7 +399,7 @@ impl Engine {
                     "ledger_unavailable",
                     || tracing::warn!(error = %e, "cannot read the event ledger"),
                 );
-                Err((tonic::Code::Unavailable, "ledger_unavailable"))
+                Err(IngestError::LedgerUnavailable)
             }
         }
     }
@@ -293,11 +409,11 @@ impl Engine {
         &self,
         waiter: &Waiter<'_>,
         generation: u64,
-    ) -> Result<Accepted, (tonic::Code, &'static str)> {
+    ) -> Result<Accepted, IngestError> {
         if self.durable() && !self.await_commit(waiter, generation).await {
-            return Err((tonic::Code::Unavailable, "commit_timeout"));
+            return Err(IngestError::CommitTimeout);
         }
-        Ok(Accepted::Skipped("duplicate"))
+        Ok(Accepted::Skipped(Skip::Duplicate))
     }
 
     /// Waits until the event's deltas are durable: its generation committed, and none of its
@@ -323,21 +439,4 @@ struct Waiter<'a> {
     part: usize,
     user_id: &'a str,
     goals: &'a [Arc<Goal>],
-}
-
-enum Accepted {
-    Applied,
-    Skipped(&'static str),
-}
-
-fn reason_message(reason: &str) -> &'static str {
-    match reason {
-        "buffer_full" => "event buffer is full; retry later",
-        "duplicate_in_flight" => "this event id is being processed by another replica; retry later",
-        "commit_timeout" => "the event is buffered but not yet committed; retry later",
-        "ledger_unavailable" => {
-            "the database is unreachable: cannot tell whether this event was applied; retry later"
-        }
-        _ => "event not accepted; retry later",
-    }
 }

@@ -26,6 +26,8 @@ use crate::ledger::LedgerLookups;
 mod flush;
 mod ingest;
 
+pub use ingest::{Accepted, IngestError, Skip, count_event};
+
 /// An event whose timestamp is not later than the process start plus this may have been
 /// applied by an earlier incarnation of the handler (one that committed it and died before
 /// answering): its id is looked up in the ledger. The margin covers clock skew between the
