@@ -1,7 +1,9 @@
 //! The OnMessage services of CONTRACT §2, and the deployment guide's generic envelope
 //! `accelbyte.EventHandler`: translate the message into an [`Event`] (or `InvalidArgument`)
 //! and hand it to the [`Engine`]; IAM's GDPR deletion becomes an [`Erasure`] the engine
-//! carries out at once (§3.6).
+//! carries out at once (§3.6). Every answer, the engine's or the one given at the door to
+//! a message that is no valid event, is a `Result<Accepted, IngestError>`:
+//! `From<IngestError> for Status` makes it the RPC's status, [`count_event`] counts it.
 
 use std::sync::Arc;
 

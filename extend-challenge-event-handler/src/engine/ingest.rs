@@ -440,3 +440,69 @@ struct Waiter<'a> {
     user_id: &'a str,
     goals: &'a [Arc<Goal>],
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answers and labels the contract and the dashboards depend on.
+    #[test]
+    fn errors_map_to_their_status_and_labels() {
+        let cases = [
+            (
+                IngestError::BufferFull,
+                Code::ResourceExhausted,
+                "event buffer is full; retry later",
+                "rejected",
+                "buffer_full",
+            ),
+            (
+                IngestError::DuplicateInFlight,
+                Code::Unavailable,
+                "this event id is being processed by another replica; retry later",
+                "unavailable",
+                "duplicate_in_flight",
+            ),
+            (
+                IngestError::CommitTimeout,
+                Code::Unavailable,
+                "the event is buffered but not yet committed; retry later",
+                "unavailable",
+                "commit_timeout",
+            ),
+            (
+                IngestError::LedgerUnavailable,
+                Code::Unavailable,
+                "the database is unreachable: cannot tell whether this event was applied; retry later",
+                "unavailable",
+                "ledger_unavailable",
+            ),
+            (
+                IngestError::ErasureFailed,
+                Code::Unavailable,
+                "cannot erase the player's data now; retry later",
+                "unavailable",
+                "erasure_failed",
+            ),
+            (
+                IngestError::ErasureTimeout,
+                Code::Unavailable,
+                "cannot erase the player's data now; retry later",
+                "unavailable",
+                "erasure_timeout",
+            ),
+            (
+                IngestError::Invalid(Invalid::EmptyUserId),
+                Code::InvalidArgument,
+                "userId cannot be empty",
+                "invalid",
+                "empty_user_id",
+            ),
+        ];
+        for (e, code, message, outcome, reason) in cases {
+            let status = Status::from(e);
+            assert_eq!((status.code(), status.message()), (code, message), "{e:?}");
+            assert_eq!((e.outcome(), e.reason()), (outcome, reason), "{e:?}");
+        }
+    }
+}

@@ -4,8 +4,9 @@
 //! [`Engine::ingest`].
 //!
 //! The two paths share the [`Engine`] (this module: its options, state and accessors) and
-//! meet only in the [`Buffer`]: [`ingest`] fills it and waits on its generations,
-//! [`flush`] empties it and settles them.
+//! meet only in the [`Buffer`]: `ingest.rs` fills it and waits on its generations (the
+//! answer is an [`Accepted`] or an [`IngestError`], counted by [`count_event`]);
+//! `flush.rs` empties it and settles them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
