@@ -1,7 +1,9 @@
 //! The OnMessage services of CONTRACT §2, and the deployment guide's generic envelope
 //! `accelbyte.EventHandler`: translate the message into an [`Event`] (or `InvalidArgument`)
 //! and hand it to the [`Engine`]; IAM's GDPR deletion becomes an [`Erasure`] the engine
-//! carries out at once (§3.6).
+//! carries out at once (§3.6). Every answer, the engine's or the one given at the door to
+//! a message that is no valid event, is a `Result<Accepted, IngestError>`:
+//! `From<IngestError> for Status` makes it the RPC's status, [`count_event`] counts it.
 
 use std::sync::Arc;
 
@@ -31,9 +33,8 @@ use extend_challenge_common::pb::accelbyte::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::engine::Engine;
+use crate::engine::{Accepted, Engine, IngestError, Skip, count_event};
 use crate::event::{Erasure, Event, EventKind, Generic, Invalid};
-use crate::metrics;
 
 /// The `event` label of generic-envelope events that never became an [`Event`] (invalid,
 /// unknown type); the others carry the kind they map to (`login`, `stat_item_updated`).
@@ -54,42 +55,26 @@ impl EventServices {
     where
         Event: TryFrom<M, Error = Invalid>,
     {
-        match Event::try_from(msg) {
-            Ok(ev) => self.engine.ingest(ev).await.map(Response::new),
-            Err(invalid) => {
-                metrics::EVENTS_TOTAL
-                    .with_label_values(&[kind.as_str(), "invalid", invalid.reason()])
-                    .inc();
-                tracing::debug!(
-                    event = kind.as_str(),
-                    reason = invalid.reason(),
-                    "invalid event"
-                );
-                Err(Status::invalid_argument(invalid.to_string()))
-            }
-        }
+        let answer = match Event::try_from(msg) {
+            Ok(ev) => self.engine.ingest(ev).await,
+            Err(invalid) => refuse(kind.as_str(), invalid),
+        };
+        answer.map(|_| Response::new(())).map_err(Status::from)
     }
 
     /// The generic envelope: `Ok(true)` when the event went through the pipeline,
     /// `Ok(false)` for an unknown `eventType` (skipped, counted).
     async fn handle_generic(&self, msg: GenericEnvelope) -> Result<bool, Status> {
-        match Generic::try_from(msg) {
-            Ok(Generic::Known(ev)) => self.engine.ingest(ev).await.map(|()| true),
+        let answer = match Generic::try_from(msg) {
+            Ok(Generic::Known(ev)) => self.engine.ingest(ev).await.map(|_| true),
             Ok(Generic::UnknownType) => {
-                metrics::EVENTS_TOTAL
-                    .with_label_values(&[GENERIC, "skipped", "unknown_event_type"])
-                    .inc();
+                count_event(GENERIC, &Ok(Accepted::Skipped(Skip::UnknownEventType)));
                 tracing::debug!(event = GENERIC, "unknown eventType skipped");
                 Ok(false)
             }
-            Err(invalid) => {
-                metrics::EVENTS_TOTAL
-                    .with_label_values(&[GENERIC, "invalid", invalid.reason()])
-                    .inc();
-                tracing::debug!(event = GENERIC, reason = invalid.reason(), "invalid event");
-                Err(Status::invalid_argument(invalid.to_string()))
-            }
-        }
+            Err(invalid) => refuse(GENERIC, invalid).map(|_| false),
+        };
+        answer.map_err(Status::from)
     }
 
     /// `accelbyte.EventHandler` (the deployment guide's generic envelope).
@@ -166,16 +151,19 @@ impl DeletionAccountGdprGdprRequestDataDeletionResponseService for EventServices
         &self,
         request: Request<GdprRequestDataDeletionResponse>,
     ) -> Result<Response<()>, Status> {
-        let kind = EventKind::GdprDeletion.as_str();
-        match Erasure::try_from(request.into_inner()) {
-            Ok(e) => self.engine.erase(e).await.map(Response::new),
-            Err(invalid) => {
-                metrics::EVENTS_TOTAL
-                    .with_label_values(&[kind, "invalid", invalid.reason()])
-                    .inc();
-                tracing::debug!(event = kind, reason = invalid.reason(), "invalid event");
-                Err(Status::invalid_argument(invalid.to_string()))
-            }
-        }
+        let answer = match Erasure::try_from(request.into_inner()) {
+            Ok(e) => self.engine.erase(e).await,
+            Err(invalid) => refuse(EventKind::GdprDeletion.as_str(), invalid),
+        };
+        answer.map(|_| Response::new(())).map_err(Status::from)
     }
+}
+
+/// A message that does not make a valid event: counted, answered `InvalidArgument` (never
+/// `Internal`, which a platform would redeliver forever).
+fn refuse(event: &str, invalid: Invalid) -> Result<Accepted, IngestError> {
+    let refused = Err(IngestError::Invalid(invalid));
+    count_event(event, &refused);
+    tracing::debug!(event, reason = invalid.reason(), "invalid event");
+    refused
 }

@@ -67,7 +67,7 @@ async fn redeliver(
     let mut refused = 0;
     loop {
         match engine.ingest(ev.clone()).await {
-            Ok(()) => return (refused, started.elapsed()),
+            Ok(_) => return (refused, started.elapsed()),
             Err(s) if s.code() == Code::Unavailable => refused += 1,
             Err(s) => panic!("unexpected answer {s:?}"),
         }

@@ -1,0 +1,247 @@
+//! The event pipeline: ingest (validated event → deltas → de-duplication → buffer →
+//! acknowledgement) and flush (buffer → one transaction per batch). The gRPC services in
+//! [`crate::grpc`] only translate messages into [`Event`](crate::event::Event)s and call
+//! [`Engine::ingest`].
+//!
+//! The two paths share the [`Engine`] (this module: its options, state and accessors) and
+//! meet only in the [`Buffer`]: `ingest.rs` fills it and waits on its generations (the
+//! answer is an [`Accepted`] or an [`IngestError`], counted by [`count_event`]);
+//! `flush.rs` empties it and settles them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use extend_challenge_common::clock::Clock;
+use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::settings::AckMode;
+use parking_lot::Mutex;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::buffer::Buffer;
+use crate::dedup::RedisDedup;
+use crate::ledger::LedgerLookups;
+
+mod flush;
+mod ingest;
+
+pub use ingest::{Accepted, IngestError, Skip, count_event};
+
+/// An event whose timestamp is not later than the process start plus this may have been
+/// applied by an earlier incarnation of the handler (one that committed it and died before
+/// answering): its id is looked up in the ledger. The margin covers clock skew between the
+/// event's producer and this host (NTP keeps it far below this). It is small on purpose:
+/// every event inside the window costs a ledger look-up, and a full minute of look-ups
+/// after each restart cost buffered mode a third of its throughput (BENCHMARKS.md).
+pub const LEDGER_CHECK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Tunables of the pipeline. [`crate::app::Builder`] fills them from `Settings`.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Events from other namespaces are skipped; empty accepts every namespace.
+    pub namespace: String,
+    pub ack_mode: AckMode,
+    pub auto_initialize: bool,
+    /// Flush workers = buffer partitions.
+    pub workers: usize,
+    /// Buffered mode: flush every interval.
+    pub flush_interval: Duration,
+    /// Flush a partition early once it holds this many keys (`BUFFER_MAX_SIZE` / workers).
+    pub flush_threshold: usize,
+    /// A batch takes whole users up to this many keys; the rest stay buffered for the next
+    /// batch, which starts after the last user this one took (round robin). Without the
+    /// cap, a partition that falls behind grows each retried batch until no batch fits in
+    /// `flush_timeout` and nothing is written any more.
+    pub max_batch_keys: usize,
+    /// Above this many pending keys new keys are refused with `ResourceExhausted`.
+    pub max_pending_keys: usize,
+    /// Durable mode: how long an RPC waits for its commit before `Unavailable`.
+    pub ack_deadline: Duration,
+    /// In-process de-duplication window (event ids).
+    pub dedup_window: usize,
+    /// Each phase of a batch transaction must finish within this.
+    pub flush_timeout: Duration,
+    /// Retry backoff after a failed flush: first and maximum delay. The maximum bounds how
+    /// late acknowledgements resume after the database comes back (CONTRACT §2.2: within
+    /// 1 s); the health checker also cuts the wait short when it sees the database again.
+    pub retry_backoff: (Duration, Duration),
+    /// On shutdown, keep retrying the final flush this long.
+    pub shutdown_flush_timeout: Duration,
+}
+
+/// The pipeline shared by the gRPC services and the flush workers.
+pub struct Engine {
+    config: Arc<ChallengeConfig>,
+    pool: PgPool,
+    buffer: Buffer,
+    redis: Option<RedisDedup>,
+    clock: Clock,
+    arrival: AtomicU64,
+    flush_errors: AtomicU64,
+    flush_deferred: AtomicU64,
+    dead_letters: AtomicU64,
+    /// Set when the final drain starts: unconfirmed commits stop being chased after it.
+    drain_deadline: Mutex<Option<Instant>>,
+    /// Ledger look-ups for ids that may predate this process.
+    ledger: LedgerLookups,
+    /// Events stamped before this may have been applied by an earlier incarnation.
+    ledger_check_before: chrono::DateTime<chrono::Utc>,
+    /// Notified when the database is reachable again: failed workers retry at once.
+    database_back: Notify,
+    opts: EngineOptions,
+    limiter: LogLimiter,
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<ChallengeConfig>,
+        pool: PgPool,
+        redis: Option<RedisDedup>,
+        clock: Clock,
+        opts: EngineOptions,
+    ) -> Self {
+        let buffer = Buffer::new(
+            opts.workers,
+            opts.flush_threshold,
+            opts.max_pending_keys,
+            opts.dedup_window,
+            opts.ack_mode == AckMode::Durable,
+        );
+        let ledger = LedgerLookups::new(pool.clone(), opts.flush_timeout.min(opts.ack_deadline));
+        Self {
+            ledger_check_before: clock.now() + LEDGER_CHECK_GRACE,
+            config,
+            pool,
+            buffer,
+            redis,
+            clock,
+            arrival: AtomicU64::new(0),
+            flush_errors: AtomicU64::new(0),
+            flush_deferred: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            drain_deadline: Mutex::new(None),
+            ledger,
+            database_back: Notify::new(),
+            opts,
+            limiter: LogLimiter::default(),
+        }
+    }
+
+    /// The Redis de-duplication, when configured.
+    pub fn redis(&self) -> Option<&RedisDedup> {
+        self.redis.as_ref()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Users this engine moved to the dead-letter table (the process-wide count is a
+    /// metric).
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.load(Ordering::Relaxed)
+    }
+
+    /// Tells the flush workers the database answers again: those waiting out a retry
+    /// backoff retry now.
+    pub fn database_back(&self) {
+        self.database_back.notify_waiters();
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// (user, goal) keys waiting to be flushed.
+    pub fn pending_keys(&self) -> usize {
+        self.buffer.pending_keys()
+    }
+
+    /// Failed batch flushes of this engine (the process-wide count is a metric).
+    pub fn flush_errors(&self) -> u64 {
+        self.flush_errors.load(Ordering::Relaxed)
+    }
+
+    /// Rows this engine's committed batches deferred because another transaction held
+    /// their lock (the process-wide count is a metric).
+    pub fn flush_deferred(&self) -> u64 {
+        self.flush_deferred.load(Ordering::Relaxed)
+    }
+
+    fn durable(&self) -> bool {
+        self.opts.ack_mode == AckMode::Durable
+    }
+}
+
+/// Capped exponential backoff with jitter.
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new((first, max): (Duration, Duration)) -> Self {
+        Self {
+            first,
+            max,
+            current: first,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.first;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let jitter = rand::random_range(0.0..0.2);
+        d.mul_f64(1.0 + jitter)
+    }
+}
+
+/// At most one warning per reason per interval; the count of suppressed ones goes with the
+/// next warning.
+pub struct LogLimiter {
+    interval: Duration,
+    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl LogLimiter {
+    pub fn warn(&self, reason: &'static str, log: impl FnOnce()) {
+        let suppressed = {
+            let mut last = self.last.lock();
+            let now = Instant::now();
+            match last.get_mut(reason) {
+                Some((at, n)) if now.duration_since(*at) < self.interval => {
+                    *n += 1;
+                    return;
+                }
+                Some((at, n)) => {
+                    *at = now;
+                    std::mem::take(n)
+                }
+                None => {
+                    last.insert(reason, (now, 0));
+                    0
+                }
+            }
+        };
+        if suppressed > 0 {
+            tracing::warn!(reason, suppressed, "similar warnings suppressed");
+        }
+        log();
+    }
+}
