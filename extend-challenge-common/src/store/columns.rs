@@ -119,6 +119,10 @@ impl<'r> GoalRowRef<'r> {
     /// `perf`): the caller checks the types with [`check_goal_row_types`], per row or, since
     /// every row of a result set has the same column types, once per result set. A NULL in
     /// a non-`Option` column is still a decode error.
+    ///
+    /// `#[inline]`: the player list's fold is instantiated in the service's crate, and the
+    /// release build has no LTO.
+    #[inline]
     pub(crate) fn decode(row: &'r PgRow, first: usize) -> Result<Self, sqlx::Error> {
         Ok(GoalRowRef {
             goal_id: row.try_get_unchecked(first)?,
@@ -136,6 +140,7 @@ impl<'r> GoalRowRef<'r> {
 
     /// The rule-relevant state. An unknown stored status reads as `not_started` (the CHECK
     /// constraint makes that impossible in practice).
+    #[inline]
     pub fn state(&self) -> GoalState {
         GoalState {
             progress: self.progress,
