@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
 use extend_challenge_common::settings::CleanupSettings;
-use extend_challenge_common::store::erasure::{self, RetentionGuard};
+use extend_challenge_common::store::{
+    self,
+    erasure::{self, RetentionGuard},
+};
 use futures::FutureExt as _;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 /// The advisory lock the replica running the cleanup holds ("chalclnp").
@@ -140,27 +143,15 @@ impl Cleanup {
     /// tombstones, each in batches of `CLEANUP_BATCH_SIZE` with `CLEANUP_BATCH_PAUSE_MS`
     /// between batches.
     pub async fn run_cleanup_once(&self) -> Result<CleanupPass, sqlx::Error> {
-        let options = self.pool.connect_options();
-        let locked = async {
-            let mut session = PgConnection::connect_with(&options).await?;
-            let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(CLEANUP_LOCK)
-                .fetch_one(&mut session)
-                .await?;
-            Ok::<_, sqlx::Error>((session, leader))
-        };
-        let (session, leader) = match locked.await {
-            Ok(done) => done,
+        let session = match store::try_session_lock(&self.pool, CLEANUP_LOCK).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return Ok(CleanupPass::NotLeader),
             Err(e) => {
                 METRICS.errors.inc();
                 tracing::warn!(error = %e, "retention cleanup: cannot reach the database");
                 return Err(e);
             }
         };
-        if !leader {
-            let _ = session.close().await;
-            return Ok(CleanupPass::NotLeader);
-        }
         let started = Instant::now();
         let result = self.cycle().await;
         // Ending the session releases the lock (as does dropping it mid-cycle).

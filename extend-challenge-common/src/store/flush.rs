@@ -63,9 +63,10 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
+use super::columns::StateColumns;
 use super::{DbFault, GOAL_ROW_COLUMNS, GoalRow, classify};
 use crate::config::Goal;
-use crate::progress::{self, Delta, GoalState};
+use crate::progress::{self, Delta};
 
 /// One collapsed (user, goal) update of a batch (a batch holds each key once).
 #[derive(Debug, Clone)]
@@ -243,50 +244,6 @@ impl<'r> sqlx::FromRow<'r, PgRow> for LockedRow {
             goal: GoalRow::from_row_at(row, 1)?,
             erased_at: row.try_get(1 + GOAL_ROW_COLUMNS.len())?,
         })
-    }
-}
-
-/// Column arrays of [`GoalState`]s, for `unnest`.
-#[derive(Default)]
-struct StateColumns {
-    progress: Vec<i32>,
-    status: Vec<&'static str>,
-    completed_at: Vec<Option<DateTime<Utc>>>,
-    claimed_at: Vec<Option<DateTime<Utc>>>,
-    is_active: Vec<bool>,
-    assigned_at: Vec<Option<DateTime<Utc>>>,
-    expires_at: Vec<Option<DateTime<Utc>>>,
-    baseline_value: Vec<Option<i32>>,
-    last_event_at: Vec<Option<DateTime<Utc>>>,
-}
-
-impl StateColumns {
-    fn push(&mut self, s: &GoalState) {
-        self.progress.push(s.progress);
-        self.status.push(s.status.as_str());
-        self.completed_at.push(s.completed_at);
-        self.claimed_at.push(s.claimed_at);
-        self.is_active.push(s.is_active);
-        self.assigned_at.push(s.assigned_at);
-        self.expires_at.push(s.expires_at);
-        self.baseline_value.push(s.baseline_value);
-        self.last_event_at.push(s.last_event_at);
-    }
-
-    /// Binds the nine arrays, in the column order both statements use.
-    fn bind<'q>(
-        &'q self,
-        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        q.bind(&self.progress)
-            .bind(&self.status)
-            .bind(&self.completed_at)
-            .bind(&self.claimed_at)
-            .bind(&self.is_active)
-            .bind(&self.assigned_at)
-            .bind(&self.expires_at)
-            .bind(&self.baseline_value)
-            .bind(&self.last_event_at)
     }
 }
 

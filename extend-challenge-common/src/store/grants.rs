@@ -13,11 +13,13 @@
 //!
 //! Lock order everywhere: the progress row first, then the intent.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::columns::goal_row_list;
 use super::player::{ClaimTx, PlayerGoalRow};
 
 /// Where an intent stands.
@@ -132,6 +134,15 @@ pub enum ClaimLock {
     Locked(ClaimTx, Option<PlayerGoalRow>),
 }
 
+/// [`lock_for_claim`]'s statement.
+static LOCK_FOR_CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 \
+         FOR UPDATE NOWAIT",
+        goal_row_list("")
+    )
+});
+
 /// Opens a claim transaction and locks the progress row without waiting
 /// (`FOR UPDATE NOWAIT`). `limit` bounds every statement and any idle time in the
 /// transaction on the server side.
@@ -142,15 +153,12 @@ pub async fn lock_for_claim(
     limit: Duration,
 ) -> Result<ClaimLock, sqlx::Error> {
     let mut tx = begin_limited(pool, limit).await?;
-    let row: Result<Option<PlayerGoalRow>, sqlx::Error> = sqlx::query_as(
-        "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-         expires_at, baseline_value, last_event_at \
-         FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 FOR UPDATE NOWAIT",
-    )
-    .bind(user_id)
-    .bind(goal_id)
-    .fetch_optional(&mut *tx)
-    .await;
+    let row: Result<Option<PlayerGoalRow>, sqlx::Error> =
+        sqlx::query_as(LOCK_FOR_CLAIM_SQL.as_str())
+            .bind(user_id)
+            .bind(goal_id)
+            .fetch_optional(&mut *tx)
+            .await;
     match row {
         Ok(row) => Ok(ClaimLock::Locked(ClaimTx::new(tx, user_id), row)),
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {

@@ -1,5 +1,8 @@
 //! Every SQL statement both binaries run, and the embedded migrations.
 //!
+//! - [`GoalRow`], [`GOAL_ROW_COLUMNS`]: the goal row every reader selects, with its one
+//!   column list, its one by-position decoder and its one `unnest` array builder (module
+//!   `columns`).
 //! - [`flush`]: the event handler's set-based batch writes.
 //! - [`dead_letter`]: what a batch could not write, kept for an operator to replay.
 //! - [`ledger`]: the ids of applied events (cross-replica, crash-proof de-duplication).
@@ -8,17 +11,18 @@
 //! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
-use crate::progress::{GoalState, Status};
-
+mod columns;
 pub mod dead_letter;
 pub mod erasure;
 pub mod flush;
 pub mod grants;
 pub mod ledger;
 pub mod player;
+
+pub use columns::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
 
 /// Width of the id columns (`user_id`, `goal_id`, `challenge_id`, `namespace`:
 /// `VARCHAR(100)`), in characters: every id is checked against it before it reaches a
@@ -58,6 +62,29 @@ pub async fn ping(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
 
+/// Leadership among replicas for a periodic job: opens a session of its own (outside
+/// `pool`, with its options) and tries the session-level advisory lock `key` without
+/// waiting. `Some(session)` when this replica holds the lock: it lasts as long as the
+/// session, so closing it (or dropping it, should the job be dropped midway) releases it.
+/// `None`, the session already closed, when another replica holds it.
+pub async fn try_session_lock(
+    pool: &PgPool,
+    key: i64,
+) -> Result<Option<PgConnection>, sqlx::Error> {
+    let options = pool.connect_options();
+    let mut session = PgConnection::connect_with(&options).await?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut session)
+        .await?;
+    if leader {
+        Ok(Some(session))
+    } else {
+        let _ = session.close().await;
+        Ok(None)
+    }
+}
+
 /// A whole `user_goal_progress` row (tests and tools read it with `SELECT *`).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ProgressRow {
@@ -77,72 +104,6 @@ pub struct ProgressRow {
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
 }
-
-/// The goal id and the rule-relevant columns of a row: what the flush and the player API
-/// read.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct GoalRow {
-    pub goal_id: String,
-    pub progress: i32,
-    pub status: String,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub claimed_at: Option<DateTime<Utc>>,
-    pub is_active: bool,
-    pub assigned_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub baseline_value: Option<i32>,
-    pub last_event_at: Option<DateTime<Utc>>,
-}
-
-impl GoalRow {
-    /// Decodes [`GOAL_ROW_COLUMNS`] by position, starting at column `first` (by index, not
-    /// by name: the flush decodes thousands of rows per batch).
-    pub fn from_row_at(row: &sqlx::postgres::PgRow, first: usize) -> Result<Self, sqlx::Error> {
-        use sqlx::Row;
-        Ok(Self {
-            goal_id: row.try_get(first)?,
-            progress: row.try_get(first + 1)?,
-            status: row.try_get(first + 2)?,
-            completed_at: row.try_get(first + 3)?,
-            claimed_at: row.try_get(first + 4)?,
-            is_active: row.try_get(first + 5)?,
-            assigned_at: row.try_get(first + 6)?,
-            expires_at: row.try_get(first + 7)?,
-            baseline_value: row.try_get(first + 8)?,
-            last_event_at: row.try_get(first + 9)?,
-        })
-    }
-
-    /// The rule-relevant state. An unknown stored status reads as `not_started` (the CHECK
-    /// constraint makes that impossible in practice).
-    pub fn state(&self) -> GoalState {
-        GoalState {
-            progress: self.progress,
-            status: Status::parse(&self.status).unwrap_or(Status::NotStarted),
-            completed_at: self.completed_at,
-            claimed_at: self.claimed_at,
-            is_active: self.is_active,
-            assigned_at: self.assigned_at,
-            expires_at: self.expires_at,
-            baseline_value: self.baseline_value,
-            last_event_at: self.last_event_at,
-        }
-    }
-}
-
-/// [`GoalRow`]'s columns, for `SELECT`s (qualify them yourself in joins).
-pub const GOAL_ROW_COLUMNS: &[&str] = &[
-    "goal_id",
-    "progress",
-    "status",
-    "completed_at",
-    "claimed_at",
-    "is_active",
-    "assigned_at",
-    "expires_at",
-    "baseline_value",
-    "last_event_at",
-];
 
 /// What kind of failure a database error is: it decides between `Unavailable` (retry the
 /// same thing later), isolating a bad row, and a server fault.

@@ -3,13 +3,210 @@
 //!
 //! Rows are returned raw; the service applies `progress::view` on top, so nothing here
 //! knows about rotation or daily rollover.
+//!
+//! Every statement's goal-row columns come from [`GOAL_ROW_COLUMNS`] (built once, into
+//! `LazyLock` statements), rows decode through [`GoalRowRef::decode`] and state arrays for
+//! `unnest` through [`StateColumns`] (see `store::columns`).
+//!
+//! The player list ([`fold_goal_rows`], `GET /v1/challenges`: 500 rows in the benchmark
+//! fixture) does not build [`GoalRow`]s: decoding through `#[derive(FromRow)]` looked every
+//! column up by name (a hash per column per row) and allocated the goal id and status
+//! strings of each row, only for the caller's view to hash the goal id again and drop both.
+//! It decodes each row by position, borrowing its strings from the row buffer, checks the
+//! column types once per result set, and hands the rows to the caller's fold as they stream
+//! in.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use futures::TryStreamExt as _;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
+use super::columns::{StateColumns, goal_row_list};
+use super::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
 use crate::progress::GoalState;
 
 pub use super::GoalRow as PlayerGoalRow;
+
+/// Every row of the player ([`fold_goal_rows`]).
+static PLAYER_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM user_goal_progress WHERE user_id = $1",
+        goal_row_list("")
+    )
+});
+
+/// The player's rows of one challenge plus the rows of some goals ([`challenge_rows`]).
+static CHALLENGE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM user_goal_progress \
+         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3))",
+        goal_row_list("")
+    )
+});
+
+/// The same rows as [`CHALLENGE_ROWS_SQL`], locked in key order ([`select_goals`]).
+static LOCK_CHALLENGE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM user_goal_progress \
+         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3)) \
+         ORDER BY goal_id FOR UPDATE",
+        goal_row_list("")
+    )
+});
+
+/// The player's active rows ([`initialize`] after a race).
+static ACTIVE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND is_active",
+        goal_row_list("")
+    )
+});
+
+/// The player's rows of some goals ([`ClaimTx::rows`]).
+static GOALS_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND goal_id = ANY($2)",
+        goal_row_list("")
+    )
+});
+
+/// The rows to insert as `t`: goal ids (`$3`), challenge ids (`$4`) and states (`$5`–`$13`),
+/// bound by [`bind_new_rows`].
+static NEW_ROWS_UNNEST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "unnest($3::text[], $4::text[], {}) AS t(goal_id, challenge_id, {})",
+        StateColumns::unnest_args(5),
+        StateColumns::names("")
+    )
+});
+
+/// [`initialize`]: inserts the rows the player lacks, returns every active row (and the
+/// rows it was asked to insert), each with whether this statement inserted it.
+static INITIALIZE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let columns = goal_row_list("");
+    format!(
+        "WITH ins AS ( \
+           INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
+             status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
+           SELECT $1, t.goal_id, t.challenge_id, $2, t.progress, t.status, t.completed_at, \
+             t.is_active, t.assigned_at, t.expires_at, t.baseline_value, t.last_event_at \
+           FROM {unnest} \
+           ON CONFLICT (user_id, goal_id) DO NOTHING \
+           RETURNING {columns} \
+         ) \
+         SELECT {columns}, false AS inserted \
+         FROM user_goal_progress WHERE user_id = $1 AND (is_active OR goal_id = ANY($3)) \
+         UNION ALL \
+         SELECT {columns}, true AS inserted FROM ins",
+        unnest = NEW_ROWS_UNNEST.as_str(),
+    )
+});
+
+/// [`set_active`]: one goal's upsert.
+static SET_ACTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
+           status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (user_id, goal_id) DO UPDATE SET \
+           is_active = EXCLUDED.is_active, \
+           assigned_at = CASE WHEN EXCLUDED.is_active THEN EXCLUDED.assigned_at \
+                              ELSE user_goal_progress.assigned_at END, \
+           updated_at = NOW() \
+         RETURNING {}",
+        goal_row_list("")
+    )
+});
+
+/// [`activate`]: inserts or reactivates the goals (`assigned_at = $14`).
+static ACTIVATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
+           status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
+         SELECT $1, t.goal_id, t.challenge_id, $2, t.progress, t.status, t.completed_at, true, $14, \
+           t.expires_at, t.baseline_value, t.last_event_at \
+         FROM {} \
+         ON CONFLICT (user_id, goal_id) DO UPDATE SET \
+           is_active = true, assigned_at = EXCLUDED.assigned_at, updated_at = NOW() \
+         RETURNING {}",
+        NEW_ROWS_UNNEST.as_str(),
+        goal_row_list("")
+    )
+});
+
+/// [`persist_rollover`]: the rolled states (`$3`–`$11`) where the rows still hold the states
+/// read (`$12`–`$20`, as `o_…`).
+static PERSIST_ROLLOVER_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE user_goal_progress AS t SET progress = u.progress, status = u.status, \
+           completed_at = u.completed_at, claimed_at = u.claimed_at, \
+           baseline_value = u.baseline_value, expires_at = u.expires_at, updated_at = $21 \
+         FROM unnest($2::text[], {}, {}) AS u(goal_id, {}, {}) \
+         WHERE t.user_id = $1 AND t.goal_id = u.goal_id \
+           AND t.progress = u.o_progress AND t.status = u.o_status \
+           AND t.completed_at IS NOT DISTINCT FROM u.o_completed_at \
+           AND t.claimed_at IS NOT DISTINCT FROM u.o_claimed_at \
+           AND t.baseline_value IS NOT DISTINCT FROM u.o_baseline_value \
+           AND t.expires_at IS NOT DISTINCT FROM u.o_expires_at \
+           AND t.last_event_at IS NOT DISTINCT FROM u.o_last_event_at",
+        StateColumns::unnest_args(3),
+        StateColumns::unnest_args(12),
+        StateColumns::names(""),
+        StateColumns::names("o_"),
+    )
+});
+
+/// A statement of this module (built once from constants, never from input).
+fn sql(statement: &'static LazyLock<String>) -> &'static str {
+    statement.as_str()
+}
+
+/// Every row of `user_id`, folded as it streams in: `init` makes the accumulator, `fold`
+/// takes each row, borrowed from the row buffer (rows of goals no longer configured
+/// included: the caller skips them). One statement on one connection.
+///
+/// `init` runs only once a connection is held, so requests queued for the pool under
+/// overload hold no accumulator (the service's view has a slot per configured goal): at
+/// most pool-size accumulators are alive at once.
+///
+/// Rows decode by position without sqlx's per-value type check; the column types are
+/// checked once, on the first row (every row of a result set has the same column types),
+/// so a schema that no longer matches is a decode error, never a bad read.
+pub async fn fold_goal_rows<A>(
+    pool: &PgPool,
+    user_id: &str,
+    init: impl FnOnce() -> A,
+    mut fold: impl FnMut(&mut A, GoalRowRef<'_>),
+) -> Result<A, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut acc = init();
+    let mut rows = sqlx::query(sql(&PLAYER_ROWS_SQL))
+        .bind(user_id)
+        .fetch(&mut *conn);
+    let mut checked = false;
+    while let Some(row) = rows.try_next().await? {
+        if !checked {
+            check_list_columns(&row)?;
+            checked = true;
+        }
+        fold(&mut acc, GoalRowRef::decode(&row, 0)?);
+    }
+    Ok(acc)
+}
+
+/// [`fold_goal_rows`]' once-per-result-set check: exactly [`GOAL_ROW_COLUMNS`], of their
+/// types.
+fn check_list_columns(row: &PgRow) -> Result<(), sqlx::Error> {
+    if row.len() != GOAL_ROW_COLUMNS.len() {
+        return Err(sqlx::Error::ColumnIndexOutOfBounds {
+            index: GOAL_ROW_COLUMNS.len() - 1,
+            len: row.len(),
+        });
+    }
+    check_goal_row_types(row, 0)
+}
 
 /// A row to insert: the goal, its challenge and its initial state (from
 /// `progress::new_assignment`).
@@ -28,17 +225,12 @@ pub async fn challenge_rows(
     challenge_id: &str,
     extra_goal_ids: &[String],
 ) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-         expires_at, baseline_value, last_event_at \
-         FROM user_goal_progress \
-         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3))",
-    )
-    .bind(user_id)
-    .bind(challenge_id)
-    .bind(extra_goal_ids)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(sql(&CHALLENGE_ROWS_SQL))
+        .bind(user_id)
+        .bind(challenge_id)
+        .bind(extra_goal_ids)
+        .fetch_all(pool)
+        .await
 }
 
 /// What [`initialize`] found and did.
@@ -50,11 +242,19 @@ pub struct Initialized {
     pub inserted: usize,
 }
 
-#[derive(sqlx::FromRow)]
+/// A row of [`INITIALIZE_SQL`]: the goal row, then whether the statement inserted it.
 struct InitRow {
-    #[sqlx(flatten)]
     row: PlayerGoalRow,
     inserted: bool,
+}
+
+impl InitRow {
+    fn decode(row: PgRow) -> Result<Self, sqlx::Error> {
+        Ok(InitRow {
+            row: GoalRow::from_row_at(&row, 0)?,
+            inserted: row.try_get(GOAL_ROW_COLUMNS.len())?,
+        })
+    }
 }
 
 /// Inserts the rows the player lacks (existing rows are left alone) and returns every
@@ -67,42 +267,15 @@ pub async fn initialize(
     namespace: &str,
     rows: &[NewGoalRow],
 ) -> Result<Initialized, sqlx::Error> {
-    let cols = Columns::of(rows);
-    let found: Vec<InitRow> = sqlx::query_as(
-        "WITH ins AS ( \
-           INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
-             status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
-           SELECT $1, t.goal_id, t.challenge_id, $2, t.progress, t.status, t.completed_at, \
-             t.is_active, t.assigned_at, t.expires_at, t.baseline_value, t.last_event_at \
-           FROM unnest($3::text[], $4::text[], $5::int[], $6::text[], $7::timestamptz[], \
-             $8::bool[], $9::timestamptz[], $10::timestamptz[], $11::int[], $12::timestamptz[]) \
-             AS t(goal_id, challenge_id, progress, status, completed_at, is_active, assigned_at, \
-             expires_at, baseline_value, last_event_at) \
-           ON CONFLICT (user_id, goal_id) DO NOTHING \
-           RETURNING goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-             expires_at, baseline_value, last_event_at \
-         ) \
-         SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-           expires_at, baseline_value, last_event_at, false AS inserted \
-         FROM user_goal_progress WHERE user_id = $1 AND (is_active OR goal_id = ANY($3)) \
-         UNION ALL \
-         SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-           expires_at, baseline_value, last_event_at, true AS inserted FROM ins",
-    )
-    .bind(user_id)
-    .bind(namespace)
-    .bind(cols.goal_id)
-    .bind(cols.challenge_id)
-    .bind(cols.progress)
-    .bind(cols.status)
-    .bind(cols.completed_at)
-    .bind(cols.is_active)
-    .bind(cols.assigned_at)
-    .bind(cols.expires_at)
-    .bind(cols.baseline_value)
-    .bind(cols.last_event_at)
-    .fetch_all(pool)
-    .await?;
+    let cols = NewRowColumns::of(rows);
+    let query = sqlx::query(sql(&INITIALIZE_SQL))
+        .bind(user_id)
+        .bind(namespace);
+    let found: Vec<InitRow> = cols
+        .bind(query)
+        .try_map(InitRow::decode)
+        .fetch_all(pool)
+        .await?;
     let inserted = found.iter().filter(|r| r.inserted).count();
     // Each row to insert is either new or was already there. One that is neither was
     // inserted by a concurrent call after this statement's snapshot: read again.
@@ -110,14 +283,10 @@ pub async fn initialize(
         .iter()
         .any(|n| !found.iter().any(|f| f.row.goal_id == n.goal_id));
     let active = if raced {
-        sqlx::query_as(
-            "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, \
-             assigned_at, expires_at, baseline_value, last_event_at \
-             FROM user_goal_progress WHERE user_id = $1 AND is_active",
-        )
-        .bind(user_id)
-        .fetch_all(pool)
-        .await?
+        sqlx::query_as(sql(&ACTIVE_ROWS_SQL))
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
     } else {
         found
             .into_iter()
@@ -155,33 +324,20 @@ pub async fn persist_rollover(
     // Key order, like every other multi-row writer.
     rows.sort_by(|a, b| a.goal_id.cmp(&b.goal_id));
     let goal_id: Vec<&str> = rows.iter().map(|r| r.goal_id.as_str()).collect();
-    let new = |f: fn(&GoalState) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
-        rows.iter().map(|r| f(&r.rolled)).collect()
-    };
-    let old = |f: fn(&GoalState) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
-        rows.iter().map(|r| f(&r.read)).collect()
-    };
-    let done = sqlx::query(
-        "UPDATE user_goal_progress AS t SET progress = u.progress, status = u.status,            completed_at = u.completed_at, claimed_at = u.claimed_at,            baseline_value = u.baseline_value, expires_at = u.expires_at, updated_at = $16          FROM unnest($2::text[], $3::int4[], $4::text[], $5::timestamptz[], $6::timestamptz[],            $7::int4[], $8::timestamptz[], $9::int4[], $10::text[], $11::timestamptz[],            $12::timestamptz[], $13::int4[], $14::timestamptz[], $15::timestamptz[])            AS u(goal_id, progress, status, completed_at, claimed_at, baseline_value, expires_at,            o_progress, o_status, o_completed_at, o_claimed_at, o_baseline_value, o_expires_at,            o_last_event_at)          WHERE t.user_id = $1 AND t.goal_id = u.goal_id            AND t.progress = u.o_progress AND t.status = u.o_status            AND t.completed_at IS NOT DISTINCT FROM u.o_completed_at            AND t.claimed_at IS NOT DISTINCT FROM u.o_claimed_at            AND t.baseline_value IS NOT DISTINCT FROM u.o_baseline_value            AND t.expires_at IS NOT DISTINCT FROM u.o_expires_at            AND t.last_event_at IS NOT DISTINCT FROM u.o_last_event_at",
-    )
-    .bind(user_id)
-    .bind(&goal_id)
-    .bind(rows.iter().map(|r| r.rolled.progress).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.rolled.status.as_str()).collect::<Vec<_>>())
-    .bind(new(|s| s.completed_at))
-    .bind(new(|s| s.claimed_at))
-    .bind(rows.iter().map(|r| r.rolled.baseline_value).collect::<Vec<_>>())
-    .bind(new(|s| s.expires_at))
-    .bind(rows.iter().map(|r| r.read.progress).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.read.status.as_str()).collect::<Vec<_>>())
-    .bind(old(|s| s.completed_at))
-    .bind(old(|s| s.claimed_at))
-    .bind(rows.iter().map(|r| r.read.baseline_value).collect::<Vec<_>>())
-    .bind(old(|s| s.expires_at))
-    .bind(old(|s| s.last_event_at))
-    .bind(now)
-    .execute(pool)
-    .await?;
+    let mut rolled = StateColumns::default();
+    let mut read = StateColumns::default();
+    for r in &rows {
+        rolled.push(&r.rolled);
+        read.push(&r.read);
+    }
+    let query = sqlx::query(sql(&PERSIST_ROLLOVER_SQL))
+        .bind(user_id)
+        .bind(&goal_id);
+    let done = read
+        .bind(rolled.bind(query))
+        .bind(now)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -197,32 +353,21 @@ pub async fn set_active(
 ) -> Result<PlayerGoalRow, sqlx::Error> {
     let s = &new.state;
     let assigned_at = if is_active { Some(now) } else { None };
-    sqlx::query_as(
-        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
-           status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (user_id, goal_id) DO UPDATE SET \
-           is_active = EXCLUDED.is_active, \
-           assigned_at = CASE WHEN EXCLUDED.is_active THEN EXCLUDED.assigned_at \
-                              ELSE user_goal_progress.assigned_at END, \
-           updated_at = NOW() \
-         RETURNING goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-           expires_at, baseline_value, last_event_at",
-    )
-    .bind(user_id)
-    .bind(&new.goal_id)
-    .bind(&new.challenge_id)
-    .bind(namespace)
-    .bind(s.progress)
-    .bind(s.status.as_str())
-    .bind(s.completed_at)
-    .bind(is_active)
-    .bind(assigned_at)
-    .bind(s.expires_at)
-    .bind(s.baseline_value)
-    .bind(s.last_event_at)
-    .fetch_one(pool)
-    .await
+    sqlx::query_as(sql(&SET_ACTIVE_SQL))
+        .bind(user_id)
+        .bind(&new.goal_id)
+        .bind(&new.challenge_id)
+        .bind(namespace)
+        .bind(s.progress)
+        .bind(s.status.as_str())
+        .bind(s.completed_at)
+        .bind(is_active)
+        .bind(assigned_at)
+        .bind(s.expires_at)
+        .bind(s.baseline_value)
+        .bind(s.last_event_at)
+        .fetch_one(pool)
+        .await
 }
 
 /// What a goal selection changes, decided from the rows [`select_goals`] locked.
@@ -252,18 +397,12 @@ where
 {
     let mut tx = pool.begin().await?;
     // Key order, like the event handler, so the two never deadlock.
-    let current: Vec<PlayerGoalRow> = sqlx::query_as(
-        "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-         expires_at, baseline_value, last_event_at \
-         FROM user_goal_progress \
-         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3)) \
-         ORDER BY goal_id FOR UPDATE",
-    )
-    .bind(user_id)
-    .bind(challenge_id)
-    .bind(extra_goal_ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let current: Vec<PlayerGoalRow> = sqlx::query_as(sql(&LOCK_CHALLENGE_ROWS_SQL))
+        .bind(user_id)
+        .bind(challenge_id)
+        .bind(extra_goal_ids)
+        .fetch_all(&mut *tx)
+        .await?;
     let plan = plan(&current)?;
     if !plan.deactivate.is_empty() {
         sqlx::query(
@@ -291,34 +430,15 @@ async fn activate(
     rows: &[NewGoalRow],
     now: DateTime<Utc>,
 ) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
-    let cols = Columns::of(rows);
-    sqlx::query_as(
-        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
-           status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
-         SELECT $1, t.goal_id, t.challenge_id, $2, t.progress, t.status, t.completed_at, true, $11, \
-           t.expires_at, t.baseline_value, t.last_event_at \
-         FROM unnest($3::text[], $4::text[], $5::int[], $6::text[], $7::timestamptz[], \
-           $8::timestamptz[], $9::int[], $10::timestamptz[]) \
-           AS t(goal_id, challenge_id, progress, status, completed_at, expires_at, \
-           baseline_value, last_event_at) \
-         ON CONFLICT (user_id, goal_id) DO UPDATE SET \
-           is_active = true, assigned_at = EXCLUDED.assigned_at, updated_at = NOW() \
-         RETURNING goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-           expires_at, baseline_value, last_event_at",
-    )
-    .bind(user_id)
-    .bind(namespace)
-    .bind(cols.goal_id)
-    .bind(cols.challenge_id)
-    .bind(cols.progress)
-    .bind(cols.status)
-    .bind(cols.completed_at)
-    .bind(cols.expires_at)
-    .bind(cols.baseline_value)
-    .bind(cols.last_event_at)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await
+    let cols = NewRowColumns::of(rows);
+    let query = sqlx::query(sql(&ACTIVATE_SQL))
+        .bind(user_id)
+        .bind(namespace);
+    cols.bind(query)
+        .bind(now)
+        .try_map(|row: PgRow| GoalRow::from_row_at(&row, 0))
+        .fetch_all(&mut **tx)
+        .await
 }
 
 /// An open claim transaction holding the lock on one row (opened by
@@ -338,15 +458,11 @@ impl ClaimTx {
 
     /// The player's rows for `goal_ids` (prerequisites), unlocked.
     pub async fn rows(&mut self, goal_ids: &[String]) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT goal_id, progress, status, completed_at, claimed_at, is_active, assigned_at, \
-             expires_at, baseline_value, last_event_at \
-             FROM user_goal_progress WHERE user_id = $1 AND goal_id = ANY($2)",
-        )
-        .bind(&self.user_id)
-        .bind(goal_ids)
-        .fetch_all(&mut *self.tx)
-        .await
+        sqlx::query_as(sql(&GOALS_ROWS_SQL))
+            .bind(&self.user_id)
+            .bind(goal_ids)
+            .fetch_all(&mut *self.tx)
+            .await
     }
 
     /// Marks the locked row claimed at `at` and commits.
@@ -375,37 +491,78 @@ impl ClaimTx {
     }
 }
 
-/// Column arrays for `unnest` inserts.
-struct Columns {
-    goal_id: Vec<String>,
-    challenge_id: Vec<String>,
-    progress: Vec<i32>,
-    status: Vec<&'static str>,
-    completed_at: Vec<Option<DateTime<Utc>>>,
-    is_active: Vec<bool>,
-    assigned_at: Vec<Option<DateTime<Utc>>>,
-    expires_at: Vec<Option<DateTime<Utc>>>,
-    baseline_value: Vec<Option<i32>>,
-    last_event_at: Vec<Option<DateTime<Utc>>>,
+/// Rows to insert as `unnest` arrays ([`NEW_ROWS_UNNEST`]).
+struct NewRowColumns<'a> {
+    goal_id: Vec<&'a str>,
+    challenge_id: Vec<&'a str>,
+    state: StateColumns,
 }
 
-impl Columns {
+impl<'a> NewRowColumns<'a> {
     /// In goal id order: inserts then take row locks in the same order as the event
     /// handler's batches (user, goal), so concurrent first assignments cannot deadlock.
-    fn of(rows: &[NewGoalRow]) -> Self {
+    fn of(rows: &'a [NewGoalRow]) -> Self {
         let mut rows: Vec<&NewGoalRow> = rows.iter().collect();
         rows.sort_by(|a, b| a.goal_id.cmp(&b.goal_id));
-        Columns {
-            goal_id: rows.iter().map(|r| r.goal_id.clone()).collect(),
-            challenge_id: rows.iter().map(|r| r.challenge_id.clone()).collect(),
-            progress: rows.iter().map(|r| r.state.progress).collect(),
-            status: rows.iter().map(|r| r.state.status.as_str()).collect(),
-            completed_at: rows.iter().map(|r| r.state.completed_at).collect(),
-            is_active: rows.iter().map(|r| r.state.is_active).collect(),
-            assigned_at: rows.iter().map(|r| r.state.assigned_at).collect(),
-            expires_at: rows.iter().map(|r| r.state.expires_at).collect(),
-            baseline_value: rows.iter().map(|r| r.state.baseline_value).collect(),
-            last_event_at: rows.iter().map(|r| r.state.last_event_at).collect(),
+        let mut state = StateColumns::default();
+        for r in &rows {
+            state.push(&r.state);
         }
+        NewRowColumns {
+            goal_id: rows.iter().map(|r| r.goal_id.as_str()).collect(),
+            challenge_id: rows.iter().map(|r| r.challenge_id.as_str()).collect(),
+            state,
+        }
+    }
+
+    /// Binds `$3` onwards (`$1` and `$2` are the user and the namespace).
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        self.state
+            .bind(q.bind(&self.goal_id).bind(&self.challenge_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The once-per-result-set check accepts the table's real columns and refuses a result
+    /// whose types drifted (an `int8` progress would be misread without it).
+    #[sqlx::test(migrator = "crate::store::MIGRATOR")]
+    async fn column_types_are_checked_once_per_result_set(pool: PgPool) {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} \
+             FROM (VALUES ('g', 1, 'in_progress', now(), NULL::timestamptz, true, now(), \
+             NULL::timestamptz, NULL::int4, now())) AS v(goal_id, progress, status, \
+             completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, \
+             last_event_at)",
+            goal_row_list("")
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        check_list_columns(&row).expect("the table's types");
+        assert_eq!(GoalRowRef::decode(&row, 0).unwrap().state().progress, 1);
+        assert_eq!(GoalRow::from_row_at(&row, 0).unwrap().progress, 1);
+
+        let drifted = sqlx::query(
+            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let err = check_list_columns(&drifted).unwrap_err();
+        assert!(err.to_string().contains("INT8"), "{err}");
+        let err = GoalRow::from_row_at(&drifted, 0).unwrap_err();
+        assert!(err.to_string().contains("INT8"), "{err}");
+        let short = sqlx::query("SELECT 'g'::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(check_list_columns(&short).is_err());
+        assert!(GoalRow::from_row_at(&short, 0).is_err());
     }
 }

@@ -15,8 +15,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::{Reward, RewardType};
-use extend_challenge_common::store::grants::{self, GrantIntent, GrantState, Lease};
-use sqlx::{Connection, PgConnection, PgPool};
+use extend_challenge_common::store::{
+    self,
+    grants::{self, GrantIntent, GrantState, Lease},
+};
+use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use super::{GrantError, GrantRequest, Granted, ReconcilerMetrics, Resume, RewardGranter};
@@ -179,16 +182,9 @@ impl Reconciler {
 
     /// One pass, if this replica gets the reconciler's lock.
     pub async fn reconcile_once(&self) -> Result<Pass, sqlx::Error> {
-        let options = self.pool.connect_options();
-        let mut session = PgConnection::connect_with(&options).await?;
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RECONCILER_LOCK)
-            .fetch_one(&mut session)
-            .await?;
-        if !leader {
-            let _ = session.close().await;
+        let Some(session) = store::try_session_lock(&self.pool, RECONCILER_LOCK).await? else {
             return Ok(Pass::NotLeader);
-        }
+        };
         let result = self.pass().await;
         // Ending the session releases the lock (as does dropping it, should this future be
         // dropped mid-pass).
