@@ -241,12 +241,6 @@ impl Settings {
     pub fn clock(&self) -> crate::clock::Clock {
         crate::clock::Clock::offset(chrono::Duration::seconds(self.clock_offset_seconds))
     }
-
-    /// The Postgres options with a different database name (tests, tools).
-    pub fn with_database(mut self, name: &str) -> Self {
-        self.db = self.db.database(name);
-        self
-    }
 }
 
 /// `"challenge/"` → `"/challenge"`; `"/"` and `""` → `""` (routes at the root).

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::{config, store, telemetry};
-use extend_challenge_event_handler::{Builder, dead_letters, startup};
+use extend_challenge_common::{config, startup, store, telemetry};
+use extend_challenge_event_handler::dead_letters;
+use extend_challenge_event_handler::server::Builder;
 use tokio_util::sync::CancellationToken;
 
 const HELP: &str = "\

@@ -1,6 +1,8 @@
-//! Build separate from run: [`Builder::build`] binds the listeners (port 0 in tests) and
-//! wires the pipeline; [`App::run`] serves until the shutdown token fires, then stops
-//! accepting, drains in-flight RPCs and flushes everything.
+//! The handler's lifecycle, build separate from run: [`Builder::build`] binds the listeners
+//! (port 0 in tests) and wires the pipeline; [`App::run`] serves until the shutdown token
+//! fires, then stops accepting, drains in-flight RPCs and flushes everything. What happens
+//! before (settings, logs, config, migrations, the signal) is `main`'s, with the pieces of
+//! `extend_challenge_common::startup`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
 use extend_challenge_common::metrics::GrpcMetricsLayer;
 use extend_challenge_common::ops::{Health, serve_ops};
-use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
 use extend_challenge_common::settings::Settings;
+use extend_challenge_common::startup;
 use extend_challenge_common::store::flush::{FlushError, FlushOutcome};
 use extend_challenge_common::store::ledger;
 use extend_challenge_common::telemetry::GrpcTraceLayer;
@@ -318,11 +320,6 @@ impl App {
         }
     }
 
-    /// See [`Handle::flush_once`].
-    pub async fn flush_once(&self) -> Result<FlushOutcome, FlushError> {
-        self.engine.flush_once().await
-    }
-
     /// Serves until `shutdown` fires; then stops accepting, lets in-flight RPCs finish
     /// (their commits included), flushes the buffer with retries and stops the metrics
     /// server. `Err(FinalFlush)` when buffered updates could not be written.
@@ -453,17 +450,16 @@ fn spawn_ledger_purger(
 /// Reflection advertising exactly the services served (the descriptor set holds every
 /// AsyncAPI service, most of which this handler does not implement).
 fn reflection() -> tonic_reflection::server::Builder<'static> {
-    let mut b = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for name in SERVICE_NAMES.iter().copied().chain([
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ]) {
-        b = b.with_service_name(name);
-    }
-    b
+    let advertised: Vec<&str> = SERVICE_NAMES
+        .iter()
+        .copied()
+        .chain([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ])
+        .collect();
+    startup::reflection(&advertised)
 }
 
 async fn serve_grpc(
