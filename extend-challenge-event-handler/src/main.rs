@@ -72,8 +72,8 @@ async fn run() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
 
-    let pool = store::connect_lazy(settings.db.clone(), settings.db_max_open_conns);
-    if !settings.migrate_on_start {
+    let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
+    if !settings.db.migrate_on_start {
         tracing::info!("MIGRATE_ON_START=false: not applying database migrations");
     } else if !startup::migrate_with_retry(&pool, &shutdown).await? {
         tracing::info!("shut down before the database became reachable");
@@ -110,7 +110,7 @@ async fn dead_letters_tool(args: &[String]) -> ExitCode {
 
 async fn run_dead_letters(command: dead_letters::Command) -> anyhow::Result<bool> {
     let settings = Settings::from_env()?;
-    let pool = store::connect_lazy(settings.db.clone(), 2);
+    let pool = store::connect_lazy(settings.db.connect.clone(), 2);
     let mut out = std::io::stdout().lock();
     match command {
         dead_letters::Command::List {
@@ -125,7 +125,7 @@ async fn run_dead_letters(command: dead_letters::Command) -> anyhow::Result<bool
                 .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
             let ctx = dead_letters::ReplayContext {
                 config: &challenges,
-                auto_initialize: settings.auto_initialize_on_event,
+                auto_initialize: settings.handler.auto_initialize_on_event,
                 now: settings.clock().now(),
                 timeout: std::time::Duration::from_secs(30),
             };

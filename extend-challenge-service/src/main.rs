@@ -71,14 +71,14 @@ async fn migrate(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let pool = store::connect_lazy(settings.db.clone(), 2);
+    let pool = store::connect_lazy(settings.db.connect.clone(), 2);
     let mut out = std::io::stdout().lock();
     match migrations::run(&pool, command, &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
                 "extend-challenge-service migrate: {e} (database {})",
-                store::describe_target(&settings.db)
+                store::describe_target(&settings.db.connect)
             );
             ExitCode::FAILURE
         }

@@ -51,9 +51,9 @@ impl Dependencies {
     ) -> anyhow::Result<Option<Self>> {
         let config = config::load_from_path(&settings.config_path)
             .with_context(|| format!("loading {}", settings.config_path))?;
-        let pool = store::connect_lazy(settings.db.clone(), settings.db_max_open_conns);
-        let target = store::describe_target(&settings.db);
-        if !settings.migrate_on_start {
+        let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
+        let target = store::describe_target(&settings.db.connect);
+        if !settings.db.migrate_on_start {
             tracing::info!(database = %target, "MIGRATE_ON_START=false: not applying database migrations");
         } else if !startup::migrate_with_retry(&pool, shutdown)
             .await
@@ -102,9 +102,9 @@ impl Application {
                 .with_context(|| format!("binding port {port}"))
         };
         extend_challenge_common::metrics::init_guide_metrics(&["grpc", "http"]);
-        let grpc = bind(settings.grpc_port).await?;
-        let http = bind(settings.http_port).await?;
-        let ops = bind(settings.metrics_port).await?;
+        let grpc = bind(settings.ports.grpc).await?;
+        let http = bind(settings.ports.http).await?;
+        let ops = bind(settings.ports.metrics).await?;
         let (health, health_server) = Health::new(deps.pool.clone(), &["service.Service"]);
         let cleanup = settings.cleanup.enabled.then(|| {
             cleanup::Cleanup::new(
@@ -119,9 +119,9 @@ impl Application {
             deps.pool,
             deps.granter,
             deps.clock,
-            settings.ab_namespace.clone(),
+            settings.ags.namespace.clone(),
         )
-        .with_grant_settle(settings.reward_grant_settle);
+        .with_grant_settle(settings.rewards.grant_settle);
         Ok(Application {
             grpc,
             http,
@@ -131,7 +131,7 @@ impl Application {
             health,
             health_server,
             base_path: settings.base_path.clone(),
-            reconcile_interval: settings.reward_reconcile_interval,
+            reconcile_interval: settings.rewards.reconcile_interval,
             cleanup,
             shutdown: CancellationToken::new(),
         })
