@@ -7,6 +7,8 @@
 //! - [`store`]: every SQL statement and the embedded migrations.
 //! - [`settings`]: typed environment settings; [`telemetry`], [`metrics`], [`ops`]: logs,
 //!   Prometheus metrics, `/metrics` `/healthz` `/livez` and gRPC health.
+//! - [`startup`]: what both binaries do at start-up: migrations that wait for Postgres, the
+//!   shutdown signal, the capped backoff, gRPC reflection.
 
 pub mod clock;
 pub mod config;
@@ -18,5 +20,6 @@ pub mod pb;
 pub mod progress;
 pub mod rotation;
 pub mod settings;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

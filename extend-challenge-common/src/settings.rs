@@ -44,52 +44,166 @@ pub enum AckMode {
     Buffered,
 }
 
+/// Every setting of both binaries, grouped by concern. Secrets are [`Secret`]s, so
+/// `{settings:?}` can be logged.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub ab_base_url: String,
-    pub ab_client_id: String,
-    pub ab_client_secret: String,
-    pub ab_namespace: String,
+    /// AccelByte Gaming Services: where and who we are.
+    pub ags: AgsSettings,
+    /// How the service verifies callers.
+    pub auth: AuthSettings,
+    /// Reward grants (the service).
+    pub rewards: RewardSettings,
+    /// Postgres.
+    pub db: DbSettings,
+    /// The event handler's buffer and acknowledgements.
+    pub handler: HandlerSettings,
+    /// Cross-replica de-duplication (the event handler).
+    pub redis: RedisSettings,
+    /// Listening ports.
+    pub ports: PortSettings,
+    /// Logs and trace export.
+    pub telemetry: TelemetrySettings,
+    /// Retention cleanup and erasure tombstones (CONTRACT §3.6; the service runs it).
+    pub cleanup: CleanupSettings,
+    /// `BASE_PATH` (default `/challenge`, normalized): the REST routes' prefix.
     pub base_path: String,
-    pub auth_enabled: bool,
-    pub refresh_interval: Duration,
-    pub reward_mode: RewardMode,
-    /// `REWARD_GRANT_DEDUP` (default `marker`).
-    pub reward_dedup: RewardDedup,
-    /// `REWARD_GRANT_SETTLE_SECONDS` (default 30): how long after an unanswered grant request
-    /// AGS may still be processing it. Until then a grant not (yet) visible at AGS is not
-    /// made again; the claim answers "in progress".
-    pub reward_grant_settle: Duration,
-    /// `REWARD_RECONCILE_INTERVAL_SECONDS` (default 30): how often the reconciler looks for
-    /// abandoned grant intents.
-    pub reward_reconcile_interval: Duration,
-    pub db: PgConnectOptions,
-    pub db_max_open_conns: u32,
     /// `CHALLENGE_CONFIG_PATH` or `CONFIG_PATH`.
     pub config_path: String,
-    pub flush_workers: usize,
-    pub log_level: String,
-    pub otel_service_name: String,
-    pub otel_exporter_zipkin_endpoint: Option<String>,
-    /// `REDIS_HOST`: cross-replica de-duplication when set.
-    pub redis_host: Option<String>,
-    pub redis_port: u16,
-    pub redis_password: Option<String>,
-    pub grpc_port: u16,
-    pub http_port: u16,
-    pub metrics_port: u16,
-    pub buffer_flush_interval: Duration,
-    pub buffer_max_size: usize,
-    pub ack_mode: AckMode,
-    pub auto_initialize_on_event: bool,
     /// `CLOCK_OFFSET_SECONDS` (testing only, default 0): both binaries run this far ahead of
     /// the system clock, so an end-to-end test can start them "tomorrow".
     pub clock_offset_seconds: i64,
+}
+
+/// A secret value (a password, a client secret). `Debug` prints `***`; read it with
+/// [`Secret::expose`] where it is used, never to log it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgsSettings {
+    /// `AB_BASE_URL`, without a trailing `/`.
+    pub base_url: String,
+    /// `AB_CLIENT_ID`.
+    pub client_id: String,
+    /// `AB_CLIENT_SECRET`.
+    pub client_secret: Secret,
+    /// `AB_NAMESPACE`.
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `PLUGIN_GRPC_SERVER_AUTH_ENABLED` (default `true`).
+    pub enabled: bool,
+    /// `REFRESH_INTERVAL` seconds (default 600): how often the IAM keys and revocations
+    /// are refreshed.
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RewardSettings {
+    /// `REWARD_CLIENT_MODE` (default `real`).
+    pub mode: RewardMode,
+    /// `REWARD_GRANT_DEDUP` (default `marker`).
+    pub dedup: RewardDedup,
+    /// `REWARD_GRANT_SETTLE_SECONDS` (default 30): how long after an unanswered grant request
+    /// AGS may still be processing it. Until then a grant not (yet) visible at AGS is not
+    /// made again; the claim answers "in progress".
+    pub grant_settle: Duration,
+    /// `REWARD_RECONCILE_INTERVAL_SECONDS` (default 30): how often the reconciler looks for
+    /// abandoned grant intents.
+    pub reconcile_interval: Duration,
+}
+
+/// Postgres. `Debug` shows where, never the password.
+#[derive(Clone)]
+pub struct DbSettings {
+    /// `DATABASE_URL`, or `DB_HOST` `DB_PORT` `DB_NAME` `DB_USER` `DB_PASSWORD` `DB_SSLMODE`.
+    pub connect: PgConnectOptions,
+    /// `DB_MAX_OPEN_CONNS` (default 25).
+    pub max_open_conns: u32,
     /// `MIGRATE_ON_START` (default `true`): apply the embedded migrations at start-up. Set
     /// `false` when a Job or an operator runs `extend-challenge-service migrate up`.
     pub migrate_on_start: bool,
-    /// Retention cleanup and erasure tombstones (CONTRACT §3.6; the service runs it).
-    pub cleanup: CleanupSettings,
+}
+
+impl std::fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PgConnectOptions' own Debug prints the password.
+        f.debug_struct("DbSettings")
+            .field("target", &crate::store::describe_target(&self.connect))
+            .field("user", &self.connect.get_username())
+            .field("ssl_mode", &self.connect.get_ssl_mode())
+            .field("max_open_conns", &self.max_open_conns)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HandlerSettings {
+    /// `FLUSH_WORKERS` (default 2).
+    pub flush_workers: usize,
+    /// `BUFFER_FLUSH_INTERVAL_MS` (default 100).
+    pub buffer_flush_interval: Duration,
+    /// `BUFFER_MAX_SIZE` (default 10000).
+    pub buffer_max_size: usize,
+    /// `ACK_MODE` (default `durable`).
+    pub ack_mode: AckMode,
+    /// `AUTO_INITIALIZE_ON_EVENT` (default `true`).
+    pub auto_initialize_on_event: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `REDIS_HOST`: cross-replica de-duplication when set.
+    pub host: Option<String>,
+    /// `REDIS_PORT` (default 6379).
+    pub port: u16,
+    /// `REDIS_PASSWORD`.
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortSettings {
+    /// `GRPC_PORT` (default 6565).
+    pub grpc: u16,
+    /// `HTTP_PORT` (default 8000; the service's REST API).
+    pub http: u16,
+    /// `METRICS_PORT` (default 8080): `/metrics`, `/healthz`, `/livez`.
+    pub metrics: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// `LOG_LEVEL` (default `info`): a level or a `tracing` filter.
+    pub log_level: String,
+    /// `OTEL_SERVICE_NAME` (default: the binary's name).
+    pub otel_service_name: String,
+    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: span export when set.
+    pub otel_exporter_zipkin_endpoint: Option<String>,
 }
 
 /// The service's retention cleanup (names and defaults as AccelByte's M6, plus the pause
@@ -150,43 +264,46 @@ impl Settings {
         };
         let base_path =
             normalize_base_path(&env.text("BASE_PATH").unwrap_or_else(|| "/challenge".into()));
-        let s = Settings {
-            ab_base_url: env
+        // Read in this order (the first bad variable is the one reported), then grouped.
+        let ags = AgsSettings {
+            base_url: env
                 .text("AB_BASE_URL")
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
-            ab_client_id: env.text("AB_CLIENT_ID").unwrap_or_default(),
-            ab_client_secret: env.text("AB_CLIENT_SECRET").unwrap_or_default(),
-            ab_namespace: env.text("AB_NAMESPACE").unwrap_or_default(),
-            base_path,
-            auth_enabled: env.boolean("PLUGIN_GRPC_SERVER_AUTH_ENABLED", true)?,
+            client_id: env.text("AB_CLIENT_ID").unwrap_or_default(),
+            client_secret: Secret(env.text("AB_CLIENT_SECRET").unwrap_or_default()),
+            namespace: env.text("AB_NAMESPACE").unwrap_or_default(),
+        };
+        let auth = AuthSettings {
+            enabled: env.boolean("PLUGIN_GRPC_SERVER_AUTH_ENABLED", true)?,
             refresh_interval: Duration::from_secs(env.positive("REFRESH_INTERVAL", 600u64)?),
-            reward_mode: match env.text("REWARD_CLIENT_MODE").as_deref() {
+        };
+        let rewards = RewardSettings {
+            mode: match env.text("REWARD_CLIENT_MODE").as_deref() {
                 None | Some("real") => RewardMode::Real,
                 Some("mock") => RewardMode::Mock,
                 Some(v) => return Err(env.bad("REWARD_CLIENT_MODE", v, "expected real or mock")),
             },
-            reward_dedup: match env.text("REWARD_GRANT_DEDUP").as_deref() {
+            dedup: match env.text("REWARD_GRANT_DEDUP").as_deref() {
                 None | Some("marker") => RewardDedup::Marker,
                 Some("fulfillment") => RewardDedup::Fulfillment,
                 Some(v) => {
                     return Err(env.bad("REWARD_GRANT_DEDUP", v, "expected marker or fulfillment"));
                 }
             },
-            reward_grant_settle: Duration::from_secs(
-                env.parse("REWARD_GRANT_SETTLE_SECONDS", 30u64)?,
-            ),
-            reward_reconcile_interval: Duration::from_secs(
+            grant_settle: Duration::from_secs(env.parse("REWARD_GRANT_SETTLE_SECONDS", 30u64)?),
+            reconcile_interval: Duration::from_secs(
                 env.positive("REWARD_RECONCILE_INTERVAL_SECONDS", 30u64)?,
             ),
-            db,
-            db_max_open_conns: env.positive("DB_MAX_OPEN_CONNS", 25u32)?,
-            config_path: env
-                .text("CHALLENGE_CONFIG_PATH")
-                .or_else(|| env.text("CONFIG_PATH"))
-                .unwrap_or_else(|| "config/challenges.json".into()),
-            flush_workers: env.positive("FLUSH_WORKERS", 2usize)?,
+        };
+        let db_max_open_conns = env.positive("DB_MAX_OPEN_CONNS", 25u32)?;
+        let config_path = env
+            .text("CHALLENGE_CONFIG_PATH")
+            .or_else(|| env.text("CONFIG_PATH"))
+            .unwrap_or_else(|| "config/challenges.json".into());
+        let flush_workers = env.positive("FLUSH_WORKERS", 2usize)?;
+        let telemetry = TelemetrySettings {
             log_level: match env.text("LOG_LEVEL") {
                 None => "info".into(),
                 Some(v) => {
@@ -205,12 +322,19 @@ impl Settings {
                 }
                 other => other,
             },
-            redis_host: env.text("REDIS_HOST"),
-            redis_port: env.parse("REDIS_PORT", 6379u16)?,
-            redis_password: env.text("REDIS_PASSWORD"),
-            grpc_port: env.parse("GRPC_PORT", 6565u16)?,
-            http_port: env.parse("HTTP_PORT", 8000u16)?,
-            metrics_port: env.parse("METRICS_PORT", 8080u16)?,
+        };
+        let redis = RedisSettings {
+            host: env.text("REDIS_HOST"),
+            port: env.parse("REDIS_PORT", 6379u16)?,
+            password: env.text("REDIS_PASSWORD").map(Secret),
+        };
+        let ports = PortSettings {
+            grpc: env.parse("GRPC_PORT", 6565u16)?,
+            http: env.parse("HTTP_PORT", 8000u16)?,
+            metrics: env.parse("METRICS_PORT", 8080u16)?,
+        };
+        let handler = HandlerSettings {
+            flush_workers,
             buffer_flush_interval: Duration::from_millis(
                 env.positive("BUFFER_FLUSH_INTERVAL_MS", 100u64)?,
             ),
@@ -221,18 +345,34 @@ impl Settings {
                 Some(v) => return Err(env.bad("ACK_MODE", v, "expected durable or buffered")),
             },
             auto_initialize_on_event: env.boolean("AUTO_INITIALIZE_ON_EVENT", true)?,
-            clock_offset_seconds: env.parse("CLOCK_OFFSET_SECONDS", 0i64)?,
+        };
+        let clock_offset_seconds = env.parse("CLOCK_OFFSET_SECONDS", 0i64)?;
+        let db = DbSettings {
+            connect: db,
+            max_open_conns: db_max_open_conns,
             migrate_on_start: env.boolean("MIGRATE_ON_START", true)?,
-            cleanup: CleanupSettings {
-                enabled: env.boolean("CLEANUP_ENABLED", true)?,
-                interval: Duration::from_secs(
-                    60 * env.positive("CLEANUP_INTERVAL_MINUTES", 60u64)?,
-                ),
-                retention_days: env.positive("CLEANUP_RETENTION_DAYS", 7u32)?,
-                batch_size: env.positive("CLEANUP_BATCH_SIZE", 1000u32)?,
-                batch_pause: Duration::from_millis(env.parse("CLEANUP_BATCH_PAUSE_MS", 50u64)?),
-                tombstone_days: env.positive("ERASURE_TOMBSTONE_DAYS", 7u32)?,
-            },
+        };
+        let cleanup = CleanupSettings {
+            enabled: env.boolean("CLEANUP_ENABLED", true)?,
+            interval: Duration::from_secs(60 * env.positive("CLEANUP_INTERVAL_MINUTES", 60u64)?),
+            retention_days: env.positive("CLEANUP_RETENTION_DAYS", 7u32)?,
+            batch_size: env.positive("CLEANUP_BATCH_SIZE", 1000u32)?,
+            batch_pause: Duration::from_millis(env.parse("CLEANUP_BATCH_PAUSE_MS", 50u64)?),
+            tombstone_days: env.positive("ERASURE_TOMBSTONE_DAYS", 7u32)?,
+        };
+        let s = Settings {
+            ags,
+            auth,
+            rewards,
+            db,
+            handler,
+            redis,
+            ports,
+            telemetry,
+            cleanup,
+            base_path,
+            config_path,
+            clock_offset_seconds,
         };
         Ok(s)
     }
@@ -240,12 +380,6 @@ impl Settings {
     /// The clock both binaries use: the system clock, shifted by `CLOCK_OFFSET_SECONDS`.
     pub fn clock(&self) -> crate::clock::Clock {
         crate::clock::Clock::offset(chrono::Duration::seconds(self.clock_offset_seconds))
-    }
-
-    /// The Postgres options with a different database name (tests, tools).
-    pub fn with_database(mut self, name: &str) -> Self {
-        self.db = self.db.database(name);
-        self
     }
 }
 
@@ -346,22 +480,23 @@ mod tests {
     fn defaults_follow_the_contract() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.base_path, "/challenge");
-        assert!(s.auth_enabled);
-        assert_eq!(s.reward_mode, RewardMode::Real);
-        assert_eq!(s.grpc_port, 6565);
-        assert_eq!(s.http_port, 8000);
-        assert_eq!(s.metrics_port, 8080);
-        assert_eq!(s.ack_mode, AckMode::Durable);
-        assert_eq!(s.buffer_flush_interval, Duration::from_millis(100));
-        assert!(s.auto_initialize_on_event);
-        assert_eq!(s.db.get_database(), Some("challenge_db"));
-        assert_eq!(s.reward_dedup, RewardDedup::Marker);
-        assert_eq!(s.reward_grant_settle, Duration::from_secs(30));
-        assert_eq!(s.reward_reconcile_interval, Duration::from_secs(30));
-        assert!(s.migrate_on_start);
+        assert!(s.auth.enabled);
+        assert_eq!(s.rewards.mode, RewardMode::Real);
+        assert_eq!(s.ports.grpc, 6565);
+        assert_eq!(s.ports.http, 8000);
+        assert_eq!(s.ports.metrics, 8080);
+        assert_eq!(s.handler.ack_mode, AckMode::Durable);
+        assert_eq!(s.handler.buffer_flush_interval, Duration::from_millis(100));
+        assert!(s.handler.auto_initialize_on_event);
+        assert_eq!(s.db.connect.get_database(), Some("challenge_db"));
+        assert_eq!(s.rewards.dedup, RewardDedup::Marker);
+        assert_eq!(s.rewards.grant_settle, Duration::from_secs(30));
+        assert_eq!(s.rewards.reconcile_interval, Duration::from_secs(30));
+        assert!(s.db.migrate_on_start);
         assert!(
             !settings(&[("MIGRATE_ON_START", "false")])
                 .unwrap()
+                .db
                 .migrate_on_start
         );
         assert_eq!(
@@ -415,7 +550,10 @@ mod tests {
             "extend_challenge=debug",
             "off",
         ] {
-            assert_eq!(settings(&[("LOG_LEVEL", v)]).unwrap().log_level, v);
+            assert_eq!(
+                settings(&[("LOG_LEVEL", v)]).unwrap().telemetry.log_level,
+                v
+            );
         }
     }
 
@@ -430,6 +568,38 @@ mod tests {
             ("CHALLENGE_CONFIG_PATH", "/b.json"),
         ]);
         assert_eq!(both.unwrap().config_path, "/b.json");
+    }
+
+    #[test]
+    fn debug_does_not_show_secrets() {
+        let s = settings(&[
+            ("AB_CLIENT_SECRET", "ags-client-secret-value"),
+            ("REDIS_PASSWORD", "redis-password-value"),
+            ("DB_PASSWORD", "db-password-value"),
+        ])
+        .unwrap();
+        assert_eq!(s.ags.client_secret.expose(), "ags-client-secret-value");
+        assert_eq!(
+            s.redis.password.as_ref().map(Secret::expose),
+            Some("redis-password-value")
+        );
+        let shown = format!("{s:?}");
+        for secret in [
+            "ags-client-secret-value",
+            "redis-password-value",
+            "db-password-value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("***"), "{shown}");
+        let url = settings(&[(
+            "DATABASE_URL",
+            "postgres://app:url-password-value@db.example:5433/challenges",
+        )])
+        .unwrap();
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("url-password-value"), "{shown}");
+        assert!(shown.contains("db.example:5433/challenges"), "{shown}");
     }
 
     #[test]

@@ -191,27 +191,28 @@ fn shutdown(provider: SdkTracerProvider) {
 /// reports tracing disabled.
 pub fn init_with(settings: &Settings, default_service_name: &str) -> TelemetryGuard {
     let Some(endpoint) = settings
+        .telemetry
         .otel_exporter_zipkin_endpoint
         .as_deref()
         .filter(|e| !e.trim().is_empty())
     else {
-        init(&settings.log_level);
+        init(&settings.telemetry.log_level);
         return TelemetryGuard { provider: None };
     };
-    let service_name = if settings.otel_service_name.trim().is_empty() {
+    let service_name = if settings.telemetry.otel_service_name.trim().is_empty() {
         default_service_name.to_owned()
     } else {
-        settings.otel_service_name.clone()
+        settings.telemetry.otel_service_name.clone()
     };
     if tokio::runtime::Handle::try_current().is_err() {
-        init(&settings.log_level);
+        init(&settings.telemetry.log_level);
         tracing::error!("tracing disabled: init_with was called outside a tokio runtime");
         return TelemetryGuard { provider: None };
     }
     let provider = match zipkin_provider(endpoint, &service_name) {
         Ok(p) => p,
         Err(e) => {
-            init(&settings.log_level);
+            init(&settings.telemetry.log_level);
             tracing::error!(error = %e, "tracing disabled: cannot build the Zipkin exporter");
             return TelemetryGuard { provider: None };
         }
@@ -225,7 +226,7 @@ pub fn init_with(settings: &Settings, default_service_name: &str) -> TelemetryGu
         // Only our own spans and events (never hyper/h2/sqlx internals), whatever LOG_LEVEL.
         .with_filter(Targets::new().with_target(TARGET, tracing::Level::INFO));
     let installed = tracing_subscriber::registry()
-        .with(json_layer().with_filter(env_filter(&settings.log_level)))
+        .with(json_layer().with_filter(env_filter(&settings.telemetry.log_level)))
         .with(db_query_metrics())
         .with(otel_layer)
         .try_init()

@@ -15,7 +15,7 @@ async fn no_endpoint_means_no_exporter_and_pass_through_layers() {
         "challenge".to_string(),
     )]))
     .unwrap();
-    assert_eq!(settings.otel_exporter_zipkin_endpoint, None);
+    assert_eq!(settings.telemetry.otel_exporter_zipkin_endpoint, None);
     let guard = telemetry::init_with(&settings, "extend-challenge-service");
     assert!(!guard.tracing_enabled());
     assert!(!telemetry::tracing_enabled());

@@ -10,19 +10,19 @@
 //! - [`ledger`]: coalesced ledger look-ups at ingest.
 //! - [`dead_letters`]: the operator's `dead-letters list | replay` subcommand.
 //! - [`grpc`]: the three OnMessage services.
-//! - [`app`]: build (bind listeners) and run (serve, drain, final flush).
+//! - [`server`]: the lifecycle: build (bind listeners, wire) and run (serve, drain, final
+//!   flush). Start-up before it (migrations, the signal) is `extend_challenge_common::startup`.
 //!
 //! ```no_run
 //! # async fn example(settings: extend_challenge_common::settings::Settings,
 //! #     config: std::sync::Arc<extend_challenge_common::config::ChallengeConfig>,
 //! #     pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-//! let app = extend_challenge_event_handler::Builder::new(settings, config, pool).build().await?;
+//! let app = extend_challenge_event_handler::server::Builder::new(settings, config, pool).build().await?;
 //! let handle = app.handle(); // handle.flush_once().await drives a flush by hand
 //! app.run(tokio_util::sync::CancellationToken::new()).await?;
 //! # Ok(()) }
 //! ```
 
-pub mod app;
 pub mod buffer;
 pub mod dead_letters;
 pub mod dedup;
@@ -31,7 +31,4 @@ pub mod event;
 pub mod grpc;
 pub mod ledger;
 pub mod metrics;
-pub mod startup;
-
-pub use app::{App, BuildError, Builder, Handle, RunError};
-pub use engine::{Engine, EngineOptions};
+pub mod server;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::{config, store, telemetry};
-use extend_challenge_event_handler::{Builder, dead_letters, startup};
+use extend_challenge_common::{config, startup, store, telemetry};
+use extend_challenge_event_handler::dead_letters;
+use extend_challenge_event_handler::server::Builder;
 use tokio_util::sync::CancellationToken;
 
 const HELP: &str = "\
@@ -71,8 +72,8 @@ async fn run() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
 
-    let pool = store::connect_lazy(settings.db.clone(), settings.db_max_open_conns);
-    if !settings.migrate_on_start {
+    let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
+    if !settings.db.migrate_on_start {
         tracing::info!("MIGRATE_ON_START=false: not applying database migrations");
     } else if !startup::migrate_with_retry(&pool, &shutdown).await? {
         tracing::info!("shut down before the database became reachable");
@@ -109,7 +110,7 @@ async fn dead_letters_tool(args: &[String]) -> ExitCode {
 
 async fn run_dead_letters(command: dead_letters::Command) -> anyhow::Result<bool> {
     let settings = Settings::from_env()?;
-    let pool = store::connect_lazy(settings.db.clone(), 2);
+    let pool = store::connect_lazy(settings.db.connect.clone(), 2);
     let mut out = std::io::stdout().lock();
     match command {
         dead_letters::Command::List {
@@ -124,7 +125,7 @@ async fn run_dead_letters(command: dead_letters::Command) -> anyhow::Result<bool
                 .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
             let ctx = dead_letters::ReplayContext {
                 config: &challenges,
-                auto_initialize: settings.auto_initialize_on_event,
+                auto_initialize: settings.handler.auto_initialize_on_event,
                 now: settings.clock().now(),
                 timeout: std::time::Duration::from_secs(30),
             };

@@ -59,7 +59,7 @@ fn fresh_login(h_now: chrono::DateTime<chrono::Utc>, user: &str, id: &str) -> Ev
 /// Redelivers until acknowledged, as the platform does; returns how many `Unavailable`
 /// answers came first and how long it took.
 async fn redeliver(
-    engine: &extend_challenge_event_handler::Engine,
+    engine: &extend_challenge_event_handler::engine::Engine,
     ev: &Event,
     within: Duration,
 ) -> (u32, Duration) {
@@ -82,8 +82,9 @@ async fn redeliver(
 
 fn with_redis(
     prefix: &str,
-) -> impl FnOnce(extend_challenge_event_handler::Builder) -> extend_challenge_event_handler::Builder
-{
+) -> impl FnOnce(
+    extend_challenge_event_handler::server::Builder,
+) -> extend_challenge_event_handler::server::Builder {
     let prefix = prefix.to_string();
     move |b| b.redis_key_prefix(prefix).redis_lease(LEASE)
 }
@@ -152,12 +153,16 @@ async fn a_dead_replica_holds_an_id_no_longer_than_its_lease(pool: PgPool) {
     let env = redis_settings(BUFFERED);
     let settings = settings(&as_env(&env));
     let (clock, _hand) = extend_challenge_common::clock::Clock::manual(at("2025-11-05T12:00:00Z"));
-    let a = extend_challenge_event_handler::Builder::new(settings, fixture_config(), pool.clone())
-        .clock(clock.clone())
-        .redis_key_prefix(prefix.clone())
-        .redis_lease(LEASE)
-        .build_engine()
-        .unwrap();
+    let a = extend_challenge_event_handler::server::Builder::new(
+        settings,
+        fixture_config(),
+        pool.clone(),
+    )
+    .clock(clock.clone())
+    .redis_key_prefix(prefix.clone())
+    .redis_lease(LEASE)
+    .build_engine()
+    .unwrap();
     let ev = fresh_login(clock.now(), "vic", "y-1");
     a.ingest(ev.clone()).await.unwrap();
     assert_eq!(a.redis().unwrap().held(), 1);

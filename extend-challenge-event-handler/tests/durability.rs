@@ -461,7 +461,7 @@ async fn shutdown_without_a_database_reports_the_loss(
     proxy.cut();
     assert!(matches!(
         h.stop().await,
-        Err(extend_challenge_event_handler::RunError::FinalFlush)
+        Err(extend_challenge_event_handler::server::RunError::FinalFlush)
     ));
 }
 

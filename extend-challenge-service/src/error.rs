@@ -199,9 +199,21 @@ impl From<AuthError> for ServiceError {
     }
 }
 
+/// Logs server-side faults once, at the edge, with their cause; client errors are not
+/// logged (they are counted by the request metrics). Both transports call it when they
+/// render the error.
+pub(crate) fn log_if_server_fault(e: &ServiceError) {
+    if e.is_server_fault() {
+        match std::error::Error::source(e) {
+            Some(cause) => tracing::error!(error = %e, cause = %cause, "request failed"),
+            None => tracing::error!(error = %e, "request failed"),
+        }
+    }
+}
+
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
-        crate::log_if_server_fault(&e);
+        log_if_server_fault(&e);
         tonic::Status::new(e.code(), e.to_string())
     }
 }

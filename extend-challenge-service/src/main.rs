@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::{migrations, store, telemetry};
-use extend_challenge_service::{Application, Dependencies};
+use extend_challenge_common::{migrations, startup, store, telemetry};
+use extend_challenge_service::server::{Application, Dependencies};
+use tokio_util::sync::CancellationToken;
 
 const HELP: &str = "\
 extend-challenge-service: the Extend Challenge player API (gRPC, REST, Swagger UI).
@@ -70,14 +71,14 @@ async fn migrate(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let pool = store::connect_lazy(settings.db.clone(), 2);
+    let pool = store::connect_lazy(settings.db.connect.clone(), 2);
     let mut out = std::io::stdout().lock();
     match migrations::run(&pool, command, &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
                 "extend-challenge-service migrate: {e} (database {})",
-                store::describe_target(&settings.db)
+                store::describe_target(&settings.db.connect)
             );
             ExitCode::FAILURE
         }
@@ -87,7 +88,12 @@ async fn migrate(args: &[String]) -> ExitCode {
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("reading settings")?;
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-service");
-    let deps = Dependencies::from_settings(&settings).await?;
+    let shutdown = CancellationToken::new();
+    startup::cancel_on_signal(shutdown.clone());
+    let Some(deps) = Dependencies::from_settings(&settings, &shutdown).await? else {
+        tracing::info!("shut down before the database became reachable");
+        return Ok(());
+    };
     let app = Application::build(&settings, deps).await?;
     tracing::info!(
         grpc = %app.grpc_addr(),
@@ -96,27 +102,10 @@ async fn serve() -> anyhow::Result<()> {
         base_path = %settings.base_path,
         "extend-challenge-service listening"
     );
-    let shutdown = app.shutdown_token();
+    let stop = app.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        shutdown.cancel();
+        shutdown.cancelled().await;
+        stop.cancel();
     });
     app.run_until_stopped().await
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -128,7 +128,7 @@ fn a_missing_database_fails_at_once_naming_it() {
         t.contains("no_such_database_for_cli_test") && t.contains("does not exist"),
         "{t}"
     );
-    // Not the minute of retries an unreachable database gets.
+    // Not the retries (until shutdown) an unreachable database gets.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(30),
         "{t}"

@@ -14,7 +14,7 @@ use extend_challenge_common::pb::service::service_client::ServiceClient;
 use extend_challenge_common::settings::CleanupSettings;
 use extend_challenge_service::auth::Authenticator;
 use extend_challenge_service::cleanup::{Cleanup, CleanupPass, CleanupReport};
-use extend_challenge_service::{Application, Dependencies};
+use extend_challenge_service::server::{Application, Dependencies};
 use http::StatusCode;
 use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;

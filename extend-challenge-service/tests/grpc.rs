@@ -12,7 +12,7 @@ use extend_challenge_common::clock::Clock;
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::pb::service::service_client::ServiceClient;
 use extend_challenge_service::auth::Authenticator;
-use extend_challenge_service::{Application, Dependencies};
+use extend_challenge_service::server::{Application, Dependencies};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -720,8 +720,11 @@ async fn health_and_swagger_need_no_user(pool: PgPool) {
     assert_eq!(s, StatusCode::PERMANENT_REDIRECT);
 
     // Another base path moves everything.
-    let other =
-        extend_challenge_service::http_router(h.service.clone(), mock_auth(), "/game/quests");
+    let other = extend_challenge_service::server::http_router(
+        h.service.clone(),
+        mock_auth(),
+        "/game/quests",
+    );
     let h2 = Harness { router: other, ..h };
     let (s, spec) = h2.get("/game/quests/apidocs/api.json", "").await;
     assert_eq!(
@@ -756,7 +759,8 @@ async fn auth_guards_every_route_but_health_and_docs(pool: PgPool) {
         ]),
         reqwest::Client::new(),
     );
-    let router = extend_challenge_service::http_router(h.service.clone(), auth, "/challenge");
+    let router =
+        extend_challenge_service::server::http_router(h.service.clone(), auth, "/challenge");
     let h = Harness { router, ..h };
     let routes = [
         ("GET", "/challenge/v1/challenges"),

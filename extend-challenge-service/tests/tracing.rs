@@ -13,7 +13,7 @@ use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::pb::service::service_client::ServiceClient;
 use extend_challenge_common::telemetry;
 use extend_challenge_service::auth::Authenticator;
-use extend_challenge_service::{Application, Dependencies};
+use extend_challenge_service::server::{Application, Dependencies};
 use serde_json::Value;
 use sqlx::PgPool;
 use wiremock::matchers::{method, path};

@@ -37,7 +37,7 @@ pub use ingest::{Accepted, IngestError, Skip, count_event};
 /// after each restart cost buffered mode a third of its throughput (BENCHMARKS.md).
 pub const LEDGER_CHECK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
-/// Tunables of the pipeline. [`crate::app::Builder`] fills them from `Settings`.
+/// Tunables of the pipeline. [`crate::server::Builder`] fills them from `Settings`.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Events from other namespaces are skipped; empty accepts every namespace.
@@ -175,33 +175,7 @@ impl Engine {
     }
 }
 
-/// Capped exponential backoff with jitter.
-pub struct Backoff {
-    first: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new((first, max): (Duration, Duration)) -> Self {
-        Self {
-            first,
-            max,
-            current: first,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.first;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        let jitter = rand::random_range(0.0..0.2);
-        d.mul_f64(1.0 + jitter)
-    }
-}
+pub use extend_challenge_common::startup::Backoff;
 
 /// At most one warning per reason per interval; the count of suppressed ones goes with the
 /// next warning.

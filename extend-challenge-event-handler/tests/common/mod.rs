@@ -21,7 +21,7 @@ use extend_challenge_common::pb::accelbyte::social::statistic::v1::{
 };
 use extend_challenge_common::settings::Settings;
 use extend_challenge_common::store::ProgressRow;
-use extend_challenge_event_handler::{Builder, Handle, RunError};
+use extend_challenge_event_handler::server::{Builder, Handle, RunError};
 use parking_lot::Mutex;
 use sqlx::PgPool;
 use tokio::net::TcpListener;

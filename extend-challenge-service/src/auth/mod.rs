@@ -115,10 +115,10 @@ pub struct AuthConfig {
 impl AuthConfig {
     pub fn from_settings(settings: &Settings) -> Self {
         AuthConfig {
-            enabled: settings.auth_enabled,
-            base_url: settings.ab_base_url.trim_end_matches('/').to_string(),
-            namespace: settings.ab_namespace.clone(),
-            refresh_interval: settings.refresh_interval,
+            enabled: settings.auth.enabled,
+            base_url: settings.ags.base_url.trim_end_matches('/').to_string(),
+            namespace: settings.ags.namespace.clone(),
+            refresh_interval: settings.auth.refresh_interval,
             min_refresh_gap: Duration::from_secs(5),
             leeway: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(5),

@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use crate::app::ChallengeService;
 use crate::auth::{AuthUser, Authenticator};
 use crate::error::ServiceError;
-use crate::swagger;
 
 /// The HTTP methods the API uses (those `google.api.http` rules name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,8 +152,10 @@ pub struct RestState {
     pub auth: Authenticator,
 }
 
-/// The whole HTTP app: API routes and Swagger under `base_path`, JSON 404/405 elsewhere.
-pub fn router(state: RestState, base_path: &str) -> Router {
+/// The whole HTTP app: API routes and `docs` (the Swagger routes, relative to `base_path`)
+/// under `base_path`, JSON 404/405 elsewhere. The docs come in from the caller so that
+/// `swagger`, which documents [`ROUTES`], is the only one of the two importing the other.
+pub fn router(state: RestState, base_path: &str, docs: Router<RestState>) -> Router {
     let mut open = Router::new();
     let mut protected = Router::new();
     for spec in ROUTES {
@@ -169,7 +170,7 @@ pub fn router(state: RestState, base_path: &str) -> Router {
         protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let api = open
         .merge(protected)
-        .merge(swagger::router(base_path))
+        .merge(docs)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let app = if base_path.is_empty() {
@@ -380,7 +381,7 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
-        crate::log_if_server_fault(&self);
+        crate::error::log_if_server_fault(&self);
         let message = self.to_string();
         let body = ErrorBody {
             code: self.code() as i32,

@@ -119,13 +119,13 @@ impl GrantError {
 /// The granter the settings ask for: [`AgsRewardClient`] with the contract's retry policy, or
 /// [`MockRewardClient`].
 pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Arc<dyn RewardGranter> {
-    match settings.reward_mode {
+    match settings.rewards.mode {
         RewardMode::Mock => {
             tracing::info!("REWARD_CLIENT_MODE=mock: rewards are logged, not granted");
             Arc::new(MockRewardClient::new())
         }
         RewardMode::Real => {
-            if settings.ab_client_id.is_empty() || settings.ab_client_secret.is_empty() {
+            if settings.ags.client_id.is_empty() || settings.ags.client_secret.is_empty() {
                 tracing::warn!(
                     "REWARD_CLIENT_MODE=real without AB_CLIENT_ID/AB_CLIENT_SECRET: grants will fail"
                 );
@@ -133,12 +133,12 @@ pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Arc<dyn Rewa
             Arc::new(
                 AgsRewardClient::new(
                     http,
-                    &settings.ab_base_url,
-                    &settings.ab_client_id,
-                    &settings.ab_client_secret,
+                    &settings.ags.base_url,
+                    &settings.ags.client_id,
+                    settings.ags.client_secret.expose(),
                     RetryPolicy::default(),
                 )
-                .with_dedup(settings.reward_dedup),
+                .with_dedup(settings.rewards.dedup),
             )
         }
     }

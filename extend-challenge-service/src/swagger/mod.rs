@@ -14,12 +14,13 @@ use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
 use crate::error::ServiceError;
-use crate::rest::{ROUTES, RestState};
+use crate::rest::{ROUTES, RouteSpec};
 
 const SERVICE: &str = "service.Service";
 
-/// Routes of the docs, relative to `BASE_PATH`.
-pub fn router(base_path: &str) -> Router<RestState> {
+/// Routes of the docs, relative to `BASE_PATH` (the REST router serves them beside the
+/// API; they need no state).
+pub fn router<S: Clone + Send + Sync + 'static>(base_path: &str) -> Router<S> {
     let spec: Arc<str> = serde_json::to_string_pretty(&api_json(base_path))
         .expect("spec serializes")
         .into();
@@ -89,7 +90,7 @@ fn summary(rpc: &str) -> &'static str {
 }
 
 /// The Swagger tag a route is listed under.
-fn tag_of(spec: &crate::rest::RouteSpec) -> &'static str {
+fn tag_of(spec: &RouteSpec) -> &'static str {
     match spec.rpc {
         "DeleteUserData" => "GDPR",
         _ if spec.authenticated => "Challenges",

@@ -145,8 +145,11 @@ impl Harness {
             clock,
             "test-ns",
         );
-        let router =
-            extend_challenge_service::http_router(service.clone(), mock_auth(), "/challenge");
+        let router = extend_challenge_service::server::http_router(
+            service.clone(),
+            mock_auth(),
+            "/challenge",
+        );
         Harness {
             pool,
             clock: hand,
@@ -159,8 +162,11 @@ impl Harness {
     /// Replaces the service (e.g. with other deadlines) and rebuilds the router on it.
     pub fn map_service(mut self, f: impl FnOnce(ChallengeService) -> ChallengeService) -> Self {
         self.service = f(self.service);
-        self.router =
-            extend_challenge_service::http_router(self.service.clone(), mock_auth(), "/challenge");
+        self.router = extend_challenge_service::server::http_router(
+            self.service.clone(),
+            mock_auth(),
+            "/challenge",
+        );
         self
     }
 

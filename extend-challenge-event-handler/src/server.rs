@@ -1,6 +1,8 @@
-//! Build separate from run: [`Builder::build`] binds the listeners (port 0 in tests) and
-//! wires the pipeline; [`App::run`] serves until the shutdown token fires, then stops
-//! accepting, drains in-flight RPCs and flushes everything.
+//! The handler's lifecycle, build separate from run: [`Builder::build`] binds the listeners
+//! (port 0 in tests) and wires the pipeline; [`App::run`] serves until the shutdown token
+//! fires, then stops accepting, drains in-flight RPCs and flushes everything. What happens
+//! before (settings, logs, config, migrations, the signal) is `main`'s, with the pieces of
+//! `extend_challenge_common::startup`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
 use extend_challenge_common::metrics::GrpcMetricsLayer;
 use extend_challenge_common::ops::{Health, serve_ops};
-use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
-use extend_challenge_common::settings::Settings;
+use extend_challenge_common::settings::{Secret, Settings};
+use extend_challenge_common::startup;
 use extend_challenge_common::store::flush::{FlushError, FlushOutcome};
 use extend_challenge_common::store::ledger;
 use extend_challenge_common::telemetry::GrpcTraceLayer;
@@ -97,16 +99,16 @@ const LEDGER_PURGE_BATCH: i64 = 10_000;
 
 impl Builder {
     pub fn new(settings: Settings, config: Arc<ChallengeConfig>, pool: PgPool) -> Self {
-        let workers = settings.flush_workers.max(1);
+        let workers = settings.handler.flush_workers.max(1);
         let options = EngineOptions {
-            namespace: settings.ab_namespace.clone(),
-            ack_mode: settings.ack_mode,
-            auto_initialize: settings.auto_initialize_on_event,
+            namespace: settings.ags.namespace.clone(),
+            ack_mode: settings.handler.ack_mode,
+            auto_initialize: settings.handler.auto_initialize_on_event,
             workers,
-            flush_interval: settings.buffer_flush_interval,
-            flush_threshold: settings.buffer_max_size.div_ceil(workers),
-            max_batch_keys: settings.buffer_max_size.div_ceil(workers),
-            max_pending_keys: settings.buffer_max_size.saturating_mul(4),
+            flush_interval: settings.handler.buffer_flush_interval,
+            flush_threshold: settings.handler.buffer_max_size.div_ceil(workers),
+            max_batch_keys: settings.handler.buffer_max_size.div_ceil(workers),
+            max_pending_keys: settings.handler.buffer_max_size.saturating_mul(4),
             ack_deadline: Duration::from_secs(5),
             dedup_window: 200_000,
             flush_timeout: Duration::from_secs(10),
@@ -164,7 +166,7 @@ impl Builder {
     }
 
     fn redis(&self) -> Result<Option<RedisDedup>, BuildError> {
-        let Some(host) = &self.settings.redis_host else {
+        let Some(host) = &self.settings.redis.host else {
             return Ok(None);
         };
         let lease = self
@@ -172,8 +174,8 @@ impl Builder {
             .unwrap_or(self.options.ack_deadline + LEASE_MARGIN);
         let r = RedisDedup::new(
             host,
-            self.settings.redis_port,
-            self.settings.redis_password.as_deref(),
+            self.settings.redis.port,
+            self.settings.redis.password.as_ref().map(Secret::expose),
             lease,
             DEDUP_TTL,
         )
@@ -202,8 +204,8 @@ impl Builder {
     pub async fn build(self) -> Result<App, BuildError> {
         metrics::init();
         extend_challenge_common::metrics::init_guide_metrics(&["grpc"]);
-        let grpc_listener = bind(SocketAddr::new(self.bind_ip, self.settings.grpc_port)).await?;
-        let ops_listener = bind(SocketAddr::new(self.bind_ip, self.settings.metrics_port)).await?;
+        let grpc_listener = bind(SocketAddr::new(self.bind_ip, self.settings.ports.grpc)).await?;
+        let ops_listener = bind(SocketAddr::new(self.bind_ip, self.settings.ports.metrics)).await?;
         let redis = self.redis()?;
         if self.options.namespace.is_empty() {
             tracing::warn!("AB_NAMESPACE is empty: accepting events from every namespace");
@@ -316,11 +318,6 @@ impl App {
             engine: self.engine.clone(),
             health: self.health.clone(),
         }
-    }
-
-    /// See [`Handle::flush_once`].
-    pub async fn flush_once(&self) -> Result<FlushOutcome, FlushError> {
-        self.engine.flush_once().await
     }
 
     /// Serves until `shutdown` fires; then stops accepting, lets in-flight RPCs finish
@@ -453,17 +450,16 @@ fn spawn_ledger_purger(
 /// Reflection advertising exactly the services served (the descriptor set holds every
 /// AsyncAPI service, most of which this handler does not implement).
 fn reflection() -> tonic_reflection::server::Builder<'static> {
-    let mut b = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for name in SERVICE_NAMES.iter().copied().chain([
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ]) {
-        b = b.with_service_name(name);
-    }
-    b
+    let advertised: Vec<&str> = SERVICE_NAMES
+        .iter()
+        .copied()
+        .chain([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ])
+        .collect();
+    startup::reflection(&advertised)
 }
 
 async fn serve_grpc(
