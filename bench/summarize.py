@@ -104,6 +104,11 @@ for line in open(sys.argv[1] if len(sys.argv) > 1 else "results.jsonl"):
     d = json.loads(line)
     if d.get("kind") == "shutdown":
         shutdown_line(d)
+    elif d.get("kind") == "h2load":
+        print(f"{d['scenario']}{rep(d)}: {d['req_per_s']:.0f} calls/s, server {d['server_cpu_us_per_call']:.1f} us/call, "
+              f"h2load {d['h2load_cpu_us_per_call']:.1f} us/call; valid={d['valid']}")
+        add(d["scenario"], "calls/s", d["req_per_s"])
+        add(d["scenario"], "server us/call", d["server_cpu_us_per_call"])
     elif d.get("kind") == "pg_cost":
         print(f"    postgres ({d['scenario']}{rep(d)}): {d['pg_cpu_us_per_event']:.1f} us CPU and "
               f"{d['wal_bytes_per_event']} WAL bytes per acknowledged event")

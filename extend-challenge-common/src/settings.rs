@@ -164,7 +164,8 @@ impl std::fmt::Debug for DbSettings {
 
 #[derive(Debug, Clone)]
 pub struct HandlerSettings {
-    /// `FLUSH_WORKERS` (default 2).
+    /// `FLUSH_WORKERS` (default 4: durable throughput holds at 2× overload with 4 workers and
+    /// not with 2, BENCHMARKS.md "Session 4: durable events").
     pub flush_workers: usize,
     /// `BUFFER_FLUSH_INTERVAL_MS` (default 100).
     pub buffer_flush_interval: Duration,
@@ -302,7 +303,7 @@ impl Settings {
             .text("CHALLENGE_CONFIG_PATH")
             .or_else(|| env.text("CONFIG_PATH"))
             .unwrap_or_else(|| "config/challenges.json".into());
-        let flush_workers = env.positive("FLUSH_WORKERS", 2usize)?;
+        let flush_workers = env.positive("FLUSH_WORKERS", 4usize)?;
         let telemetry = TelemetrySettings {
             log_level: match env.text("LOG_LEVEL") {
                 None => "info".into(),

@@ -171,7 +171,7 @@ impl Api {
     }
 }
 
-fn plan_from(args: &Args, default_rate: f64) -> anyhow::Result<Plan> {
+pub(crate) fn plan_from(args: &Args, default_rate: f64) -> anyhow::Result<Plan> {
     let mut plan = Plan::constant(
         args.get_f64("rate", default_rate)?,
         args.get_secs("duration", 20.0)?,
@@ -208,14 +208,7 @@ fn ops_for(stats: &Stats, events: Option<&Stats>) -> impl Fn(&str) -> u64 {
 
 /// Every claim answered 200 must have marked exactly one row claimed.
 async fn check_claims(args: &Args, stats: &Stats) -> anyhow::Result<Value> {
-    let url = args.get_str(
-        "database-url",
-        "postgres://postgres@127.0.0.1:5432/bench_loadgen",
-    );
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await?;
+    let pool = verify::database(args, 1).await?;
     let claimed: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM user_goal_progress WHERE claimed_at IS NOT NULL")
             .fetch_one(&pool)

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::args::Args;
 use crate::layout::{self, Layout};
-use crate::openloop::{self, Plan, Stats};
+use crate::openloop::{self, Stats};
 use crate::{procstat, report, verify};
 
 /// What was sent and acknowledged per (user, code slot): slot `user * codes + code`, code 0 =
@@ -330,13 +330,11 @@ impl EventClient {
 
 pub async fn run_s2(args: &Args) -> anyhow::Result<()> {
     let addr = args.get_str("grpc", "127.0.0.1:6565");
-    let rate = args.get_f64("rate", 1000.0)?;
-    let duration = args.get_secs("duration", 20.0)?;
     let users = args.get_usize("users", 10_000)?;
     let login_share = args.get_f64("login-share", 0.2)?;
-    let mut plan = Plan::constant(rate, duration, args.get_usize("max-in-flight", 500)?);
-    plan.drain = args.get_secs("drain", 30.0)?;
-    plan.closed = args.opt("closed").map(|n| n.parse()).transpose()?;
+    // `--rate` for `--duration`, or `--stages secs:rate,…` (per-stage percentiles: e.g. a
+    // first stage that shows a cold start apart from the steady state).
+    let plan = crate::api::plan_from(args, 1000.0)?;
     let layout = Layout::from_args(args)?;
     let ledger = Arc::new(Ledger::new(users, layout));
     let client = EventClient::connect(

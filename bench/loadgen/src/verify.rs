@@ -20,20 +20,25 @@ use crate::layout::{self, Kind, Mode};
 /// (their value carries over between runs).
 pub type Baseline = std::collections::HashMap<(String, String), i32>;
 
+/// A small pool on the benchmark database (`--database-url`), for the checks.
+pub async fn database(args: &Args, connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    let url = args.get_str(
+        "database-url",
+        "postgres://postgres@127.0.0.1:5432/bench_loadgen",
+    );
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(&url)
+        .await
+        .with_context(|| format!("connect {url}"))
+}
+
 /// Reads the [`Baseline`] when `--baseline true`, else an empty one.
 pub async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
     if args.get_str("baseline", "false") != "true" {
         return Ok(Baseline::new());
     }
-    let url = args.get_str(
-        "database-url",
-        "postgres://postgres@127.0.0.1:5432/bench_loadgen",
-    );
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .context("baseline: connect")?;
+    let pool = database(args, 1).await?;
     let rows: Vec<(String, String, i32)> = sqlx::query_as(
         "SELECT user_id, goal_id, progress FROM user_goal_progress WHERE progress > 0",
     )
@@ -58,16 +63,8 @@ pub async fn check_from(
 ) -> anyhow::Result<Value> {
     let with_baseline = args.get_str("baseline", "false") == "true";
     use std::sync::atomic::Ordering::Relaxed;
-    let url = args.get_str(
-        "database-url",
-        "postgres://postgres@127.0.0.1:5432/bench_loadgen",
-    );
     let namespace = args.get_str("namespace", "bench");
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .context("verify: connect")?;
+    let pool = database(args, 2).await?;
 
     // Buffered mode acknowledges before writing, and one flush can take seconds under
     // overload: wait until the table has not changed for `--settle-quiet` seconds.

@@ -365,7 +365,8 @@ struct UserFacts {
 /// In the usual batch — every user already has rows — that is two statements: the locking
 /// select (with the tombstones) and the write (update and ledger). A batch with keys the
 /// select did not return adds a look at those keys; one with users who have no row at all
-/// adds the auto-initialize insert and a locking select of the new rows.
+/// adds the auto-initialize insert, a locking select of their keys and a look at the keys
+/// still missing.
 pub(super) async fn write_batch(
     tx: &mut sqlx::PgConnection,
     items: &[BatchItem],
