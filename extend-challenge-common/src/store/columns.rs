@@ -233,6 +233,16 @@ impl StateColumns {
             .join(", ")
     }
 
+    /// `progress = {source}.progress, status = {source}.status, …`: an `UPDATE`'s `SET` list
+    /// from the arrays unnested as `source`.
+    pub(super) fn assignments(source: &str) -> String {
+        Self::COLUMNS
+            .iter()
+            .map(|(name, _)| format!("{name} = {source}.{name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The `unnest` arguments of the arrays bound from parameter `$first` on, with their
     /// types: `$first::int4[], $first+1::text[], …`.
     pub(super) fn unnest_args(first: usize) -> String {
@@ -270,7 +280,7 @@ impl StateColumns {
     }
 
     /// Binds the nine arrays, in the column order every statement using them takes
-    /// ([`Self::names`], [`Self::unnest_args`]; the flush's statements spell it out).
+    /// ([`Self::names`], [`Self::unnest_args`], [`Self::assignments`]).
     pub(super) fn bind<'q>(
         &'q self,
         q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,

@@ -144,22 +144,22 @@ pub struct Flushed {
 /// has no row at all. The cross join keeps the statement's input at users + goals, not
 /// users × goals; rows are inserted sorted so concurrent initializers wait on each other in
 /// one order.
-const AUTO_INITIALIZE_SQL: &str = "\
-INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, status, \
-    completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at, \
-    created_at, updated_at) \
-SELECT u.user_id, g.goal_id, g.challenge_id, u.namespace, g.progress, g.status, g.completed_at, \
-    g.claimed_at, g.is_active, g.assigned_at, g.expires_at, g.baseline_value, g.last_event_at, \
-    $14, $14 \
-FROM unnest($1::text[], $2::text[]) AS u(user_id, namespace) \
-CROSS JOIN unnest($3::text[], $4::text[], $5::int4[], $6::text[], $7::timestamptz[], \
-    $8::timestamptz[], $9::bool[], $10::timestamptz[], $11::timestamptz[], $12::int4[], \
-    $13::timestamptz[]) \
-    AS g(goal_id, challenge_id, progress, status, completed_at, claimed_at, is_active, \
-    assigned_at, expires_at, baseline_value, last_event_at) \
-WHERE NOT EXISTS (SELECT 1 FROM user_goal_progress p WHERE p.user_id = u.user_id) \
-ORDER BY u.user_id, g.goal_id \
-ON CONFLICT (user_id, goal_id) DO NOTHING";
+static AUTO_INITIALIZE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, {}, \
+             created_at, updated_at) \
+         SELECT u.user_id, g.goal_id, g.challenge_id, u.namespace, {}, $14, $14 \
+         FROM unnest($1::text[], $2::text[]) AS u(user_id, namespace) \
+         CROSS JOIN unnest($3::text[], $4::text[], {}) AS g(goal_id, challenge_id, {}) \
+         WHERE NOT EXISTS (SELECT 1 FROM user_goal_progress p WHERE p.user_id = u.user_id) \
+         ORDER BY u.user_id, g.goal_id \
+         ON CONFLICT (user_id, goal_id) DO NOTHING",
+        StateColumns::names(""),
+        StateColumns::names("g."),
+        StateColumns::unnest_args(5),
+        StateColumns::names(""),
+    )
+});
 
 /// Locks the batch's rows in (user_id, goal_id) order, skipping rows another transaction
 /// holds: Postgres takes the row locks after the sort, so every writer acquires them in the
@@ -210,24 +210,22 @@ INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOT
 /// ledger `INSERT` (a conflict means an id was applied before), as one statement with one
 /// answer: the transaction id (for [`transaction_status`]), the rows updated and the ids
 /// inserted. Data-modifying `WITH` parts run to completion whether read or not.
-const WRITE_SQL: &str = "\
-WITH updated AS ( \
-    UPDATE user_goal_progress AS t SET \
-        progress = u.progress, status = u.status, completed_at = u.completed_at, \
-        claimed_at = u.claimed_at, is_active = u.is_active, assigned_at = u.assigned_at, \
-        expires_at = u.expires_at, baseline_value = u.baseline_value, \
-        last_event_at = u.last_event_at, updated_at = $12 \
-    FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[], \
-        $6::timestamptz[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int4[], \
-        $11::timestamptz[]) \
-        AS u(user_id, goal_id, progress, status, completed_at, claimed_at, is_active, \
-        assigned_at, expires_at, baseline_value, last_event_at) \
-    WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id \
-    RETURNING 1), \
-recorded AS ( \
-    INSERT INTO event_ledger (event_id) SELECT unnest($13::text[]) \
-    ON CONFLICT DO NOTHING RETURNING 1) \
-SELECT txid_current(), (SELECT count(*) FROM updated), (SELECT count(*) FROM recorded)";
+static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH updated AS ( \
+             UPDATE user_goal_progress AS t SET {}, updated_at = $12 \
+             FROM unnest($1::text[], $2::text[], {}) AS u(user_id, goal_id, {}) \
+             WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id \
+             RETURNING 1), \
+         recorded AS ( \
+             INSERT INTO event_ledger (event_id) SELECT unnest($13::text[]) \
+             ON CONFLICT DO NOTHING RETURNING 1) \
+         SELECT txid_current(), (SELECT count(*) FROM updated), (SELECT count(*) FROM recorded)",
+        StateColumns::assignments("u"),
+        StateColumns::unnest_args(3),
+        StateColumns::names(""),
+    )
+});
 
 /// A row the batch locked: its user, its goal columns and its user's tombstone
 /// ([`LOCK_ROWS_SQL`]'s columns, decoded by position).
@@ -502,7 +500,9 @@ pub(super) async fn write_batch(
             .filter(|u| !deferred_users.contains(&*u.user_id))
             .flat_map(|u| u.event_ids.iter().map(|id| &**id)),
     );
-    let query = sqlx::query(WRITE_SQL).bind(&keys_user).bind(&keys_goal);
+    let query = sqlx::query(AssertSqlSafe(WRITE_SQL.as_str()))
+        .bind(&keys_user)
+        .bind(&keys_goal);
     let row = cols
         .bind(query)
         .bind(now)
@@ -658,7 +658,7 @@ async fn auto_initialize(
     for g in &sorted {
         cols.push(&progress::new_assignment(g, now));
     }
-    let query = sqlx::query(AUTO_INITIALIZE_SQL)
+    let query = sqlx::query(AssertSqlSafe(AUTO_INITIALIZE_SQL.as_str()))
         .bind(&user_ids)
         .bind(&namespaces)
         .bind(&goal_ids)
