@@ -218,6 +218,19 @@ mod tests {
         }
     }
 
+    /// A grant of `reward` to u1 for c1/g1.
+    fn request(reward: &Reward) -> GrantRequest<'_> {
+        GrantRequest {
+            namespace: "ns",
+            user_id: "u1",
+            challenge_id: "c1",
+            goal_id: "g1",
+            reward,
+            grant_key: "k",
+            since: Utc::now(),
+        }
+    }
+
     #[tokio::test]
     async fn mock_always_succeeds_and_counts() {
         let registry = prometheus::Registry::new();
@@ -225,15 +238,7 @@ mod tests {
         let mock = MockRewardClient::with_metrics(metrics.clone());
         let granter: &dyn RewardGranter = &mock;
         let reward = reward();
-        let req = GrantRequest {
-            namespace: "ns",
-            user_id: "u1",
-            challenge_id: "c1",
-            goal_id: "g1",
-            reward: &reward,
-            grant_key: "k",
-            since: Utc::now(),
-        };
+        let req = request(&reward);
         assert_eq!(
             granter.grant(&req, Resume::Fresh).await.unwrap(),
             Granted::Now
@@ -258,15 +263,7 @@ mod tests {
             from_settings(&settings, reqwest::Client::new())
         };
         let reward = reward();
-        let req = GrantRequest {
-            namespace: "ns",
-            user_id: "u1",
-            challenge_id: "c1",
-            goal_id: "g1",
-            reward: &reward,
-            grant_key: "k",
-            since: Utc::now(),
-        };
+        let req = request(&reward);
         assert_eq!(
             granter("mock").grant(&req, Resume::Fresh).await.unwrap(),
             Granted::Now
