@@ -25,7 +25,7 @@ pub enum RewardMode {
 /// How the service tells whether AGS already holds a grant it may have made (CONTRACT §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RewardDedup {
-    /// Put the grant key into the grant (`grantedCode` of an entitlement, `metadata` of a
+    /// Put the grant key into the grant (`grantedCode` of an entitlement, `reason` of a
     /// wallet credit) and look for it in AGS's records before granting again. Works
     /// everywhere, Shared Cloud included.
     Marker,

@@ -207,3 +207,42 @@ async fn a_locked_row_is_a_claim_in_progress(pool: PgPool) {
     assert_eq!(h.granter.calls(), 0);
     assert_eq!(h.row_status("eve", "kill-10").await.unwrap().0, "completed");
 }
+
+/// AccelByte's `test-prerequisites.sh` after the suite's other scripts (CONTRACT §3.3,
+/// "every check runs first"): a player who was paid for `kill-10` and `kill-50` is reset
+/// with `DELETE FROM user_goal_progress`, then completes `kill-50` with `kill-10` not
+/// started. The recorded grant of `kill-50` must not answer for the claim: 400
+/// `Prerequisites not completed`. Once `kill-10` is completed again, both claims succeed
+/// from the recorded grants, paying nothing twice. (Before the fix the recorded grant
+/// answered 200 ahead of the prerequisite check.)
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_recorded_grant_never_skips_the_prerequisite_check(pool: PgPool) {
+    let h = Harness::with_granter(pool.clone(), CountingGranter::default());
+    let kill_10 = "/challenge/v1/challenges/winter/goals/kill-10/claim";
+    let kill_50 = "/challenge/v1/challenges/winter/goals/kill-50/claim";
+    h.completed("ana", "kill-10").await;
+    assert_eq!(h.post(kill_10, "ana", "").await.0, StatusCode::OK);
+    h.completed("ana", "kill-50").await;
+    assert_eq!(h.post(kill_50, "ana", "").await.0, StatusCode::OK);
+    assert_eq!(h.granter.calls(), 2);
+
+    sqlx::query("DELETE FROM user_goal_progress WHERE user_id = 'ana'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    h.completed("ana", "kill-50").await;
+    let (s, body) = h.post(kill_50, "ana", "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["message"],
+        "Prerequisites not completed (goal_id: kill-50)"
+    );
+    assert_eq!(h.row_status("ana", "kill-50").await.unwrap().0, "completed");
+
+    h.completed("ana", "kill-10").await;
+    let (s, body) = h.post(kill_10, "ana", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = h.post(kill_50, "ana", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(h.granter.calls(), 2, "the period's rewards were paid once");
+}

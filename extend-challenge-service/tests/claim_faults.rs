@@ -349,7 +349,10 @@ async fn the_reconciler_grants_an_intent_abandoned_before_the_call(pool: PgPool)
     {
         let st = ags.state();
         assert_eq!(st.lookups, 1, "looked for the grant before granting");
-        assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
+        assert_eq!(
+            st.credits[0]["reason"],
+            format!("challenge winter/login-3 [{key}]")
+        );
         assert_eq!(st.credits[0]["amount"], 5);
     }
     assert_paid(&h, &pool, "hal", "login-3").await;
@@ -499,27 +502,59 @@ async fn fulfillment_mode_in_doubt_then_retry_grants_once(pool: PgPool) {
     assert_paid(&h, &pool, "lu", "kill-10").await;
 }
 
+/// A WALLET credit whose reply was lost, in both de-duplication modes (WALLET rewards use
+/// the marker in both): the retry finds the credit by the marker in its `reason` — the
+/// only place `WalletTransactionInfo` gives it back — and answers success with exactly one
+/// credit. (Before issue 17 the marker went in `metadata`, which AGS does not return: the
+/// retry stayed in doubt, and once the settle time passed the credit was sent again.)
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
-async fn a_lost_wallet_credit_is_found_by_its_metadata_marker(pool: PgPool) {
-    let ags = FakeAgs::start().await;
-    let h = harness(pool.clone(), &ags, RewardDedup::Fulfillment);
-    // WALLET rewards use the marker in both modes.
-    h.completed("max", "login-3").await;
-    ags.push_faults([Fault::LoseReply]);
+async fn a_lost_wallet_credit_is_found_by_its_reason_marker(pool: PgPool) {
+    for (user, dedup) in [
+        ("max", RewardDedup::Fulfillment),
+        ("mia", RewardDedup::Marker),
+    ] {
+        let ags = FakeAgs::start().await;
+        let h = harness(pool.clone(), &ags, dedup);
+        h.completed(user, "login-3").await;
+        ags.push_faults([Fault::LoseReply]);
 
-    let (s, body) = h.post(LOGIN_3, "max", "").await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let (s, body) = h.post(LOGIN_3, "max", "").await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let key = intent(&pool, "max", "login-3").await.grant_key;
-    {
-        let st = ags.state();
-        assert_eq!(st.credits.len(), 1);
-        assert_eq!(st.grant_requests, 1);
-        assert_eq!(st.credits[0]["metadata"]["challengeGrantKey"], key.as_str());
-        assert_eq!(st.credits[0]["reason"], "challenge winter/login-3");
+        let (s, body) = h.post(LOGIN_3, user, "").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        // Inside the settle window: a look-up only, which finds the credit.
+        let (s, body) = h.post(LOGIN_3, user, "").await;
+        assert_eq!(s, StatusCode::OK, "{dedup:?}: {body}");
+        let key = intent(&pool, user, "login-3").await.grant_key;
+        {
+            let st = ags.state();
+            assert_eq!(st.credits.len(), 1, "{dedup:?}");
+            assert_eq!(st.grant_requests, 1, "{dedup:?}");
+            assert!(st.credits[0].get("metadata").is_none());
+            assert_eq!(
+                st.credits[0]["reason"],
+                format!("challenge winter/login-3 [{key}]")
+            );
+        }
+        assert_eq!(status(&h, user, "login-3").await, "claimed");
     }
-    assert_eq!(status(&h, "max", "login-3").await, "claimed");
+}
+
+/// The same lost credit retried after the settle time: the look-up must find it, or the
+/// player is paid twice.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_lost_wallet_credit_is_not_paid_again_after_the_settle_time(pool: PgPool) {
+    let ags = FakeAgs::start().await;
+    let h = harness(pool.clone(), &ags, RewardDedup::Marker);
+    h.completed("moe", "login-3").await;
+    ags.push_faults([Fault::LoseReply]);
+    let (s, body) = h.post(LOGIN_3, "moe", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    h.clock.advance(chrono::Duration::seconds(31));
+    let (s, body) = h.post(LOGIN_3, "moe", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(ags.state().credits.len(), 1, "paid once");
+    assert_eq!(ags.state().grant_requests, 1);
+    assert_paid(&h, &pool, "moe", "login-3").await;
 }
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]

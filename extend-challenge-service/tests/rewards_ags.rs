@@ -180,8 +180,7 @@ async fn wallet_grant_sends_the_exact_credit_request() {
         .and(body_json(json!({
             "amount": 50,
             "source": "REWARD",
-            "reason": "challenge daily-quests/login-3",
-            "metadata": {"challengeGrantKey": KEY},
+            "reason": format!("challenge daily-quests/login-3 [{KEY}]"),
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"balance": 50})))
         .expect(1)

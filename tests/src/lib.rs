@@ -11,6 +11,7 @@ pub mod build;
 pub mod db;
 pub mod events;
 pub mod platform;
+pub mod platform_models;
 pub mod proxy;
 pub mod stack;
 

@@ -189,6 +189,9 @@ impl ChallengeService {
     ) -> Result<Begun> {
         let inner = &self.inner;
         let completed_at = self.check_claim(goal, row, now)?;
+        // Every check runs before any recorded grant is looked at (CONTRACT §3.3): an
+        // intent granted earlier in the period never answers for a claim that fails one.
+        self.check_prerequisites(&mut tx, goal, now).await?;
         let existing = tx.intent(&goal.id, period_key).await?;
         let owner = uuid::Uuid::new_v4().to_string();
         let until = now + reconcile::chrono_duration(self.claim_deadline + reconcile::LEASE_MARGIN);
@@ -202,7 +205,6 @@ impl ChallengeService {
         };
         let (intent, resume) = match existing {
             None => {
-                self.check_prerequisites(&mut tx, goal, now).await?;
                 let reward_type = goal.reward.reward_type.as_str();
                 let grant_key = key::grant_key(
                     &inner.namespace,
@@ -239,14 +241,12 @@ impl ChallengeService {
                 }
                 // Refused earlier: nothing was granted, so this is a claim like a first one.
                 GrantState::Failed => {
-                    self.check_prerequisites(&mut tx, goal, now).await?;
                     let taken = tx
                         .take_over_intent(&intent.grant_key, &lease(true), completed_at)
                         .await?;
                     (taken, Resume::LookupThenGrant)
                 }
-                // In doubt: resolved before anything else (its prerequisites were met when
-                // it was recorded).
+                // In doubt: resolved before any new grant.
                 GrantState::Pending => {
                     let resume = reconcile::resume_for(&intent, now, self.grant_settle);
                     let attempt = resume != Resume::LookupOnly;

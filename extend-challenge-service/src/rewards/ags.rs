@@ -16,8 +16,10 @@
 //!   simply sends the same request again. (Marked "not supported yet in AGS Shared Cloud".)
 //! - Otherwise (`marker`, and WALLET rewards in both modes) the grant key is a marker in the
 //!   grant: an entitlement's `grantedCode` (stored and returned by `queryUserEntitlements`;
-//!   an entitlement's `metadata` is not stored) or a wallet credit's `metadata` (returned in
-//!   `listUserCurrencyTransactions`). A request that got no answer is never sent again
+//!   an entitlement's `metadata` is not stored) or a wallet credit's `reason` (returned in
+//!   `listUserCurrencyTransactions`' `WalletTransactionInfo`, which has no `metadata`: a
+//!   marker elsewhere could never be found, and a lost credit would be paid twice; see
+//!   [`wallet_reason`]). A request that got no answer is never sent again
 //!   within the same grant; a 5xx answer (Platform finished with the request) is followed by
 //!   a look-up of the marker before any retry; a grant resumed after an earlier attempt
 //!   ([`Resume`]) starts with a look-up.
@@ -44,8 +46,8 @@ const TOKEN_REFRESH_AT: f64 = 0.8;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// How much of a rejection's body is kept for the logs.
 const MAX_ERROR_BODY: usize = 512;
-/// The key of the grant key in a wallet credit's `metadata`.
-pub const MARKER_FIELD: &str = "challengeGrantKey";
+/// The longest `reason` a wallet credit may carry (Platform's `CreditRequest.reason`).
+pub const WALLET_REASON_MAX: usize = 127;
 /// Records per look-up page, and pages searched at most: a player with more entitlements of
 /// one item (or wallet transactions since the grant) than this leaves the grant in doubt
 /// rather than risk granting twice.
@@ -334,8 +336,7 @@ impl AgsRewardClient {
                 body: json!({
                     "amount": reward.quantity,
                     "source": "REWARD",
-                    "reason": format!("challenge {}/{}", req.challenge_id, req.goal_id),
-                    "metadata": {MARKER_FIELD: req.grant_key},
+                    "reason": wallet_reason(req.challenge_id, req.goal_id, req.grant_key),
                 }),
                 fulfillment: false,
             },
@@ -473,8 +474,8 @@ impl AgsRewardClient {
         ))
     }
 
-    /// `listUserCurrencyTransactions` (newest first), searched for a credit whose
-    /// `metadata` carries the grant key, back to shortly before the intent was recorded.
+    /// `listUserCurrencyTransactions` (newest first), searched for a credit whose `reason`
+    /// carries the grant key, back to shortly before the intent was recorded.
     async fn find_credit(&self, req: &GrantRequest<'_>) -> Result<bool, String> {
         let base = self
             .user_url(
@@ -499,10 +500,9 @@ impl AgsRewardClient {
             };
             let data = page_data(&body)?;
             let marked = |t: &Value| {
-                t.get("metadata")
-                    .and_then(|m| m.get(MARKER_FIELD))
+                t.get("reason")
                     .and_then(Value::as_str)
-                    == Some(req.grant_key)
+                    .is_some_and(|r| reason_carries(r, req.grant_key))
             };
             if data.iter().any(marked) {
                 return Ok(true);
@@ -658,6 +658,27 @@ async fn fulfillment_outcome(status: StatusCode, response: reqwest::Response) ->
         }
         _ => Attempt::Granted,
     }
+}
+
+/// A wallet credit's `reason`: `challenge <c>/<g> [<grant key>]`, at most
+/// [`WALLET_REASON_MAX`] characters. The readable part is shortened (never the key) when the
+/// ids are long, so the marker always survives.
+pub fn wallet_reason(challenge_id: &str, goal_id: &str, grant_key: &str) -> String {
+    let marker = format!(" [{grant_key}]");
+    let mut head = format!("challenge {challenge_id}/{goal_id}");
+    let room = WALLET_REASON_MAX.saturating_sub(marker.chars().count());
+    if head.chars().count() > room {
+        head = head.chars().take(room).collect();
+    }
+    head + &marker
+}
+
+/// Whether a wallet transaction's `reason` carries `grant_key` as its marker.
+fn reason_carries(reason: &str, grant_key: &str) -> bool {
+    reason
+        .strip_suffix(']')
+        .and_then(|r| r.rsplit_once(" ["))
+        .is_some_and(|(_, key)| key == grant_key)
 }
 
 async fn error_body(response: reqwest::Response) -> String {
@@ -870,6 +891,27 @@ mod tests {
             &json!({"data": [], "paging": {"next": "/x?offset=100"}})
         ));
         assert!(page_data(&json!({"paging": {}})).is_err());
+    }
+
+    #[test]
+    fn a_wallet_credit_carries_its_marker_in_reason_within_127_characters() {
+        let key = "chl-0123456789abcdef0123456789abcdef";
+        let short = wallet_reason("winter", "gold-100", key);
+        assert_eq!(short, format!("challenge winter/gold-100 [{key}]"));
+        assert!(reason_carries(&short, key));
+        assert!(!reason_carries(&short, "chl-other"));
+        assert!(!reason_carries("challenge winter/gold-100", key));
+        let long_id = "é".repeat(100);
+        let long = wallet_reason(&long_id, &long_id, key);
+        assert_eq!(long.chars().count(), WALLET_REASON_MAX);
+        assert!(reason_carries(&long, key), "{long}");
+        let c = client("http://ags.example");
+        let gold = reward(RewardType::Wallet, "GOLD");
+        let body = call(&c, "ns", "u", &gold, false).unwrap().body;
+        assert_eq!(
+            body,
+            json!({"amount": 3, "source": "REWARD", "reason": "challenge c/g [chl-k]"})
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use extend_challenge_common::config::{Reward, RewardType};
 use extend_challenge_common::settings::{RewardMode, Settings};
 use futures::future::BoxFuture;
 
-pub use self::ags::{AgsRewardClient, MARKER_FIELD, RetryPolicy};
+pub use self::ags::{AgsRewardClient, RetryPolicy, WALLET_REASON_MAX, wallet_reason};
 pub use self::metrics::{ReconcilerMetrics, RewardMetrics};
 
 /// One grant: who gets what, and the key that identifies it at AGS.

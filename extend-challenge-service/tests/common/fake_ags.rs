@@ -4,6 +4,10 @@
 //! id). Faults model what a real deployment does wrong: a 5xx before or after the grant
 //! was recorded, a grant whose reply is lost (the connection closes without an answer), a
 //! late answer, a refusal.
+//!
+//! Every answer is one of AccelByte's published Platform models with exactly its fields
+//! (`extend_challenge_e2e::platform_models`): a look-up can find a marker only where AGS
+//! would give it back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +20,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+use extend_challenge_e2e::platform_models::{self as models, Entitlement};
 
 /// What the fake does with the next grant request (entitlement grant, wallet credit or
 /// fulfillment).
@@ -37,9 +43,9 @@ pub enum Fault {
 
 #[derive(Default)]
 pub struct AgsState {
-    /// Every entitlement granted (`userId`, `itemId`, `quantity`, `grantedCode`…).
+    /// Every entitlement granted, as `EntitlementInfo`.
     pub entitlements: Vec<Value>,
-    /// Every wallet credit (`userId`, `currencyCode`, `amount`, `reason`, `metadata`…).
+    /// Every wallet credit, as `WalletTransactionInfo` (no `metadata`: AGS keeps none).
     pub credits: Vec<Value>,
     /// Fulfillment results by transaction id.
     pub fulfillments: HashMap<String, Value>,
@@ -192,19 +198,18 @@ async fn handle(
             grant(&state, &received, items.clone().into(), move |s| {
                 let mut out = Vec::new();
                 for item in &items {
-                    let e = json!({
-                        "id": format!("ent-{}", s.entitlements.len() + 1),
-                        "namespace": ns,
-                        "userId": user,
-                        "itemId": item["itemId"],
-                        "itemNamespace": item["itemNamespace"],
-                        "quantity": item["quantity"],
-                        "source": item["source"],
-                        "grantedCode": item.get("grantedCode").cloned().unwrap_or(Value::Null),
-                        "status": "ACTIVE",
-                    });
-                    s.entitlements.push(e.clone());
-                    out.push(e);
+                    let id = format!("ent-{}", s.entitlements.len() + 1);
+                    let e = Entitlement {
+                        id: &id,
+                        namespace: &ns,
+                        user_id: &user,
+                        item_id: item["itemId"].as_str().unwrap_or_default(),
+                        quantity: item["quantity"].as_i64().unwrap_or(1),
+                        granted_code: item.get("grantedCode").and_then(Value::as_str),
+                        at: chrono::Utc::now(),
+                    };
+                    s.entitlements.push(e.info());
+                    out.push(e.stackable());
                 }
                 (201, Value::Array(out))
             })
@@ -231,7 +236,15 @@ async fn handle(
                 .filter(|e| e["userId"] == *user && e["itemId"] == item.as_str())
                 .cloned()
                 .collect();
-            json_answer(200, page(data, &query))
+            json_answer(
+                200,
+                page(
+                    "EntitlementPagingSlicedResult",
+                    "EntitlementInfo",
+                    data,
+                    &query,
+                ),
+            )
         }
         (
             Method::PUT,
@@ -250,17 +263,22 @@ async fn handle(
             let credit: Value = serde_json::from_slice(&body).unwrap();
             let (ns, user, code) = (ns.to_string(), user.to_string(), code.to_string());
             grant(&state, &received, credit.clone(), move |s| {
-                s.credits.push(json!({
-                    "namespace": ns,
-                    "userId": user,
-                    "currencyCode": code,
-                    "amount": credit["amount"],
-                    "reason": credit["reason"],
-                    "metadata": credit.get("metadata").cloned().unwrap_or(Value::Null),
-                    "walletAction": "CREDIT",
-                    "createdAt": chrono::Utc::now().to_rfc3339(),
-                }));
-                (200, json!({"balance": credit["amount"]}))
+                let amount = credit["amount"].as_i64().unwrap_or_default();
+                s.credits.push(models::wallet_transaction(
+                    &ns,
+                    &user,
+                    &code,
+                    amount,
+                    credit["reason"].as_str(),
+                    chrono::Utc::now(),
+                ));
+                let balance: i64 = s
+                    .credits
+                    .iter()
+                    .filter(|c| c["userId"] == user.as_str() && c["currencyCode"] == code.as_str())
+                    .filter_map(|c| c["amount"].as_i64())
+                    .sum();
+                (200, models::wallet(&ns, &user, &code, balance))
             })
             .await
         }
@@ -293,8 +311,17 @@ async fn handle(
                     json!({"errorCode": 35141, "errorMessage": "no wallet"}),
                 );
             }
+            // Newest first, as Platform lists them.
             data.reverse();
-            json_answer(200, page(data, &query))
+            json_answer(
+                200,
+                page(
+                    "WalletTransactionPagingSlicedResult",
+                    "WalletTransactionInfo",
+                    data,
+                    &query,
+                ),
+            )
         }
         (
             Method::PUT,
@@ -317,15 +344,17 @@ async fn handle(
                     return (200, done.clone());
                 }
                 for item in request["items"].as_array().unwrap() {
-                    s.entitlements.push(json!({
-                        "namespace": ns,
-                        "userId": user,
-                        "itemId": item["itemId"],
-                        "quantity": item["quantity"],
-                        "source": item["source"],
-                        "grantedCode": Value::Null,
-                        "status": "ACTIVE",
-                    }));
+                    let id = format!("ent-{}", s.entitlements.len() + 1);
+                    let e = Entitlement {
+                        id: &id,
+                        namespace: &ns,
+                        user_id: &user,
+                        item_id: item["itemId"].as_str().unwrap_or_default(),
+                        quantity: item["quantity"].as_i64().unwrap_or(1),
+                        granted_code: None,
+                        at: chrono::Utc::now(),
+                    };
+                    s.entitlements.push(e.info());
                 }
                 let result = json!({
                     "transactionId": tx,
@@ -388,8 +417,8 @@ async fn grant(
     }
 }
 
-/// A Platform paging answer for `limit`/`offset`.
-fn page(data: Vec<Value>, query: &HashMap<String, String>) -> Value {
+/// A Platform paging answer (`model` of `item` records) for `limit`/`offset`.
+fn page(model: &str, item: &str, data: Vec<Value>, query: &HashMap<String, String>) -> Value {
     let limit: usize = query
         .get("limit")
         .and_then(|l| l.parse().ok())
@@ -398,14 +427,7 @@ fn page(data: Vec<Value>, query: &HashMap<String, String>) -> Value {
         .get("offset")
         .and_then(|o| o.parse().ok())
         .unwrap_or(0);
-    let total = data.len();
-    let slice: Vec<Value> = data.into_iter().skip(offset).take(limit).collect();
-    let next = if offset + limit < total {
-        format!("?offset={}&limit={limit}", offset + limit)
-    } else {
-        String::new()
-    };
-    json!({"data": slice, "paging": {"next": next, "previous": ""}})
+    models::page(model, item, data, limit, offset)
 }
 
 fn percent_decode(s: &str) -> String {
