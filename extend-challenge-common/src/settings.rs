@@ -135,6 +135,9 @@ pub struct RewardSettings {
     /// `REWARD_RECONCILE_INTERVAL_SECONDS` (default 30): how often the reconciler looks for
     /// abandoned grant intents.
     pub reconcile_interval: Duration,
+    /// `AUTO_CLAIM_INTERVAL_MS` (default 500): how often the service looks for goals to
+    /// auto-claim (CONTRACT §7; a completion is granted within about this plus one grant).
+    pub auto_claim_interval: Duration,
 }
 
 /// Postgres. `Debug` shows where, never the password.
@@ -296,6 +299,9 @@ impl Settings {
             grant_settle: Duration::from_secs(env.parse("REWARD_GRANT_SETTLE_SECONDS", 30u64)?),
             reconcile_interval: Duration::from_secs(
                 env.positive("REWARD_RECONCILE_INTERVAL_SECONDS", 30u64)?,
+            ),
+            auto_claim_interval: Duration::from_millis(
+                env.positive("AUTO_CLAIM_INTERVAL_MS", 500u64)?,
             ),
         };
         let db_max_open_conns = env.positive("DB_MAX_OPEN_CONNS", 25u32)?;
@@ -493,6 +499,7 @@ mod tests {
         assert_eq!(s.rewards.dedup, RewardDedup::Marker);
         assert_eq!(s.rewards.grant_settle, Duration::from_secs(30));
         assert_eq!(s.rewards.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(s.rewards.auto_claim_interval, Duration::from_millis(500));
         assert!(s.db.migrate_on_start);
         assert!(
             !settings(&[("MIGRATE_ON_START", "false")])

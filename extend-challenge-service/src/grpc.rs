@@ -127,6 +127,30 @@ impl Service for GrpcAdapter {
         Ok(Response::new(resp))
     }
 
+    async fn claim_challenge_rewards(
+        &self,
+        mut request: Request<pb::ClaimChallengeRewardsRequest>,
+    ) -> Result<Response<pb::ClaimChallengeRewardsResponse>, Status> {
+        let user = user(&mut request)?;
+        let resp = self
+            .service
+            .claim_challenge_rewards(&user, request.into_inner())
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn get_reward_history(
+        &self,
+        mut request: Request<pb::GetRewardHistoryRequest>,
+    ) -> Result<Response<pb::GetRewardHistoryResponse>, Status> {
+        let user = user(&mut request)?;
+        let resp = self
+            .service
+            .get_reward_history(&user, request.into_inner())
+            .await?;
+        Ok(Response::new(resp))
+    }
+
     async fn delete_user_data(
         &self,
         mut request: Request<pb::DeleteUserDataRequest>,
@@ -202,7 +226,7 @@ const GET_USER_CHALLENGES: &str = "/service.Service/GetUserChallenges";
 /// `service.Service` but `HealthCheck`, which, like `/healthz`, needs no token (a test
 /// checks the list against `service.proto`). A path not listed, known or not, goes to the
 /// generated server untouched (an unknown method stays `Unimplemented`).
-pub const AUTHENTICATED: [&str; 9] = [
+pub const AUTHENTICATED: [&str; 11] = [
     GET_USER_CHALLENGES,
     "/service.Service/GetUserChallenge",
     "/service.Service/InitializePlayer",
@@ -212,6 +236,8 @@ pub const AUTHENTICATED: [&str; 9] = [
     "/service.Service/RandomSelectGoals",
     "/service.Service/GetRotationStatus",
     "/service.Service/DeleteUserData",
+    "/service.Service/ClaimChallengeRewards",
+    "/service.Service/GetRewardHistory",
 ];
 
 /// `service.Service`: the fast list path, then the generated server.

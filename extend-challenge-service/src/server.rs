@@ -87,6 +87,7 @@ pub struct Application {
         tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     base_path: String,
     reconcile_interval: Duration,
+    auto_claim_interval: Duration,
     /// `None` when `CLEANUP_ENABLED=false`.
     cleanup: Option<cleanup::Cleanup>,
     shutdown: CancellationToken,
@@ -132,6 +133,7 @@ impl Application {
             health_server,
             base_path: settings.base_path.clone(),
             reconcile_interval: settings.rewards.reconcile_interval,
+            auto_claim_interval: settings.rewards.auto_claim_interval,
             cleanup,
             shutdown: CancellationToken::new(),
         })
@@ -175,6 +177,9 @@ impl Application {
             .service
             .reconciler()
             .spawn(self.reconcile_interval, shutdown.clone());
+        // Grants the rewards of completed autoClaim goals (one replica at a time).
+        let auto_claimer = crate::rewards::auto_claim::AutoClaimer::new(self.service.clone())
+            .spawn(self.auto_claim_interval, shutdown.clone());
         // Deletes expired rows and old erasure tombstones (one replica at a time).
         let cleanup = self.cleanup.map(|c| c.spawn(shutdown.clone()));
 
@@ -217,6 +222,7 @@ impl Application {
         let _ = watcher.await;
         let _ = sampler.await;
         let _ = reconciler.await;
+        let _ = auto_claimer.await;
         if let Some(cleanup) = cleanup {
             let _ = cleanup.await;
         }

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 const LIST: &str = "/challenge/v1/challenges";
 const INIT: &str = "/challenge/v1/challenges/initialize";
 
-const GOAL_KEYS: [&str; 14] = [
+const GOAL_KEYS: [&str; 15] = [
     "goalId",
     "name",
     "description",
@@ -28,6 +28,7 @@ const GOAL_KEYS: [&str; 14] = [
     "isActive",
     "expiresAt",
     "expiresInSeconds",
+    "rewards",
 ];
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -67,7 +68,8 @@ async fn new_player_sees_every_goal_with_every_field_once(pool: PgPool) {
             "reward": {"type": "ITEM", "rewardId": "bronze-sword", "quantity": 1},
             "prerequisites": [], "progress": 0, "status": "not_started", "locked": false,
             "completedAt": "", "claimedAt": "", "isActive": false, "expiresAt": "",
-            "expiresInSeconds": 0
+            "expiresInSeconds": 0,
+            "rewards": [{"type": "ITEM", "rewardId": "bronze-sword", "quantity": 1}]
         })
     );
     assert_eq!(goal(winter, "kill-50")["locked"], true);
@@ -359,7 +361,8 @@ async fn claim_checks_in_contract_order(pool: PgPool) {
         body,
         json!({"goalId": "kill-10", "status": "claimed",
                "reward": {"type": "ITEM", "rewardId": "bronze-sword", "quantity": 1},
-               "claimedAt": "2025-11-04T12:00:30Z"})
+               "claimedAt": "2025-11-04T12:00:30Z",
+               "rewards": [{"type": "ITEM", "rewardId": "bronze-sword", "quantity": 1}]})
     );
     assert_eq!(h.granter.calls(), 1);
     let (s, e) = h.post(&claim("winter", "kill-10"), "ivy", "{}").await;

@@ -65,16 +65,25 @@ fn resolve(file: &str, raw: RawConfig) -> Result<ChallengeConfig, ConfigError> {
                 ))
             };
             if let Some(goal) = resolve_goal(&rc.challenge_id, rg, &mut err) {
-                goals.push(Arc::new(goal));
+                goals.push(goal);
             }
         }
-        challenges.push(Challenge {
-            id: rc.challenge_id,
-            name: rc.name,
-            description: rc.description,
-            goals,
-        });
+        challenges.push((rc.challenge_id, rc.name, rc.description, goals));
     }
+    let mut all: Vec<&mut Goal> = challenges
+        .iter_mut()
+        .flat_map(|c| c.3.iter_mut())
+        .collect();
+    link_auto_claims(&mut all);
+    let challenges: Vec<Challenge> = challenges
+        .into_iter()
+        .map(|(id, name, description, goals)| Challenge {
+            id,
+            name,
+            description,
+            goals: goals.into_iter().map(Arc::new).collect(),
+        })
+        .collect();
     if problems.is_empty() {
         Ok(ChallengeConfig::new(challenges))
     } else {
@@ -159,18 +168,7 @@ fn resolve_goal(
         );
         ok = false;
     }
-    let reward_type = match rg.reward.reward_type.as_str() {
-        "ITEM" => RewardType::Item,
-        "WALLET" => RewardType::Wallet,
-        other => {
-            err(
-                "reward.type",
-                format!("unknown reward type '{other}' (expected ITEM or WALLET)"),
-            );
-            ok = false;
-            RewardType::Item
-        }
-    };
+    let rewards = resolve_rewards(rg, err);
     let rotation = match &rg.rotation {
         Some(r) if r.enabled => {
             if r.rotation_type != "global" {
@@ -207,7 +205,7 @@ fn resolve_goal(
         _ => None,
     };
     let target_value = to_positive_i32(rg.requirement.target_value, "requirement.targetValue", err);
-    let quantity = to_positive_i32(rg.reward.quantity, "reward.quantity", err);
+    let rewards = rewards?;
     if !ok {
         return None;
     }
@@ -225,14 +223,102 @@ fn resolve_goal(
         },
         mode,
         daily: rg.daily,
-        reward: Reward {
-            reward_type,
-            reward_id: rg.reward.reward_id.clone(),
-            quantity: quantity?,
-        },
+        reward: rewards[0].clone(),
+        rewards,
+        auto_claim: rg.auto_claim,
+        auto_claim_wakes: Vec::new(),
         prerequisites: rg.prerequisites.clone(),
         rotation,
     })
+}
+
+/// Most rewards one goal may carry.
+pub const MAX_REWARDS: usize = 10;
+
+/// `reward` (one) or `rewards` (1–[`MAX_REWARDS`]), never both; each with a known type and
+/// a positive quantity. Errors name the field (`reward.type`, `rewards[2].quantity`…).
+fn resolve_rewards(rg: &RawGoal, err: &mut impl FnMut(&str, String)) -> Option<Vec<Reward>> {
+    let (list, prefix): (Vec<&RawReward>, Box<dyn Fn(usize) -> String>) =
+        match (&rg.reward, &rg.rewards) {
+            (Some(_), Some(_)) => {
+                err(
+                    "rewards",
+                    "give either reward or rewards, not both".to_string(),
+                );
+                return None;
+            }
+            (_, Some(list)) => {
+                if list.is_empty() || list.len() > MAX_REWARDS {
+                    err(
+                        "rewards",
+                        format!(
+                            "must hold 1 to {MAX_REWARDS} rewards, got {}",
+                            list.len()
+                        ),
+                    );
+                    return None;
+                }
+                (list.iter().collect(), Box::new(|i| format!("rewards[{i}]")))
+            }
+            // No reward at all reads as an empty one: its fields are reported missing.
+            (Some(one), None) => (vec![one], Box::new(|_| "reward".to_string())),
+            (None, None) => {
+                static EMPTY: RawReward = RawReward {
+                    reward_type: String::new(),
+                    reward_id: String::new(),
+                    quantity: 0,
+                };
+                (vec![&EMPTY], Box::new(|_| "reward".to_string()))
+            }
+        };
+    let mut out = Vec::with_capacity(list.len());
+    let mut ok = true;
+    for (i, r) in list.into_iter().enumerate() {
+        let at = prefix(i);
+        let reward_type = match r.reward_type.as_str() {
+            "ITEM" => Some(RewardType::Item),
+            "WALLET" => Some(RewardType::Wallet),
+            other => {
+                err(
+                    &format!("{at}.type"),
+                    format!("unknown reward type '{other}' (expected ITEM or WALLET)"),
+                );
+                None
+            }
+        };
+        let quantity = to_positive_i32(r.quantity, &format!("{at}.quantity"), err);
+        match (reward_type, quantity) {
+            (Some(reward_type), Some(quantity)) => out.push(Reward {
+                reward_type,
+                reward_id: r.reward_id.clone(),
+                quantity,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Fills [`Goal::auto_claim_wakes`]: a goal wakes itself if it is auto-claimed, and every
+/// auto-claimed goal that lists it as a prerequisite.
+fn link_auto_claims(goals: &mut [&mut Goal]) {
+    let auto: Vec<(String, Vec<String>)> = goals
+        .iter()
+        .filter(|g| g.auto_claim)
+        .map(|g| (g.id.clone(), g.prerequisites.clone()))
+        .collect();
+    for g in goals.iter_mut() {
+        let mut wakes = Vec::new();
+        if g.auto_claim {
+            wakes.push(g.id.clone());
+        }
+        for (id, prerequisites) in &auto {
+            if prerequisites.contains(&g.id) && !wakes.contains(id) {
+                wakes.push(id.clone());
+            }
+        }
+        g.auto_claim_wakes = wakes;
+    }
 }
 
 fn to_positive_i32(v: i64, field: &str, err: &mut impl FnMut(&str, String)) -> Option<i32> {

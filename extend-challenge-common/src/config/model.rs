@@ -119,7 +119,16 @@ pub struct Goal {
     pub mode: ProgressMode,
     /// Increment goals only: count at most once per UTC day.
     pub daily: bool,
+    /// The first of [`Goal::rewards`] (the API's `reward`).
     pub reward: Reward,
+    /// Every reward of the goal, 1–10; each is granted once per claim under its own key.
+    pub rewards: Vec<Reward>,
+    /// Granted without a player's claim once completed (CONTRACT §7).
+    pub auto_claim: bool,
+    /// Goals to auto-claim when this goal completes: itself if `auto_claim`, and every
+    /// `auto_claim` goal that has it as a prerequisite (it may unlock them). Filled by the
+    /// loader.
+    pub auto_claim_wakes: Vec<String>,
     pub prerequisites: Vec<String>,
     /// Enabled rotation, if any.
     pub rotation: Option<Rotation>,

@@ -40,8 +40,15 @@ pub struct RawGoal {
     pub default_assigned: bool,
     #[serde(default)]
     pub requirement: RawRequirement,
+    /// The one-reward form: `rewards: [reward]`.
     #[serde(default)]
-    pub reward: RawReward,
+    pub reward: Option<RawReward>,
+    /// Several rewards (1–10), each granted exactly once per claim (CONTRACT §7).
+    #[serde(default)]
+    pub rewards: Option<Vec<RawReward>>,
+    /// Grant the rewards without a player's claim once the goal is completed (CONTRACT §7).
+    #[serde(default)]
+    pub auto_claim: bool,
     #[serde(default)]
     pub prerequisites: Vec<String>,
     /// M4 goal type: `absolute` | `increment` | `daily`.

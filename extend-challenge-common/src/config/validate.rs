@@ -167,8 +167,16 @@ fn check_goal(g: &RawGoal, err: &mut impl FnMut(&str, String)) {
             "must not be empty on a statistic goal".into(),
         );
     }
-    if g.reward.reward_id.trim().is_empty() {
-        err("reward.rewardId", "must not be empty".into());
+    match (&g.reward, &g.rewards) {
+        (_, Some(list)) => {
+            for (i, r) in list.iter().enumerate() {
+                if r.reward_id.trim().is_empty() {
+                    err(&format!("rewards[{i}].rewardId"), "must not be empty".into());
+                }
+            }
+        }
+        (Some(r), None) if !r.reward_id.trim().is_empty() => {}
+        _ => err("reward.rewardId", "must not be empty".into()),
     }
 }
 

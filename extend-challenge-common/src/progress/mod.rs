@@ -91,5 +91,6 @@ pub enum Delta {
 pub mod rules;
 
 pub use rules::{
-    apply, delta_for_login, delta_for_stat, is_locked, locked_by, merge, new_assignment, view,
+    apply, delta_for_login, delta_for_stat, is_locked, locked_by, merge, new_assignment,
+    newly_completed, view,
 };

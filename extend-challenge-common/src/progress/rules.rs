@@ -172,6 +172,14 @@ pub fn view(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
     rollover(goal, state, now)
 }
 
+/// Whether an update from `old` to `new` completes the goal (CONTRACT §7: the moment an
+/// auto-claim is asked for): `new` is completed, and `old` was not completed with the same
+/// completion (a completion in a new period counts again).
+pub fn newly_completed(old: &GoalState, new: &GoalState) -> bool {
+    new.status == Status::Completed
+        && !(old.status == Status::Completed && old.completed_at == new.completed_at)
+}
+
 /// `true` while any prerequisite is neither completed nor claimed. `status_of` gives the
 /// viewed status of a goal id (`None` when the player has no row for it).
 pub fn is_locked(goal: &Goal, status_of: impl Fn(&str) -> Option<Status>) -> bool {

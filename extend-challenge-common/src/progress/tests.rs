@@ -32,6 +32,13 @@ fn goal(mode: ProgressMode, target: i32) -> Goal {
             reward_id: "GOLD".into(),
             quantity: 10,
         },
+        rewards: vec![Reward {
+            reward_type: RewardType::Wallet,
+            reward_id: "GOLD".into(),
+            quantity: 10,
+        }],
+        auto_claim: false,
+        auto_claim_wakes: vec![],
         prerequisites: vec![],
         rotation: None,
     }
@@ -838,4 +845,24 @@ fn arithmetic_saturates_at_i32_max() {
         ..fresh()
     };
     assert_eq!(apply(&rel_login, &row, &Delta::Count(5), at(T0)), None);
+}
+
+// ---------------------------------------------------------------- auto-claim
+
+#[test]
+fn a_completion_is_new_once_per_period() {
+    let g = rotating(goal(ProgressMode::Absolute, 3), Schedule::Daily, true, true);
+    let s0 = fresh();
+    let s1 = run(&g, s0.clone(), &[(stat(&g, 2, 2, 1, 1), at(T0))]);
+    assert!(!newly_completed(&s0, &s1), "in progress is not completed");
+    let s2 = run(&g, s1.clone(), &[(stat(&g, 3, 1, 2, 2), at(T0))]);
+    assert!(newly_completed(&s1, &s2), "completion");
+    // A completed goal taking a higher value stays the same completion.
+    let s3 = run(&g, s2.clone(), &[(stat(&g, 9, 6, 3, 3), at(T1))]);
+    assert_eq!(s3.status, Status::Completed);
+    assert!(!newly_completed(&s2, &s3));
+    // The next day's completion is a new one.
+    let s4 = run(&g, s3.clone(), &[(stat(&g, 5, 5, 4, 4), at(NEXT_DAY))]);
+    assert_eq!(s4.status, Status::Completed);
+    assert!(newly_completed(&s3, &s4), "{s3:?} -> {s4:?}");
 }

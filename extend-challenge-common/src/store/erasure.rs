@@ -131,6 +131,11 @@ impl ErasureTx {
             .execute(&mut *self.tx)
             .await?
             .rows_affected();
+        // Pending auto-claims: nothing is left to claim.
+        sqlx::query("DELETE FROM reward_outbox WHERE user_id = $1")
+            .bind(&self.user_id)
+            .execute(&mut *self.tx)
+            .await?;
         self.tx.commit().await?;
         Ok(Erased {
             progress_rows,

@@ -206,10 +206,12 @@ pub(super) const LOCK_SQL: &str = "LOCK TABLE user_goal_progress IN ROW EXCLUSIV
 const LEDGER_INSERT_SQL: &str = "\
 INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
-/// The batch's last statement: the changed rows' `UPDATE` and the applied event ids'
-/// ledger `INSERT` (a conflict means an id was applied before), as one statement with one
-/// answer: the transaction id (for [`transaction_status`]), the rows updated and the ids
-/// inserted. Data-modifying `WITH` parts run to completion whether read or not.
+/// The batch's last statement: the changed rows' `UPDATE`, the applied event ids' ledger
+/// `INSERT` (a conflict means an id was applied before) and the auto-claims the batch's
+/// completions ask for (the outbox, [`super::outbox`]; `$14`/`$15`, usually empty), as one
+/// statement with one answer: the transaction id (for [`transaction_status`]), the rows
+/// updated and the ids inserted. Data-modifying `WITH` parts run to completion whether read
+/// or not.
 static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH updated AS ( \
@@ -219,11 +221,15 @@ static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
              RETURNING 1), \
          recorded AS ( \
              INSERT INTO event_ledger (event_id) SELECT unnest($13::text[]) \
-             ON CONFLICT DO NOTHING RETURNING 1) \
+             ON CONFLICT DO NOTHING RETURNING 1), \
+         outboxed AS ({}) \
          SELECT txid_current(), (SELECT count(*) FROM updated), (SELECT count(*) FROM recorded)",
         StateColumns::assignments("u"),
         StateColumns::unnest_args(3),
         StateColumns::names(""),
+        super::outbox::ENQUEUE_SQL
+            .replace("$1::", "$14::")
+            .replace("$2::", "$15::"),
     )
 });
 
@@ -475,6 +481,8 @@ pub(super) async fn write_batch(
     let mut keys_user = Vec::new();
     let mut keys_goal = Vec::new();
     let mut cols = StateColumns::default();
+    // Auto-claims asked for by the batch's completions, each (user, goal) once.
+    let mut wakes: HashSet<(&str, &str), Fast> = HashSet::default();
     for row in &rows {
         if skip(row.user_id.as_str()) {
             continue;
@@ -486,6 +494,11 @@ pub(super) async fn write_batch(
         let old = row.goal.state();
         match progress::apply(&item.goal, &old, &item.delta, now) {
             Some(new) if new != old => {
+                if progress::newly_completed(&old, &new) {
+                    for goal_id in &item.goal.auto_claim_wakes {
+                        wakes.insert((row.user_id.as_str(), goal_id.as_str()));
+                    }
+                }
                 keys_user.push(row.user_id.as_str());
                 keys_goal.push(row.goal.goal_id.as_str());
                 cols.push(&new);
@@ -500,6 +513,7 @@ pub(super) async fn write_batch(
             .filter(|u| !deferred_users.contains(&*u.user_id))
             .flat_map(|u| u.event_ids.iter().map(|id| &**id)),
     );
+    let (wake_users, wake_goals): (Vec<&str>, Vec<&str>) = wakes.into_iter().unzip();
     let query = sqlx::query(AssertSqlSafe(WRITE_SQL.as_str()))
         .bind(&keys_user)
         .bind(&keys_goal);
@@ -507,6 +521,8 @@ pub(super) async fn write_batch(
         .bind(query)
         .bind(now)
         .bind(&applied)
+        .bind(&wake_users)
+        .bind(&wake_goals)
         .fetch_one(&mut *tx)
         .await?;
     let xid: i64 = row.try_get(0)?;

@@ -1,5 +1,6 @@
-//! Reward grant intents (CONTRACT §3.3): the persisted state machine that makes a reward
-//! paid exactly once per (user, goal, period).
+//! Reward grant intents (CONTRACT §3.3, §7): the persisted state machine that makes each
+//! reward of a goal paid exactly once per (user, goal, period): one intent per reward
+//! (`reward_index`, its position in the goal's `rewards`).
 //!
 //! A claim runs in three short steps, and no transaction, row lock or pool connection is
 //! held across the call to AGS:
@@ -7,7 +8,8 @@
 //!    waited for), the service checks it, and records or takes over the intent with a lease
 //!    ([`ClaimTx::create_intent`], [`ClaimTx::take_over_intent`]); commit.
 //! 2. The service calls AGS.
-//! 3. [`complete`] marks the row claimed and the intent granted in one transaction;
+//! 3. [`complete`] marks the intent granted and, once every reward of the claim is, the row
+//!    claimed, in one transaction;
 //!    [`refuse`] records a definite refusal; [`release`] leaves the intent pending (in
 //!    doubt) for a retry or the reconciler ([`due`], [`take_due`]).
 //!
@@ -58,6 +60,8 @@ pub struct GrantIntent {
     pub user_id: String,
     pub goal_id: String,
     pub period_key: String,
+    /// The reward's position in the goal's `rewards` (0: the first, or only, reward).
+    pub reward_index: i16,
     pub challenge_id: String,
     pub namespace: String,
     pub grant_key: String,
@@ -81,6 +85,8 @@ pub struct GrantIntent {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When AGS was known to hold the grant.
+    pub granted_at: Option<DateTime<Utc>>,
 }
 
 impl GrantIntent {
@@ -102,6 +108,7 @@ pub struct NewIntent<'a> {
     pub user_id: &'a str,
     pub goal_id: &'a str,
     pub period_key: &'a str,
+    pub reward_index: i16,
     pub challenge_id: &'a str,
     pub namespace: &'a str,
     pub grant_key: &'a str,
@@ -173,39 +180,42 @@ pub async fn lock_for_claim(
 /// SQLSTATE of `NOWAIT` meeting a held lock.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
-/// The intent of (user, goal, period), read without locks.
+/// The intents (one per reward) of (user, goal, period), read without locks.
 pub async fn find(
     pool: &PgPool,
     user_id: &str,
     goal_id: &str,
     period_key: &str,
-) -> Result<Option<GrantIntent>, sqlx::Error> {
+) -> Result<Vec<GrantIntent>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT * FROM reward_grants WHERE user_id = $1 AND goal_id = $2 AND period_key = $3",
+        "SELECT * FROM reward_grants WHERE user_id = $1 AND goal_id = $2 AND period_key = $3 \
+         ORDER BY reward_index",
     )
     .bind(user_id)
     .bind(goal_id)
     .bind(period_key)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await
 }
 
 impl ClaimTx {
-    /// The intent of this user's `goal_id` in `period_key`, locked.
-    pub async fn intent(
+    /// The intents (one per reward, by `reward_index`) of this user's `goal_id` in
+    /// `period_key`, locked.
+    pub async fn intents(
         &mut self,
         goal_id: &str,
         period_key: &str,
-    ) -> Result<Option<GrantIntent>, sqlx::Error> {
+    ) -> Result<Vec<GrantIntent>, sqlx::Error> {
         let user_id = self.user_id.clone();
         sqlx::query_as(
             "SELECT * FROM reward_grants \
-             WHERE user_id = $1 AND goal_id = $2 AND period_key = $3 FOR UPDATE",
+             WHERE user_id = $1 AND goal_id = $2 AND period_key = $3 \
+             ORDER BY reward_index FOR UPDATE",
         )
         .bind(user_id)
         .bind(goal_id)
         .bind(period_key)
-        .fetch_optional(&mut *self.tx)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -218,9 +228,9 @@ impl ClaimTx {
         sqlx::query_as(
             "INSERT INTO reward_grants (user_id, goal_id, period_key, challenge_id, namespace, \
                grant_key, reward_type, reward_id, quantity, state, owner, lease_until, attempts, \
-               last_attempt_at, next_check_at, goal_completed_at) \
+               last_attempt_at, next_check_at, goal_completed_at, reward_index) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, \
-               CASE WHEN $14 THEN 1 ELSE 0 END, CASE WHEN $14 THEN $12 END, $13, $15) \
+               CASE WHEN $14 THEN 1 ELSE 0 END, CASE WHEN $14 THEN $12 END, $13, $15, $16) \
              RETURNING *",
         )
         .bind(new.user_id)
@@ -238,6 +248,7 @@ impl ClaimTx {
         .bind(lease.next_check_at)
         .bind(lease.attempt)
         .bind(new.goal_completed_at)
+        .bind(new.reward_index)
         .fetch_one(&mut *self.tx)
         .await
     }
@@ -276,9 +287,11 @@ impl ClaimTx {
 }
 
 /// Step 3 after AGS granted (or was found to hold the grant): the intent becomes
-/// `granted` and, if the progress row still holds the completion the intent was made for,
-/// the row becomes `claimed` at `claimed_at`. Returns whether the row was marked. Locks
-/// the progress row before the intent, like a claim.
+/// `granted` and — once every intent of its (user, goal, period) is granted, and if the
+/// progress row still holds the completion the intent was made for — the row becomes
+/// `claimed` at `claimed_at`. Returns whether the row was marked. Locks the progress row
+/// before the intent, like a claim, so the settles of a goal's several rewards run one
+/// after the other and the last one marks the row.
 pub async fn complete(
     pool: &PgPool,
     intent: &GrantIntent,
@@ -286,29 +299,39 @@ pub async fn complete(
     limit: Duration,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = begin_limited(pool, limit).await?;
+    sqlx::query("SELECT 1 FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 FOR UPDATE")
+        .bind(&intent.user_id)
+        .bind(&intent.goal_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE reward_grants SET state = 'granted', owner = NULL, lease_until = NULL, \
+           last_error = NULL, granted_at = COALESCE(granted_at, $2), updated_at = NOW() \
+         WHERE grant_key = $1",
+    )
+    .bind(&intent.grant_key)
+    .bind(claimed_at)
+    .execute(&mut *tx)
+    .await?;
     let marked = sqlx::query(
         "UPDATE user_goal_progress \
          SET status = 'claimed', claimed_at = $3, completed_at = COALESCE(completed_at, $3), \
              updated_at = NOW() \
          WHERE user_id = $1 AND goal_id = $2 AND status = 'completed' \
-           AND completed_at IS NOT DISTINCT FROM $4",
+           AND completed_at IS NOT DISTINCT FROM $4 \
+           AND NOT EXISTS (SELECT 1 FROM reward_grants g \
+             WHERE g.user_id = $1 AND g.goal_id = $2 AND g.period_key = $5 \
+               AND g.state <> 'granted')",
     )
     .bind(&intent.user_id)
     .bind(&intent.goal_id)
     .bind(claimed_at)
     .bind(intent.goal_completed_at)
+    .bind(&intent.period_key)
     .execute(&mut *tx)
     .await?
     .rows_affected()
         > 0;
-    sqlx::query(
-        "UPDATE reward_grants SET state = 'granted', owner = NULL, lease_until = NULL, \
-           last_error = NULL, updated_at = NOW() \
-         WHERE grant_key = $1",
-    )
-    .bind(&intent.grant_key)
-    .execute(&mut *tx)
-    .await?;
     tx.commit().await?;
     Ok(marked)
 }
@@ -427,4 +450,66 @@ async fn begin_limited(
          SET LOCAL idle_in_transaction_session_timeout = {ms}"
     );
     pool.begin_with(sqlx::AssertSqlSafe(begin)).await
+}
+
+/// Where a page of the reward history starts: after this intent in the history's order
+/// (`created_at`, goal, period, reward, all descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub created_at: DateTime<Utc>,
+    pub goal_id: String,
+    pub period_key: String,
+    pub reward_index: i16,
+}
+
+impl HistoryCursor {
+    /// The cursor just after `intent`.
+    pub fn after(intent: &GrantIntent) -> Self {
+        HistoryCursor {
+            created_at: intent.created_at,
+            goal_id: intent.goal_id.clone(),
+            period_key: intent.period_key.clone(),
+            reward_index: intent.reward_index,
+        }
+    }
+}
+
+/// A page of `user_id`'s grant intents, newest first, from `after` (exclusive) on, at most
+/// `limit` of them (keyset paging on the history index: a page costs the same wherever it
+/// is).
+pub async fn history(
+    pool: &PgPool,
+    user_id: &str,
+    after: Option<&HistoryCursor>,
+    limit: i64,
+) -> Result<Vec<GrantIntent>, sqlx::Error> {
+    match after {
+        None => {
+            sqlx::query_as(
+                "SELECT * FROM reward_grants WHERE user_id = $1 \
+                 ORDER BY created_at DESC, goal_id DESC, period_key DESC, reward_index DESC \
+                 LIMIT $2",
+            )
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        }
+        Some(c) => {
+            sqlx::query_as(
+                "SELECT * FROM reward_grants WHERE user_id = $1 \
+                   AND (created_at, goal_id, period_key, reward_index) < ($2, $3, $4, $5) \
+                 ORDER BY created_at DESC, goal_id DESC, period_key DESC, reward_index DESC \
+                 LIMIT $6",
+            )
+            .bind(user_id)
+            .bind(c.created_at)
+            .bind(&c.goal_id)
+            .bind(&c.period_key)
+            .bind(c.reward_index)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        }
+    }
 }

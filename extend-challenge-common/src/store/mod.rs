@@ -20,6 +20,7 @@ pub mod erasure;
 pub mod flush;
 pub mod grants;
 pub mod ledger;
+pub mod outbox;
 pub mod player;
 
 pub use columns::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};

@@ -1,6 +1,7 @@
-//! `ClaimGoalReward` (CONTRACT §3.3): the row checked under a lock, a grant intent recorded
-//! before AGS is called, the grant, and its outcome settled — or left in doubt for a retry
-//! or the [`Reconciler`], which shares this module's timing.
+//! `ClaimGoalReward` (CONTRACT §3.3, §7): the row checked under a lock, one grant intent
+//! per reward recorded before AGS is called, the grants, and their outcomes settled — or
+//! left in doubt for a retry or the [`Reconciler`], which shares this module's timing. A
+//! retry grants only the rewards not yet granted.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use extend_challenge_common::store::grants::{
 use extend_challenge_common::store::{player, player::PlayerGoalRow};
 
 use super::{ChallengeService, Result};
-use crate::catalog::reward_pb;
+use crate::catalog::{reward_pb, rewards_pb};
 use crate::error::ServiceError;
 use crate::rewards::reconcile::{self, Reconciler, Settled};
 use crate::rewards::{Resume, key};
@@ -38,14 +39,21 @@ const BUSY_FIRST_WAIT: Duration = Duration::from_millis(20);
 
 /// What step 1 of a claim decided.
 enum Begun {
-    /// The period's reward was granted earlier; the row is now marked claimed.
+    /// Every reward of the period was granted earlier; the row is now marked claimed.
     AlreadyGranted { claimed_at: DateTime<Utc> },
-    /// Grant under `owner`'s lease on `intent`.
+    /// Grant each of `work` (the rewards not yet granted) under `owner`'s lease.
     Grant {
-        intent: Box<GrantIntent>,
+        work: Vec<(GrantIntent, Resume)>,
         owner: String,
-        resume: Resume,
     },
+}
+
+/// How the grants of one claim ended, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    InDoubt,
+    Refused,
+    Granted,
 }
 
 impl ChallengeService {
@@ -77,30 +85,51 @@ impl ChallengeService {
             .map_err(|_| ServiceError::ClaimTimedOut {
                 goal_id: goal.id.clone(),
             })??;
-        let (intent, owner, resume) = match begun {
+        let (work, owner) = match begun {
             Begun::AlreadyGranted { claimed_at } => return Ok(claim_response(&goal, claimed_at)),
-            Begun::Grant {
-                intent,
-                owner,
-                resume,
-            } => (intent, owner, resume),
+            Begun::Grant { work, owner } => (work, owner),
         };
-        let in_doubt = || ServiceError::GrantInDoubt {
-            goal_id: goal.id.clone(),
-        };
-        let Some(reward) = reconcile::reward_of(&intent) else {
-            return Err(in_doubt());
-        };
-        let grant = reconcile::request_of(&intent, &reward);
         let grant_until = deadline
             .checked_sub(CLAIM_COMMIT_RESERVE)
             .unwrap_or(deadline);
+        // The rewards are granted side by side, each under its own key and settled on its
+        // own: a reward granted stays granted whatever happens to the others.
+        let outcomes = futures::future::join_all(
+            work.iter()
+                .map(|(intent, resume)| self.grant_one(&goal, intent, &owner, *resume, grant_until)),
+        )
+        .await;
+        match outcomes.into_iter().min().unwrap_or(Outcome::Granted) {
+            Outcome::Granted => Ok(claim_response(&goal, self.now())),
+            Outcome::Refused => Err(ServiceError::RewardGrantFailed {
+                goal_id: goal.id.clone(),
+            }),
+            Outcome::InDoubt => Err(ServiceError::GrantInDoubt {
+                goal_id: goal.id.clone(),
+            }),
+        }
+    }
+
+    /// Step 2 and 3 for one reward: the grant under `owner`'s lease on `intent`, and its
+    /// outcome recorded.
+    async fn grant_one(
+        &self,
+        goal: &Goal,
+        intent: &GrantIntent,
+        owner: &str,
+        resume: Resume,
+        grant_until: tokio::time::Instant,
+    ) -> Outcome {
+        let Some(reward) = reconcile::reward_of(intent) else {
+            return Outcome::InDoubt;
+        };
+        let grant = reconcile::request_of(intent, &reward);
         let outcome =
             tokio::time::timeout_at(grant_until, self.inner.granter.grant(&grant, resume))
                 .await
                 .ok();
         if let Some(Err(e)) = &outcome {
-            tracing::warn!(goal_id = %goal.id, error = %e, "reward grant failed");
+            tracing::warn!(goal_id = %goal.id, reward_index = intent.reward_index, error = %e, "reward grant failed");
         }
         let now = self.now();
         let next_check_at = now + reconcile::chrono_duration(self.grant_settle);
@@ -108,8 +137,8 @@ impl ChallengeService {
             reconcile::DB_LIMIT,
             reconcile::settle(
                 &self.inner.pool,
-                &intent,
-                &owner,
+                intent,
+                owner,
                 outcome.as_ref(),
                 now,
                 next_check_at,
@@ -117,27 +146,25 @@ impl ChallengeService {
         )
         .await;
         match settled {
-            Ok(Ok(Settled::Granted { .. })) => Ok(claim_response(&goal, now)),
-            Ok(Ok(Settled::Refused)) => Err(ServiceError::RewardGrantFailed {
-                goal_id: goal.id.clone(),
-            }),
+            Ok(Ok(Settled::Granted { .. })) => Outcome::Granted,
+            Ok(Ok(Settled::Refused)) => Outcome::Refused,
             Ok(Ok(Settled::InDoubt)) => {
                 tracing::warn!(
                     goal_id = %goal.id,
                     grant_key = %intent.grant_key,
                     "reward grant in doubt; a retry or the reconciler resolves it"
                 );
-                Err(in_doubt())
+                Outcome::InDoubt
             }
             // The outcome could not be recorded: the intent stays pending under this
             // claim's lease, and is resolved (found or refused) once the lease ends.
             Ok(Err(error)) => {
                 tracing::warn!(goal_id = %goal.id, %error, "cannot record the reward grant's outcome");
-                Err(in_doubt())
+                Outcome::InDoubt
             }
             Err(_) => {
                 tracing::warn!(goal_id = %goal.id, "recording the reward grant's outcome timed out");
-                Err(in_doubt())
+                Outcome::InDoubt
             }
         }
     }
@@ -164,7 +191,8 @@ impl ChallengeService {
                     // short transaction.
                     let leased = grants::find(&inner.pool, user_id, &goal.id, &period_key)
                         .await?
-                        .is_some_and(|i| i.state() == GrantState::Pending && i.is_leased(now));
+                        .iter()
+                        .any(|i| i.state() == GrantState::Pending && i.is_leased(now));
                     if leased || round == BUSY_RETRIES {
                         break;
                     }
@@ -192,7 +220,15 @@ impl ChallengeService {
         // Every check runs before any recorded grant is looked at (CONTRACT §3.3): an
         // intent granted earlier in the period never answers for a claim that fails one.
         self.check_prerequisites(&mut tx, goal, now).await?;
-        let existing = tx.intent(&goal.id, period_key).await?;
+        let existing = tx.intents(&goal.id, period_key).await?;
+        if existing
+            .iter()
+            .any(|i| i.state() == GrantState::Pending && i.is_leased(now))
+        {
+            return Err(ServiceError::ClaimInProgress {
+                goal_id: goal.id.clone(),
+            });
+        }
         let owner = uuid::Uuid::new_v4().to_string();
         let until = now + reconcile::chrono_duration(self.claim_deadline + reconcile::LEASE_MARGIN);
         let lease = |attempt: bool| Lease {
@@ -203,66 +239,74 @@ impl ChallengeService {
             next_check_at: until,
             attempt,
         };
-        let (intent, resume) = match existing {
-            None => {
-                let reward_type = goal.reward.reward_type.as_str();
-                let grant_key = key::grant_key(
-                    &inner.namespace,
-                    user_id,
-                    &goal.challenge_id,
-                    &goal.id,
-                    period_key,
-                );
-                let new = NewIntent {
-                    user_id,
-                    goal_id: &goal.id,
-                    period_key,
-                    challenge_id: &goal.challenge_id,
-                    namespace: &inner.namespace,
-                    grant_key: &grant_key,
-                    reward_type,
-                    reward_id: &goal.reward.reward_id,
-                    quantity: goal.reward.quantity,
-                    goal_completed_at: completed_at,
-                };
-                (tx.create_intent(&new, &lease(true)).await?, Resume::Fresh)
+        // Every reward the goal has, and any intent recorded for a reward the config no
+        // longer lists (what the player earned is paid).
+        let mut indexes: Vec<i16> = (0..goal.rewards.len())
+            .filter_map(|i| i16::try_from(i).ok())
+            .collect();
+        indexes.extend(existing.iter().map(|i| i.reward_index));
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut work = Vec::new();
+        for index in indexes {
+            match existing.iter().find(|i| i.reward_index == index) {
+                None => {
+                    let Some(reward) = goal.rewards.get(index as usize) else {
+                        continue;
+                    };
+                    let grant_key = key::reward_grant_key(
+                        &inner.namespace,
+                        user_id,
+                        &goal.challenge_id,
+                        &goal.id,
+                        period_key,
+                        index,
+                    );
+                    let new = NewIntent {
+                        user_id,
+                        goal_id: &goal.id,
+                        period_key,
+                        reward_index: index,
+                        challenge_id: &goal.challenge_id,
+                        namespace: &inner.namespace,
+                        grant_key: &grant_key,
+                        reward_type: reward.reward_type.as_str(),
+                        reward_id: &reward.reward_id,
+                        quantity: reward.quantity,
+                        goal_completed_at: completed_at,
+                    };
+                    work.push((tx.create_intent(&new, &lease(true)).await?, Resume::Fresh));
+                }
+                Some(intent) => match intent.state() {
+                    // Paid earlier in the period (a retry after a partly granted claim, or
+                    // the row was reset within the period).
+                    GrantState::Granted => {}
+                    // Refused earlier: nothing was granted, so this is like a first grant.
+                    GrantState::Failed => {
+                        let taken = tx
+                            .take_over_intent(&intent.grant_key, &lease(true), completed_at)
+                            .await?;
+                        work.push((taken, Resume::LookupThenGrant));
+                    }
+                    // In doubt: resolved before any new grant.
+                    GrantState::Pending => {
+                        let resume = reconcile::resume_for(intent, now, self.grant_settle);
+                        let attempt = resume != Resume::LookupOnly;
+                        let taken = tx
+                            .take_over_intent(&intent.grant_key, &lease(attempt), completed_at)
+                            .await?;
+                        work.push((taken, resume));
+                    }
+                },
             }
-            Some(intent) => match intent.state() {
-                // Granted, but the row was not marked (it could not be, or was reset within
-                // the period): the period's reward is paid.
-                GrantState::Granted => {
-                    tx.mark_claimed_and_commit(&goal.id, now).await?;
-                    return Ok(Begun::AlreadyGranted { claimed_at: now });
-                }
-                GrantState::Pending if intent.is_leased(now) => {
-                    return Err(ServiceError::ClaimInProgress {
-                        goal_id: goal.id.clone(),
-                    });
-                }
-                // Refused earlier: nothing was granted, so this is a claim like a first one.
-                GrantState::Failed => {
-                    let taken = tx
-                        .take_over_intent(&intent.grant_key, &lease(true), completed_at)
-                        .await?;
-                    (taken, Resume::LookupThenGrant)
-                }
-                // In doubt: resolved before any new grant.
-                GrantState::Pending => {
-                    let resume = reconcile::resume_for(&intent, now, self.grant_settle);
-                    let attempt = resume != Resume::LookupOnly;
-                    let taken = tx
-                        .take_over_intent(&intent.grant_key, &lease(attempt), completed_at)
-                        .await?;
-                    (taken, resume)
-                }
-            },
-        };
+        }
+        if work.is_empty() {
+            // Every reward of the period is paid: the goal is claimed.
+            tx.mark_claimed_and_commit(&goal.id, now).await?;
+            return Ok(Begun::AlreadyGranted { claimed_at: now });
+        }
         tx.commit().await?;
-        Ok(Begun::Grant {
-            intent: Box::new(intent),
-            owner,
-            resume,
-        })
+        Ok(Begun::Grant { work, owner })
     }
 
     /// The claim checks on the locked row, in the contract's order up to "not already
@@ -354,5 +398,6 @@ fn claim_response(goal: &Goal, claimed_at: DateTime<Utc>) -> pb::ClaimRewardResp
         status: Status::Claimed.as_str().to_string(),
         reward: Some(reward_pb(goal)),
         claimed_at: rfc3339(claimed_at),
+        rewards: rewards_pb(goal),
     }
 }

@@ -8,12 +8,14 @@
 //!   `InitializePlayer` (whose answer is the player's active goals), rotation status, health;
 //! - [`selection`], which goals are active — one (`SetGoalActive`), a list
 //!   (`BatchSelectGoals`) or a random draw (`RandomSelectGoals`);
-//! - [`claim`], `ClaimGoalReward`, the grant intent and its reconciler;
+//! - [`claim`], `ClaimGoalReward`, the grant intents (one per reward) and their reconciler;
+//! - [`rewards`], `ClaimChallengeRewards` (claim all) and `GetRewardHistory`;
 //! - [`erasure`], `DeleteUserData`, the erasure of all the player's records.
 
 mod claim;
 mod erasure;
 mod reads;
+mod rewards;
 mod selection;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::rewards::RewardGranter;
 
 pub use self::claim::{CLAIM_DEADLINE, DEFAULT_GRANT_SETTLE};
 pub use self::erasure::ERASURE_RATE_LIMIT;
+pub use self::rewards::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 pub use self::selection::sample;
 
 pub type Result<T> = std::result::Result<T, ServiceError>;

@@ -47,6 +47,23 @@ pub(super) fn goal_head(g: &Goal) -> String {
     )
 }
 
+/// `,"rewards":[{…}…]}`: the goal's last field (static), and its closing brace.
+pub(super) fn goal_tail(g: &Goal) -> String {
+    let rewards: Vec<String> = g
+        .rewards
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"type\":{},\"rewardId\":{},\"quantity\":{}}}",
+                json_str(r.reward_type.as_str()),
+                json_str(&r.reward_id),
+                r.quantity
+            )
+        })
+        .collect();
+    format!(",\"rewards\":[{}]}}", rewards.join(","))
+}
+
 impl Catalog {
     /// Writes `{"challenges":[…]}` for the player.
     pub fn challenges_json(&self, view: &PlayerView<'_>, active_only: bool) -> String {
@@ -140,6 +157,6 @@ impl Catalog {
         opt_time(out, d.expires_at);
         out.push_str("\",\"expiresInSeconds\":");
         write_i64(out, d.expires_in_seconds.into());
-        out.push('}');
+        out.push_str(&e.json_tail);
     }
 }

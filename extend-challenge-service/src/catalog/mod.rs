@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use extend_challenge_common::config::{ChallengeConfig, Goal};
 
-pub use self::proto::{requirement_pb, reward_pb};
+pub use self::proto::{requirement_pb, reward_pb, rewards_pb};
 pub use self::view::{GoalDisplay, PlayerView};
 
 /// A goal with its position and pre-serialized static JSON.
@@ -38,6 +38,10 @@ pub struct GoalEntry {
     json_head: Box<str>,
     /// The same static fields (1–6 of `service.Goal`) in protobuf encoding.
     proto_head: Box<[u8]>,
+    /// `,"rewards":[…]}`: the static field after the per-player ones, closing the goal.
+    json_tail: Box<str>,
+    /// Field 15 (`rewards`) in protobuf encoding.
+    proto_rewards: Box<[u8]>,
     /// Flat indexes of the prerequisites, in config order; `None` for an id missing from
     /// the config (validation refuses it; should one get through, it locks the goal).
     prerequisites: Vec<Option<usize>>,
@@ -88,7 +92,8 @@ impl Catalog {
             let mut external = Vec::new();
             for g in &c.goals {
                 let head = json::goal_head(g);
-                static_json_len += head.len();
+                let json_tail = json::goal_tail(g);
+                static_json_len += head.len() + json_tail.len();
                 let prerequisites = g
                     .prerequisites
                     .iter()
@@ -100,12 +105,15 @@ impl Catalog {
                     }
                 }
                 let proto_head = proto::goal_head(g);
-                static_proto_len += proto_head.len() + 4;
+                let proto_rewards = proto::goal_rewards(g);
+                static_proto_len += proto_head.len() + proto_rewards.len() + 4;
                 goals.push(GoalEntry {
                     goal: g.clone(),
                     challenge: ci,
                     json_head: head.into_boxed_str(),
                     proto_head: proto_head.into_boxed_slice(),
+                    json_tail: json_tail.into_boxed_str(),
+                    proto_rewards: proto_rewards.into_boxed_slice(),
                     prerequisites,
                 });
             }

@@ -4,7 +4,7 @@
 //! for the other reads.
 
 use chrono::{DateTime, Utc};
-use extend_challenge_common::config::{Challenge, Goal};
+use extend_challenge_common::config::{Challenge, Goal, Reward};
 use extend_challenge_common::pb::service as pb;
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
@@ -45,10 +45,15 @@ impl Catalog {
                 tail.clear();
                 encode_goal_tail(&mut tail, &view.display(gi), &mut ts);
                 let head = &self.goals[gi].proto_head;
+                let rewards = &self.goals[gi].proto_rewards;
                 encode_key(4, WireType::LengthDelimited, &mut challenge);
-                encode_varint((head.len() + tail.len()) as u64, &mut challenge);
+                encode_varint(
+                    (head.len() + tail.len() + rewards.len()) as u64,
+                    &mut challenge,
+                );
                 challenge.extend_from_slice(head);
                 challenge.extend_from_slice(&tail);
+                challenge.extend_from_slice(rewards);
             }
             encode_key(1, WireType::LengthDelimited, &mut out);
             encode_varint(challenge.len() as u64, &mut out);
@@ -114,6 +119,7 @@ impl Catalog {
             is_active: d.is_active,
             expires_at: rfc3339_opt(d.expires_at),
             expires_in_seconds: d.expires_in_seconds,
+            rewards: rewards_pb(g),
         }
     }
 }
@@ -127,11 +133,30 @@ pub fn requirement_pb(g: &Goal) -> pb::Requirement {
 }
 
 pub fn reward_pb(g: &Goal) -> pb::Reward {
+    one_reward_pb(&g.reward)
+}
+
+/// Every reward of the goal (`rewards[]`).
+pub fn rewards_pb(g: &Goal) -> Vec<pb::Reward> {
+    g.rewards.iter().map(one_reward_pb).collect()
+}
+
+fn one_reward_pb(r: &Reward) -> pb::Reward {
     pb::Reward {
-        r#type: g.reward.reward_type.as_str().to_string(),
-        reward_id: g.reward.reward_id.clone(),
-        quantity: g.reward.quantity,
+        r#type: r.reward_type.as_str().to_string(),
+        reward_id: r.reward_id.clone(),
+        quantity: r.quantity,
     }
+}
+
+/// Field 15 of `service.Goal` (`rewards`), encoded: static, appended after the per-player
+/// fields so the goal's fields stay in field order.
+pub(super) fn goal_rewards(g: &Goal) -> Vec<u8> {
+    pb::Goal {
+        rewards: rewards_pb(g),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 /// Fields 1–6 of `service.Goal` (the static ones), encoded.

@@ -137,6 +137,15 @@ pub const ROUTES: &[RouteSpec] = &[
     route("DeleteUserData", Verb::Delete, "/v1/users/me/data", |m| {
         on(m, delete_user_data)
     }),
+    route(
+        "ClaimChallengeRewards",
+        Verb::Post,
+        "/v1/challenges/{challenge_id}/claim",
+        |m| on(m, claim_challenge_rewards),
+    ),
+    route("GetRewardHistory", Verb::Get, "/v1/users/me/rewards", |m| {
+        on(m, get_reward_history)
+    }),
     RouteSpec {
         rpc: "HealthCheck",
         method: Verb::Get,
@@ -304,6 +313,26 @@ async fn delete_user_data(
     Ok(json(&s.service.delete_user_data(&user, "rest").await?))
 }
 
+async fn claim_challenge_rewards(
+    State(s): State<RestState>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
+    Path(challenge_id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut req: pb::ClaimChallengeRewardsRequest = parse_body(&body)?;
+    req.challenge_id = challenge_id;
+    Ok(json(&s.service.claim_challenge_rewards(&user, req).await?))
+}
+
+async fn get_reward_history(
+    State(s): State<RestState>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let req = history_request(query.as_deref())?;
+    Ok(json(&s.service.get_reward_history(&user, req).await?))
+}
+
 async fn health_check(State(s): State<RestState>) -> ApiResult {
     Ok(json(&s.service.health_check().await?))
 }
@@ -332,6 +361,27 @@ fn active_only(query: Option<&str>) -> Result<bool, ServiceError> {
         }
     }
     Ok(value)
+}
+
+/// `pageSize` / `page_size` and `pageToken` / `page_token` of the reward history. The
+/// token is base64url and needs no decoding; a size that is not a number is refused.
+fn history_request(query: Option<&str>) -> Result<pb::GetRewardHistoryRequest, ServiceError> {
+    let mut req = pb::GetRewardHistoryRequest::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "pageSize" | "page_size" => {
+                req.page_size = v.parse().map_err(|_| {
+                    ServiceError::InvalidArgument(format!(
+                        "invalid value for query parameter {k}: {v:?} (expected a number)"
+                    ))
+                })?;
+            }
+            "pageToken" | "page_token" => req.page_token = v.to_string(),
+            _ => {}
+        }
+    }
+    Ok(req)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -407,6 +457,16 @@ mod tests {
         assert!(active_only(Some("x=y&active_only=T")).unwrap());
         assert!(!active_only(Some("active_only=false")).unwrap());
         assert!(active_only(Some("active_only=maybe")).is_err());
+    }
+
+    #[test]
+    fn history_query_takes_both_spellings() {
+        let r = history_request(Some("pageSize=5&pageToken=abc_-")).unwrap();
+        assert_eq!((r.page_size, r.page_token.as_str()), (5, "abc_-"));
+        let r = history_request(Some("page_size=7&page_token=t")).unwrap();
+        assert_eq!((r.page_size, r.page_token.as_str()), (7, "t"));
+        assert_eq!(history_request(None).unwrap(), Default::default());
+        assert!(history_request(Some("pageSize=ten")).is_err());
     }
 
     #[test]

@@ -51,6 +51,24 @@ pub fn grant_key(
     key
 }
 
+/// The grant key of a goal's reward number `reward_index` (its position in `rewards`). The
+/// first reward's key is [`grant_key`] itself, so intents recorded before goals had several
+/// rewards keep theirs; every other reward hashes its index in too.
+pub fn reward_grant_key(
+    namespace: &str,
+    user_id: &str,
+    challenge_id: &str,
+    goal_id: &str,
+    period_key: &str,
+    reward_index: i16,
+) -> String {
+    if reward_index == 0 {
+        return grant_key(namespace, user_id, challenge_id, goal_id, period_key);
+    }
+    let period = format!("{period_key}#reward:{reward_index}");
+    grant_key(namespace, user_id, challenge_id, goal_id, &period)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +100,13 @@ mod tests {
                 reward_id: "i".into(),
                 quantity: 1,
             },
+            rewards: vec![Reward {
+                reward_type: RewardType::Item,
+                reward_id: "i".into(),
+                quantity: 1,
+            }],
+            auto_claim: false,
+            auto_claim_wakes: vec![],
             prerequisites: vec![],
             rotation: rotation.map(|schedule| Rotation {
                 schedule,
@@ -129,6 +154,12 @@ mod tests {
         );
         assert_ne!(k, grant_key("ns", "u", "c", "g", "daily:2025-11-04"));
         assert_ne!(k, grant_key("ns2", "u", "c", "g", "once"));
+        // The first reward keeps the one-reward key; every other reward has its own.
+        assert_eq!(reward_grant_key("ns", "u", "c", "g", "once", 0), k);
+        let second = reward_grant_key("ns", "u", "c", "g", "once", 1);
+        assert_ne!(second, k);
+        assert_eq!(second.len(), 36);
+        assert_ne!(second, reward_grant_key("ns", "u", "c", "g", "once", 2));
         // Field boundaries matter.
         assert_ne!(
             grant_key("ns", "ab", "c", "g", "once"),
