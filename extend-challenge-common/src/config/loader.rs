@@ -70,10 +70,7 @@ fn resolve(file: &str, raw: RawConfig) -> Result<ChallengeConfig, ConfigError> {
         }
         challenges.push((rc.challenge_id, rc.name, rc.description, goals));
     }
-    let mut all: Vec<&mut Goal> = challenges
-        .iter_mut()
-        .flat_map(|c| c.3.iter_mut())
-        .collect();
+    let mut all: Vec<&mut Goal> = challenges.iter_mut().flat_map(|c| c.3.iter_mut()).collect();
     link_auto_claims(&mut all);
     let challenges: Vec<Challenge> = challenges
         .into_iter()
@@ -251,10 +248,7 @@ fn resolve_rewards(rg: &RawGoal, err: &mut impl FnMut(&str, String)) -> Option<V
                 if list.is_empty() || list.len() > MAX_REWARDS {
                     err(
                         "rewards",
-                        format!(
-                            "must hold 1 to {MAX_REWARDS} rewards, got {}",
-                            list.len()
-                        ),
+                        format!("must hold 1 to {MAX_REWARDS} rewards, got {}", list.len()),
                     );
                     return None;
                 }

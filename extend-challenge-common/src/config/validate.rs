@@ -171,7 +171,10 @@ fn check_goal(g: &RawGoal, err: &mut impl FnMut(&str, String)) {
         (_, Some(list)) => {
             for (i, r) in list.iter().enumerate() {
                 if r.reward_id.trim().is_empty() {
-                    err(&format!("rewards[{i}].rewardId"), "must not be empty".into());
+                    err(
+                        &format!("rewards[{i}].rewardId"),
+                        "must not be empty".into(),
+                    );
                 }
             }
         }
@@ -471,6 +474,78 @@ mod tests {
     }
 
     type Edit = fn(&mut Value);
+
+    /// CONTRACT §7: `rewards` (1–10, each checked as `reward` is), never with `reward`.
+    #[test]
+    fn several_rewards_and_their_mistakes() {
+        let two = json!([
+            {"type": "ITEM", "rewardId": "sword", "quantity": 1},
+            {"type": "WALLET", "rewardId": "GOLD", "quantity": 50}
+        ]);
+        let ok = {
+            let mut g = goal("g1");
+            g.as_object_mut().unwrap().remove("reward");
+            g["rewards"] = two.clone();
+            g["autoClaim"] = json!(true);
+            g["prerequisites"] = json!(["g0"]);
+            parse_and_validate(
+                FILE,
+                &json!({"challenges": [challenge("c1", vec![goal("g0"), g])]}).to_string(),
+            )
+            .unwrap()
+        };
+        let g1 = ok.goal("g1").unwrap();
+        assert_eq!(g1.rewards.len(), 2);
+        assert_eq!(g1.reward, g1.rewards[0]);
+        assert!(g1.auto_claim);
+        assert_eq!(g1.auto_claim_wakes, ["g1"]);
+        // Completing g0 may unlock g1, an auto-claimed goal.
+        assert_eq!(ok.goal("g0").unwrap().auto_claim_wakes, ["g1"]);
+        assert!(!ok.goal("g0").unwrap().auto_claim);
+
+        let p = goal_problems(|g| g["rewards"] = two.clone());
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "rewards",
+            "either reward or rewards, not both",
+        );
+        let p = goal_problems(|g| {
+            g.as_object_mut().unwrap().remove("reward");
+            g["rewards"] = json!([]);
+        });
+        assert_one(&p, "c1", "g1", "rewards", "1 to 10 rewards, got 0");
+        let p = goal_problems(|g| {
+            g.as_object_mut().unwrap().remove("reward");
+            g["rewards"] = json!(vec![
+                json!({"type": "ITEM", "rewardId": "i", "quantity": 1});
+                11
+            ]);
+        });
+        assert_one(&p, "c1", "g1", "rewards", "1 to 10 rewards, got 11");
+        for (field, bad) in [
+            (
+                "rewards[1].type",
+                json!({"type": "GEM", "rewardId": "x", "quantity": 1}),
+            ),
+            (
+                "rewards[1].quantity",
+                json!({"type": "ITEM", "rewardId": "x", "quantity": 0}),
+            ),
+            (
+                "rewards[1].rewardId",
+                json!({"type": "ITEM", "rewardId": " ", "quantity": 1}),
+            ),
+        ] {
+            let p = goal_problems(|g| {
+                g.as_object_mut().unwrap().remove("reward");
+                g["rewards"] = json!([{"type": "ITEM", "rewardId": "i", "quantity": 1}, bad]);
+            });
+            assert_eq!(p.len(), 1, "{field}: {p:#?}");
+            assert!(p[0].contains(&format!("field {field}:")), "{p:#?}");
+        }
+    }
 
     #[test]
     fn enum_and_number_errors_name_the_goal_and_field() {

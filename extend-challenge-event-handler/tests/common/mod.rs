@@ -95,9 +95,20 @@ pub async fn start_at(
     now: DateTime<Utc>,
     tweak: impl FnOnce(Builder) -> Builder,
 ) -> TestHandler {
+    start_with_config(pool, env, now, fixture_config(), tweak).await
+}
+
+/// [`start_at`] on another config.
+pub async fn start_with_config(
+    pool: PgPool,
+    env: &[(&str, &str)],
+    now: DateTime<Utc>,
+    config: Arc<extend_challenge_common::config::ChallengeConfig>,
+    tweak: impl FnOnce(Builder) -> Builder,
+) -> TestHandler {
     extend_challenge_common::telemetry::init("warn");
     let (clock, hand): (Clock, ManualClock) = Clock::manual(now);
-    let builder = Builder::new(settings(env), fixture_config(), pool)
+    let builder = Builder::new(settings(env), config, pool)
         .clock(clock.clone())
         .bind_ip(std::net::Ipv4Addr::LOCALHOST.into());
     let app = tweak(builder).build().await.expect("build the handler");

@@ -94,11 +94,11 @@ impl ChallengeService {
             .unwrap_or(deadline);
         // The rewards are granted side by side, each under its own key and settled on its
         // own: a reward granted stays granted whatever happens to the others.
-        let outcomes = futures::future::join_all(
-            work.iter()
-                .map(|(intent, resume)| self.grant_one(&goal, intent, &owner, *resume, grant_until)),
-        )
-        .await;
+        let outcomes =
+            futures::future::join_all(work.iter().map(|(intent, resume)| {
+                self.grant_one(&goal, intent, &owner, *resume, grant_until)
+            }))
+            .await;
         match outcomes.into_iter().min().unwrap_or(Outcome::Granted) {
             Outcome::Granted => Ok(claim_response(&goal, self.now())),
             Outcome::Refused => Err(ServiceError::RewardGrantFailed {

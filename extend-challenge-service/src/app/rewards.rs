@@ -35,19 +35,18 @@ impl ChallengeService {
             .challenge(&req.challenge_id)
             .ok_or_else(|| ServiceError::ChallengeNotFound(req.challenge_id.clone()))?;
         let goals: Vec<String> = challenge.goals.iter().map(|g| g.id.clone()).collect();
-        let results: Vec<(String, Result<pb::ClaimRewardResponse>)> =
-            futures::stream::iter(goals)
-                .map(|goal_id| async {
-                    let req = pb::ClaimRewardRequest {
-                        challenge_id: req.challenge_id.clone(),
-                        goal_id: goal_id.clone(),
-                    };
-                    let result = self.claim_goal_reward(user_id, req).await;
-                    (goal_id, result)
-                })
-                .buffered(CLAIM_ALL_CONCURRENCY)
-                .collect()
-                .await;
+        let results: Vec<(String, Result<pb::ClaimRewardResponse>)> = futures::stream::iter(goals)
+            .map(|goal_id| async {
+                let req = pb::ClaimRewardRequest {
+                    challenge_id: req.challenge_id.clone(),
+                    goal_id: goal_id.clone(),
+                };
+                let result = self.claim_goal_reward(user_id, req).await;
+                (goal_id, result)
+            })
+            .buffered(CLAIM_ALL_CONCURRENCY)
+            .collect()
+            .await;
         let mut resp = pb::ClaimChallengeRewardsResponse {
             challenge_id: req.challenge_id.clone(),
             ..Default::default()
@@ -161,7 +160,11 @@ mod tests {
             reward_index: 2,
         };
         let token = encode_token(&c);
-        assert!(token.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch)));
+        assert!(
+            token
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch))
+        );
         assert_eq!(decode_token(&token).unwrap(), c);
         for bad in ["x", "!!", &URL_SAFE_NO_PAD.encode("[1,2]")] {
             assert!(matches!(

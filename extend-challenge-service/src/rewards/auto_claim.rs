@@ -117,7 +117,10 @@ impl AutoClaimer {
             .await;
         let mut report = AutoClaimReport::default();
         for outcome in outcomes {
-            self.metrics.outcomes.with_label_values(&[outcome.label()]).inc();
+            self.metrics
+                .outcomes
+                .with_label_values(&[outcome.label()])
+                .inc();
             match outcome {
                 AutoClaimOutcome::Claimed => report.claimed += 1,
                 AutoClaimOutcome::Dropped => report.dropped += 1,
@@ -134,7 +137,13 @@ impl AutoClaimer {
     /// Claims one entry's goal and records what became of the entry.
     async fn handle(&self, entry: &OutboxEntry) -> AutoClaimOutcome {
         let pool = self.service.pool();
-        let Some(goal) = self.service.catalog().config().goal(&entry.goal_id).cloned() else {
+        let Some(goal) = self
+            .service
+            .catalog()
+            .config()
+            .goal(&entry.goal_id)
+            .cloned()
+        else {
             // Removed from the config: nothing to claim.
             return match outbox::done(pool, entry).await {
                 Ok(_) => AutoClaimOutcome::Dropped,
@@ -236,7 +245,9 @@ fn classify(result: &Result<pb::ClaimRewardResponse, ServiceError>) -> AutoClaim
 fn retry_delay(error: &ServiceError, attempts: i32) -> Duration {
     let doublings = u32::try_from(attempts.clamp(0, 12)).unwrap_or(0);
     let (base, max) = match error {
-        ServiceError::RewardGrantFailed { .. } => (Duration::from_secs(60), Duration::from_secs(3600)),
+        ServiceError::RewardGrantFailed { .. } => {
+            (Duration::from_secs(60), Duration::from_secs(3600))
+        }
         _ => (Duration::from_secs(1), Duration::from_secs(300)),
     };
     base.saturating_mul(1 << doublings).min(max)
@@ -284,14 +295,20 @@ impl AutoClaimMetrics {
     fn unregistered() -> Self {
         AutoClaimMetrics {
             outcomes: IntCounterVec::new(
-                Opts::new(OUTCOMES, "Auto-claim outbox entries handled, by outcome (claimed, dropped, retry)"),
+                Opts::new(
+                    OUTCOMES,
+                    "Auto-claim outbox entries handled, by outcome (claimed, dropped, retry)",
+                ),
                 &["outcome"],
             )
             .expect("valid metric definition"),
             backlog: IntGauge::new(BACKLOG, "Auto-claim outbox entries waiting")
                 .expect("valid metric definition"),
-            oldest_age: Gauge::new(OLDEST, "Age in seconds of the oldest auto-claim outbox entry")
-                .expect("valid metric definition"),
+            oldest_age: Gauge::new(
+                OLDEST,
+                "Age in seconds of the oldest auto-claim outbox entry",
+            )
+            .expect("valid metric definition"),
         }
     }
 
@@ -310,11 +327,15 @@ mod tests {
 
     #[test]
     fn delays_grow_and_are_capped() {
-        let doubt = ServiceError::GrantInDoubt { goal_id: "g".into() };
+        let doubt = ServiceError::GrantInDoubt {
+            goal_id: "g".into(),
+        };
         assert_eq!(retry_delay(&doubt, 0), Duration::from_secs(1));
         assert_eq!(retry_delay(&doubt, 3), Duration::from_secs(8));
         assert_eq!(retry_delay(&doubt, 40), Duration::from_secs(300));
-        let refused = ServiceError::RewardGrantFailed { goal_id: "g".into() };
+        let refused = ServiceError::RewardGrantFailed {
+            goal_id: "g".into(),
+        };
         assert_eq!(retry_delay(&refused, 0), Duration::from_secs(60));
         assert_eq!(retry_delay(&refused, 40), Duration::from_secs(3600));
     }
@@ -324,14 +345,26 @@ mod tests {
         let g = || "g".to_string();
         let c = || "c".to_string();
         assert_eq!(
-            classify(&Err(ServiceError::AlreadyClaimed { goal_id: g(), claimed_at: String::new() })),
+            classify(&Err(ServiceError::AlreadyClaimed {
+                goal_id: g(),
+                claimed_at: String::new()
+            })),
             AutoClaimOutcome::Claimed
         );
         for e in [
-            ServiceError::GoalNotCompleted { goal_id: g(), status: "in_progress".into() },
-            ServiceError::GoalNotActive { goal_id: g(), challenge_id: c() },
+            ServiceError::GoalNotCompleted {
+                goal_id: g(),
+                status: "in_progress".into(),
+            },
+            ServiceError::GoalNotActive {
+                goal_id: g(),
+                challenge_id: c(),
+            },
             ServiceError::PrerequisitesNotMet { goal_id: g() },
-            ServiceError::GoalRotated { goal_id: g(), challenge_id: c() },
+            ServiceError::GoalRotated {
+                goal_id: g(),
+                challenge_id: c(),
+            },
         ] {
             assert_eq!(classify(&Err(e)), AutoClaimOutcome::Dropped);
         }

@@ -57,6 +57,9 @@ pub struct AgsState {
     pub grant_bodies: Vec<Value>,
     /// Faults for the next grant requests, in order; none left = behave.
     pub faults: VecDeque<Fault>,
+    /// Faults for the next grant requests whose path or body contains the text, before
+    /// `faults` (to aim at one reward among several granted side by side).
+    pub aimed: Vec<(String, Fault)>,
 }
 
 impl AgsState {
@@ -118,6 +121,11 @@ impl FakeAgs {
 
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state().faults.extend(faults);
+    }
+
+    /// The next grant request whose path or body contains `part` meets `fault`.
+    pub fn aim_fault(&self, part: &str, fault: Fault) {
+        self.state().aimed.push((part.to_string(), fault));
     }
 
     pub fn grants(&self) -> usize {
@@ -195,7 +203,7 @@ async fn handle(
         ) => {
             let items: Vec<Value> = serde_json::from_slice(&body).unwrap();
             let (ns, user) = (ns.to_string(), user.to_string());
-            grant(&state, &received, items.clone().into(), move |s| {
+            grant(&state, &received, &path, items.clone().into(), move |s| {
                 let mut out = Vec::new();
                 for item in &items {
                     let id = format!("ent-{}", s.entitlements.len() + 1);
@@ -262,7 +270,7 @@ async fn handle(
         ) => {
             let credit: Value = serde_json::from_slice(&body).unwrap();
             let (ns, user, code) = (ns.to_string(), user.to_string(), code.to_string());
-            grant(&state, &received, credit.clone(), move |s| {
+            grant(&state, &received, &path, credit.clone(), move |s| {
                 let amount = credit["amount"].as_i64().unwrap_or_default();
                 s.credits.push(models::wallet_transaction(
                     &ns,
@@ -339,7 +347,7 @@ async fn handle(
         ) => {
             let request: Value = serde_json::from_slice(&body).unwrap();
             let (ns, user, tx) = (ns.to_string(), user.to_string(), tx.to_string());
-            grant(&state, &received, request.clone(), move |s| {
+            grant(&state, &received, &path, request.clone(), move |s| {
                 if let Some(done) = s.fulfillments.get(&tx) {
                     return (200, done.clone());
                 }
@@ -380,14 +388,23 @@ async fn handle(
 async fn grant(
     state: &Mutex<AgsState>,
     received: &Notify,
+    path: &str,
     body: Value,
     apply: impl FnOnce(&mut AgsState) -> (u16, Value),
 ) -> Answer {
     let (fault, answer) = {
         let mut s = state.lock().unwrap();
         s.grant_requests += 1;
+        let text = body.to_string();
         s.grant_bodies.push(body);
-        let fault = s.faults.pop_front();
+        let aimed = s
+            .aimed
+            .iter()
+            .position(|(part, _)| path.contains(part.as_str()) || text.contains(part.as_str()));
+        let fault = match aimed {
+            Some(i) => Some(s.aimed.remove(i).1),
+            None => s.faults.pop_front(),
+        };
         let answer = match fault {
             None
             | Some(Fault::FailAfter(_))

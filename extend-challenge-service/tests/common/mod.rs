@@ -134,17 +134,33 @@ impl Harness {
         Self::build(pool, granter, Arc::new(CountingGranter::default()))
     }
 
+    /// A harness on another config, granting through `granter` (`self.granter` counts only
+    /// when `granter` is `None`: then a [`CountingGranter`] grants).
+    pub fn with_config(
+        pool: PgPool,
+        config: Arc<ChallengeConfig>,
+        granter: Option<Arc<dyn RewardGranter>>,
+    ) -> Self {
+        let counter = Arc::new(CountingGranter::default());
+        let granter = granter.unwrap_or_else(|| counter.clone());
+        Self::build_on(pool, config, granter, counter)
+    }
+
     fn build(pool: PgPool, granter: Arc<dyn RewardGranter>, counter: Arc<CountingGranter>) -> Self {
+        Self::build_on(pool, fixture_config(), granter, counter)
+    }
+
+    fn build_on(
+        pool: PgPool,
+        config: Arc<ChallengeConfig>,
+        granter: Arc<dyn RewardGranter>,
+        counter: Arc<CountingGranter>,
+    ) -> Self {
         let (clock, hand) = Clock::manual(at(NOON));
         let granter_for_service = granter;
         let granter = counter;
-        let service = ChallengeService::new(
-            fixture_config(),
-            pool.clone(),
-            granter_for_service,
-            clock,
-            "test-ns",
-        );
+        let service =
+            ChallengeService::new(config, pool.clone(), granter_for_service, clock, "test-ns");
         let router = extend_challenge_service::server::http_router(
             service.clone(),
             mock_auth(),
