@@ -1,16 +1,25 @@
 //! A fake AGS (IAM + Platform) on a real local HTTP port, backed by wiremock.
 //!
 //! Serves what the service calls: the JWKS and revocation list (auth), the
-//! client-credentials token endpoint, and the entitlement and wallet-credit grants
-//! (rewards). Tests read the grants it received and may mount failing responses first.
+//! client-credentials token endpoint, and Platform's entitlement and wallet-credit grants
+//! and their look-ups (rewards). Platform is stateful: a grant is recorded, and the
+//! look-ups (`queryUserEntitlements`, `listUserCurrencyTransactions`) answer from the
+//! records with exactly AccelByte's published models ([`crate::platform_models`]), so a
+//! marker is found only where AGS gives it back. Tests read the grants it received and may
+//! mount failing responses first, or lose a grant's reply.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::NAMESPACE;
 use crate::build::fixture;
+use crate::platform_models::{self as models, Entitlement};
 
 /// `kid` of the fixture signing key (`tests/fixtures/jwks.json`).
 pub const KEY_ID: &str = "e2e-test-key";
@@ -21,6 +30,144 @@ pub const REVOKED_USER: &str = "revoked-user";
 
 pub struct FakeAgs {
     pub server: MockServer,
+    records: Arc<Mutex<Records>>,
+}
+
+/// What Platform holds: every grant it made, as its look-ups list them.
+#[derive(Default)]
+struct Records {
+    /// `EntitlementInfo`s.
+    entitlements: Vec<Value>,
+    /// `WalletTransactionInfo`s, oldest first.
+    credits: Vec<Value>,
+}
+
+/// The user segment of a Platform admin path (`…/users/{userId}/…`).
+fn user_of(path: &str) -> String {
+    let mut segments = path.split('/');
+    segments.find(|s| *s == "users");
+    segments.next().unwrap_or_default().to_string()
+}
+
+/// Platform's grant endpoints: records the grant and answers its published model, after
+/// `delay` (a reply that arrives after the client gave up is a lost reply).
+struct GrantResponder {
+    records: Arc<Mutex<Records>>,
+    delay: Duration,
+}
+
+impl Respond for GrantResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let path = req.url.path();
+        let user = user_of(path);
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let now = chrono::Utc::now();
+        let mut r = self.records.lock().unwrap();
+        let answer = if path.ends_with("/credit") {
+            let currency = path
+                .trim_end_matches("/credit")
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let amount = body["amount"].as_i64().unwrap_or_default();
+            r.credits.push(models::wallet_transaction(
+                NAMESPACE,
+                &user,
+                &currency,
+                amount,
+                body["reason"].as_str(),
+                now,
+            ));
+            let balance = r
+                .credits
+                .iter()
+                .filter(|c| c["userId"] == user.as_str() && c["currencyCode"] == currency.as_str())
+                .filter_map(|c| c["amount"].as_i64())
+                .sum();
+            models::wallet(NAMESPACE, &user, &currency, balance)
+        } else {
+            let mut out = Vec::new();
+            for item in body.as_array().cloned().unwrap_or_default() {
+                let id = format!("ent-{}", r.entitlements.len() + 1);
+                let e = Entitlement {
+                    id: &id,
+                    namespace: NAMESPACE,
+                    user_id: &user,
+                    item_id: item["itemId"].as_str().unwrap_or_default(),
+                    quantity: item["quantity"].as_i64().unwrap_or(1),
+                    granted_code: item["grantedCode"].as_str(),
+                    at: now,
+                };
+                r.entitlements.push(e.info());
+                out.push(e.stackable());
+            }
+            Value::Array(out)
+        };
+        ResponseTemplate::new(200)
+            .set_body_json(answer)
+            .set_delay(self.delay)
+    }
+}
+
+/// Platform's look-ups, answered from the records.
+struct Lookup {
+    records: Arc<Mutex<Records>>,
+}
+
+impl Respond for Lookup {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let path = req.url.path();
+        let user = user_of(path);
+        let query: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+        let number = |k: &str, d: usize| query.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+        let (limit, offset) = (number("limit", 20), number("offset", 0));
+        let r = self.records.lock().unwrap();
+        if path.ends_with("/transactions") {
+            let currency = path
+                .trim_end_matches("/transactions")
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            let mut data: Vec<Value> = r
+                .credits
+                .iter()
+                .filter(|c| c["userId"] == user.as_str() && c["currencyCode"] == currency)
+                .cloned()
+                .collect();
+            if data.is_empty() {
+                return ResponseTemplate::new(404).set_body_json(
+                    json!({"errorCode": 35141, "errorMessage": "wallet not found"}),
+                );
+            }
+            data.reverse();
+            let page = models::page(
+                "WalletTransactionPagingSlicedResult",
+                "WalletTransactionInfo",
+                data,
+                limit,
+                offset,
+            );
+            return ResponseTemplate::new(200).set_body_json(page);
+        }
+        let item = query.get("itemId").cloned().unwrap_or_default();
+        let data: Vec<Value> = r
+            .entitlements
+            .iter()
+            .filter(|e| {
+                e["userId"] == user.as_str() && (item.is_empty() || e["itemId"] == item.as_str())
+            })
+            .cloned()
+            .collect();
+        let page = models::page(
+            "EntitlementPagingSlicedResult",
+            "EntitlementInfo",
+            data,
+            limit,
+            offset,
+        );
+        ResponseTemplate::new(200).set_body_json(page)
+    }
 }
 
 /// A reward grant the fake Platform service received.
@@ -65,25 +212,79 @@ impl FakeAgs {
             })))
             .mount(&server)
             .await;
+        let records = Arc::new(Mutex::new(Records::default()));
         Mock::given(method("POST"))
             .and(path_regex(format!(
                 "^/platform/admin/namespaces/{NAMESPACE}/users/[^/]+/entitlements$"
             )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-                {"id": "fake-entitlement", "status": "ACTIVE"}
-            ])))
+            .respond_with(GrantResponder {
+                records: records.clone(),
+                delay: Duration::ZERO,
+            })
             .mount(&server)
             .await;
         Mock::given(method("PUT"))
             .and(path_regex(format!(
                 "^/platform/admin/namespaces/{NAMESPACE}/users/[^/]+/wallets/[^/]+/credit$"
             )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "id": "fake-wallet", "balance": 0, "status": "ACTIVE"
-            })))
+            .respond_with(GrantResponder {
+                records: records.clone(),
+                delay: Duration::ZERO,
+            })
             .mount(&server)
             .await;
-        FakeAgs { server }
+        Mock::given(method("GET"))
+            .and(path_regex(format!(
+                "^/platform/admin/namespaces/{NAMESPACE}/users/[^/]+/(entitlements|wallets/currencies/[^/]+/transactions)$"
+            )))
+            .respond_with(Lookup {
+                records: records.clone(),
+            })
+            .mount(&server)
+            .await;
+        FakeAgs { server, records }
+    }
+
+    /// Makes the next grant call for `user` whose body contains `body_part` (a reward id)
+    /// grant, then answer only after `delay` — longer than the service waits, the reply is
+    /// lost to it.
+    pub async fn lose_next_grant_reply(&self, user: &str, body_part: &str, delay: Duration) {
+        Mock::given(path_regex(format!(
+            "^/platform/admin/namespaces/{NAMESPACE}/users/{user}/(entitlements|wallets/[^/]+/credit)$"
+        )))
+        .and(wiremock::matchers::body_string_contains(body_part))
+        .respond_with(GrantResponder {
+            records: self.records.clone(),
+            delay,
+        })
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&self.server)
+        .await;
+    }
+
+    /// The entitlements (item ids) and wallet credits (currency, amount) Platform holds for
+    /// `user`: what was really granted, whatever the service was told.
+    pub fn granted(&self, user: &str) -> (Vec<String>, Vec<(String, i64)>) {
+        let r = self.records.lock().unwrap();
+        let items = r
+            .entitlements
+            .iter()
+            .filter(|e| e["userId"] == user)
+            .map(|e| e["itemId"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let credits = r
+            .credits
+            .iter()
+            .filter(|c| c["userId"] == user)
+            .map(|c| {
+                (
+                    c["currencyCode"].as_str().unwrap_or_default().to_string(),
+                    c["amount"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        (items, credits)
     }
 
     /// Base URL to hand to the binaries as `AB_BASE_URL`.
@@ -107,15 +308,14 @@ impl FakeAgs {
     }
 
     /// Makes every grant call for `user` succeed only after `delay` (a slow Platform).
-    pub async fn delay_grants(&self, user: &str, delay: std::time::Duration) {
+    pub async fn delay_grants(&self, user: &str, delay: Duration) {
         Mock::given(path_regex(format!(
             "^/platform/admin/namespaces/{NAMESPACE}/users/{user}/(entitlements|wallets/[^/]+/credit)$"
         )))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "fake-grant", "status": "ACTIVE"}))
-                .set_delay(delay),
-        )
+        .respond_with(GrantResponder {
+            records: self.records.clone(),
+            delay,
+        })
         .with_priority(1)
         .mount(&self.server)
         .await;
@@ -166,14 +366,19 @@ impl FakeAgs {
 }
 
 impl Grant {
-    /// The grant key the service marks its grant with (an entitlement's `grantedCode`, a
-    /// wallet credit's `metadata.challengeGrantKey`), if any.
+    /// The grant key the service marks its grant with (an entitlement's `grantedCode`, the
+    /// `[…]` ending a wallet credit's `reason`), if any.
     pub fn marker(&self) -> Option<&str> {
-        self.body
+        if let Some(code) = self
+            .body
             .get(0)
             .and_then(|e| e.get("grantedCode"))
-            .or_else(|| self.body.pointer("/metadata/challengeGrantKey"))
             .and_then(Value::as_str)
+        {
+            return Some(code);
+        }
+        let reason = self.body.get("reason").and_then(Value::as_str)?;
+        reason.strip_suffix(']')?.rsplit_once(" [").map(|(_, k)| k)
     }
 
     /// The body without the marker: the contract's request shape (CONTRACT §3.5).
@@ -185,8 +390,13 @@ impl Grant {
                     o.remove("grantedCode");
                 }
             }
-        } else if let Some(o) = body.as_object_mut() {
-            o.remove("metadata");
+        } else if let Some(reason) = body.get("reason").and_then(Value::as_str) {
+            let readable = reason
+                .strip_suffix(']')
+                .and_then(|r| r.rsplit_once(" ["))
+                .map_or(reason, |(head, _)| head)
+                .to_string();
+            body["reason"] = json!(readable);
         }
         body
     }

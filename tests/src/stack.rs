@@ -309,6 +309,43 @@ impl Stack {
         }
     }
 
+    /// Stops the service alone (SIGTERM, SIGKILL after 10 s); the event handler keeps
+    /// running. [`Stack::start_service`] brings it back on the same ports.
+    pub fn stop_service(&mut self) {
+        let Some(i) = self.procs.iter().position(|p| p.name == "service") else {
+            return;
+        };
+        let mut p = self.procs.remove(i);
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
+        unsafe {
+            libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Starts the service again (after [`Stack::stop_service`]) and waits until it is
+    /// healthy.
+    pub async fn start_service(&mut self) {
+        self.generation += 1;
+        let env = self.env(self.service_ports);
+        let service = self.spawn("service", &binaries().service, env);
+        self.procs.push(service);
+        if let Err(e) = self.wait_healthy(self.service_ports.metrics).await {
+            panic!("{e}");
+        }
+    }
+
     /// Starts another event handler process on the same database, fake AGS and settings
     /// (plus `extra`, which wins), on ports of its own; waits until it is healthy. Returns
     /// its index for [`Stack::handler_addrs`], [`Stack::kill_handler`] and

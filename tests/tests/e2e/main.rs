@@ -11,6 +11,7 @@ mod gdpr;
 mod observability;
 mod packaging;
 mod rewards;
+mod rewards_complete;
 mod rotation;
 mod selection;
 mod smoke;
