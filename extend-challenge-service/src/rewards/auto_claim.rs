@@ -100,6 +100,8 @@ impl AutoClaimer {
     pub async fn run_once(&self) -> Result<AutoClaimPass, sqlx::Error> {
         let pool = self.service.pool();
         let Some(session) = store::try_session_lock(pool, AUTO_CLAIM_LOCK).await? else {
+            // Every replica reports the backlog, so no replica's gauge goes stale.
+            self.sample_backlog().await?;
             return Ok(AutoClaimPass::NotLeader);
         };
         let result = self.pass().await;
@@ -127,11 +129,16 @@ impl AutoClaimer {
                 AutoClaimOutcome::Retry => report.retried += 1,
             }
         }
-        let (backlog, oldest) = outbox::backlog(pool).await?;
+        report.backlog = self.sample_backlog().await?;
+        Ok(report)
+    }
+
+    /// Sets the backlog gauges; returns the number of entries.
+    async fn sample_backlog(&self) -> Result<i64, sqlx::Error> {
+        let (backlog, oldest) = outbox::backlog(self.service.pool()).await?;
         self.metrics.backlog.set(backlog);
         self.metrics.oldest_age.set(oldest);
-        report.backlog = backlog;
-        Ok(report)
+        Ok(backlog)
     }
 
     /// Claims one entry's goal and records what became of the entry.

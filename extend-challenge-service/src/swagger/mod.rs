@@ -85,6 +85,10 @@ fn summary(rpc: &str) -> &'static str {
         "GetRotationStatus" => "Rotation schedule and periods of a challenge",
         "HealthCheck" => "Service and database health",
         "DeleteUserData" => "Erase every record of the caller (GDPR); once a minute at most",
+        "ClaimChallengeRewards" => {
+            "Claim every goal of a challenge that passes the claim checks; list the others with their answer"
+        }
+        "GetRewardHistory" => "The caller's reward grants, newest first, paged",
         _ => "",
     }
 }
@@ -93,6 +97,7 @@ fn summary(rpc: &str) -> &'static str {
 fn tag_of(spec: &RouteSpec) -> &'static str {
     match spec.rpc {
         "DeleteUserData" => "GDPR",
+        "ClaimGoalReward" | "ClaimChallengeRewards" | "GetRewardHistory" => "Rewards",
         _ if spec.authenticated => "Challenges",
         _ => "Health",
     }
@@ -361,7 +366,7 @@ pub fn api_json(base_path: &str) -> Value {
             "description": "Player API of the Extend Challenge service: challenge progress, goal selection and reward claims.",
             "version": "1.0"
         },
-        "tags": [{"name": "Challenges"}, {"name": "GDPR"}, {"name": "Health"}],
+        "tags": [{"name": "Challenges"}, {"name": "Rewards"}, {"name": "GDPR"}, {"name": "Health"}],
         "basePath": if base_path.is_empty() { "/" } else { base_path },
         "consumes": ["application/json"],
         "produces": ["application/json"],
@@ -422,6 +427,22 @@ mod tests {
         let erase = &paths["/v1/users/me/data"]["delete"];
         assert_eq!(erase["tags"][0], "GDPR");
         assert_eq!(erase["parameters"].as_array().unwrap().len(), 0);
+        // Rewards (CONTRACT §7): claim all, and the history's paging parameters.
+        let all = &paths["/v1/challenges/{challengeId}/claim"]["post"];
+        assert_eq!(all["tags"][0], "Rewards");
+        assert_eq!(
+            all["responses"]["200"]["schema"]["$ref"],
+            "#/definitions/serviceClaimChallengeRewardsResponse"
+        );
+        let history = &paths["/v1/users/me/rewards"]["get"];
+        assert_eq!(history["tags"][0], "Rewards");
+        let names: Vec<&str> = history["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["page_size", "page_token"]);
         let n: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(n, ROUTES.len());
     }
