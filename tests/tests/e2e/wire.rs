@@ -121,6 +121,7 @@ async fn json_shapes_follow_the_contract() {
         "progress",
         "requirement",
         "reward",
+        "rewards",
         "status",
     ];
     for c in list["challenges"].as_array().unwrap() {
@@ -131,6 +132,7 @@ async fn json_shapes_follow_the_contract() {
                 ["operator", "statCode", "targetValue"]
             );
             assert_eq!(keys(&g["reward"]), ["quantity", "rewardId", "type"]);
+            assert_eq!(g["rewards"][0], g["reward"], "the first of the rewards");
         }
     }
     // Zero values are emitted, not omitted.
