@@ -78,7 +78,7 @@ fn as_user<T>(user: &str, msg: T) -> tonic::Request<T> {
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn every_rpc_over_grpc(pool: PgPool) {
-    let svc = start(pool, false).await;
+    let svc = start(pool.clone(), false).await;
     let mut c = svc.client().await;
 
     let list = c
@@ -180,6 +180,63 @@ async fn every_rpc_over_grpc(pool: PgPool) {
         "Goal not completed. Please wait 1 second and try again. (goal_id: kill-10, status: not_started)"
     );
 
+    // Rewards (CONTRACT §7): claim all and the history over gRPC.
+    sqlx::query(
+        "UPDATE user_goal_progress SET progress = 3, status = 'completed', completed_at = now(), \
+           is_active = true WHERE user_id = 'amy' AND goal_id = 'login-3'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let all = c
+        .claim_challenge_rewards(as_user(
+            "amy",
+            pb::ClaimChallengeRewardsRequest {
+                challenge_id: "winter".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.challenge_id, "winter");
+    let claimed: Vec<&str> = all.claimed.iter().map(|c| c.goal_id.as_str()).collect();
+    assert_eq!(claimed, ["login-3"]);
+    assert_eq!(all.claimed[0].rewards.len(), 1);
+    assert_eq!(all.skipped.len(), 4);
+    assert_eq!(all.skipped[0].goal_id, "kill-10");
+    assert_eq!(all.skipped[0].code, Code::FailedPrecondition as i32);
+    let history = c
+        .get_reward_history(as_user(
+            "amy",
+            pb::GetRewardHistoryRequest {
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.rewards.len(), 1);
+    assert_eq!(
+        (
+            history.rewards[0].goal_id.as_str(),
+            history.rewards[0].state.as_str()
+        ),
+        ("login-3", "granted")
+    );
+    assert_eq!(history.next_page_token, "");
+    let err = c
+        .get_reward_history(as_user(
+            "amy",
+            pb::GetRewardHistoryRequest {
+                page_size: 0,
+                page_token: "garbage!".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
     let batch = c
         .batch_select_goals(as_user(
             "amy",
@@ -260,7 +317,7 @@ async fn every_rpc_over_grpc(pool: PgPool) {
         .unwrap()
         .into_inner();
     assert_eq!(health.status, "healthy");
-    assert_eq!(svc.granter.calls(), 0);
+    assert_eq!(svc.granter.calls(), 1, "the claim-all's one grant");
     svc.stop().await;
 }
 
