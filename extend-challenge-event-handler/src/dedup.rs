@@ -35,6 +35,10 @@
 //! - Redis loses its data (a restart without persistence): a redelivery of an applied event
 //!   stamped more than 5 s after this process started finds no key, is not looked up
 //!   in the ledger, and is applied again (the ledger conflict shows it);
+//! - an event without a `timestamp` is judged by its arrival: redelivered to a process that
+//!   has been up longer than the ack deadline plus `UNTIMED_LEDGER_MARGIN` (10 s), with Redis
+//!   absent or without the key, it is not looked up and is applied again (the ledger
+//!   conflict shows it). Events with a timestamp keep the start-up rule above;
 //! - the ledger keeps ids for an hour (`LEDGER_TTL`): an event committed just before a
 //!   crash and redelivered more than an hour later is applied again;
 //! - without Redis, the in-process window is a bounded FIFO (200k ids by default): an id

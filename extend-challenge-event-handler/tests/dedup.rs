@@ -272,3 +272,45 @@ async fn a_live_replica_keeps_its_lease_through_a_database_outage(
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+/// Events without a timestamp (AccelByte's k6 scenario 2 sends none) are judged by their
+/// arrival: while the process is younger than the ack deadline plus a margin, a redelivery
+/// of one an earlier incarnation committed is found in the ledger and answered OK; past
+/// that, no ledger read is paid for them (before, every one paid it for the life of the
+/// process). The residual window this leaves — such a redelivery arriving later still, with
+/// Redis down or absent — applies it again, as pinned here.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn untimed_events_read_the_ledger_only_while_the_process_is_young(pool: PgPool) {
+    let first = start(pool.clone(), &[], |b| b).await;
+    for id in ["t-1", "t-2"] {
+        first
+            .login_client()
+            .on_message(login("tia", id))
+            .await
+            .unwrap();
+    }
+    assert_eq!(progress(&pool, "tia", "login-total").await, Some(2));
+    first.stop().await.unwrap();
+
+    let second = start(pool.clone(), &[], |b| b).await;
+    // Young: the redelivered t-1 is found in the ledger, not applied again.
+    second
+        .login_client()
+        .on_message(login("tia", "t-1"))
+        .await
+        .unwrap();
+    assert_eq!(progress(&pool, "tia", "login-total").await, Some(2));
+    // Past the ack deadline (5 s) plus the margin (10 s): no ledger read any more.
+    second.clock.advance(chrono::TimeDelta::seconds(16));
+    second
+        .login_client()
+        .on_message(login("tia", "t-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        progress(&pool, "tia", "login-total").await,
+        Some(3),
+        "not looked up: the residual window, documented in dedup.rs"
+    );
+    second.stop().await.unwrap();
+}

@@ -240,9 +240,11 @@ impl Engine {
             if let Some(generation) = self.buffer.lookup(part, &ev.id) {
                 return self.duplicate(&waiter, generation).await;
             }
-            if ev.timestamp.is_none_or(|ts| ts < self.ledger_check_before)
-                && self.applied_before(&ev.id).await?
-            {
+            let may_predate = match ev.timestamp {
+                Some(ts) => ts < self.ledger_check_before,
+                None => self.clock.now() < self.untimed_check_before,
+            };
+            if may_predate && self.applied_before(&ev.id).await? {
                 return Ok(Accepted::Skipped(Skip::Duplicate));
             }
             if let Some(redis) = &self.redis {
