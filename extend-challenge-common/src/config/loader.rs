@@ -203,6 +203,40 @@ fn resolve_goal(
     };
     let target_value = to_positive_i32(rg.requirement.target_value, "requirement.targetValue", err);
     let rewards = rewards?;
+    let repeat = match &rg.repeat {
+        None => None,
+        Some(r) => {
+            if rotation.is_some() {
+                err(
+                    "repeat",
+                    "a repeatable goal cannot also rotate (remove repeat or rotation)".into(),
+                );
+                ok = false;
+            }
+            if mode == ProgressMode::Daily {
+                err(
+                    "repeat",
+                    "a daily goal is claimable every day already; repeat is not allowed on it"
+                        .into(),
+                );
+                ok = false;
+            }
+            match u32::try_from(r.max_times) {
+                Ok(max_times) => Some(Repeat { max_times }),
+                Err(_) => {
+                    err(
+                        "repeat.maxTimes",
+                        format!(
+                            "must be 0 (unlimited) or a positive 32-bit integer, got {}",
+                            r.max_times
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
     if !ok {
         return None;
     }
@@ -226,6 +260,7 @@ fn resolve_goal(
         auto_claim_wakes: Vec::new(),
         prerequisites: rg.prerequisites.clone(),
         rotation,
+        repeat,
     })
 }
 

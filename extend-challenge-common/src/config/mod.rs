@@ -8,6 +8,6 @@ mod validate;
 
 pub use loader::{ConfigError, load_from_path, parse_and_validate};
 pub use model::{
-    Challenge, ChallengeConfig, EventSource, Goal, GoalRef, OnExpiry, ProgressMode, Requirement,
-    Reward, RewardType, Rotation, Schedule,
+    Challenge, ChallengeConfig, EventSource, Goal, GoalRef, OnExpiry, ProgressMode, Repeat,
+    Requirement, Reward, RewardType, Rotation, Schedule,
 };

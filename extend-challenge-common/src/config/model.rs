@@ -92,6 +92,20 @@ pub struct Rotation {
     pub on_expiry: OnExpiry,
 }
 
+/// A repeatable goal (CONTRACT §8): after each claim it starts again from zero, until it
+/// has been claimed `max_times` times (0 = unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeat {
+    pub max_times: u32,
+}
+
+impl Repeat {
+    /// Whether a goal claimed `times_claimed` times can be earned again.
+    pub fn again_after(self, times_claimed: i32) -> bool {
+        self.max_times == 0 || i64::from(times_claimed) < i64::from(self.max_times)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
     pub stat_code: String,
@@ -132,6 +146,8 @@ pub struct Goal {
     pub prerequisites: Vec<String>,
     /// Enabled rotation, if any.
     pub rotation: Option<Rotation>,
+    /// Repeatable (never together with a rotation).
+    pub repeat: Option<Repeat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

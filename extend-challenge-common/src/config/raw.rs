@@ -60,6 +60,17 @@ pub struct RawGoal {
     /// M5 rotation.
     #[serde(default)]
     pub rotation: Option<RawRotation>,
+    /// Repeatable goal (CONTRACT §8): claimable again after each claim.
+    #[serde(default)]
+    pub repeat: Option<RawRepeat>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRepeat {
+    /// Claims in all; 0 = unlimited.
+    #[serde(default)]
+    pub max_times: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

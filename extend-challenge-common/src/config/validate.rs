@@ -547,6 +547,44 @@ mod tests {
         }
     }
 
+    /// CONTRACT §8: `repeat`, never with `rotation` (or on a daily goal); `maxTimes` ≥ 0.
+    #[test]
+    fn repeat_and_its_mistakes() {
+        let ok = {
+            let mut g = goal("g1");
+            g["repeat"] = json!({"maxTimes": 3});
+            parse_and_validate(
+                FILE,
+                &json!({"challenges": [challenge("c1", vec![g])]}).to_string(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            ok.goal("g1").unwrap().repeat,
+            Some(crate::config::Repeat { max_times: 3 })
+        );
+        let p = goal_problems(|g| {
+            g["repeat"] = json!({"maxTimes": 2});
+            g["rotation"] = json!({"enabled": true, "type": "global", "schedule": "daily"});
+        });
+        assert_one(&p, "c1", "g1", "repeat", "cannot also rotate");
+        let p = goal_problems(|g| {
+            g["repeat"] = json!({});
+            g["type"] = json!("daily");
+        });
+        assert_one(&p, "c1", "g1", "repeat", "not allowed");
+        let p = goal_problems(|g| g["repeat"] = json!({"maxTimes": -1}));
+        assert_one(&p, "c1", "g1", "repeat.maxTimes", "got -1");
+        // A disabled rotation is no rotation.
+        assert!(
+            goal_problems(|g| {
+                g["repeat"] = json!({"maxTimes": 2});
+                g["rotation"] = json!({"enabled": false, "type": "global", "schedule": "daily"});
+            })
+            .is_empty()
+        );
+    }
+
     #[test]
     fn enum_and_number_errors_name_the_goal_and_field() {
         let cases: [(&str, Edit); 9] = [

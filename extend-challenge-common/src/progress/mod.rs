@@ -67,6 +67,8 @@ pub struct GoalState {
     pub expires_at: Option<DateTime<Utc>>,
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Claims so far (repeatable goals start again after each; written only by claims).
+    pub times_claimed: i32,
 }
 
 /// The events of one batch for one (user, goal), collapsed. Collapsing keeps every rule

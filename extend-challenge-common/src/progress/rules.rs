@@ -93,6 +93,7 @@ pub fn new_assignment(goal: &Goal, now: DateTime<Utc>) -> GoalState {
             .map(|r| period_containing(r.schedule, now).end),
         baseline_value: None,
         last_event_at: None,
+        times_claimed: 0,
     }
 }
 
@@ -209,6 +210,10 @@ pub fn locked_by(prerequisite_statuses: impl IntoIterator<Item = Option<Status>>
 ///
 /// `daily`-mode goals behave as if they rotated daily with reset and reselection: a row whose
 /// last event fell on an earlier UTC day is fully reset.
+///
+/// Repeatable goals (CONTRACT §8): a claimed row whose goal may be claimed again
+/// (`times_claimed` below `maxTimes`, or no limit) reads as started afresh; after the last
+/// claim it stays claimed.
 fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
     let mut s = state.clone();
     if let Some(rot) = goal.rotation {
@@ -233,6 +238,13 @@ fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
         if last_take.is_some_and(|t| utc_day_start(t) < utc_day_start(now)) {
             reset(&mut s);
         }
+    }
+    // A repeatable goal starts again after each claim, until its last one.
+    if let Some(repeat) = goal.repeat
+        && s.status == Status::Claimed
+        && repeat.again_after(s.times_claimed)
+    {
+        reset(&mut s);
     }
     s
 }

@@ -41,6 +41,7 @@ fn goal(mode: ProgressMode, target: i32) -> Goal {
         auto_claim_wakes: vec![],
         prerequisites: vec![],
         rotation: None,
+        repeat: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn fresh() -> GoalState {
         expires_at: None,
         baseline_value: None,
         last_event_at: None,
+        times_claimed: 0,
     }
 }
 
@@ -729,6 +731,7 @@ fn new_assignment_is_not_started_and_active() {
             expires_at: None,
             baseline_value: None,
             last_event_at: None,
+            times_claimed: 0,
         }
     );
     let g = rotating(goal(ProgressMode::Absolute, 1), Schedule::Daily, true, true);
@@ -865,4 +868,38 @@ fn a_completion_is_new_once_per_period() {
     let s4 = run(&g, s3.clone(), &[(stat(&g, 5, 5, 4, 4), at(NEXT_DAY))]);
     assert_eq!(s4.status, Status::Completed);
     assert!(newly_completed(&s3, &s4), "{s3:?} -> {s4:?}");
+}
+
+// ---------------------------------------------------------------- repeatable goals
+
+#[test]
+fn a_repeatable_goal_starts_again_after_each_claim_until_its_last() {
+    let mut g = goal(ProgressMode::Absolute, 3);
+    g.repeat = Some(crate::config::Repeat { max_times: 2 });
+    let claimed = |times: i32| GoalState {
+        progress: 3,
+        status: Status::Claimed,
+        completed_at: Some(at(T0)),
+        claimed_at: Some(at(T0)),
+        times_claimed: times,
+        ..fresh()
+    };
+    // Claimed once of two: reads as fresh, and events count again.
+    let seen = view(&g, &claimed(1), at(T1));
+    assert_eq!((seen.status, seen.progress), (Status::NotStarted, 0));
+    assert_eq!((seen.completed_at, seen.claimed_at), (None, None));
+    assert_eq!(seen.times_claimed, 1);
+    let next = apply(&g, &claimed(1), &stat(&g, 3, 3, 5, 1), at(T1)).expect("counts again");
+    assert_eq!(next.status, Status::Completed);
+    assert_eq!(next.completed_at, Some(at(T1)));
+    assert!(newly_completed(&claimed(1), &next));
+    // Claimed twice of two: final.
+    assert_eq!(view(&g, &claimed(2), at(T1)).status, Status::Claimed);
+    assert_eq!(apply(&g, &claimed(2), &stat(&g, 9, 9, 6, 2), at(T1)), None);
+    // Unlimited.
+    g.repeat = Some(crate::config::Repeat { max_times: 0 });
+    assert_eq!(view(&g, &claimed(40), at(T1)).status, Status::NotStarted);
+    // Without repeat a claim is final.
+    g.repeat = None;
+    assert_eq!(view(&g, &claimed(1), at(T1)).status, Status::Claimed);
 }

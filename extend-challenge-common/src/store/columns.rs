@@ -29,6 +29,7 @@ pub const GOAL_ROW_COLUMNS: &[&str] = &[
     "expires_at",
     "baseline_value",
     "last_event_at",
+    "times_claimed",
 ];
 
 /// [`GOAL_ROW_COLUMNS`] as a select list, each column prefixed with `qualifier` (`""`, or
@@ -55,6 +56,7 @@ pub struct GoalRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
+    pub times_claimed: i32,
 }
 
 impl GoalRow {
@@ -85,6 +87,7 @@ impl GoalRow {
             expires_at: self.expires_at,
             baseline_value: self.baseline_value,
             last_event_at: self.last_event_at,
+            times_claimed: self.times_claimed,
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct GoalRowRef<'r> {
     pub expires_at: Option<DateTime<Utc>>,
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
+    pub times_claimed: i32,
 }
 
 impl<'r> GoalRowRef<'r> {
@@ -135,6 +139,7 @@ impl<'r> GoalRowRef<'r> {
             expires_at: row.try_get_unchecked(first + 7)?,
             baseline_value: row.try_get_unchecked(first + 8)?,
             last_event_at: row.try_get_unchecked(first + 9)?,
+            times_claimed: row.try_get_unchecked(first + 10)?,
         })
     }
 
@@ -152,6 +157,7 @@ impl<'r> GoalRowRef<'r> {
             expires_at: self.expires_at,
             baseline_value: self.baseline_value,
             last_event_at: self.last_event_at,
+            times_claimed: self.times_claimed,
         }
     }
 
@@ -168,6 +174,7 @@ impl<'r> GoalRowRef<'r> {
             expires_at: self.expires_at,
             baseline_value: self.baseline_value,
             last_event_at: self.last_event_at,
+            times_claimed: self.times_claimed,
         }
     }
 }
@@ -188,6 +195,7 @@ pub fn check_goal_row_types(row: &PgRow, first: usize) -> Result<(), sqlx::Error
         <DateTime<Utc> as Type<Postgres>>::compatible,
         <i32 as Type<Postgres>>::compatible,
         <DateTime<Utc> as Type<Postgres>>::compatible,
+        <i32 as Type<Postgres>>::compatible,
     ];
     if row.len() < first + EXPECTED.len() {
         return Err(sqlx::Error::ColumnIndexOutOfBounds {

@@ -198,6 +198,24 @@ pub async fn find(
     .await
 }
 
+/// Whether a claim holds a live lease on any intent of this user's goal (any period).
+pub async fn leased(
+    pool: &PgPool,
+    user_id: &str,
+    goal_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reward_grants WHERE user_id = $1 AND goal_id = $2 \
+           AND state = 'pending' AND lease_until > $3)",
+    )
+    .bind(user_id)
+    .bind(goal_id)
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
 impl ClaimTx {
     /// The intents (one per reward, by `reward_index`) of this user's `goal_id` in
     /// `period_key`, locked.
@@ -316,7 +334,7 @@ pub async fn complete(
     let marked = sqlx::query(
         "UPDATE user_goal_progress \
          SET status = 'claimed', claimed_at = $3, completed_at = COALESCE(completed_at, $3), \
-             updated_at = NOW() \
+             times_claimed = times_claimed + 1, updated_at = NOW() \
          WHERE user_id = $1 AND goal_id = $2 AND status = 'completed' \
            AND completed_at IS NOT DISTINCT FROM $4 \
            AND NOT EXISTS (SELECT 1 FROM reward_grants g \

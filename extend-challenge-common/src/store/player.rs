@@ -474,7 +474,7 @@ impl ClaimTx {
         sqlx::query(
             "UPDATE user_goal_progress \
              SET status = 'claimed', claimed_at = $3, completed_at = COALESCE(completed_at, $3), \
-                 updated_at = NOW() \
+                 times_claimed = times_claimed + 1, updated_at = NOW() \
              WHERE user_id = $1 AND goal_id = $2",
         )
         .bind(&self.user_id)
@@ -536,9 +536,9 @@ mod tests {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} \
              FROM (VALUES ('g', 1, 'in_progress', now(), NULL::timestamptz, true, now(), \
-             NULL::timestamptz, NULL::int4, now())) AS v(goal_id, progress, status, \
+             NULL::timestamptz, NULL::int4, now(), 0)) AS v(goal_id, progress, status, \
              completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, \
-             last_event_at)",
+             last_event_at, times_claimed)",
             goal_row_list("")
         )))
         .fetch_one(&pool)
@@ -549,7 +549,7 @@ mod tests {
         assert_eq!(GoalRow::from_row_at(&row, 0).unwrap().progress, 1);
 
         let drifted = sqlx::query(
-            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now()",
+            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now(), 0",
         )
         .fetch_one(&pool)
         .await

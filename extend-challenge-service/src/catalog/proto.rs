@@ -31,6 +31,7 @@ impl Catalog {
         let mut out = Vec::with_capacity(self.static_proto_len + self.goals.len() * 96);
         let mut challenge = Vec::with_capacity(4096);
         let mut tail = Vec::with_capacity(128);
+        let mut last = Vec::with_capacity(16);
         let mut ts = String::with_capacity(20);
         for c in &self.challenges {
             if active_only && !c.goals.clone().any(|gi| view.is_active(gi)) {
@@ -43,17 +44,28 @@ impl Catalog {
                     continue;
                 }
                 tail.clear();
-                encode_goal_tail(&mut tail, &view.display(gi), &mut ts);
-                let head = &self.goals[gi].proto_head;
-                let rewards = &self.goals[gi].proto_rewards;
+                last.clear();
+                let d = view.display(gi);
+                encode_goal_tail(&mut tail, &d, &mut ts);
+                let entry = &self.goals[gi];
+                // Fields 16–17 come after the static field 15 (`rewards`).
+                if d.times_claimed != 0 {
+                    prost::encoding::int32::encode(16, &d.times_claimed, &mut last);
+                }
+                if entry.max_times != 0 {
+                    prost::encoding::int32::encode(17, &entry.max_times, &mut last);
+                }
+                let head = &entry.proto_head;
+                let rewards = &entry.proto_rewards;
                 encode_key(4, WireType::LengthDelimited, &mut challenge);
                 encode_varint(
-                    (head.len() + tail.len() + rewards.len()) as u64,
+                    (head.len() + tail.len() + rewards.len() + last.len()) as u64,
                     &mut challenge,
                 );
                 challenge.extend_from_slice(head);
                 challenge.extend_from_slice(&tail);
                 challenge.extend_from_slice(rewards);
+                challenge.extend_from_slice(&last);
             }
             encode_key(1, WireType::LengthDelimited, &mut out);
             encode_varint(challenge.len() as u64, &mut out);
@@ -120,6 +132,8 @@ impl Catalog {
             expires_at: rfc3339_opt(d.expires_at),
             expires_in_seconds: d.expires_in_seconds,
             rewards: rewards_pb(g),
+            times_claimed: d.times_claimed,
+            max_times: max_times(g),
         }
     }
 }
@@ -157,6 +171,12 @@ pub(super) fn goal_rewards(g: &Goal) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// `maxTimes` of a goal: its repeat limit; 0 when unlimited or not repeatable.
+pub fn max_times(g: &Goal) -> i32 {
+    g.repeat
+        .map_or(0, |r| i32::try_from(r.max_times).unwrap_or(i32::MAX))
 }
 
 /// Fields 1–6 of `service.Goal` (the static ones), encoded.

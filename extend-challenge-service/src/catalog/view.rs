@@ -22,6 +22,8 @@ pub struct GoalDisplay {
     pub assigned_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub expires_in_seconds: i32,
+    /// Claims so far (repeatable goals: the repetitions paid).
+    pub times_claimed: i32,
 }
 
 /// One player's rows, viewed at `now`, keyed by flat goal index. Rows of goals no longer in
@@ -136,6 +138,7 @@ impl<'a> PlayerView<'a> {
                 assigned_at: s.assigned_at,
                 expires_at,
                 expires_in_seconds,
+                times_claimed: s.times_claimed,
             },
             None => GoalDisplay {
                 progress: 0,
@@ -147,6 +150,7 @@ impl<'a> PlayerView<'a> {
                 assigned_at: None,
                 expires_at,
                 expires_in_seconds,
+                times_claimed: 0,
             },
         }
     }

@@ -7,9 +7,13 @@ use sha2::{Digest, Sha256};
 
 /// The period a claim at `now` pays for: the goal's rotation period (`daily:2025-11-04`,
 /// `weekly:2025-11-03`, `monthly:2025-11-01`, by start date), the UTC day for a legacy
-/// `daily`-mode goal (`day:2025-11-04`), or `once` for a goal that never comes back. A goal
-/// claimable again in a new period gets a new key there.
-pub fn period_key(goal: &Goal, now: DateTime<Utc>) -> String {
+/// `daily`-mode goal (`day:2025-11-04`), the repetition of a repeatable goal claimed
+/// `times_claimed` times so far (`rep:0`, `rep:1`, …), or `once` for a goal that never comes
+/// back. A goal claimable again gets a new key each time.
+pub fn period_key(goal: &Goal, times_claimed: i32, now: DateTime<Utc>) -> String {
+    if goal.repeat.is_some() {
+        return format!("rep:{times_claimed}");
+    }
     // Daily-mode goals reset every UTC day whatever their rotation, and every rotation
     // period starts at a UTC midnight, so the day is the finer period.
     if goal.mode == ProgressMode::Daily {
@@ -107,6 +111,7 @@ mod tests {
             }],
             auto_claim: false,
             auto_claim_wakes: vec![],
+            repeat: None,
             prerequisites: vec![],
             rotation: rotation.map(|schedule| Rotation {
                 schedule,
@@ -122,21 +127,36 @@ mod tests {
     fn periods_follow_rotation_and_daily_mode() {
         // Tuesday.
         let now = at("2025-11-04T12:00:00Z");
-        assert_eq!(period_key(&goal(ProgressMode::Absolute, None), now), "once");
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Weekly)), now),
+            period_key(&goal(ProgressMode::Absolute, None), 0, now),
+            "once"
+        );
+        let mut repeatable = goal(ProgressMode::Absolute, None);
+        repeatable.repeat = Some(extend_challenge_common::config::Repeat { max_times: 0 });
+        assert_eq!(period_key(&repeatable, 0, now), "rep:0");
+        assert_eq!(period_key(&repeatable, 7, now), "rep:7");
+        assert_eq!(
+            period_key(
+                &goal(ProgressMode::Absolute, Some(Schedule::Weekly)),
+                0,
+                now
+            ),
             "weekly:2025-11-03"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Monthly)), now),
+            period_key(
+                &goal(ProgressMode::Absolute, Some(Schedule::Monthly)),
+                0,
+                now
+            ),
             "monthly:2025-11-01"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Daily)), now),
+            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Daily)), 0, now),
             "daily:2025-11-04"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Daily, Some(Schedule::Weekly)), now),
+            period_key(&goal(ProgressMode::Daily, Some(Schedule::Weekly)), 0, now),
             "day:2025-11-04"
         );
     }

@@ -116,6 +116,7 @@ async fn json_shapes_follow_the_contract() {
         "goalId",
         "isActive",
         "locked",
+        "maxTimes",
         "name",
         "prerequisites",
         "progress",
@@ -123,6 +124,7 @@ async fn json_shapes_follow_the_contract() {
         "reward",
         "rewards",
         "status",
+        "timesClaimed",
     ];
     for c in list["challenges"].as_array().unwrap() {
         for g in c["goals"].as_array().unwrap() {
