@@ -109,3 +109,90 @@ async fn unlimited_repeats_keep_paying_with_a_new_key_each_time(pool: PgPool) {
     .unwrap();
     assert_eq!(times, 4);
 }
+
+/// A per-player window (CONTRACT §8): it starts when the goal is assigned to the player;
+/// `expiresAt`, the rotation status and the grant key follow the player's own windows.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn per_player_windows_start_at_assignment(pool: PgPool) {
+    let h = harness(pool.clone());
+    let sprint = "/challenge/v1/challenges/rich/goals/sprint/claim";
+    h.post("/challenge/v1/challenges/initialize", "dan", "{}")
+        .await;
+    h.clock.advance(chrono::Duration::hours(5));
+    h.post("/challenge/v1/challenges/initialize", "eli", "{}")
+        .await;
+
+    let shown = |list: &serde_json::Value| {
+        let g = goal(find(list, "rich"), "sprint");
+        (
+            g["expiresAt"].as_str().unwrap().to_string(),
+            g["expiresInSeconds"].as_i64().unwrap(),
+        )
+    };
+    // Now 17:00: dan's window ends at noon tomorrow, eli's at 17:00 tomorrow.
+    let (_, dan) = h.get("/challenge/v1/challenges", "dan").await;
+    assert_eq!(shown(&dan), ("2025-11-05T12:00:00Z".into(), 19 * 3600));
+    let (_, eli) = h.get("/challenge/v1/challenges", "eli").await;
+    assert_eq!(shown(&eli), ("2025-11-05T17:00:00Z".into(), 24 * 3600));
+    let (s, rot) = h.get("/challenge/v1/challenges/rich/rotation", "eli").await;
+    assert_eq!(s, StatusCode::OK, "{rot}");
+    assert_eq!(rot["rotation"]["type"], "per_user");
+    assert_eq!(rot["rotation"]["schedule"], "1d");
+    assert_eq!(
+        rot["rotation"]["currentPeriod"]["startTime"],
+        "2025-11-04T17:00:00Z"
+    );
+    assert_eq!(
+        rot["rotation"]["nextPeriod"]["startTime"],
+        "2025-11-05T17:00:00Z"
+    );
+
+    // dan completes and claims in his first window, then again in the next one. (Activating
+    // the already assigned goal keeps its window: re-activation never restarts one.)
+    h.completed("dan", "sprint").await;
+    let (s, body) = h.post(sprint, "dan", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Deactivating and reactivating does not restart the window (no second reward).
+    for active in ["false", "true"] {
+        let (s, _) = h
+            .call(
+                "PUT",
+                "/challenge/v1/challenges/rich/goals/sprint/active",
+                "dan",
+                Some(&format!(r#"{{"isActive":{active}}}"#)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (_, dan) = h.get("/challenge/v1/challenges", "dan").await;
+    let g = goal(find(&dan, "rich"), "sprint").clone();
+    assert_eq!(
+        (&g["status"], &g["expiresAt"]),
+        (&"claimed".into(), &"2025-11-05T12:00:00Z".into())
+    );
+    let (s, _) = h.post(sprint, "dan", "").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    h.clock.advance(chrono::Duration::hours(20)); // 13:00 the next day: dan's second window
+    let (_, dan) = h.get("/challenge/v1/challenges", "dan").await;
+    let g = goal(find(&dan, "rich"), "sprint").clone();
+    assert_eq!(
+        (&g["status"], &g["expiresAt"]),
+        (&"not_started".into(), &"2025-11-06T12:00:00Z".into())
+    );
+    // Completed in the second window, as the event handler stores it (rolled over first).
+    sqlx::query(
+        "UPDATE user_goal_progress SET progress = 1, status = 'completed', claimed_at = NULL, \
+           completed_at = '2025-11-05T13:00:00Z', expires_at = '2025-11-06T12:00:00Z' \
+         WHERE user_id = 'dan' AND goal_id = 'sprint'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (s, body) = h.post(sprint, "dan", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        periods(&pool, "dan", "sprint").await,
+        ["win:2025-11-04T12:00:00Z", "win:2025-11-05T12:00:00Z"]
+    );
+    assert_eq!(h.granter.calls(), 2);
+}

@@ -168,24 +168,42 @@ fn resolve_goal(
     let rewards = resolve_rewards(rg, err);
     let rotation = match &rg.rotation {
         Some(r) if r.enabled => {
-            if r.rotation_type != "global" {
-                err(
-                    "rotation.type",
-                    format!(
-                        "unsupported rotation type '{}' (only global)",
-                        r.rotation_type
-                    ),
-                );
-                ok = false;
-            }
-            let schedule = match r.schedule.as_str() {
-                "daily" => Schedule::Daily,
-                "weekly" => Schedule::Weekly,
-                "monthly" => Schedule::Monthly,
+            let schedule = match r.rotation_type.as_str() {
+                "global" => match r.schedule.as_str() {
+                    "daily" => Schedule::Daily,
+                    "weekly" => Schedule::Weekly,
+                    "monthly" => Schedule::Monthly,
+                    other => {
+                        err(
+                            "rotation.schedule",
+                            format!(
+                                "unknown schedule '{other}' (expected daily, weekly or monthly)"
+                            ),
+                        );
+                        ok = false;
+                        Schedule::Daily
+                    }
+                },
+                "per_user" => match parse_duration(&r.duration) {
+                    Some(seconds) => Schedule::PerUser { seconds },
+                    None => {
+                        err(
+                            "rotation.duration",
+                            format!(
+                                "bad duration '{}' (expected a positive whole number and a unit: 90s, 30m, 24h, 7d; at most 366d)",
+                                r.duration
+                            ),
+                        );
+                        ok = false;
+                        Schedule::Daily
+                    }
+                },
                 other => {
                     err(
-                        "rotation.schedule",
-                        format!("unknown schedule '{other}' (expected daily, weekly or monthly)"),
+                        "rotation.type",
+                        format!(
+                            "unsupported rotation type '{other}' (expected global or per_user)"
+                        ),
                     );
                     ok = false;
                     Schedule::Daily
@@ -201,6 +219,15 @@ fn resolve_goal(
         }
         _ => None,
     };
+    if mode == ProgressMode::Daily
+        && rotation.is_some_and(|r| matches!(r.schedule, Schedule::PerUser { .. }))
+    {
+        err(
+            "rotation.type",
+            "a daily goal follows UTC days; per_user windows are not allowed on it".into(),
+        );
+        ok = false;
+    }
     let target_value = to_positive_i32(rg.requirement.target_value, "requirement.targetValue", err);
     let rewards = rewards?;
     let repeat = match &rg.repeat {

@@ -9,5 +9,5 @@ mod validate;
 pub use loader::{ConfigError, load_from_path, parse_and_validate};
 pub use model::{
     Challenge, ChallengeConfig, EventSource, Goal, GoalRef, OnExpiry, ProgressMode, Repeat,
-    Requirement, Reward, RewardType, Rotation, Schedule,
+    Requirement, Reward, RewardType, Rotation, Schedule, format_duration, parse_duration,
 };

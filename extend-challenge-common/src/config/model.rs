@@ -60,22 +60,79 @@ impl RewardType {
 }
 
 /// Rotation period length. Periods start at 00:00 UTC (daily), Monday 00:00 UTC (weekly),
-/// the 1st 00:00 UTC (monthly).
+/// the 1st 00:00 UTC (monthly); per-player windows (CONTRACT §8, `type: "per_user"`) start
+/// when the goal was assigned to the player and follow each other back to back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Schedule {
     Daily,
     Weekly,
     Monthly,
+    /// A window of this many seconds from the player's assignment, then the next.
+    PerUser {
+        seconds: u32,
+    },
 }
 
 impl Schedule {
+    /// `daily`, `weekly`, `monthly`; a per-player window's duration (`90s`, `30m`, `24h`,
+    /// `7d`: the largest whole unit).
     pub fn as_str(self) -> &'static str {
         match self {
             Schedule::Daily => "daily",
             Schedule::Weekly => "weekly",
             Schedule::Monthly => "monthly",
+            Schedule::PerUser { .. } => "per_user",
         }
     }
+
+    /// The rotation `type` of the contract: `global` or `per_user`.
+    pub fn rotation_type(self) -> &'static str {
+        match self {
+            Schedule::PerUser { .. } => "per_user",
+            _ => "global",
+        }
+    }
+
+    /// What `GetRotationStatus` shows as `schedule`: the global schedule, or the per-player
+    /// window's duration (`90s`, `30m`, `24h`, `7d`).
+    pub fn describe(self) -> String {
+        match self {
+            Schedule::PerUser { seconds } => format_duration(seconds),
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+/// `7d`, `24h`… — the largest unit that divides the seconds.
+pub fn format_duration(seconds: u32) -> String {
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds.is_multiple_of(n) {
+            return format!("{}{unit}", seconds / n);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// Parses `90s`, `30m`, `24h`, `7d` (a positive whole number and one unit, at most 366
+/// days).
+pub fn parse_duration(text: &str) -> Option<u32> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let scale: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let number = &text[..text.len() - 1];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = number.parse::<u64>().ok()?.checked_mul(scale)?;
+    (1..=366 * 86_400)
+        .contains(&seconds)
+        .then_some(seconds as u32)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,8 +141,8 @@ pub struct OnExpiry {
     pub allow_reselection: bool,
 }
 
-/// An enabled rotation (a disabled one resolves to `None` on the goal). The only type is
-/// `global`, so it is not stored.
+/// An enabled rotation (a disabled one resolves to `None` on the goal): global periods, or
+/// per-player windows ([`Schedule::PerUser`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     pub schedule: Schedule,

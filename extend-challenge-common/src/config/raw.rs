@@ -107,6 +107,9 @@ pub struct RawRotation {
     pub rotation_type: String,
     #[serde(default)]
     pub schedule: String,
+    /// `per_user` rotations: the window, `90s` | `30m` | `24h` | `7d`.
+    #[serde(default)]
+    pub duration: String,
     #[serde(default)]
     pub on_expiry: RawOnExpiry,
 }

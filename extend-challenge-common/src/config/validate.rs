@@ -585,6 +585,55 @@ mod tests {
         );
     }
 
+    /// CONTRACT §8: `rotation.type: "per_user"` with a `duration`.
+    #[test]
+    fn per_user_rotation_and_its_mistakes() {
+        let rot = |duration: &str| {
+            json!({"enabled": true, "type": "per_user", "duration": duration,
+                   "onExpiry": {"resetProgress": true, "allowReselection": true}})
+        };
+        for (text, seconds) in [
+            ("90s", 90),
+            ("30m", 1_800),
+            ("24h", 86_400),
+            ("7d", 604_800),
+        ] {
+            let mut g = goal("g1");
+            g["rotation"] = rot(text);
+            let cfg = parse_and_validate(
+                FILE,
+                &json!({"challenges": [challenge("c1", vec![g])]}).to_string(),
+            )
+            .unwrap();
+            let r = cfg.goal("g1").unwrap().rotation.unwrap();
+            assert_eq!(
+                r.schedule,
+                crate::config::Schedule::PerUser { seconds },
+                "{text}"
+            );
+            // Shown in the largest whole unit (24h as 1d), parsing back to the same window.
+            assert_eq!(
+                crate::config::parse_duration(&r.schedule.describe()),
+                Some(seconds)
+            );
+        }
+        for bad in ["", "24", "h", "-1h", "1.5h", "0s", "400d", "3w"] {
+            let p = goal_problems(|g| g["rotation"] = rot(bad));
+            assert_one(&p, "c1", "g1", "rotation.duration", "bad duration");
+        }
+        let p = goal_problems(|g| {
+            g["rotation"] = rot("24h");
+            g["type"] = json!("daily");
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "rotation.type",
+            "per_user windows are not allowed",
+        );
+    }
+
     #[test]
     fn enum_and_number_errors_name_the_goal_and_field() {
         let cases: [(&str, Edit); 9] = [
@@ -603,7 +652,7 @@ mod tests {
                 "rotation.type",
                 |g| {
                     g["rotation"] =
-                        json!({"enabled": true, "type": "per_user", "schedule": "daily"})
+                        json!({"enabled": true, "type": "per_player", "schedule": "daily"})
                 },
             ),
             (

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Delta, GoalState, Status};
 use crate::config::{Goal, ProgressMode};
-use crate::rotation::{period_containing, utc_day_start};
+use crate::rotation::{utc_day_start, window};
 
 /// The delta one login event contributes to `goal`. Logins always count once, whatever the
 /// goal's mode.
@@ -90,7 +90,7 @@ pub fn new_assignment(goal: &Goal, now: DateTime<Utc>) -> GoalState {
         assigned_at: Some(now),
         expires_at: goal
             .rotation
-            .map(|r| period_containing(r.schedule, now).end),
+            .map(|r| window(r.schedule, Some(now), now).end),
         baseline_value: None,
         last_event_at: None,
         times_claimed: 0,
@@ -217,10 +217,11 @@ pub fn locked_by(prerequisite_statuses: impl IntoIterator<Item = Option<Status>>
 fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
     let mut s = state.clone();
     if let Some(rot) = goal.rotation {
-        let current = period_containing(rot.schedule, now);
+        // Global periods, or the player's own windows from the assignment.
+        let current = window(rot.schedule, s.assigned_at, now);
         let row_end = s.expires_at.or_else(|| {
             s.last_event_at
-                .map(|t| period_containing(rot.schedule, t).end)
+                .map(|t| window(rot.schedule, s.assigned_at, t).end)
         });
         let claimed = s.status == Status::Claimed;
         if claimed && !rot.on_expiry.allow_reselection {

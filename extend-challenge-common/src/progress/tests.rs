@@ -903,3 +903,46 @@ fn a_repeatable_goal_starts_again_after_each_claim_until_its_last() {
     g.repeat = None;
     assert_eq!(view(&g, &claimed(1), at(T1)).status, Status::Claimed);
 }
+
+// ---------------------------------------------------------------- per-player windows
+
+#[test]
+fn a_per_player_window_starts_at_assignment_and_the_next_follows_it() {
+    let mut g = goal(ProgressMode::Absolute, 3);
+    g.rotation = Some(Rotation {
+        schedule: Schedule::PerUser { seconds: 86_400 },
+        on_expiry: OnExpiry {
+            reset_progress: true,
+            allow_reselection: true,
+        },
+    });
+    let assigned = at("2025-11-04T15:30:00Z");
+    let fresh_row = new_assignment(&g, assigned);
+    assert_eq!(fresh_row.expires_at, Some(at("2025-11-05T15:30:00Z")));
+    // Completed and claimed inside the first window.
+    let done = apply(
+        &g,
+        &fresh_row,
+        &stat(&g, 3, 3, 1, 1),
+        at("2025-11-05T09:00:00Z"),
+    )
+    .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let claimed = GoalState {
+        status: Status::Claimed,
+        claimed_at: Some(at("2025-11-05T10:00:00Z")),
+        ..done
+    };
+    // Still the first window: claimed.
+    assert_eq!(
+        view(&g, &claimed, at("2025-11-05T15:29:59Z")).status,
+        Status::Claimed
+    );
+    // The second window (not the next UTC day): afresh, with its own end.
+    let next = view(&g, &claimed, at("2025-11-05T15:30:00Z"));
+    assert_eq!((next.status, next.progress), (Status::NotStarted, 0));
+    assert_eq!(next.expires_at, Some(at("2025-11-06T15:30:00Z")));
+    // Several windows later the end follows the windows back to back.
+    let later = view(&g, &claimed, at("2025-11-09T01:00:00Z"));
+    assert_eq!(later.expires_at, Some(at("2025-11-09T15:30:00Z")));
+}

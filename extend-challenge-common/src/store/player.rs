@@ -25,6 +25,7 @@ use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
 use super::columns::{StateColumns, goal_row_list};
 use super::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
+use crate::config::Goal;
 use crate::progress::GoalState;
 
 pub use super::GoalRow as PlayerGoalRow;
@@ -112,7 +113,7 @@ static SET_ACTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (user_id, goal_id) DO UPDATE SET \
            is_active = EXCLUDED.is_active, \
-           assigned_at = CASE WHEN EXCLUDED.is_active THEN EXCLUDED.assigned_at \
+           assigned_at = CASE WHEN EXCLUDED.is_active AND NOT $13 THEN EXCLUDED.assigned_at \
                               ELSE user_goal_progress.assigned_at END, \
            updated_at = NOW() \
          RETURNING {}",
@@ -120,7 +121,8 @@ static SET_ACTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`activate`]: inserts or reactivates the goals (`assigned_at = $14`).
+/// [`activate`]: inserts or reactivates the goals (`assigned_at = $14`, except for the
+/// goals in `$15`, whose per-player window stays anchored).
 static ACTIVATE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
@@ -129,7 +131,10 @@ static ACTIVATE_SQL: LazyLock<String> = LazyLock::new(|| {
            t.expires_at, t.baseline_value, t.last_event_at \
          FROM {} \
          ON CONFLICT (user_id, goal_id) DO UPDATE SET \
-           is_active = true, assigned_at = EXCLUDED.assigned_at, updated_at = NOW() \
+           is_active = true, \
+           assigned_at = CASE WHEN user_goal_progress.goal_id = ANY($15::text[]) \
+                              THEN user_goal_progress.assigned_at ELSE EXCLUDED.assigned_at END, \
+           updated_at = NOW() \
          RETURNING {}",
         NEW_ROWS_UNNEST.as_str(),
         goal_row_list("")
@@ -215,6 +220,24 @@ pub struct NewGoalRow {
     pub goal_id: String,
     pub challenge_id: String,
     pub state: GoalState,
+    /// A per-player window (CONTRACT §8) is anchored at the goal's first assignment: a
+    /// later (re)activation keeps `assigned_at`, so deactivating and reactivating never
+    /// restarts the window (which would let a player earn its reward again).
+    pub keeps_window: bool,
+}
+
+impl NewGoalRow {
+    /// A new assignment of `goal` at `now`.
+    pub fn assign(goal: &Goal, now: DateTime<Utc>) -> Self {
+        NewGoalRow {
+            goal_id: goal.id.clone(),
+            challenge_id: goal.challenge_id.clone(),
+            state: crate::progress::new_assignment(goal, now),
+            keeps_window: goal
+                .rotation
+                .is_some_and(|r| matches!(r.schedule, crate::config::Schedule::PerUser { .. })),
+        }
+    }
 }
 
 /// The player's rows of one challenge, plus the rows of `extra_goal_ids` (prerequisites
@@ -366,6 +389,7 @@ pub async fn set_active(
         .bind(s.expires_at)
         .bind(s.baseline_value)
         .bind(s.last_event_at)
+        .bind(new.keeps_window)
         .fetch_one(pool)
         .await
 }
@@ -431,11 +455,17 @@ async fn activate(
     now: DateTime<Utc>,
 ) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
     let cols = NewRowColumns::of(rows);
+    let anchored: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.keeps_window)
+        .map(|r| r.goal_id.as_str())
+        .collect();
     let query = sqlx::query(sql(&ACTIVATE_SQL))
         .bind(user_id)
         .bind(namespace);
     cols.bind(query)
         .bind(now)
+        .bind(&anchored)
         .try_map(|row: PgRow| GoalRow::from_row_at(&row, 0))
         .fetch_all(&mut **tx)
         .await

@@ -210,7 +210,8 @@ impl ChallengeService {
     ) -> Result<Begun> {
         let inner = &self.inner;
         let times_claimed = row.as_ref().map_or(0, |r| r.times_claimed);
-        let period_key = &key::period_key(goal, times_claimed, now);
+        let assigned_at = row.as_ref().and_then(|r| r.assigned_at);
+        let period_key = &key::period_key(goal, times_claimed, assigned_at, now);
         let completed_at = self.check_claim(goal, row, now)?;
         // Every check runs before any recorded grant is looked at (CONTRACT §3.3): an
         // intent granted earlier in the period never answers for a claim that fails one.

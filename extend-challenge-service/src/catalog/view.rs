@@ -37,11 +37,14 @@ pub struct PlayerView<'a> {
     period_ends: [(DateTime<Utc>, i32); 3],
 }
 
-fn schedule_slot(s: Schedule) -> usize {
+/// The slot of a global schedule in [`PlayerView::period_ends`] (per-player windows are
+/// the row's own).
+fn schedule_slot(s: Schedule) -> Option<usize> {
     match s {
-        Schedule::Daily => 0,
-        Schedule::Weekly => 1,
-        Schedule::Monthly => 2,
+        Schedule::Daily => Some(0),
+        Schedule::Weekly => Some(1),
+        Schedule::Monthly => Some(2),
+        Schedule::PerUser { .. } => None,
     }
 }
 
@@ -112,20 +115,31 @@ impl<'a> PlayerView<'a> {
         )
     }
 
-    /// Expiry shown for a goal: the end of the current rotation period, if it rotates.
-    pub fn expiry(&self, goal: &Goal) -> (Option<DateTime<Utc>>, i32) {
+    /// Expiry shown for goal `gi`: the end of the current rotation period, if it rotates —
+    /// for a per-player window, the end of the player's own (none before the goal is
+    /// assigned to them).
+    pub fn expiry(&self, gi: usize) -> (Option<DateTime<Utc>>, i32) {
+        let goal: &Goal = &self.catalog.goals[gi].goal;
         match goal.rotation {
-            Some(r) => {
-                let (end, left) = self.period_ends[schedule_slot(r.schedule)];
-                (Some(end), left)
-            }
+            Some(r) => match schedule_slot(r.schedule) {
+                Some(slot) => {
+                    let (end, left) = self.period_ends[slot];
+                    (Some(end), left)
+                }
+                None => match self.states[gi].as_ref().and_then(|s| s.expires_at) {
+                    Some(end) => {
+                        let left = (end - self.now).num_seconds().max(0);
+                        (Some(end), i32::try_from(left).unwrap_or(i32::MAX))
+                    }
+                    None => (None, 0),
+                },
+            },
             None => (None, 0),
         }
     }
 
     pub fn display(&self, gi: usize) -> GoalDisplay {
-        let goal = &self.catalog.goals[gi].goal;
-        let (expires_at, expires_in_seconds) = self.expiry(goal);
+        let (expires_at, expires_in_seconds) = self.expiry(gi);
         let locked = self.is_locked(gi);
         match &self.states[gi] {
             Some(s) => GoalDisplay {

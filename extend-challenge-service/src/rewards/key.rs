@@ -1,16 +1,22 @@
 //! The identity of one reward: its period and its grant key.
 
 use chrono::{DateTime, Utc};
-use extend_challenge_common::config::{Goal, ProgressMode};
-use extend_challenge_common::rotation::{period_containing, utc_day_start};
+use extend_challenge_common::config::{Goal, ProgressMode, Schedule};
+use extend_challenge_common::rotation::{utc_day_start, window};
 use sha2::{Digest, Sha256};
 
 /// The period a claim at `now` pays for: the goal's rotation period (`daily:2025-11-04`,
-/// `weekly:2025-11-03`, `monthly:2025-11-01`, by start date), the UTC day for a legacy
+/// `weekly:2025-11-03`, `monthly:2025-11-01`, by start date; a per-player window by its
+/// start instant, `win:2025-11-04T15:30:00Z`, counted from `assigned_at`), the UTC day for a legacy
 /// `daily`-mode goal (`day:2025-11-04`), the repetition of a repeatable goal claimed
 /// `times_claimed` times so far (`rep:0`, `rep:1`, …), or `once` for a goal that never comes
 /// back. A goal claimable again gets a new key each time.
-pub fn period_key(goal: &Goal, times_claimed: i32, now: DateTime<Utc>) -> String {
+pub fn period_key(
+    goal: &Goal,
+    times_claimed: i32,
+    assigned_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> String {
     if goal.repeat.is_some() {
         return format!("rep:{times_claimed}");
     }
@@ -20,10 +26,16 @@ pub fn period_key(goal: &Goal, times_claimed: i32, now: DateTime<Utc>) -> String
         return format!("day:{}", utc_day_start(now).format("%Y-%m-%d"));
     }
     match goal.rotation {
+        Some(r) if matches!(r.schedule, Schedule::PerUser { .. }) => format!(
+            "win:{}",
+            window(r.schedule, assigned_at, now)
+                .start
+                .format("%Y-%m-%dT%H:%M:%SZ")
+        ),
         Some(r) => format!(
             "{}:{}",
             r.schedule.as_str(),
-            period_containing(r.schedule, now).start.format("%Y-%m-%d")
+            window(r.schedule, None, now).start.format("%Y-%m-%d")
         ),
         None => "once".to_string(),
     }
@@ -128,17 +140,28 @@ mod tests {
         // Tuesday.
         let now = at("2025-11-04T12:00:00Z");
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, None), 0, now),
+            period_key(&goal(ProgressMode::Absolute, None), 0, None, now),
             "once"
         );
         let mut repeatable = goal(ProgressMode::Absolute, None);
         repeatable.repeat = Some(extend_challenge_common::config::Repeat { max_times: 0 });
-        assert_eq!(period_key(&repeatable, 0, now), "rep:0");
-        assert_eq!(period_key(&repeatable, 7, now), "rep:7");
+        assert_eq!(period_key(&repeatable, 0, None, now), "rep:0");
+        assert_eq!(period_key(&repeatable, 7, None, now), "rep:7");
+        let mut timed = goal(ProgressMode::Absolute, Some(Schedule::Daily));
+        timed.rotation = Some(Rotation {
+            schedule: Schedule::PerUser { seconds: 86_400 },
+            on_expiry: OnExpiry::default(),
+        });
+        let assigned = at("2025-11-03T15:30:00Z");
+        assert_eq!(
+            period_key(&timed, 0, Some(assigned), now),
+            "win:2025-11-03T15:30:00Z"
+        );
         assert_eq!(
             period_key(
                 &goal(ProgressMode::Absolute, Some(Schedule::Weekly)),
                 0,
+                None,
                 now
             ),
             "weekly:2025-11-03"
@@ -147,16 +170,27 @@ mod tests {
             period_key(
                 &goal(ProgressMode::Absolute, Some(Schedule::Monthly)),
                 0,
+                None,
                 now
             ),
             "monthly:2025-11-01"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Daily)), 0, now),
+            period_key(
+                &goal(ProgressMode::Absolute, Some(Schedule::Daily)),
+                0,
+                None,
+                now
+            ),
             "daily:2025-11-04"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Daily, Some(Schedule::Weekly)), 0, now),
+            period_key(
+                &goal(ProgressMode::Daily, Some(Schedule::Weekly)),
+                0,
+                None,
+                now
+            ),
             "day:2025-11-04"
         );
     }
