@@ -460,6 +460,7 @@ async fn a_rollover_never_overwrites_a_newer_row(pool: PgPool) {
             baseline_value: r.baseline_value,
             last_event_at: r.last_event_at,
             times_claimed: 0,
+            req_state: None,
         }
         .state()
     };

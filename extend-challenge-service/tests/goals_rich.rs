@@ -196,3 +196,76 @@ async fn per_player_windows_start_at_assignment(pool: PgPool) {
     );
     assert_eq!(h.granter.calls(), 2);
 }
+
+/// Requirement groups (CONTRACT §8) as the player sees them: each requirement's `current`
+/// and `met`; `requirement` and `progress` describe the first requirement; over REST and
+/// gRPC; claimable once a group is all met.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn requirement_groups_show_each_requirement_and_claim_once_met(pool: PgPool) {
+    let h = harness(pool.clone());
+    h.post("/challenge/v1/challenges/initialize", "fia", "{}")
+        .await;
+    // As the event handler stores it: kills 12, wins 1 (group A half met), deaths 0.
+    sqlx::query(
+        "UPDATE user_goal_progress SET progress = 12, status = 'in_progress', \
+           req_state = '12/,1/,0/,' WHERE user_id = 'fia' AND goal_id = 'either'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_, list) = h.get("/challenge/v1/challenges", "fia").await;
+    let g = goal(find(&list, "combo"), "either").clone();
+    assert_eq!(g["progress"], 12);
+    assert_eq!(g["requirement"]["statCode"], "kills");
+    assert_eq!(
+        g["requirementGroups"],
+        serde_json::json!([
+            {"requirements": [
+                {"statCode": "kills", "operator": ">=", "targetValue": 10,
+                 "progressMode": "absolute", "current": 12, "met": true},
+                {"statCode": "wins", "operator": ">=", "targetValue": 2,
+                 "progressMode": "increment", "current": 1, "met": false}
+            ]},
+            {"requirements": [
+                {"statCode": "deaths", "operator": "=", "targetValue": 0,
+                 "progressMode": "absolute", "current": 0, "met": true},
+                {"statCode": "score", "operator": ">=", "targetValue": 100,
+                 "progressMode": "absolute", "current": 0, "met": false}
+            ]}
+        ])
+    );
+    let claim = "/challenge/v1/challenges/combo/goals/either/claim";
+    assert_eq!(h.post(claim, "fia", "").await.0, StatusCode::BAD_REQUEST);
+
+    // gRPC shows the same.
+    let list = h
+        .service
+        .get_user_challenges(
+            "fia",
+            extend_challenge_common::pb::service::GetChallengesRequest::default(),
+        )
+        .await
+        .unwrap();
+    let combo = list
+        .challenges
+        .iter()
+        .find(|c| c.challenge_id == "combo")
+        .unwrap();
+    let groups = &combo.goals[0].requirement_groups;
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].requirements[1].current, 1);
+    assert!(!groups[0].requirements[1].met);
+    assert!(groups[1].requirements[0].met);
+
+    // Group A complete (the handler completes the row): claimable, paid once.
+    sqlx::query(
+        "UPDATE user_goal_progress SET status = 'completed', completed_at = now(), \
+           req_state = '12/,2/,0/,' WHERE user_id = 'fia' AND goal_id = 'either'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (s, body) = h.post(claim, "fia", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(h.granter.calls(), 1);
+}

@@ -163,6 +163,81 @@ impl Repeat {
     }
 }
 
+/// A requirement's comparison (CONTRACT §8). `<`, `<=` and `=` compare the latest absolute
+/// value, and only a value seen counts (a stat never reported does not meet `deaths <= 3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operator {
+    Ge,
+    Gt,
+    Eq,
+    Le,
+    Lt,
+}
+
+impl Operator {
+    pub fn parse(s: &str) -> Option<Operator> {
+        Some(match s {
+            ">=" => Operator::Ge,
+            ">" => Operator::Gt,
+            "=" => Operator::Eq,
+            "<=" => Operator::Le,
+            "<" => Operator::Lt,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operator::Ge => ">=",
+            Operator::Gt => ">",
+            Operator::Eq => "=",
+            Operator::Le => "<=",
+            Operator::Lt => "<",
+        }
+    }
+
+    /// Whether `value` (`None`: never reported) meets `target`.
+    pub fn met(self, value: Option<i32>, target: i32) -> bool {
+        let Some(v) = value else {
+            return false;
+        };
+        match self {
+            Operator::Ge => v >= target,
+            Operator::Gt => v > target,
+            Operator::Eq => v == target,
+            Operator::Le => v <= target,
+            Operator::Lt => v < target,
+        }
+    }
+}
+
+/// One requirement of a requirement group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Criterion {
+    pub stat_code: String,
+    pub operator: Operator,
+    pub target_value: i32,
+    pub mode: ProgressMode,
+}
+
+/// Requirement groups (CONTRACT §8): the goal completes when every requirement of any one
+/// group is met. `criteria` lists every requirement (group after group); `groups` holds
+/// their indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Groups {
+    pub criteria: Vec<Criterion>,
+    pub groups: Vec<Vec<usize>>,
+}
+
+/// A requirement of a requirement-group goal, as the event handler feeds it: events reach
+/// the part of the goal whose stat code they carry; the part's progress lives in the
+/// parent's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub parent: Arc<Goal>,
+    pub index: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
     pub stat_code: String,
@@ -205,6 +280,22 @@ pub struct Goal {
     pub rotation: Option<Rotation>,
     /// Repeatable (never together with a rotation).
     pub repeat: Option<Repeat>,
+    /// Requirement groups, when the config gives `requirementGroups` (then `requirement`
+    /// and `mode` describe the first requirement of the first group).
+    pub groups: Option<Arc<Groups>>,
+    /// Set on the per-requirement goals of a requirement-group goal (see [`Part`]); the
+    /// config's goals never have it.
+    pub part: Option<Part>,
+}
+
+impl Goal {
+    /// The id of the row this goal's progress lives in: its own, or its parent's.
+    pub fn row_goal_id(&self) -> &str {
+        match &self.part {
+            Some(p) => &p.parent.id,
+            None => &self.id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +334,8 @@ pub struct ChallengeConfig {
     login_goals: Vec<Arc<Goal>>,
     stat_goals: HashMap<String, Vec<Arc<Goal>>>,
     default_goals: Vec<Arc<Goal>>,
+    /// The per-requirement goals of requirement-group goals, by their id (`<goal>#<n>`).
+    parts_by_id: HashMap<String, Arc<Goal>>,
 }
 
 impl ChallengeConfig {
@@ -253,16 +346,49 @@ impl ChallengeConfig {
         let mut login_goals = Vec::new();
         let mut stat_goals: HashMap<String, Vec<Arc<Goal>>> = HashMap::new();
         let mut default_goals = Vec::new();
+        let mut parts_by_id = HashMap::new();
         for (ci, c) in challenges.iter().enumerate() {
             challenges_by_id.insert(c.id.clone(), ci);
             for g in &c.goals {
                 goals_by_id.insert(g.id.clone(), g.clone());
-                match g.event_source {
-                    EventSource::Login => login_goals.push(g.clone()),
-                    EventSource::Statistic => stat_goals
-                        .entry(g.requirement.stat_code.clone())
-                        .or_default()
-                        .push(g.clone()),
+                // Events feed a requirement-group goal through its parts, one per
+                // requirement.
+                let fed: Vec<Arc<Goal>> = match &g.groups {
+                    None => vec![g.clone()],
+                    Some(groups) => groups
+                        .criteria
+                        .iter()
+                        .enumerate()
+                        .map(|(index, c)| {
+                            let part = Arc::new(Goal {
+                                id: format!("{}#{index}", g.id),
+                                requirement: Requirement {
+                                    stat_code: c.stat_code.clone(),
+                                    operator: c.operator.as_str().to_string(),
+                                    target_value: c.target_value,
+                                },
+                                mode: c.mode,
+                                daily: false,
+                                groups: None,
+                                part: Some(Part {
+                                    parent: g.clone(),
+                                    index,
+                                }),
+                                ..(**g).clone()
+                            });
+                            parts_by_id.insert(part.id.clone(), part.clone());
+                            part
+                        })
+                        .collect(),
+                };
+                for f in fed {
+                    match f.event_source {
+                        EventSource::Login => login_goals.push(f),
+                        EventSource::Statistic => stat_goals
+                            .entry(f.requirement.stat_code.clone())
+                            .or_default()
+                            .push(f),
+                    }
                 }
                 if g.default_assigned {
                     default_goals.push(g.clone());
@@ -276,7 +402,16 @@ impl ChallengeConfig {
             login_goals,
             stat_goals,
             default_goals,
+            parts_by_id,
         }
+    }
+
+    /// A goal or a requirement-group goal's part, by id (the event handler's buffer and
+    /// dead letters key parts by `<goal>#<n>`).
+    pub fn goal_or_part(&self, id: &str) -> Option<&Arc<Goal>> {
+        self.goals_by_id
+            .get(id)
+            .or_else(|| self.parts_by_id.get(id))
     }
 
     pub fn challenge(&self, challenge_id: &str) -> Option<&Challenge> {

@@ -38,8 +38,12 @@ pub struct RawGoal {
     pub event_source: String,
     #[serde(default)]
     pub default_assigned: bool,
+    /// Absent when the goal has `requirementGroups` instead.
     #[serde(default)]
-    pub requirement: RawRequirement,
+    pub requirement: Option<RawRequirement>,
+    /// AND within a group, OR across groups (CONTRACT §8).
+    #[serde(default)]
+    pub requirement_groups: Option<Vec<RawGroup>>,
     /// The one-reward form: `rewards: [reward]`.
     #[serde(default)]
     pub reward: Option<RawReward>,
@@ -71,6 +75,13 @@ pub struct RawRepeat {
     /// Claims in all; 0 = unlimited.
     #[serde(default)]
     pub max_times: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RawGroup {
+    #[serde(default)]
+    pub requirements: Vec<RawRequirement>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -151,22 +151,31 @@ fn check_goal(g: &RawGoal, err: &mut impl FnMut(&str, String)) {
     if g.name.trim().is_empty() {
         err("name", "must not be empty".into());
     }
-    if g.requirement.operator != ">=" {
+    // Requirement groups are checked where they are resolved (loader).
+    if g.requirement_groups.is_some() {
+        return check_rewards(g, err);
+    }
+    let requirement = g.requirement.clone().unwrap_or_default();
+    if requirement.operator != ">=" {
         err(
             "requirement.operator",
             format!(
-                "unsupported operator '{}' (only '>=' is supported)",
-                g.requirement.operator
+                "unsupported operator '{}' (only '>=' is supported; requirementGroups take the others)",
+                requirement.operator
             ),
         );
     }
     // A login goal is fed by login events whatever its stat code says.
-    if g.event_source == "statistic" && g.requirement.stat_code.trim().is_empty() {
+    if g.event_source == "statistic" && requirement.stat_code.trim().is_empty() {
         err(
             "requirement.statCode",
             "must not be empty on a statistic goal".into(),
         );
     }
+    check_rewards(g, err);
+}
+
+fn check_rewards(g: &RawGoal, err: &mut impl FnMut(&str, String)) {
     match (&g.reward, &g.rewards) {
         (_, Some(list)) => {
             for (i, r) in list.iter().enumerate() {

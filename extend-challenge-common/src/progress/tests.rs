@@ -42,6 +42,8 @@ fn goal(mode: ProgressMode, target: i32) -> Goal {
         prerequisites: vec![],
         rotation: None,
         repeat: None,
+        groups: None,
+        part: None,
     }
 }
 
@@ -68,6 +70,7 @@ fn fresh() -> GoalState {
         baseline_value: None,
         last_event_at: None,
         times_claimed: 0,
+        parts: None,
     }
 }
 
@@ -732,6 +735,7 @@ fn new_assignment_is_not_started_and_active() {
             baseline_value: None,
             last_event_at: None,
             times_claimed: 0,
+            parts: None,
         }
     );
     let g = rotating(goal(ProgressMode::Absolute, 1), Schedule::Daily, true, true);
@@ -945,4 +949,70 @@ fn a_per_player_window_starts_at_assignment_and_the_next_follows_it() {
     // Several windows later the end follows the windows back to back.
     let later = view(&g, &claimed, at("2025-11-09T01:00:00Z"));
     assert_eq!(later.expires_at, Some(at("2025-11-09T15:30:00Z")));
+}
+
+// ---------------------------------------------------------------- requirement groups
+
+/// CONTRACT §8: AND within a group, OR across groups; each requirement by its own mode;
+/// `progress` shows the first requirement; `<`/`=` need a value seen.
+#[test]
+fn requirement_groups_complete_when_any_group_is_all_met() {
+    let text = serde_json::json!({"challenges": [{"challengeId": "c", "name": "C", "goals": [{
+        "goalId": "g", "name": "G", "eventSource": "statistic",
+        "reward": {"type": "ITEM", "rewardId": "i", "quantity": 1},
+        "requirementGroups": [
+            {"requirements": [
+                {"statCode": "kills", "operator": ">=", "targetValue": 10},
+                {"statCode": "wins", "operator": ">", "targetValue": 1, "progressMode": "increment"}
+            ]},
+            {"requirements": [
+                {"statCode": "deaths", "operator": "<", "targetValue": 1},
+                {"statCode": "score", "operator": ">=", "targetValue": 100, "progressMode": "relative"}
+            ]}
+        ]
+    }]}]})
+    .to_string();
+    let cfg = crate::config::parse_and_validate("t.json", &text).unwrap();
+    let g = cfg.goal("g").unwrap();
+    assert_eq!(g.requirement.stat_code, "kills");
+    let part = |code: &str| cfg.stat_goals(code)[0].clone();
+    assert_eq!(part("wins").id, "g#1");
+    assert_eq!(part("wins").row_goal_id(), "g");
+    let step = |s: &GoalState, code: &str, v: i32, i: i32, n: u64| {
+        let p = part(code);
+        apply(&p, s, &stat(&p, v, i, n as i64, n), at(T0)).unwrap_or_else(|| s.clone())
+    };
+    let s = fresh();
+    let s = step(&s, "kills", 12, 12, 1);
+    assert_eq!((s.status, s.progress), (Status::InProgress, 12));
+    let s = step(&s, "wins", 0, 0, 2);
+    assert_eq!(s.status, Status::InProgress, "wins 1 is not > 1");
+    // Group B: score relative from its first event's base, deaths 0 seen.
+    let s = step(&s, "score", 150, 20, 3);
+    let parts = s.parts.clone().unwrap();
+    assert_eq!(parts[3].value, Some(20), "150 - (150 - 20)");
+    assert_eq!(s.status, Status::InProgress);
+    let s = step(&s, "score", 260, 110, 4);
+    assert_eq!(s.parts.as_ref().unwrap()[3].value, Some(130));
+    assert_eq!(s.status, Status::InProgress, "deaths never reported");
+    let s = step(&s, "deaths", 0, 0, 5);
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(s.progress, 12, "the first requirement");
+    // Completed stays completed.
+    let s2 = step(&s, "deaths", 4, 4, 6);
+    assert_eq!(s2.status, Status::Completed);
+    // Another player: group A alone.
+    let t = step(
+        &step(&step(&fresh(), "kills", 10, 10, 1), "wins", 0, 0, 2),
+        "wins",
+        0,
+        0,
+        3,
+    );
+    assert_eq!(t.status, Status::Completed);
+    assert!(requirement_met(
+        g.groups.as_ref().unwrap(),
+        t.parts.as_ref().unwrap(),
+        1
+    ));
 }

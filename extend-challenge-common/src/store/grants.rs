@@ -138,7 +138,7 @@ pub enum ClaimLock {
     /// flush). Nothing was waited for; the connection is back in the pool.
     Busy,
     /// The row is locked (`None`: the player has no row for the goal).
-    Locked(ClaimTx, Option<PlayerGoalRow>),
+    Locked(ClaimTx, Option<Box<PlayerGoalRow>>),
 }
 
 /// [`lock_for_claim`]'s statement.
@@ -167,7 +167,10 @@ pub async fn lock_for_claim(
             .fetch_optional(&mut *tx)
             .await;
     match row {
-        Ok(row) => Ok(ClaimLock::Locked(ClaimTx::new(tx, user_id), row)),
+        Ok(row) => Ok(ClaimLock::Locked(
+            ClaimTx::new(tx, user_id),
+            row.map(Box::new),
+        )),
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
             // Dropping the transaction rolls it back and returns the connection.
             drop(tx);

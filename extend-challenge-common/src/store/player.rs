@@ -147,8 +147,9 @@ static PERSIST_ROLLOVER_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE user_goal_progress AS t SET progress = u.progress, status = u.status, \
            completed_at = u.completed_at, claimed_at = u.claimed_at, \
-           baseline_value = u.baseline_value, expires_at = u.expires_at, updated_at = $21 \
-         FROM unnest($2::text[], {}, {}) AS u(goal_id, {}, {}) \
+           baseline_value = u.baseline_value, expires_at = u.expires_at, \
+           req_state = u.req_state, updated_at = $21 \
+         FROM unnest($2::text[], {}, {}, $22::text[]) AS u(goal_id, {}, {}, req_state) \
          WHERE t.user_id = $1 AND t.goal_id = u.goal_id \
            AND t.progress = u.o_progress AND t.status = u.o_status \
            AND t.completed_at IS NOT DISTINCT FROM u.o_completed_at \
@@ -349,9 +350,11 @@ pub async fn persist_rollover(
     let goal_id: Vec<&str> = rows.iter().map(|r| r.goal_id.as_str()).collect();
     let mut rolled = StateColumns::default();
     let mut read = StateColumns::default();
+    let mut req_state: Vec<Option<String>> = Vec::with_capacity(rows.len());
     for r in &rows {
         rolled.push(&r.rolled);
         read.push(&r.read);
+        req_state.push(r.rolled.parts.as_deref().map(super::columns::encode_parts));
     }
     let query = sqlx::query(sql(&PERSIST_ROLLOVER_SQL))
         .bind(user_id)
@@ -359,6 +362,7 @@ pub async fn persist_rollover(
     let done = read
         .bind(rolled.bind(query))
         .bind(now)
+        .bind(&req_state)
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
@@ -566,9 +570,9 @@ mod tests {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} \
              FROM (VALUES ('g', 1, 'in_progress', now(), NULL::timestamptz, true, now(), \
-             NULL::timestamptz, NULL::int4, now(), 0)) AS v(goal_id, progress, status, \
-             completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, \
-             last_event_at, times_claimed)",
+             NULL::timestamptz, NULL::int4, now(), 0, NULL::text)) AS v(goal_id, progress, \
+             status, completed_at, claimed_at, is_active, assigned_at, expires_at, \
+             baseline_value, last_event_at, times_claimed, req_state)",
             goal_row_list("")
         )))
         .fetch_one(&pool)
@@ -579,7 +583,8 @@ mod tests {
         assert_eq!(GoalRow::from_row_at(&row, 0).unwrap().progress, 1);
 
         let drifted = sqlx::query(
-            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now(), 0",
+            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now(), 0, \
+             NULL::text",
         )
         .fetch_one(&pool)
         .await

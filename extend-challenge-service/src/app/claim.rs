@@ -180,7 +180,9 @@ impl ChallengeService {
         for round in 0..=BUSY_RETRIES {
             match grants::lock_for_claim(&inner.pool, user_id, &goal.id, limit).await? {
                 ClaimLock::Locked(tx, row) => {
-                    return self.claim_locked(tx, row, user_id, goal, now).await;
+                    return self
+                        .claim_locked(tx, row.map(|r| *r), user_id, goal, now)
+                        .await;
                 }
                 ClaimLock::Busy => {
                     // A claim working on the grant holds a lease on its intent: no point

@@ -162,6 +162,13 @@ impl Catalog {
         write_i64(out, d.times_claimed.into());
         out.push_str(",\"maxTimes\":");
         write_i64(out, e.max_times.into());
-        out.push('}');
+        if e.goal.groups.is_some() {
+            out.push_str(",\"requirementGroups\":");
+            let groups = super::proto::requirement_groups_pb(&e.goal, d.parts.as_deref());
+            out.push_str(&serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into()));
+            out.push('}');
+        } else {
+            out.push_str(",\"requirementGroups\":[]}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{Challenge, Goal, Reward};
 use extend_challenge_common::pb::service as pb;
+use extend_challenge_common::progress::{self, PartState};
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
@@ -54,6 +55,11 @@ impl Catalog {
                 }
                 if entry.max_times != 0 {
                     prost::encoding::int32::encode(17, &entry.max_times, &mut last);
+                }
+                if entry.goal.groups.is_some() {
+                    for group in requirement_groups_pb(&entry.goal, d.parts.as_deref()) {
+                        prost::encoding::message::encode(18, &group, &mut last);
+                    }
                 }
                 let head = &entry.proto_head;
                 let rewards = &entry.proto_rewards;
@@ -134,6 +140,7 @@ impl Catalog {
             rewards: rewards_pb(g),
             times_claimed: d.times_claimed,
             max_times: max_times(g),
+            requirement_groups: requirement_groups_pb(g, d.parts.as_deref()),
         }
     }
 }
@@ -171,6 +178,35 @@ pub(super) fn goal_rewards(g: &Goal) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// A requirement-group goal's groups with the player's progress on each requirement;
+/// empty for a goal with one `requirement`.
+pub fn requirement_groups_pb(g: &Goal, parts: Option<&[PartState]>) -> Vec<pb::RequirementGroup> {
+    let Some(groups) = &g.groups else {
+        return Vec::new();
+    };
+    let parts = parts.unwrap_or(&[]);
+    groups
+        .groups
+        .iter()
+        .map(|members| pb::RequirementGroup {
+            requirements: members
+                .iter()
+                .map(|&i| {
+                    let c = &groups.criteria[i];
+                    pb::GroupRequirement {
+                        stat_code: c.stat_code.clone(),
+                        operator: c.operator.as_str().to_string(),
+                        target_value: c.target_value,
+                        progress_mode: c.mode.as_str().to_string(),
+                        current: parts.get(i).and_then(|p| p.value).unwrap_or(0),
+                        met: progress::requirement_met(groups, parts, i),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// `maxTimes` of a goal: its repeat limit; 0 when unlimited or not repeatable.

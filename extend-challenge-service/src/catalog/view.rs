@@ -4,14 +4,14 @@
 
 use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{Goal, Schedule};
-use extend_challenge_common::progress::{self, GoalState, Status};
+use extend_challenge_common::progress::{self, GoalState, PartState, Status};
 use extend_challenge_common::rotation;
 use extend_challenge_common::store::player::PlayerGoalRow;
 
 use super::Catalog;
 
 /// What the player sees of one goal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoalDisplay {
     pub progress: i32,
     pub status: Status,
@@ -24,6 +24,8 @@ pub struct GoalDisplay {
     pub expires_in_seconds: i32,
     /// Claims so far (repeatable goals: the repetitions paid).
     pub times_claimed: i32,
+    /// Requirement-group goals: each requirement's state (`None`: no event yet).
+    pub parts: Option<Vec<PartState>>,
 }
 
 /// One player's rows, viewed at `now`, keyed by flat goal index. Rows of goals no longer in
@@ -153,6 +155,7 @@ impl<'a> PlayerView<'a> {
                 expires_at,
                 expires_in_seconds,
                 times_claimed: s.times_claimed,
+                parts: s.parts.clone(),
             },
             None => GoalDisplay {
                 progress: 0,
@@ -165,6 +168,7 @@ impl<'a> PlayerView<'a> {
                 expires_at,
                 expires_in_seconds,
                 times_claimed: 0,
+                parts: None,
             },
         }
     }

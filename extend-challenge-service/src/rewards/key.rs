@@ -124,6 +124,8 @@ mod tests {
             auto_claim: false,
             auto_claim_wakes: vec![],
             repeat: None,
+            groups: None,
+            part: None,
             prerequisites: vec![],
             rotation: rotation.map(|schedule| Rotation {
                 schedule,

@@ -121,6 +121,7 @@ async fn json_shapes_follow_the_contract() {
         "prerequisites",
         "progress",
         "requirement",
+        "requirementGroups",
         "reward",
         "rewards",
         "status",
