@@ -594,6 +594,103 @@ mod tests {
         );
     }
 
+    /// CONTRACT §8: `requirementGroups` and each of its mistakes, named by field.
+    #[test]
+    fn requirement_groups_and_their_mistakes() {
+        let req = |code: &str, op: &str, target: i64| json!({"statCode": code, "operator": op, "targetValue": target});
+        let groups = |g: &mut Value, groups: Value| {
+            g.as_object_mut().unwrap().remove("requirement");
+            g["requirementGroups"] = groups;
+        };
+        let ok = goal_problems(|g| {
+            groups(
+                g,
+                json!([{"requirements": [req("kills", ">=", 5), req("deaths", "<", 3)]},
+                       {"requirements": [req("wins", ">", 0)]}]),
+            )
+        });
+        assert!(ok.is_empty(), "{ok:#?}");
+        let p = goal_problems(|g| {
+            g["requirementGroups"] = json!([{"requirements": [req("k", ">=", 1)]}])
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups",
+            "either requirement or requirementGroups",
+        );
+        let p = goal_problems(|g| groups(g, json!([])));
+        assert_one(&p, "c1", "g1", "requirementGroups", "at least one group");
+        let p = goal_problems(|g| {
+            groups(
+                g,
+                json!([{"requirements": [req("k", ">=", 1)]}, {"requirements": []}]),
+            )
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[1].requirements",
+            "at least one requirement",
+        );
+        let p =
+            goal_problems(|g| groups(g, json!([{"requirements": vec![req("k", ">=", 1); 11]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups",
+            "at most 10 requirements in all, got 11",
+        );
+        let p = goal_problems(|g| groups(g, json!([{"requirements": [req("k", "!=", 1)]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[0].operator",
+            "unknown operator '!='",
+        );
+        let p = goal_problems(|g| groups(g, json!([{"requirements": [req("k", ">=", 0)]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[0].targetValue",
+            "at least 1",
+        );
+        let p = goal_problems(|g| {
+            let mut r = req("k", "<=", 3);
+            r["progressMode"] = json!("relative");
+            groups(g, json!([{"requirements": [req("a", ">=", 1), r]}]));
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[1].operator",
+            "must be absolute",
+        );
+        let p = goal_problems(|g| groups(g, json!([{"requirements": [req("", ">=", 1)]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[0].statCode",
+            "must not be empty",
+        );
+        // `requirement` keeps `>=` only.
+        let p = goal_problems(|g| g["requirement"]["operator"] = json!(">"));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirement.operator",
+            "requirementGroups take the others",
+        );
+    }
+
     /// CONTRACT §8: `rotation.type: "per_user"` with a `duration`.
     #[test]
     fn per_user_rotation_and_its_mistakes() {
