@@ -582,6 +582,15 @@ mod tests {
         }
         assert!(goals.iter().any(|g| g.default_assigned));
         assert!(goals.iter().any(|g| !g.default_assigned));
+        // CONTRACT §7 and §8.
+        assert!(goals.iter().any(|g| g.rewards.len() > 1));
+        assert!(goals.iter().any(|g| g.auto_claim));
+        assert!(goals.iter().any(|g| g.repeat.is_some()));
+        assert!(goals.iter().any(|g| g.groups.is_some()));
+        assert!(goals.iter().any(|g| {
+            g.rotation
+                .is_some_and(|r| matches!(r.schedule, Schedule::PerUser { .. }))
+        }));
 
         let rotations: Vec<Rotation> = goals.iter().filter_map(|g| g.rotation).collect();
         for schedule in [Schedule::Daily, Schedule::Weekly, Schedule::Monthly] {
