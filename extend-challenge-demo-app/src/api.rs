@@ -23,7 +23,7 @@ pub struct ApiClient {
     user_id: String,
     auth: Arc<Auth>,
     http: reqwest::Client,
-    /// Pause before attempt n (n ≥ 1) is `backoff * 2^(n-1)`; 1 s in the binary.
+    /// Pause before attempt n (n ≥ 1) is `backoff * 2^(n-1)`.
     backoff: Duration,
 }
 
@@ -39,11 +39,6 @@ impl ApiClient {
                 .unwrap_or_default(),
             backoff: Duration::from_secs(1),
         }
-    }
-
-    pub fn with_backoff(mut self, backoff: Duration) -> ApiClient {
-        self.backoff = backoff;
-        self
     }
 
     /// The user's challenges; a missing `challenges` stays `None` (printed `null`, as Go's

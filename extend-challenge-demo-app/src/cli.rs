@@ -350,8 +350,9 @@ pub fn parse_go_int(s: &str) -> Result<i64, &'static str> {
         (10, lower, false)
     };
     if digits.contains('_') {
-        // Go allows `_` only with a base prefix, and only between digits.
-        if !prefixed || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        // Go allows `_` only with a base prefix (which counts as a digit), and only
+        // between digits.
+        if !prefixed || digits.ends_with('_') || digits.contains("__") {
             return Err(SYNTAX);
         }
     }

@@ -271,9 +271,10 @@ mod tests {
             "expiresAt",
             "expiresInSeconds",
         ];
+        let goal_part = &json[json.find("\"goalId\"").unwrap()..];
         let pos: Vec<usize> = order
             .iter()
-            .map(|k| json.find(&format!("\"{k}\"")).unwrap())
+            .map(|k| goal_part.find(&format!("\"{k}\"")).unwrap())
             .collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "{json}");
         assert_eq!(keys.len(), order.len());
