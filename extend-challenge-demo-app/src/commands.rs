@@ -179,11 +179,10 @@ pub fn path_in_argv(argv: &[String]) -> Vec<String> {
             if VALUE_FLAGS.contains(&a.as_str()) {
                 i += 1;
             }
-        } else if path.is_empty() && SUBCOMMANDS.contains(&a.as_str()) {
-            path.push(a.clone());
-        } else if path.len() == 1
-            && path[0] == "trigger-event"
-            && (a == "login" || a == "stat-update")
+        } else if (path.is_empty() && SUBCOMMANDS.contains(&a.as_str()))
+            || (path.len() == 1
+                && path[0] == "trigger-event"
+                && (a == "login" || a == "stat-update"))
         {
             path.push(a.clone());
         } else if !path.is_empty() {

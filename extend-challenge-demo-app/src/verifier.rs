@@ -32,7 +32,7 @@ pub struct Wallet {
 
 pub enum Verifier {
     Mock,
-    Platform(Platform),
+    Platform(Box<Platform>),
 }
 
 pub struct Platform {
@@ -87,7 +87,7 @@ impl Verifier {
         }
         .trim_end_matches('/')
         .to_string();
-        Verifier::Platform(Platform {
+        Verifier::Platform(Box::new(Platform {
             base_url,
             client_id: id.to_string(),
             client_secret: secret.to_string(),
@@ -99,7 +99,7 @@ impl Verifier {
                 .unwrap_or_default(),
             token: tokio::sync::Mutex::new(None),
             retry_delay: Duration::from_millis(500),
-        })
+        }))
     }
 
     pub async fn entitlement(&self, item_id: &str) -> Result<Entitlement, String> {
