@@ -610,6 +610,9 @@ async fn watch(
         return Ok(());
     }
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // SIGINT or SIGTERM ends the watch normally, as in the demo.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("failed to listen for SIGTERM: {e}"))?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -617,12 +620,12 @@ async fn watch(
                     eprintln!("Error: {e}");
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
-                println!("\nStopping watch...");
-                return Ok(());
-            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
         }
     }
+    println!("\nStopping watch...");
+    Ok(())
 }
 
 /// Goals whose progress or status changed between two fetches.

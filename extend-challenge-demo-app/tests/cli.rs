@@ -1024,3 +1024,59 @@ async fn password_and_client_auth_against_the_fake_iam() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn watch_ticks_until_interrupted() {
+    let backend = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/challenges"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"challenges": [{"challengeId": "c"}]})),
+        )
+        .mount(&backend)
+        .await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_challenge-demo"))
+        .args([
+            format!("--backend-url={}", backend.uri()),
+            "watch".into(),
+            "--interval=50ms".into(),
+            "--format=text".into(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    // The first fetch, then at least two ticks that found nothing new.
+    while seen
+        .iter()
+        .filter(|l: &&String| l.ends_with("] No changes"))
+        .count()
+        < 2
+    {
+        match lines.next_line().await.unwrap() {
+            Some(l) => seen.push(l),
+            None => panic!("watch ended early: {seen:?}"),
+        }
+    }
+    assert!(seen[0].ends_with("] Initial fetch"), "{seen:?}");
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = Vec::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        rest.push(l);
+    }
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("Stopping watch..."),
+        "{rest:?}"
+    );
+}
