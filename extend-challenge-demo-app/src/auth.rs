@@ -245,9 +245,15 @@ pub fn jwt_sub(token: &str) -> Option<String> {
 }
 
 /// An error and its sources, `: `-separated (reqwest's own text names only the outer one).
+/// reqwest's outer text ("error sending request for url (...)") only repeats the URL the
+/// callers already print, so its sources stand in for it when there are any.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
+    let (mut s, mut source) = match e.source() {
+        Some(inner) if e.to_string().starts_with("error sending request") => {
+            (inner.to_string(), inner.source())
+        }
+        _ => (e.to_string(), e.source()),
+    };
     while let Some(inner) = source {
         let text = inner.to_string();
         if !s.contains(&text) {

@@ -210,7 +210,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .list_challenges(active_only)
                 .await
                 .map_err(|e| format!("failed to list challenges: {e}"))?;
-            println!("{}", output::challenges(shared, &list));
+            outln!("{}", output::challenges(shared, &list));
             Ok(())
         }
         Command::GetChallenge { args } => {
@@ -221,7 +221,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .get_challenge(&args[0])
                 .await
                 .map_err(|e| format!("failed to get challenge: {e}"))?;
-            println!("{}", output::challenge(shared, &c));
+            outln!("{}", output::challenge(shared, &c));
             Ok(())
         }
         Command::ClaimReward { args } => {
@@ -235,7 +235,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 timestamp: Local::now().fixed_offset(),
                 error: result.as_ref().err().cloned(),
             };
-            print!("{}", output::claim_result(shared, &outcome));
+            out!("{}", output::claim_result(shared, &outcome));
             match result {
                 Ok(_) => Ok(()),
                 Err(e) => Err(format!("claim failed: {e}").into()),
@@ -302,16 +302,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .await
                 .map_err(|e| format!("failed to set goal active status: {e}"))?;
             match format.as_str() {
-                "json" => println!("{}", to_go_json(&r)),
+                "json" => outln!("{}", to_go_json(&r)),
                 "table" => {
                     let line = "─".repeat(41);
-                    println!("Goal Active Status Updated\n{line}");
-                    println!("Challenge ID: {}", r.challenge_id);
-                    println!("Goal ID:      {}", r.goal_id);
-                    println!("Active:       {}", r.is_active);
-                    println!("Assigned At:  {}\n{line}", r.assigned_at);
+                    outln!("Goal Active Status Updated\n{line}");
+                    outln!("Challenge ID: {}", r.challenge_id);
+                    outln!("Goal ID:      {}", r.goal_id);
+                    outln!("Active:       {}", r.is_active);
+                    outln!("Assigned At:  {}\n{line}", r.assigned_at);
                     if !r.message.is_empty() {
-                        println!("Message: {}", r.message);
+                        outln!("Message: {}", r.message);
                     }
                 }
                 _ => {
@@ -320,10 +320,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     } else {
                         "deactivated"
                     };
-                    println!("✅ Goal {action} successfully");
-                    println!("   Challenge: {}\n   Goal: {}", r.challenge_id, r.goal_id);
+                    outln!("✅ Goal {action} successfully");
+                    outln!("   Challenge: {}\n   Goal: {}", r.challenge_id, r.goal_id);
                     if !r.message.is_empty() {
-                        println!("   {}", r.message);
+                        outln!("   {}", r.message);
                     }
                 }
             }
@@ -390,7 +390,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .rotation_status(&args[0])
                 .await
                 .map_err(|e| format!("failed to get rotation status: {e}"))?;
-            println!("{}", to_go_json(&r));
+            outln!("{}", to_go_json(&r));
             Ok(())
         }
         Command::VerifyEntitlement { item_id, .. } => {
@@ -405,7 +405,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .entitlement(&item_id)
                 .await
                 .map_err(|e| format!("failed to get entitlement: {e}"))?;
-            println!("{}", output::entitlement(shared, &e));
+            outln!("{}", output::entitlement(shared, &e));
             Ok(())
         }
         Command::VerifyWallet { currency, .. } => {
@@ -420,7 +420,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .wallet(&currency)
                 .await
                 .map_err(|e| format!("failed to get wallet: {e}"))?;
-            println!("{}", output::wallet(shared, &w));
+            outln!("{}", output::wallet(shared, &w));
             Ok(())
         }
         Command::ListInventory { status, .. } => {
@@ -430,7 +430,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .entitlements(&status)
                 .await
                 .map_err(|e| format!("failed to query entitlements: {e}"))?;
-            println!("{}", output::entitlements(shared, &list));
+            outln!("{}", output::entitlements(shared, &list));
             Ok(())
         }
         Command::ListWallets { .. } => {
@@ -440,7 +440,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .wallets()
                 .await
                 .map_err(|e| format!("failed to query wallets: {e}"))?;
-            println!("{}", output::wallets(shared, &list));
+            outln!("{}", output::wallets(shared, &list));
             Ok(())
         }
     }
@@ -478,27 +478,30 @@ async fn trigger(
         duration_ms: start.elapsed().as_millis() as i64,
         error: result.as_ref().err().cloned(),
     };
-    print!("{}", output::event_result(format, &r));
+    out!("{}", output::event_result(format, &r));
     result.map_err(|e| format!("event trigger failed: {e}").into())
 }
 
 fn print_initialize(format: &str, r: &crate::model::InitializeResponse) {
     let goals = r.assigned_goals.as_deref().unwrap_or_default();
     match format {
-        "json" => println!("{}", to_go_json(r)),
+        "json" => outln!("{}", to_go_json(r)),
         "table" => {
-            println!("Player Initialized Successfully");
-            println!("New Assignments: {}", r.new_assignments);
-            println!("Total Active: {}\n", r.total_active);
+            outln!("Player Initialized Successfully");
+            outln!("New Assignments: {}", r.new_assignments);
+            outln!("Total Active: {}\n", r.total_active);
             if !goals.is_empty() {
                 let line = "─".repeat(65);
-                println!("Assigned Goals:\n{line}");
-                println!(
+                outln!("Assigned Goals:\n{line}");
+                outln!(
                     "{:<20} {:<20} {:<12} {:<10}\n{line}",
-                    "Challenge ID", "Goal ID", "Status", "Progress"
+                    "Challenge ID",
+                    "Goal ID",
+                    "Status",
+                    "Progress"
                 );
                 for g in goals {
-                    println!(
+                    outln!(
                         "{:<20} {:<20} {:<12} {}/{}",
                         output::truncate(&g.challenge_id, 20),
                         output::truncate(&g.goal_id, 20),
@@ -507,17 +510,17 @@ fn print_initialize(format: &str, r: &crate::model::InitializeResponse) {
                         g.target
                     );
                 }
-                println!("{line}");
+                outln!("{line}");
             }
         }
         _ => {
-            println!("✅ Player initialized successfully");
-            println!("   New assignments: {}", r.new_assignments);
-            println!("   Total active goals: {}", r.total_active);
+            outln!("✅ Player initialized successfully");
+            outln!("   New assignments: {}", r.new_assignments);
+            outln!("   Total active goals: {}", r.total_active);
             if !goals.is_empty() {
-                println!("\nAssigned goals:");
+                outln!("\nAssigned goals:");
                 for g in goals {
-                    println!(
+                    outln!(
                         "  - {} / {} ({}) - {}/{}",
                         g.challenge_id,
                         g.goal_id,
@@ -535,16 +538,16 @@ fn print_selection(format: &str, r: &crate::model::SelectResponse, random: bool)
     let selected = r.selected_goals.as_deref().unwrap_or_default();
     let replaced = r.replaced_goals.as_deref().unwrap_or_default();
     match format {
-        "json" => println!("{}", to_go_json(r)),
+        "json" => outln!("{}", to_go_json(r)),
         "table" => {
             let line = "─".repeat(41);
             let title = if random { "Random" } else { "Batch" };
-            println!("{title} Goal Selection Completed\n{line}");
-            println!("Challenge ID:      {}", r.challenge_id);
-            println!("Selected Goals:    {}", selected.len());
-            println!("Total Active:      {}", r.total_active_goals);
-            println!("Replaced Goals:    {}\n{line}", replaced.len());
-            println!(
+            outln!("{title} Goal Selection Completed\n{line}");
+            outln!("Challenge ID:      {}", r.challenge_id);
+            outln!("Selected Goals:    {}", selected.len());
+            outln!("Total Active:      {}", r.total_active_goals);
+            outln!("Replaced Goals:    {}\n{line}", replaced.len());
+            outln!(
                 "{}",
                 if random {
                     "Randomly Selected Goals:"
@@ -553,16 +556,16 @@ fn print_selection(format: &str, r: &crate::model::SelectResponse, random: bool)
                 }
             );
             for g in selected {
-                println!("  - {} ({})", g.name, g.id);
+                outln!("  - {} ({})", g.name, g.id);
             }
         }
         _ => {
             let kind = if random { "random goals" } else { "goals" };
-            println!("✅ Successfully selected {} {kind}", selected.len());
-            println!("   Challenge: {}", r.challenge_id);
-            println!("   Total Active: {}", r.total_active_goals);
+            outln!("✅ Successfully selected {} {kind}", selected.len());
+            outln!("   Challenge: {}", r.challenge_id);
+            outln!("   Total Active: {}", r.total_active_goals);
             if !replaced.is_empty() {
-                println!("   Replaced: {} goals", replaced.len());
+                outln!("   Replaced: {} goals", replaced.len());
             }
         }
     }
@@ -594,14 +597,14 @@ async fn watch(
         if format == "text" || format.is_empty() {
             let stamp = Local::now().format("%Y-%m-%d %H:%M:%S");
             match prev.as_ref().filter(|p| !p.is_empty()) {
-                None => println!("[{stamp}] Initial fetch"),
+                None => outln!("[{stamp}] Initial fetch"),
                 Some(p) => match change_count(p, &current) {
-                    0 => println!("[{stamp}] No changes"),
-                    n => println!("[{stamp}] {n} change(s) detected"),
+                    0 => outln!("[{stamp}] No changes"),
+                    n => outln!("[{stamp}] {n} change(s) detected"),
                 },
             }
         }
-        println!("{printed}");
+        outln!("{printed}");
         prev = Some(current);
         Ok(())
     };
@@ -617,14 +620,14 @@ async fn watch(
         tokio::select! {
             _ = ticker.tick() => {
                 if let Err(e) = tick().await {
-                    eprintln!("Error: {e}");
+                    errln!("Error: {e}");
                 }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
-    println!("\nStopping watch...");
+    outln!("\nStopping watch...");
     Ok(())
 }
 

@@ -5,6 +5,33 @@
 //! help, 1 for every failure (usage errors included), after `Error: <msg>` and the
 //! command's usage on stderr.
 
+/// `print!`/`println!`/`eprint!`/`eprintln!` that ignore a closed pipe
+/// (`challenge-demo list-challenges | head -1`) instead of panicking, as Go's `fmt` does.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod api;
 mod auth;
 mod cli;
@@ -56,7 +83,7 @@ fn run(argv: Vec<OsString>) -> i32 {
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("Error: failed to start the async runtime: {e}");
+            errln!("Error: failed to start the async runtime: {e}");
             return 1;
         }
     };
@@ -64,8 +91,8 @@ fn run(argv: Vec<OsString>) -> i32 {
         Ok(()) => 0,
         Err(CliError(msg)) => {
             let _ = std::io::stdout().flush();
-            eprintln!("Error: {msg}");
-            eprint!("{}", usage(&path));
+            errln!("Error: {msg}");
+            err!("{}", usage(&path));
             1
         }
     }
@@ -79,7 +106,7 @@ fn parse_error(e: clap::Error, argv: &[String]) -> i32 {
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // Help (also a bare `trigger-event`): stdout, exit 0.
-            print!("{}", e.render());
+            out!("{}", e.render());
             return 0;
         }
         ErrorKind::InvalidSubcommand => {
@@ -88,8 +115,8 @@ fn parse_error(e: clap::Error, argv: &[String]) -> i32 {
                 .chain(path.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" ");
-            eprintln!("Error: unknown command \"{name}\" for \"{parent}\"");
-            eprintln!("Run '{parent} --help' for usage.");
+            errln!("Error: unknown command \"{name}\" for \"{parent}\"");
+            errln!("Run '{parent} --help' for usage.");
             return 1;
         }
         ErrorKind::UnknownArgument => {
@@ -114,8 +141,8 @@ fn parse_error(e: clap::Error, argv: &[String]) -> i32 {
                 .to_string()
         }
     };
-    eprintln!("Error: {msg}");
-    eprint!("{}", usage(&path));
+    errln!("Error: {msg}");
+    err!("{}", usage(&path));
     1
 }
 
@@ -162,5 +189,5 @@ fn usage(path: &[String]) -> String {
 /// A log line as Go's `log` writes it: `YYYY/MM/DD HH:MM:SS <msg>` on stderr.
 pub fn log(msg: &str) {
     let now = chrono::Local::now();
-    eprintln!("{} {msg}", now.format("%Y/%m/%d %H:%M:%S"));
+    errln!("{} {msg}", now.format("%Y/%m/%d %H:%M:%S"));
 }

@@ -187,7 +187,10 @@ fn dashboard(f: &mut Frame, app: &App, area: Rect) {
     // Keep the selected goal in view.
     let scroll = if d.detail.is_some() {
         let per_goal = 6u16;
-        let wanted = 3 + per_goal * (d.goal as u16 + 1);
+        let goal = u16::try_from(d.goal).unwrap_or(u16::MAX);
+        let wanted = per_goal
+            .saturating_mul(goal.saturating_add(1))
+            .saturating_add(3);
         wanted.saturating_sub(area.height.saturating_sub(2))
     } else {
         0
@@ -439,7 +442,7 @@ fn inventory(f: &mut Frame, app: &App, area: Rect) {
 /// and its JSON body.
 fn error_panel(f: &mut Frame, e: &ErrorInfo, body: Rect) {
     let height = (8 + e.body.as_ref().map_or(0, |b| b.lines().count()) as u16).min(body.height);
-    let width = body.width.saturating_sub(4).max(10);
+    let width = body.width.saturating_sub(4).max(10).min(body.width);
     let area = Rect {
         x: body.x + (body.width - width) / 2,
         y: body.y + body.height.saturating_sub(height),
@@ -524,6 +527,18 @@ mod tests {
         app.start();
         app.apply(Msg::Challenges(Ok(super::super::app::tests::sample())));
         (app, now)
+    }
+
+    #[test]
+    fn tiny_terminals_do_not_panic() {
+        let (mut app, _) = loaded();
+        app.apply(Msg::Challenges(Err("HTTP 500: {}".into())));
+        for (w, h) in [(1, 1), (5, 3), (9, 4), (20, 6)] {
+            for screen in ['1', '2', '3'] {
+                key(&mut app, KeyCode::Char(screen));
+                render(&app, w, h);
+            }
+        }
     }
 
     #[test]
