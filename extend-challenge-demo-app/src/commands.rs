@@ -51,11 +51,6 @@ impl Ctx {
         };
         let auth = Auth::new(mode, &g.user_id, &g.namespace);
         let user_id = auth.login(&g.user_id).await.unwrap_or(g.user_id.clone());
-        let auth = if user_id != g.user_id && auth.mode == Mode::Mock {
-            Auth::new(Mode::Mock, &user_id, &g.namespace)
-        } else {
-            auth
-        };
         Ctx {
             g,
             user_id,
