@@ -870,6 +870,7 @@ async fn password_and_client_auth_against_the_fake_iam() {
             "id": "ent-42", "itemId": "snowman-trophy", "status": "ACTIVE", "useCount": 1,
             "grantedAt": "2026-01-02T03:04:05.000Z"
         })))
+        .with_priority(1)
         .mount(iam)
         .await;
     Mock::given(method("GET"))
@@ -879,6 +880,22 @@ async fn password_and_client_auth_against_the_fake_iam() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([
             {"currencyCode": "GOLD", "balance": 100, "walletInfos": [{"id": "w-1", "status": "ACTIVE"}]}
         ])))
+        .with_priority(1)
+        .mount(iam)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            "^/platform/admin/namespaces/{NAMESPACE}/users/player-from-iam/entitlements$"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [
+                {"id": "ent-42", "itemId": "snowman-trophy", "status": "ACTIVE", "useCount": 1,
+                 "grantedAt": "2026-01-02T03:04:05.000Z"},
+                {"id": "ent-43", "itemId": "winter-hat", "status": "INACTIVE", "useCount": 2}
+            ],
+            "paging": {}
+        })))
+        .with_priority(1)
         .mount(iam)
         .await;
     let iam_url = format!("{}/iam", stack.ags.url());
@@ -970,6 +987,49 @@ async fn password_and_client_auth_against_the_fake_iam() {
         "{}",
         out.stderr
     );
+
+    let admin = [
+        "--admin-client-id=svc-client",
+        "--admin-client-secret=svc-secret",
+    ];
+    let out = cli(&password(&["list-inventory", admin[0], admin[1]]))
+        .await
+        .ok();
+    let v = out.json();
+    assert_eq!(v["total"], 2);
+    assert_eq!(
+        v["entitlements"][1],
+        json!({"EntitlementID": "ent-43", "ItemID": "winter-hat", "Namespace": NAMESPACE,
+               "Status": "INACTIVE", "Quantity": 2, "GrantedAt": "0001-01-01T00:00:00Z"}),
+        "a missing grantedAt is Go's zero time"
+    );
+    let out = cli(&password(&[
+        "list-wallets",
+        "--format=table",
+        admin[0],
+        admin[1],
+    ]))
+    .await
+    .ok();
+    assert!(out.stdout.contains("GOLD"), "{}", out.stdout);
+    assert!(out.stdout.contains("Total: 1 wallets"), "{}", out.stdout);
+    // Every Platform call carried the admin client's token, not the player's.
+    let platform_calls: Vec<_> = iam
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().starts_with("/platform/admin/") && r.method.as_str() == "GET")
+        .collect();
+    assert!(platform_calls.len() >= 4, "{}", platform_calls.len());
+    for r in &platform_calls {
+        let auth = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(auth, format!("Bearer {service_token}"), "{}", r.url);
+    }
 
     // IAM refusing the grant: a warning, then the call fails (exit 1, not a panic).
     let refusing = MockServer::start().await;
