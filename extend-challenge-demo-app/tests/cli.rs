@@ -605,6 +605,18 @@ async fn failures_exit_1_with_the_demos_words() {
         out.stderr
     );
 
+    // No subcommand starts the TUI, which needs a terminal: without one, an error, not a panic.
+    for tui in [vec![], vec!["tui"]] {
+        let out = cli(&tui).await.failed();
+        assert!(
+            out.stderr
+                .starts_with("Error: the TUI needs an interactive terminal"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "no escape codes: {:?}", out.stdout);
+    }
+
     // Help is not an error.
     let out = cli(&["trigger-event"]).await.ok();
     assert!(out.stdout.contains("stat-update"), "{}", out.stdout);

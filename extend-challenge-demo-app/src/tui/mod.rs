@@ -20,6 +20,13 @@ use crate::commands::Ctx;
 use app::{Action, App, Msg};
 
 pub async fn run(ctx: Ctx) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(
+            "the TUI needs an interactive terminal (stdin and stdout); use a subcommand, e.g. list-challenges"
+                .into(),
+        );
+    }
     let ctx = Arc::new(ctx);
     let events = Arc::new(ctx.events(Some(Duration::from_secs(5))));
     // Built before the screen is taken: it may log.
@@ -32,7 +39,13 @@ pub async fn run(ctx: Ctx) -> Result<(), CliError> {
         Instant::now(),
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<Option<Msg>>();
-    let mut terminal = ratatui::init();
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            ratatui::restore();
+            return Err(format!("the TUI could not take the terminal: {e}").into());
+        }
+    };
 
     // Keys come from a blocking reader thread; `None` asks for a redraw (resize).
     let keys = tx.clone();
