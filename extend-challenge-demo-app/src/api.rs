@@ -153,6 +153,8 @@ impl ApiClient {
         body: Option<&B>,
     ) -> Result<(u16, String), String> {
         let url = format!("{}{}", self.base_url, path);
+        // A URL that cannot be sent is not worth three attempts.
+        reqwest::Url::parse(&url).map_err(|e| format!("create request: parse \"{url}\": {e}"))?;
         let token = self
             .auth
             .token()

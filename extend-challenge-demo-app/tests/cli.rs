@@ -688,6 +688,16 @@ async fn failures_exit_1_with_the_demos_words() {
     );
     assert_eq!(failing.received_requests().await.unwrap().len(), 3);
 
+    // A backend URL that is not one: at once, no retries.
+    let out = cli(&["--backend-url=notaurl", "list-challenges"])
+        .await
+        .failed();
+    assert!(
+        out.stderr.starts_with("Error: failed to list challenges: list challenges: create request: parse \"notaurl/v1/challenges\""),
+        "{}",
+        out.stderr
+    );
+
     // An unreachable event handler: the envelope with the error, exit 1, no panic. Other
     // commands never connect to it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
