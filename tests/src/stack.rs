@@ -40,6 +40,31 @@ impl Default for StackOptions {
     }
 }
 
+/// SIGTERM to every process (orderly shutdown, final flush), then waits; SIGKILL for any
+/// still running after 10 s.
+fn terminate(procs: Vec<Proc>) {
+    for p in &procs {
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
+        unsafe {
+            libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for mut p in procs {
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
 /// Ports of one running binary.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -287,50 +312,14 @@ impl Stack {
             .filter_map(|r| r.proc.take())
             .collect();
         self.procs.extend(replicas);
-        for p in &self.procs {
-            // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
-            unsafe {
-                libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for mut p in self.procs.drain(..) {
-            loop {
-                match p.child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = p.child.kill();
-                        let _ = p.child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
+        terminate(self.procs.drain(..).collect());
     }
 
     /// Stops the service alone (SIGTERM, SIGKILL after 10 s); the event handler keeps
     /// running. [`Stack::start_service`] brings it back on the same ports.
     pub fn stop_service(&mut self) {
-        let Some(i) = self.procs.iter().position(|p| p.name == "service") else {
-            return;
-        };
-        let mut p = self.procs.remove(i);
-        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
-        unsafe {
-            libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match p.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = p.child.kill();
-                    let _ = p.child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            }
+        if let Some(i) = self.procs.iter().position(|p| p.name == "service") {
+            terminate(vec![self.procs.remove(i)]);
         }
     }
 

@@ -204,19 +204,10 @@ impl AutoClaimer {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                let pass = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    pass = self.run_once() => pass,
-                };
-                match pass {
+        super::every(interval, shutdown, move || {
+            let this = self.clone();
+            async move {
+                match this.run_once().await {
                     Ok(AutoClaimPass::Done(report))
                         if report.claimed + report.dropped + report.retried > 0 =>
                     {

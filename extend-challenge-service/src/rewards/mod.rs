@@ -200,6 +200,34 @@ impl RewardGranter for MockRewardClient {
     }
 }
 
+/// Runs `pass` every `interval` until `shutdown` fires; a pass under way when it fires is
+/// dropped (the reconciler and the auto-claimer hold nothing that dropping loses: their
+/// leases and advisory locks end with them).
+pub(crate) fn every<F, Fut>(
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                () = pass() => {}
+            }
+        }
+    })
+}
+
 fn type_label(t: RewardType) -> &'static str {
     match t {
         RewardType::Item => "item",

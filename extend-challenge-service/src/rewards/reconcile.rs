@@ -293,19 +293,10 @@ impl Reconciler {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                let pass = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    pass = self.reconcile_once() => pass,
-                };
-                match pass {
+        super::every(interval, shutdown, move || {
+            let this = self.clone();
+            async move {
+                match this.reconcile_once().await {
                     Ok(Pass::Done(report))
                         if report.granted + report.refused + report.in_doubt > 0 =>
                     {
