@@ -30,8 +30,7 @@ impl Catalog {
     pub fn challenges_proto(&self, view: &PlayerView<'_>, active_only: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.static_proto_len + self.goals.len() * 96);
         let mut challenge = Vec::with_capacity(4096);
-        let mut tail = Vec::with_capacity(128);
-        let mut ts = String::with_capacity(20);
+        let mut scratch = Scratch::default();
         for c in &self.challenges {
             if active_only && !c.goals.clone().any(|gi| view.is_active(gi)) {
                 continue;
@@ -42,24 +41,34 @@ impl Catalog {
                 if active_only && !view.is_active(gi) {
                     continue;
                 }
-                tail.clear();
-                encode_goal_tail(&mut tail, &view.display(gi), &mut ts);
-                let head = &self.goals[gi].proto_head;
-                let rewards = &self.goals[gi].proto_rewards;
-                encode_key(4, WireType::LengthDelimited, &mut challenge);
-                encode_varint(
-                    (head.len() + tail.len() + rewards.len()) as u64,
-                    &mut challenge,
-                );
-                challenge.extend_from_slice(head);
-                challenge.extend_from_slice(&tail);
-                challenge.extend_from_slice(rewards);
+                self.encode_goal(&mut challenge, gi, view, &mut scratch);
             }
             encode_key(1, WireType::LengthDelimited, &mut out);
             encode_varint(challenge.len() as u64, &mut out);
             out.extend_from_slice(&challenge);
         }
         out
+    }
+
+    /// Appends goal `gi` for the player as field 4 of a `service.Challenge`: its pre-encoded
+    /// static fields with the per-player ones spliced in.
+    pub(super) fn encode_goal(
+        &self,
+        challenge: &mut Vec<u8>,
+        gi: usize,
+        view: &PlayerView<'_>,
+        scratch: &mut Scratch,
+    ) {
+        let Scratch { tail, ts } = scratch;
+        tail.clear();
+        encode_goal_tail(tail, &view.display(gi), ts);
+        let head = &self.goals[gi].proto_head;
+        let rewards = &self.goals[gi].proto_rewards;
+        encode_key(4, WireType::LengthDelimited, challenge);
+        encode_varint((head.len() + tail.len() + rewards.len()) as u64, challenge);
+        challenge.extend_from_slice(head);
+        challenge.extend_from_slice(tail);
+        challenge.extend_from_slice(rewards);
     }
 
     /// The same content as [`Self::challenges_json`], as protobuf (gRPC).
@@ -78,7 +87,10 @@ impl Catalog {
             })
             .map(|ci| self.challenge_pb(ci, view, active_only))
             .collect();
-        pb::GetChallengesResponse { challenges }
+        pb::GetChallengesResponse {
+            challenges,
+            next_page_token: String::new(),
+        }
     }
 
     pub fn challenge_pb(
@@ -101,7 +113,7 @@ impl Catalog {
         }
     }
 
-    fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
+    pub(super) fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
         let g = &self.goals[gi].goal;
         let d = view.display(gi);
         pb::Goal {
@@ -120,6 +132,21 @@ impl Catalog {
             expires_at: rfc3339_opt(d.expires_at),
             expires_in_seconds: d.expires_in_seconds,
             rewards: rewards_pb(g),
+        }
+    }
+}
+
+/// Buffers reused from goal to goal while splicing a list.
+pub(super) struct Scratch {
+    tail: Vec<u8>,
+    ts: String,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            tail: Vec::with_capacity(128),
+            ts: String::with_capacity(20),
         }
     }
 }
