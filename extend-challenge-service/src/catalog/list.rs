@@ -384,3 +384,203 @@ impl Catalog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Utc};
+    use extend_challenge_common::config::parse_and_validate;
+    use extend_challenge_common::progress::{self, Status};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-11-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Challenges a (tag `ca`: goals a1 [x], a2 [y, x]), b (b1 [y]), c (c1, no tags).
+    fn catalog() -> Catalog {
+        let goal = |id: &str, tags: Value| {
+            json!({"goalId": id, "name": id, "eventSource": "statistic", "tags": tags,
+                   "requirement": {"statCode": "s", "operator": ">=", "targetValue": 5},
+                   "reward": {"type": "ITEM", "rewardId": "r", "quantity": 1}})
+        };
+        let cfg = json!({"challenges": [
+            {"challengeId": "a", "name": "A", "tags": ["ca"],
+             "goals": [goal("a1", json!(["x"])), goal("a2", json!(["y", "x"]))]},
+            {"challengeId": "b", "name": "B", "goals": [goal("b1", json!(["y"]))]},
+            {"challengeId": "c", "name": "C", "goals": [goal("c1", json!([]))]},
+        ]});
+        Catalog::new(Arc::new(
+            parse_and_validate("t.json", &cfg.to_string()).unwrap(),
+        ))
+    }
+
+    /// a1 in progress and active, b1 claimed; the rest without rows.
+    fn view(c: &Catalog) -> PlayerView<'_> {
+        let mut v = PlayerView::empty(c, now());
+        let a1 = c.goal_index("a1").unwrap();
+        let mut s = progress::new_assignment(&c.goal(a1).goal, now());
+        s.progress = 2;
+        s.status = Status::InProgress;
+        v.insert(a1, &s);
+        let b1 = c.goal_index("b1").unwrap();
+        let mut s = progress::new_assignment(&c.goal(b1).goal, now());
+        s.status = Status::Claimed;
+        s.is_active = false;
+        v.insert(b1, &s);
+        v
+    }
+
+    fn q(c: &Catalog, tags: &[&str], status: &str, size: i32, token: &str) -> ListQuery {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        c.list_query(false, &tags, status, size, token).unwrap()
+    }
+
+    /// Goal ids per listed challenge, and the token.
+    fn listed(
+        c: &Catalog,
+        v: &PlayerView<'_>,
+        q: &ListQuery,
+    ) -> (Vec<Vec<String>>, Option<String>) {
+        let (cis, next) = c.select(v, q);
+        let goals = cis
+            .into_iter()
+            .map(|ci| {
+                c.challenges()[ci]
+                    .goals
+                    .clone()
+                    .filter(|&gi| c.goal_matches(gi, v, q))
+                    .map(|gi| c.goal(gi).goal.id.clone())
+                    .collect()
+            })
+            .collect();
+        (goals, next)
+    }
+
+    #[test]
+    fn goals_are_numbered_with_their_challenges_tags() {
+        let c = catalog();
+        let tags = |id: &str| c.goal(c.goal_index(id).unwrap()).tags.to_vec();
+        let n = |t: &str| c.tag_ids[t];
+        assert_eq!(c.tag_ids.len(), 3);
+        let mut a2 = vec![n("ca"), n("y"), n("x")];
+        a2.sort_unstable();
+        assert_eq!(tags("a2"), a2);
+        assert_eq!(tags("b1"), [n("y")]);
+        assert!(tags("c1").is_empty());
+    }
+
+    #[test]
+    fn tags_match_the_goal_or_its_challenge_and_status_what_the_player_sees() {
+        let c = catalog();
+        let v = view(&c);
+        let ids = |q: &ListQuery| listed(&c, &v, q).0;
+        assert_eq!(ids(&q(&c, &["x"], "", 0, "")), [vec!["a1", "a2"]]);
+        assert_eq!(ids(&q(&c, &["y"], "", 0, "")), [vec!["a2"], vec!["b1"]]);
+        assert_eq!(ids(&q(&c, &["ca"], "", 0, "")), [vec!["a1", "a2"]]);
+        // Unknown tags match nothing, and do not widen a known one.
+        assert!(ids(&q(&c, &["zz"], "", 0, "")).is_empty());
+        assert_eq!(
+            ids(&q(&c, &["zz", " y "], "", 0, "")),
+            [vec!["a2"], vec!["b1"]]
+        );
+        // A goal without a row is not_started.
+        assert_eq!(
+            ids(&q(&c, &[], "not_started", 0, "")),
+            [vec!["a2"], vec!["c1"]]
+        );
+        assert_eq!(ids(&q(&c, &[], "in_progress", 0, "")), [vec!["a1"]]);
+        assert_eq!(ids(&q(&c, &["y"], "claimed", 0, "")), [vec!["b1"]]);
+        assert!(ids(&q(&c, &[], "completed", 0, "")).is_empty());
+        // With active_only: only a1 is active.
+        let active = c.list_query(true, &["y".into()], "", 0, "").unwrap();
+        assert!(ids(&active).is_empty());
+        let active = c.list_query(true, &[], "", 0, "").unwrap();
+        assert_eq!(ids(&active), [vec!["a1"]]);
+    }
+
+    #[test]
+    fn pages_end_with_an_empty_token_at_the_last_match() {
+        let c = catalog();
+        let v = view(&c);
+        // Unpaged: no token at all.
+        assert_eq!(listed(&c, &v, &q(&c, &[], "", 0, "")).1, None);
+        let (p1, t1) = listed(&c, &v, &q(&c, &[], "", 2, ""));
+        assert_eq!(p1.len(), 2);
+        let t1 = t1.unwrap();
+        let (p2, t2) = listed(&c, &v, &q(&c, &[], "", 2, &t1));
+        assert_eq!(p2, [vec!["c1"]]);
+        assert_eq!(t2.as_deref(), Some(""));
+        // b is the last challenge with a `y` goal: its page says it is the last.
+        let (p1, t1) = listed(&c, &v, &q(&c, &["y"], "", 1, ""));
+        assert_eq!(p1, [vec!["a2"]]);
+        let (p2, t2) = listed(&c, &v, &q(&c, &["y"], "", 1, &t1.unwrap()));
+        assert_eq!(p2, [vec!["b1"]]);
+        assert_eq!(t2.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn tokens_are_bound_to_their_filters_and_garbage_is_refused() {
+        let c = catalog();
+        let v = view(&c);
+        let token = listed(&c, &v, &q(&c, &["y"], "", 1, "")).1.unwrap();
+        assert!(
+            token
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch))
+        );
+        // The same filters in another order or spelling: accepted.
+        let tags = vec!["y".to_string(), "y".to_string()];
+        assert!(c.list_query(false, &tags, "", 5, &token).is_ok());
+        let err = |tags: &[&str], status: &str, active: bool, size: i32, token: &str| {
+            let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+            c.list_query(active, &tags, status, size, token)
+                .unwrap_err()
+                .0
+        };
+        assert!(err(&["x"], "", false, 1, &token).contains("other tags"));
+        assert!(err(&["y"], "claimed", false, 1, &token).contains("other tags"));
+        assert!(err(&["y"], "", true, 1, &token).contains("other tags"));
+        assert_eq!(err(&[], "", false, 1, "!!"), "invalid pageToken");
+        assert_eq!(
+            err(&[], "", false, 1, &URL_SAFE_NO_PAD.encode("[1,2]")),
+            "invalid pageToken"
+        );
+        assert!(err(&[], "", false, 0, "abc").contains("pageToken needs pageSize"));
+        assert_eq!(
+            err(&[], "", false, 101, ""),
+            "pageSize must be between 1 and 100, got 101"
+        );
+        assert!(err(&[], "", false, -1, "").contains("got -1"));
+        assert!(err(&["a", " "], "", false, 0, "").contains("empty tag"));
+        assert!(err(&[], "done", false, 0, "").contains("invalid status 'done'"));
+        // A token whose challenge moved is followed by id; one whose challenge is gone keeps
+        // its position.
+        let fp = q(&c, &[], "", 1, "").fingerprint;
+        let forged = URL_SAFE_NO_PAD.encode(json!([0, "c", format!("{fp:016x}")]).to_string());
+        assert_eq!(q(&c, &[], "", 1, &forged).page().unwrap().start, 2);
+        let gone = URL_SAFE_NO_PAD.encode(json!([1, "zz", format!("{fp:016x}")]).to_string());
+        assert_eq!(q(&c, &[], "", 1, &gone).page().unwrap().start, 1);
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_separate_their_parts() {
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_ne!(fnv1a(&[b"ab"]), fnv1a(&[b"a", b"b"]));
+        assert_eq!(fnv1a(&[b"0", b"", b"pvp"]), fnv1a(&[b"0", b"", b"pvp"]));
+    }
+
+    #[test]
+    fn plain_means_none_of_the_new_parameters() {
+        assert!(ListQuery::is_plain(&[], "", 0, ""));
+        assert!(!ListQuery::is_plain(&["a".into()], "", 0, ""));
+        assert!(!ListQuery::is_plain(&[], "claimed", 0, ""));
+        assert!(!ListQuery::is_plain(&[], "", 1, ""));
+        assert!(!ListQuery::is_plain(&[], "", 0, "t"));
+    }
+}
