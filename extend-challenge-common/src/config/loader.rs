@@ -392,6 +392,10 @@ mod tests {
             depth += 1;
         }
         assert!(depth >= 3, "chain depth {depth}");
+
+        // Tags (CONTRACT §8) on a challenge and on goals.
+        assert!(cfg.challenges.iter().any(|c| !c.tags.is_empty()));
+        assert!(goals.iter().any(|g| !g.tags.is_empty()));
     }
 
     #[test]
