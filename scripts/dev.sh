@@ -4,8 +4,8 @@
 # Builds both binaries, makes sure Postgres is there (starting a throwaway cluster under
 # target/dev-pg/ when none answers and initdb/pg_ctl are installed), creates the database
 # if missing, starts the event handler and the service with local defaults (auth off,
-# mock rewards), prints the URLs and example calls, and follows their logs. Ctrl-C stops
-# everything it started.
+# mock rewards), prints the URLs and example calls (curl, grpcurl, challenge-demo), and
+# follows their logs. Ctrl-C stops everything it started.
 #
 # Settings (environment; defaults in brackets):
 #   DB_HOST [127.0.0.1]  DB_PORT [5432]  DB_USER [postgres]  DB_PASSWORD [postgres]  DB_NAME [challenge_db]
@@ -210,8 +210,8 @@ for p in SERVICE_GRPC_PORT SERVICE_HTTP_PORT SERVICE_METRICS_PORT HANDLER_GRPC_P
     listening 127.0.0.1 "${!p}" && die "port ${!p} is in use (set $p to another port)"
 done
 
-say "building both binaries (debug)..."
-cargo build -q -p extend-challenge-service -p extend-challenge-event-handler
+say "building both binaries and challenge-demo (debug)..."
+cargo build -q -p extend-challenge-service -p extend-challenge-event-handler -p extend-challenge-demo-app
 
 if ! listening "$DB_HOST" "$DB_PORT"; then
     start_throwaway_postgres
@@ -254,6 +254,9 @@ for c in json.load(open(sys.argv[1]))["challenges"]:
             print(g["requirement"]["statCode"]); sys.exit()
 ' "$CONFIG" 2>/dev/null || echo "<statCode>")
 REST="http://localhost:$SERVICE_HTTP_PORT/challenge"
+DEMO_BIN=$TARGET_DIR/debug/challenge-demo
+[[ -x "$DEMO_BIN" ]] || DEMO_BIN="cargo run -q -p extend-challenge-demo-app --"
+DEMO="${DEMO_BIN#"$ROOT"/} --backend-url=$REST --event-handler-url=localhost:$HANDLER_GRPC_PORT --namespace=$AB_NAMESPACE --user-id=player-1"
 cat <<EOF
 
   Extend Challenge is running (auth disabled: the user is the x-mock-user-id header;
@@ -278,6 +281,11 @@ cat <<EOF
     curl -s -H 'x-mock-user-id: player-1' '$REST/v1/challenges?active_only=true'
     grpcurl -plaintext -H 'x-mock-user-id: player-1' -d '{}' localhost:$SERVICE_GRPC_PORT service.Service/GetUserChallenges
     HANDLER_ADDR=localhost:$HANDLER_GRPC_PORT SERVICE_URL=$REST NAMESPACE=$AB_NAMESPACE scripts/smoke.sh
+
+  Or with challenge-demo (the CLI and TUI; no subcommand starts the TUI):
+    $DEMO initialize-player
+    $DEMO trigger-event stat-update --stat-code=$STAT_CODE --value=1
+    $DEMO list-challenges --format=table
 
   Ctrl-C stops everything.
 

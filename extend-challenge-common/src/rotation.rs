@@ -28,10 +28,37 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
 }
 
-/// The period of `schedule` that contains `t`.
+/// The period of a player's goal that contains `t`: the global period of `schedule`, or,
+/// for a per-player schedule, the window counted from `anchor` (when the goal was assigned
+/// to the player; `t` itself when unknown) in steps of its duration, back to back.
+pub fn window(schedule: Schedule, anchor: Option<DateTime<Utc>>, t: DateTime<Utc>) -> Period {
+    match schedule {
+        Schedule::PerUser { seconds } => {
+            let step = i64::from(seconds.max(1));
+            let anchor = anchor.unwrap_or(t);
+            let k = (t - anchor).num_seconds().div_euclid(step);
+            let start = anchor + Duration::seconds(k * step);
+            Period {
+                start,
+                end: start + Duration::seconds(step),
+            }
+        }
+        global => period_containing(global, t),
+    }
+}
+
+/// The window after the one of [`window`] containing `t`.
+pub fn next_window(schedule: Schedule, anchor: Option<DateTime<Utc>>, t: DateTime<Utc>) -> Period {
+    let current = window(schedule, anchor, t);
+    window(schedule, Some(current.start), current.end)
+}
+
+/// The global period of `schedule` that contains `t` (a per-player schedule counts its
+/// windows from the Unix epoch here; use [`window`] for a player's).
 pub fn period_containing(schedule: Schedule, t: DateTime<Utc>) -> Period {
     let day = t.date_naive();
     match schedule {
+        Schedule::PerUser { .. } => window(schedule, Some(DateTime::<Utc>::UNIX_EPOCH), t),
         Schedule::Daily => {
             let start = midnight(day);
             Period {
@@ -76,6 +103,31 @@ pub fn utc_day_start(t: DateTime<Utc>) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_player_windows_follow_each_other_from_the_assignment() {
+        let day = Schedule::PerUser { seconds: 86_400 };
+        let assigned = at("2025-11-04T15:30:00Z");
+        let w = window(day, Some(assigned), at("2025-11-05T09:00:00Z"));
+        assert_eq!((w.start, w.end), (assigned, at("2025-11-05T15:30:00Z")));
+        let w = window(day, Some(assigned), at("2025-11-05T15:30:00Z"));
+        assert_eq!(w.start, at("2025-11-05T15:30:00Z"), "half-open");
+        let w = window(day, Some(assigned), at("2025-11-08T16:00:00Z"));
+        assert_eq!(w.start, at("2025-11-08T15:30:00Z"));
+        let n = next_window(day, Some(assigned), at("2025-11-04T16:00:00Z"));
+        assert_eq!(
+            (n.start, n.end),
+            (at("2025-11-05T15:30:00Z"), at("2025-11-06T15:30:00Z"))
+        );
+        // Before the assignment (a clock behind): the window before it.
+        let w = window(day, Some(assigned), at("2025-11-04T10:00:00Z"));
+        assert_eq!(w.end, assigned);
+        // Global schedules ignore the anchor.
+        assert_eq!(
+            window(Schedule::Daily, Some(assigned), at("2025-11-05T09:00:00Z")),
+            period_containing(Schedule::Daily, at("2025-11-05T09:00:00Z"))
+        );
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

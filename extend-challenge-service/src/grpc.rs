@@ -177,9 +177,11 @@ impl Service for GrpcAdapter {
         &self,
         mut request: Request<pb::GetRotationStatusRequest>,
     ) -> Result<Response<pb::GetRotationStatusResponse>, Status> {
-        user(&mut request)?;
+        let user = user(&mut request)?;
         Ok(Response::new(
-            self.service.get_rotation_status(request.into_inner())?,
+            self.service
+                .get_rotation_status(&user, request.into_inner())
+                .await?,
         ))
     }
 

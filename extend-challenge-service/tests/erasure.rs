@@ -459,6 +459,8 @@ async fn a_rollover_never_overwrites_a_newer_row(pool: PgPool) {
             expires_at: r.expires_at,
             baseline_value: r.baseline_value,
             last_event_at: r.last_event_at,
+            times_claimed: 0,
+            req_state: None,
         }
         .state()
     };

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 const LIST: &str = "/challenge/v1/challenges";
 const INIT: &str = "/challenge/v1/challenges/initialize";
 
-const GOAL_KEYS: [&str; 15] = [
+const GOAL_KEYS: [&str; 18] = [
     "goalId",
     "name",
     "description",
@@ -29,6 +29,9 @@ const GOAL_KEYS: [&str; 15] = [
     "expiresAt",
     "expiresInSeconds",
     "rewards",
+    "timesClaimed",
+    "maxTimes",
+    "requirementGroups",
 ];
 
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
@@ -69,7 +72,8 @@ async fn new_player_sees_every_goal_with_every_field_once(pool: PgPool) {
             "prerequisites": [], "progress": 0, "status": "not_started", "locked": false,
             "completedAt": "", "claimedAt": "", "isActive": false, "expiresAt": "",
             "expiresInSeconds": 0,
-            "rewards": [{"type": "ITEM", "rewardId": "bronze-sword", "quantity": 1}]
+            "rewards": [{"type": "ITEM", "rewardId": "bronze-sword", "quantity": 1}],
+            "timesClaimed": 0, "maxTimes": 0, "requirementGroups": []
         })
     );
     assert_eq!(goal(winter, "kill-50")["locked"], true);

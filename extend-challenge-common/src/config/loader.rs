@@ -121,7 +121,37 @@ fn resolve_goal(
             None
         }
     };
-    let m5 = match rg.requirement.progress_mode.as_deref() {
+    // The goal's `requirement`: the one given, or the first of its requirement groups.
+    let req = match (&rg.requirement, &rg.requirement_groups) {
+        (Some(_), Some(_)) => {
+            err(
+                "requirementGroups",
+                "give either requirement or requirementGroups, not both".into(),
+            );
+            return None;
+        }
+        (_, Some(groups)) => groups
+            .first()
+            .and_then(|g| g.requirements.first())
+            .cloned()
+            .unwrap_or_default(),
+        (r, None) => r.clone().unwrap_or_default(),
+    };
+    let groups = match &rg.requirement_groups {
+        Some(raw) => {
+            if rg.goal_type.is_some() || rg.daily {
+                err(
+                    "type",
+                    "type and daily do not apply to requirementGroups (give each requirement a progressMode)"
+                        .into(),
+                );
+                ok = false;
+            }
+            Some(Arc::new(resolve_groups(rg, raw, err)?))
+        }
+        None => None,
+    };
+    let m5 = match req.progress_mode.as_deref() {
         None | Some("") => None,
         Some("absolute") => Some(ProgressMode::Absolute),
         Some("relative") => Some(ProgressMode::Relative),
@@ -169,24 +199,42 @@ fn resolve_goal(
     let rewards = resolve_rewards(rg, err);
     let rotation = match &rg.rotation {
         Some(r) if r.enabled => {
-            if r.rotation_type != "global" {
-                err(
-                    "rotation.type",
-                    format!(
-                        "unsupported rotation type '{}' (only global)",
-                        r.rotation_type
-                    ),
-                );
-                ok = false;
-            }
-            let schedule = match r.schedule.as_str() {
-                "daily" => Schedule::Daily,
-                "weekly" => Schedule::Weekly,
-                "monthly" => Schedule::Monthly,
+            let schedule = match r.rotation_type.as_str() {
+                "global" => match r.schedule.as_str() {
+                    "daily" => Schedule::Daily,
+                    "weekly" => Schedule::Weekly,
+                    "monthly" => Schedule::Monthly,
+                    other => {
+                        err(
+                            "rotation.schedule",
+                            format!(
+                                "unknown schedule '{other}' (expected daily, weekly or monthly)"
+                            ),
+                        );
+                        ok = false;
+                        Schedule::Daily
+                    }
+                },
+                "per_user" => match parse_duration(&r.duration) {
+                    Some(seconds) => Schedule::PerUser { seconds },
+                    None => {
+                        err(
+                            "rotation.duration",
+                            format!(
+                                "bad duration '{}' (expected a positive whole number and a unit: 90s, 30m, 24h, 7d; at most 366d)",
+                                r.duration
+                            ),
+                        );
+                        ok = false;
+                        Schedule::Daily
+                    }
+                },
                 other => {
                     err(
-                        "rotation.schedule",
-                        format!("unknown schedule '{other}' (expected daily, weekly or monthly)"),
+                        "rotation.type",
+                        format!(
+                            "unsupported rotation type '{other}' (expected global or per_user)"
+                        ),
                     );
                     ok = false;
                     Schedule::Daily
@@ -202,8 +250,55 @@ fn resolve_goal(
         }
         _ => None,
     };
-    let target_value = to_positive_i32(rg.requirement.target_value, "requirement.targetValue", err);
+    if mode == ProgressMode::Daily
+        && rotation.is_some_and(|r| matches!(r.schedule, Schedule::PerUser { .. }))
+    {
+        err(
+            "rotation.type",
+            "a daily goal follows UTC days; per_user windows are not allowed on it".into(),
+        );
+        ok = false;
+    }
+    let target_value = match &groups {
+        // Checked with the groups (`>` and the others allow 0).
+        Some(g) => Some(g.criteria[0].target_value),
+        None => to_positive_i32(req.target_value, "requirement.targetValue", err),
+    };
     let rewards = rewards?;
+    let repeat = match &rg.repeat {
+        None => None,
+        Some(r) => {
+            if rotation.is_some() {
+                err(
+                    "repeat",
+                    "a repeatable goal cannot also rotate (remove repeat or rotation)".into(),
+                );
+                ok = false;
+            }
+            if mode == ProgressMode::Daily {
+                err(
+                    "repeat",
+                    "a daily goal is claimable every day already; repeat is not allowed on it"
+                        .into(),
+                );
+                ok = false;
+            }
+            match u32::try_from(r.max_times) {
+                Ok(max_times) => Some(Repeat { max_times }),
+                Err(_) => {
+                    err(
+                        "repeat.maxTimes",
+                        format!(
+                            "must be 0 (unlimited) or a positive 32-bit integer, got {}",
+                            r.max_times
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
     if !ok {
         return None;
     }
@@ -216,8 +311,8 @@ fn resolve_goal(
         event_source,
         default_assigned: rg.default_assigned,
         requirement: Requirement {
-            stat_code: rg.requirement.stat_code.clone(),
-            operator: rg.requirement.operator.clone(),
+            stat_code: req.stat_code.clone(),
+            operator: req.operator.clone(),
             target_value: target_value?,
         },
         mode,
@@ -228,7 +323,126 @@ fn resolve_goal(
         auto_claim_wakes: Vec::new(),
         prerequisites: rg.prerequisites.clone(),
         rotation,
+        repeat,
+        groups,
+        part: None,
     })
+}
+
+/// Most requirements one goal may have, over all its groups.
+pub const MAX_REQUIREMENTS: usize = 10;
+
+/// `requirementGroups` (CONTRACT §8): 1 or more groups of 1 or more requirements, at most
+/// [`MAX_REQUIREMENTS`] in all; each with a known operator, a stat code on statistic goals,
+/// a mode (absolute, relative or increment; `<`, `<=` and `=` compare absolute values) and
+/// a target (positive for `>=`, at least 0 otherwise).
+fn resolve_groups(
+    rg: &RawGoal,
+    raw: &[RawGroup],
+    err: &mut impl FnMut(&str, String),
+) -> Option<Groups> {
+    let total: usize = raw.iter().map(|g| g.requirements.len()).sum();
+    if raw.is_empty() {
+        err("requirementGroups", "must hold at least one group".into());
+        return None;
+    }
+    if total > MAX_REQUIREMENTS {
+        err(
+            "requirementGroups",
+            format!("at most {MAX_REQUIREMENTS} requirements in all, got {total}"),
+        );
+        return None;
+    }
+    let mut criteria = Vec::with_capacity(total);
+    let mut groups = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (gi, group) in raw.iter().enumerate() {
+        if group.requirements.is_empty() {
+            err(
+                &format!("requirementGroups[{gi}].requirements"),
+                "a group needs at least one requirement".into(),
+            );
+            ok = false;
+            continue;
+        }
+        let mut members = Vec::with_capacity(group.requirements.len());
+        for (ri, r) in group.requirements.iter().enumerate() {
+            let at = format!("requirementGroups[{gi}].requirements[{ri}]");
+            let operator = Operator::parse(&r.operator);
+            if operator.is_none() {
+                err(
+                    &format!("{at}.operator"),
+                    format!(
+                        "unknown operator '{}' (expected >=, >, =, <= or <)",
+                        r.operator
+                    ),
+                );
+                ok = false;
+            }
+            let mode = match r.progress_mode.as_deref() {
+                None | Some("") | Some("absolute") => Some(ProgressMode::Absolute),
+                Some("relative") => Some(ProgressMode::Relative),
+                Some("increment") => Some(ProgressMode::Increment),
+                Some(other) => {
+                    err(
+                        &format!("{at}.progressMode"),
+                        format!(
+                            "unknown progress mode '{other}' in a group (expected absolute, relative or increment)"
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            };
+            if rg.event_source == "statistic" && r.stat_code.trim().is_empty() {
+                err(
+                    &format!("{at}.statCode"),
+                    "must not be empty on a statistic goal".into(),
+                );
+                ok = false;
+            }
+            let (Some(operator), Some(mode)) = (operator, mode) else {
+                continue;
+            };
+            if matches!(operator, Operator::Eq | Operator::Le | Operator::Lt)
+                && mode != ProgressMode::Absolute
+            {
+                err(
+                    &format!("{at}.operator"),
+                    format!(
+                        "'{}' compares the latest absolute value; progressMode must be absolute",
+                        operator.as_str()
+                    ),
+                );
+                ok = false;
+            }
+            let min = if operator == Operator::Ge { 1 } else { 0 };
+            let target = match i32::try_from(r.target_value) {
+                Ok(t) if t >= min => t,
+                _ => {
+                    err(
+                        &format!("{at}.targetValue"),
+                        format!(
+                            "must be a 32-bit integer of at least {min} for '{}', got {}",
+                            operator.as_str(),
+                            r.target_value
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            members.push(criteria.len());
+            criteria.push(Criterion {
+                stat_code: r.stat_code.clone(),
+                operator,
+                target_value: target,
+                mode,
+            });
+        }
+        groups.push(members);
+    }
+    ok.then_some(Groups { criteria, groups })
 }
 
 /// Most rewards one goal may carry.
@@ -370,6 +584,15 @@ mod tests {
         }
         assert!(goals.iter().any(|g| g.default_assigned));
         assert!(goals.iter().any(|g| !g.default_assigned));
+        // CONTRACT §7 and §8.
+        assert!(goals.iter().any(|g| g.rewards.len() > 1));
+        assert!(goals.iter().any(|g| g.auto_claim));
+        assert!(goals.iter().any(|g| g.repeat.is_some()));
+        assert!(goals.iter().any(|g| g.groups.is_some()));
+        assert!(goals.iter().any(|g| {
+            g.rotation
+                .is_some_and(|r| matches!(r.schedule, Schedule::PerUser { .. }))
+        }));
 
         let rotations: Vec<Rotation> = goals.iter().filter_map(|g| g.rotation).collect();
         for schedule in [Schedule::Daily, Schedule::Weekly, Schedule::Monthly] {

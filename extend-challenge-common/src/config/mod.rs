@@ -8,6 +8,7 @@ mod validate;
 
 pub use loader::{ConfigError, load_from_path, parse_and_validate};
 pub use model::{
-    Challenge, ChallengeConfig, EventSource, Goal, GoalRef, OnExpiry, ProgressMode, Requirement,
-    Reward, RewardType, Rotation, Schedule,
+    Challenge, ChallengeConfig, Criterion, EventSource, Goal, GoalRef, Groups, OnExpiry, Operator,
+    Part, ProgressMode, Repeat, Requirement, Reward, RewardType, Rotation, Schedule,
+    format_duration, parse_duration,
 };

@@ -44,8 +44,12 @@ pub struct RawGoal {
     pub event_source: String,
     #[serde(default)]
     pub default_assigned: bool,
+    /// Absent when the goal has `requirementGroups` instead.
     #[serde(default)]
-    pub requirement: RawRequirement,
+    pub requirement: Option<RawRequirement>,
+    /// AND within a group, OR across groups (CONTRACT §8).
+    #[serde(default)]
+    pub requirement_groups: Option<Vec<RawGroup>>,
     /// The one-reward form: `rewards: [reward]`.
     #[serde(default)]
     pub reward: Option<RawReward>,
@@ -66,6 +70,24 @@ pub struct RawGoal {
     /// M5 rotation.
     #[serde(default)]
     pub rotation: Option<RawRotation>,
+    /// Repeatable goal (CONTRACT §8): claimable again after each claim.
+    #[serde(default)]
+    pub repeat: Option<RawRepeat>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRepeat {
+    /// Claims in all; 0 = unlimited.
+    #[serde(default)]
+    pub max_times: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RawGroup {
+    #[serde(default)]
+    pub requirements: Vec<RawRequirement>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -102,6 +124,9 @@ pub struct RawRotation {
     pub rotation_type: String,
     #[serde(default)]
     pub schedule: String,
+    /// `per_user` rotations: the window, `90s` | `30m` | `24h` | `7d`.
+    #[serde(default)]
+    pub duration: String,
     #[serde(default)]
     pub on_expiry: RawOnExpiry,
 }

@@ -190,22 +190,31 @@ fn check_goal(g: &RawGoal, err: &mut impl FnMut(&str, String)) {
     if g.name.trim().is_empty() {
         err("name", "must not be empty".into());
     }
-    if g.requirement.operator != ">=" {
+    // Requirement groups are checked where they are resolved (loader).
+    if g.requirement_groups.is_some() {
+        return check_rewards(g, err);
+    }
+    let requirement = g.requirement.clone().unwrap_or_default();
+    if requirement.operator != ">=" {
         err(
             "requirement.operator",
             format!(
-                "unsupported operator '{}' (only '>=' is supported)",
-                g.requirement.operator
+                "unsupported operator '{}' (only '>=' is supported; requirementGroups take the others)",
+                requirement.operator
             ),
         );
     }
     // A login goal is fed by login events whatever its stat code says.
-    if g.event_source == "statistic" && g.requirement.stat_code.trim().is_empty() {
+    if g.event_source == "statistic" && requirement.stat_code.trim().is_empty() {
         err(
             "requirement.statCode",
             "must not be empty on a statistic goal".into(),
         );
     }
+    check_rewards(g, err);
+}
+
+fn check_rewards(g: &RawGoal, err: &mut impl FnMut(&str, String)) {
     match (&g.reward, &g.rewards) {
         (_, Some(list)) => {
             for (i, r) in list.iter().enumerate() {
@@ -632,6 +641,190 @@ mod tests {
         }
     }
 
+    /// CONTRACT §8: `repeat`, never with `rotation` (or on a daily goal); `maxTimes` ≥ 0.
+    #[test]
+    fn repeat_and_its_mistakes() {
+        let ok = {
+            let mut g = goal("g1");
+            g["repeat"] = json!({"maxTimes": 3});
+            parse_and_validate(
+                FILE,
+                &json!({"challenges": [challenge("c1", vec![g])]}).to_string(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            ok.goal("g1").unwrap().repeat,
+            Some(crate::config::Repeat { max_times: 3 })
+        );
+        let p = goal_problems(|g| {
+            g["repeat"] = json!({"maxTimes": 2});
+            g["rotation"] = json!({"enabled": true, "type": "global", "schedule": "daily"});
+        });
+        assert_one(&p, "c1", "g1", "repeat", "cannot also rotate");
+        let p = goal_problems(|g| {
+            g["repeat"] = json!({});
+            g["type"] = json!("daily");
+        });
+        assert_one(&p, "c1", "g1", "repeat", "not allowed");
+        let p = goal_problems(|g| g["repeat"] = json!({"maxTimes": -1}));
+        assert_one(&p, "c1", "g1", "repeat.maxTimes", "got -1");
+        // A disabled rotation is no rotation.
+        assert!(
+            goal_problems(|g| {
+                g["repeat"] = json!({"maxTimes": 2});
+                g["rotation"] = json!({"enabled": false, "type": "global", "schedule": "daily"});
+            })
+            .is_empty()
+        );
+    }
+
+    /// CONTRACT §8: `requirementGroups` and each of its mistakes, named by field.
+    #[test]
+    fn requirement_groups_and_their_mistakes() {
+        let req = |code: &str, op: &str, target: i64| json!({"statCode": code, "operator": op, "targetValue": target});
+        let groups = |g: &mut Value, groups: Value| {
+            g.as_object_mut().unwrap().remove("requirement");
+            g["requirementGroups"] = groups;
+        };
+        let ok = goal_problems(|g| {
+            groups(
+                g,
+                json!([{"requirements": [req("kills", ">=", 5), req("deaths", "<", 3)]},
+                       {"requirements": [req("wins", ">", 0)]}]),
+            )
+        });
+        assert!(ok.is_empty(), "{ok:#?}");
+        let p = goal_problems(|g| {
+            g["requirementGroups"] = json!([{"requirements": [req("k", ">=", 1)]}])
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups",
+            "either requirement or requirementGroups",
+        );
+        let p = goal_problems(|g| groups(g, json!([])));
+        assert_one(&p, "c1", "g1", "requirementGroups", "at least one group");
+        let p = goal_problems(|g| {
+            groups(
+                g,
+                json!([{"requirements": [req("k", ">=", 1)]}, {"requirements": []}]),
+            )
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[1].requirements",
+            "at least one requirement",
+        );
+        let p =
+            goal_problems(|g| groups(g, json!([{"requirements": vec![req("k", ">=", 1); 11]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups",
+            "at most 10 requirements in all, got 11",
+        );
+        let p = goal_problems(|g| groups(g, json!([{"requirements": [req("k", "!=", 1)]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[0].operator",
+            "unknown operator '!='",
+        );
+        let p = goal_problems(|g| groups(g, json!([{"requirements": [req("k", ">=", 0)]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[0].targetValue",
+            "at least 1",
+        );
+        let p = goal_problems(|g| {
+            let mut r = req("k", "<=", 3);
+            r["progressMode"] = json!("relative");
+            groups(g, json!([{"requirements": [req("a", ">=", 1), r]}]));
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[1].operator",
+            "must be absolute",
+        );
+        let p = goal_problems(|g| groups(g, json!([{"requirements": [req("", ">=", 1)]}])));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirementGroups[0].requirements[0].statCode",
+            "must not be empty",
+        );
+        // `requirement` keeps `>=` only.
+        let p = goal_problems(|g| g["requirement"]["operator"] = json!(">"));
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "requirement.operator",
+            "requirementGroups take the others",
+        );
+    }
+
+    /// CONTRACT §8: `rotation.type: "per_user"` with a `duration`.
+    #[test]
+    fn per_user_rotation_and_its_mistakes() {
+        let rot = |duration: &str| {
+            json!({"enabled": true, "type": "per_user", "duration": duration,
+                   "onExpiry": {"resetProgress": true, "allowReselection": true}})
+        };
+        for (text, seconds) in [
+            ("90s", 90),
+            ("30m", 1_800),
+            ("24h", 86_400),
+            ("7d", 604_800),
+        ] {
+            let mut g = goal("g1");
+            g["rotation"] = rot(text);
+            let cfg = parse_and_validate(
+                FILE,
+                &json!({"challenges": [challenge("c1", vec![g])]}).to_string(),
+            )
+            .unwrap();
+            let r = cfg.goal("g1").unwrap().rotation.unwrap();
+            assert_eq!(
+                r.schedule,
+                crate::config::Schedule::PerUser { seconds },
+                "{text}"
+            );
+            // Shown in the largest whole unit (24h as 1d), parsing back to the same window.
+            assert_eq!(
+                crate::config::parse_duration(&r.schedule.describe()),
+                Some(seconds)
+            );
+        }
+        for bad in ["", "24", "h", "-1h", "1.5h", "0s", "400d", "3w"] {
+            let p = goal_problems(|g| g["rotation"] = rot(bad));
+            assert_one(&p, "c1", "g1", "rotation.duration", "bad duration");
+        }
+        let p = goal_problems(|g| {
+            g["rotation"] = rot("24h");
+            g["type"] = json!("daily");
+        });
+        assert_one(
+            &p,
+            "c1",
+            "g1",
+            "rotation.type",
+            "per_user windows are not allowed",
+        );
+    }
+
     #[test]
     fn enum_and_number_errors_name_the_goal_and_field() {
         let cases: [(&str, Edit); 9] = [
@@ -650,7 +843,7 @@ mod tests {
                 "rotation.type",
                 |g| {
                     g["rotation"] =
-                        json!({"enabled": true, "type": "per_user", "schedule": "daily"})
+                        json!({"enabled": true, "type": "per_player", "schedule": "daily"})
                 },
             ),
             (

@@ -67,6 +67,21 @@ pub struct GoalState {
     pub expires_at: Option<DateTime<Utc>>,
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Claims so far (repeatable goals start again after each; written only by claims).
+    pub times_claimed: i32,
+    /// Requirement-group goals (CONTRACT §8): each requirement's state, in the order of the
+    /// goal's requirements; `None` for other goals and before any event.
+    pub parts: Option<Vec<PartState>>,
+}
+
+/// One requirement's state in a requirement-group goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartState {
+    /// The requirement's progress (its value for absolute ones); `None` until an event
+    /// reached it.
+    pub value: Option<i32>,
+    /// The relative baseline.
+    pub baseline: Option<i32>,
 }
 
 /// The events of one batch for one (user, goal), collapsed. Collapsing keeps every rule
@@ -92,5 +107,5 @@ pub mod rules;
 
 pub use rules::{
     apply, delta_for_login, delta_for_stat, is_locked, locked_by, merge, new_assignment,
-    newly_completed, view,
+    newly_completed, requirement_met, view,
 };

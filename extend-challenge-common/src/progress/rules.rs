@@ -9,9 +9,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Delta, GoalState, Status};
-use crate::config::{Goal, ProgressMode};
-use crate::rotation::{period_containing, utc_day_start};
+use super::{Delta, GoalState, PartState, Status};
+use crate::config::{Goal, Groups, ProgressMode};
+use crate::rotation::{utc_day_start, window};
 
 /// The delta one login event contributes to `goal`. Logins always count once, whatever the
 /// goal's mode.
@@ -90,9 +90,11 @@ pub fn new_assignment(goal: &Goal, now: DateTime<Utc>) -> GoalState {
         assigned_at: Some(now),
         expires_at: goal
             .rotation
-            .map(|r| period_containing(r.schedule, now).end),
+            .map(|r| window(r.schedule, Some(now), now).end),
         baseline_value: None,
         last_event_at: None,
+        times_claimed: 0,
+        parts: None,
     }
 }
 
@@ -106,6 +108,9 @@ pub fn apply(
     delta: &Delta,
     now: DateTime<Utc>,
 ) -> Option<GoalState> {
+    if let Some(part) = &goal.part {
+        return apply_part(&part.parent, part.index, goal, state, delta, now);
+    }
     if !state.is_active || *delta == Delta::Count(0) {
         return None;
     }
@@ -114,48 +119,26 @@ pub fn apply(
     if s.status == Status::Claimed {
         return None;
     }
-    match goal.mode {
-        ProgressMode::Absolute => match *delta {
-            Delta::Value { latest, .. } => s.progress = latest.max(0),
-            Delta::Count(n) => s.progress = add(s.progress, n),
-        },
-        ProgressMode::Relative => match *delta {
-            Delta::Value {
-                first_base, latest, ..
-            } => {
-                let base = *s.baseline_value.get_or_insert(first_base);
-                s.progress = clamp_i32(i64::from(latest) - i64::from(base)).max(0);
-            }
-            Delta::Count(n) => {
-                s.baseline_value.get_or_insert(s.progress);
-                s.progress = add(s.progress, n);
-            }
-        },
-        ProgressMode::Increment => {
-            let n = match *delta {
-                Delta::Count(n) => n,
-                Delta::Value { .. } => 1,
-            };
-            if goal.daily {
-                let counted_today = s
-                    .last_event_at
-                    .is_some_and(|t| utc_day_start(t) >= utc_day_start(now));
-                if !counted_today && n > 0 {
-                    s.progress = add(s.progress, 1);
-                }
-            } else {
-                s.progress = add(s.progress, n);
-            }
+    if goal.mode == ProgressMode::Daily {
+        // `rollover` already reset a row whose last event was on an earlier day, so a
+        // completed row here completed today: nothing more to do.
+        if s.status != Status::Completed {
+            s.progress = 1;
+            s.status = Status::Completed;
+            s.completed_at = Some(now);
         }
-        ProgressMode::Daily => {
-            // `rollover` already reset a row whose last event was on an earlier day, so a
-            // completed row here completed today: nothing more to do.
-            if s.status != Status::Completed {
-                s.progress = 1;
-                s.status = Status::Completed;
-                s.completed_at = Some(now);
-            }
-        }
+    } else {
+        let (mut progress, mut baseline) = (s.progress, s.baseline_value);
+        advance(
+            goal.mode,
+            goal.daily,
+            &mut progress,
+            &mut baseline,
+            s.last_event_at,
+            delta,
+            now,
+        );
+        (s.progress, s.baseline_value) = (progress, baseline);
     }
     settle(goal, &mut s, now);
     if same_ignoring_last_event(&s, state) {
@@ -163,6 +146,114 @@ pub fn apply(
     }
     s.last_event_at = Some(now);
     Some(s)
+}
+
+/// How one requirement's progress moves (absolute, relative, increment; CONTRACT §2.1):
+/// the rule behind both a goal's own progress and each requirement of a group.
+fn advance(
+    mode: ProgressMode,
+    daily: bool,
+    progress: &mut i32,
+    baseline: &mut Option<i32>,
+    last_event_at: Option<DateTime<Utc>>,
+    delta: &Delta,
+    now: DateTime<Utc>,
+) {
+    match mode {
+        ProgressMode::Absolute => match *delta {
+            Delta::Value { latest, .. } => *progress = latest.max(0),
+            Delta::Count(n) => *progress = add(*progress, n),
+        },
+        ProgressMode::Relative => match *delta {
+            Delta::Value {
+                first_base, latest, ..
+            } => {
+                let base = *baseline.get_or_insert(first_base);
+                *progress = clamp_i32(i64::from(latest) - i64::from(base)).max(0);
+            }
+            Delta::Count(n) => {
+                baseline.get_or_insert(*progress);
+                *progress = add(*progress, n);
+            }
+        },
+        ProgressMode::Increment | ProgressMode::Daily => {
+            let n = match *delta {
+                Delta::Count(n) => n,
+                Delta::Value { .. } => 1,
+            };
+            if daily {
+                let counted_today =
+                    last_event_at.is_some_and(|t| utc_day_start(t) >= utc_day_start(now));
+                if !counted_today && n > 0 {
+                    *progress = add(*progress, 1);
+                }
+            } else {
+                *progress = add(*progress, n);
+            }
+        }
+    }
+}
+
+/// [`apply`] for one requirement (`index`, fed through `part`) of a requirement-group goal
+/// `parent` (CONTRACT §8): the parent's row rolls over, the requirement moves by its own
+/// mode, `progress` shows the first requirement, and the goal completes when every
+/// requirement of any one group is met.
+fn apply_part(
+    parent: &Goal,
+    index: usize,
+    part: &Goal,
+    state: &GoalState,
+    delta: &Delta,
+    now: DateTime<Utc>,
+) -> Option<GoalState> {
+    let groups = parent.groups.as_ref()?;
+    if !state.is_active || *delta == Delta::Count(0) || index >= groups.criteria.len() {
+        return None;
+    }
+    let mut s = rollover(parent, state, now);
+    if s.status == Status::Claimed {
+        return None;
+    }
+    let mut parts = s.parts.take().unwrap_or_default();
+    parts.resize(groups.criteria.len(), PartState::default());
+    let p = &mut parts[index];
+    let (mut progress, mut baseline) = (p.value.unwrap_or(0), p.baseline);
+    advance(
+        part.mode,
+        false,
+        &mut progress,
+        &mut baseline,
+        s.last_event_at,
+        delta,
+        now,
+    );
+    *p = PartState {
+        value: Some(progress),
+        baseline,
+    };
+    s.progress = parts[0].value.unwrap_or(0).max(0);
+    if !s.status.is_done() {
+        let met = |i: &usize| requirement_met(groups, &parts, *i);
+        if groups.groups.iter().any(|g| g.iter().all(met)) {
+            s.status = Status::Completed;
+            s.completed_at.get_or_insert(now);
+        } else if parts.iter().any(|p| p.value.is_some_and(|v| v > 0)) {
+            s.status = Status::InProgress;
+        }
+    }
+    s.parts = Some(parts);
+    if same_ignoring_last_event(&s, state) {
+        return None;
+    }
+    s.last_event_at = Some(now);
+    Some(s)
+}
+
+/// Whether requirement `index` of `groups` is met by the player's `parts`.
+pub fn requirement_met(groups: &Groups, parts: &[PartState], index: usize) -> bool {
+    let c = &groups.criteria[index];
+    c.operator
+        .met(parts.get(index).and_then(|p| p.value), c.target_value)
 }
 
 /// What a player sees at `now`: the row with any pending rotation/daily rollover applied.
@@ -209,13 +300,18 @@ pub fn locked_by(prerequisite_statuses: impl IntoIterator<Item = Option<Status>>
 ///
 /// `daily`-mode goals behave as if they rotated daily with reset and reselection: a row whose
 /// last event fell on an earlier UTC day is fully reset.
+///
+/// Repeatable goals (CONTRACT §8): a claimed row whose goal may be claimed again
+/// (`times_claimed` below `maxTimes`, or no limit) reads as started afresh; after the last
+/// claim it stays claimed.
 fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
     let mut s = state.clone();
     if let Some(rot) = goal.rotation {
-        let current = period_containing(rot.schedule, now);
+        // Global periods, or the player's own windows from the assignment.
+        let current = window(rot.schedule, s.assigned_at, now);
         let row_end = s.expires_at.or_else(|| {
             s.last_event_at
-                .map(|t| period_containing(rot.schedule, t).end)
+                .map(|t| window(rot.schedule, s.assigned_at, t).end)
         });
         let claimed = s.status == Status::Claimed;
         if claimed && !rot.on_expiry.allow_reselection {
@@ -234,6 +330,13 @@ fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
             reset(&mut s);
         }
     }
+    // A repeatable goal starts again after each claim, until its last one.
+    if let Some(repeat) = goal.repeat
+        && s.status == Status::Claimed
+        && repeat.again_after(s.times_claimed)
+    {
+        reset(&mut s);
+    }
     s
 }
 
@@ -241,6 +344,7 @@ fn rollover(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> GoalState {
 /// assignment, expiry and `last_event_at` stay.
 fn reset(s: &mut GoalState) {
     s.progress = 0;
+    s.parts = None;
     s.baseline_value = None;
     s.status = Status::NotStarted;
     s.completed_at = None;

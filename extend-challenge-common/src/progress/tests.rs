@@ -42,6 +42,9 @@ fn goal(mode: ProgressMode, target: i32) -> Goal {
         auto_claim_wakes: vec![],
         prerequisites: vec![],
         rotation: None,
+        repeat: None,
+        groups: None,
+        part: None,
     }
 }
 
@@ -67,6 +70,8 @@ fn fresh() -> GoalState {
         expires_at: None,
         baseline_value: None,
         last_event_at: None,
+        times_claimed: 0,
+        parts: None,
     }
 }
 
@@ -730,6 +735,8 @@ fn new_assignment_is_not_started_and_active() {
             expires_at: None,
             baseline_value: None,
             last_event_at: None,
+            times_claimed: 0,
+            parts: None,
         }
     );
     let g = rotating(goal(ProgressMode::Absolute, 1), Schedule::Daily, true, true);
@@ -866,4 +873,147 @@ fn a_completion_is_new_once_per_period() {
     let s4 = run(&g, s3.clone(), &[(stat(&g, 5, 5, 4, 4), at(NEXT_DAY))]);
     assert_eq!(s4.status, Status::Completed);
     assert!(newly_completed(&s3, &s4), "{s3:?} -> {s4:?}");
+}
+
+// ---------------------------------------------------------------- repeatable goals
+
+#[test]
+fn a_repeatable_goal_starts_again_after_each_claim_until_its_last() {
+    let mut g = goal(ProgressMode::Absolute, 3);
+    g.repeat = Some(crate::config::Repeat { max_times: 2 });
+    let claimed = |times: i32| GoalState {
+        progress: 3,
+        status: Status::Claimed,
+        completed_at: Some(at(T0)),
+        claimed_at: Some(at(T0)),
+        times_claimed: times,
+        ..fresh()
+    };
+    // Claimed once of two: reads as fresh, and events count again.
+    let seen = view(&g, &claimed(1), at(T1));
+    assert_eq!((seen.status, seen.progress), (Status::NotStarted, 0));
+    assert_eq!((seen.completed_at, seen.claimed_at), (None, None));
+    assert_eq!(seen.times_claimed, 1);
+    let next = apply(&g, &claimed(1), &stat(&g, 3, 3, 5, 1), at(T1)).expect("counts again");
+    assert_eq!(next.status, Status::Completed);
+    assert_eq!(next.completed_at, Some(at(T1)));
+    assert!(newly_completed(&claimed(1), &next));
+    // Claimed twice of two: final.
+    assert_eq!(view(&g, &claimed(2), at(T1)).status, Status::Claimed);
+    assert_eq!(apply(&g, &claimed(2), &stat(&g, 9, 9, 6, 2), at(T1)), None);
+    // Unlimited.
+    g.repeat = Some(crate::config::Repeat { max_times: 0 });
+    assert_eq!(view(&g, &claimed(40), at(T1)).status, Status::NotStarted);
+    // Without repeat a claim is final.
+    g.repeat = None;
+    assert_eq!(view(&g, &claimed(1), at(T1)).status, Status::Claimed);
+}
+
+// ---------------------------------------------------------------- per-player windows
+
+#[test]
+fn a_per_player_window_starts_at_assignment_and_the_next_follows_it() {
+    let mut g = goal(ProgressMode::Absolute, 3);
+    g.rotation = Some(Rotation {
+        schedule: Schedule::PerUser { seconds: 86_400 },
+        on_expiry: OnExpiry {
+            reset_progress: true,
+            allow_reselection: true,
+        },
+    });
+    let assigned = at("2025-11-04T15:30:00Z");
+    let fresh_row = new_assignment(&g, assigned);
+    assert_eq!(fresh_row.expires_at, Some(at("2025-11-05T15:30:00Z")));
+    // Completed and claimed inside the first window.
+    let done = apply(
+        &g,
+        &fresh_row,
+        &stat(&g, 3, 3, 1, 1),
+        at("2025-11-05T09:00:00Z"),
+    )
+    .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let claimed = GoalState {
+        status: Status::Claimed,
+        claimed_at: Some(at("2025-11-05T10:00:00Z")),
+        ..done
+    };
+    // Still the first window: claimed.
+    assert_eq!(
+        view(&g, &claimed, at("2025-11-05T15:29:59Z")).status,
+        Status::Claimed
+    );
+    // The second window (not the next UTC day): afresh, with its own end.
+    let next = view(&g, &claimed, at("2025-11-05T15:30:00Z"));
+    assert_eq!((next.status, next.progress), (Status::NotStarted, 0));
+    assert_eq!(next.expires_at, Some(at("2025-11-06T15:30:00Z")));
+    // Several windows later the end follows the windows back to back.
+    let later = view(&g, &claimed, at("2025-11-09T01:00:00Z"));
+    assert_eq!(later.expires_at, Some(at("2025-11-09T15:30:00Z")));
+}
+
+// ---------------------------------------------------------------- requirement groups
+
+/// CONTRACT §8: AND within a group, OR across groups; each requirement by its own mode;
+/// `progress` shows the first requirement; `<`/`=` need a value seen.
+#[test]
+fn requirement_groups_complete_when_any_group_is_all_met() {
+    let text = serde_json::json!({"challenges": [{"challengeId": "c", "name": "C", "goals": [{
+        "goalId": "g", "name": "G", "eventSource": "statistic",
+        "reward": {"type": "ITEM", "rewardId": "i", "quantity": 1},
+        "requirementGroups": [
+            {"requirements": [
+                {"statCode": "kills", "operator": ">=", "targetValue": 10},
+                {"statCode": "wins", "operator": ">", "targetValue": 1, "progressMode": "increment"}
+            ]},
+            {"requirements": [
+                {"statCode": "deaths", "operator": "<", "targetValue": 1},
+                {"statCode": "score", "operator": ">=", "targetValue": 100, "progressMode": "relative"}
+            ]}
+        ]
+    }]}]})
+    .to_string();
+    let cfg = crate::config::parse_and_validate("t.json", &text).unwrap();
+    let g = cfg.goal("g").unwrap();
+    assert_eq!(g.requirement.stat_code, "kills");
+    let part = |code: &str| cfg.stat_goals(code)[0].clone();
+    assert_eq!(part("wins").id, "g#1");
+    assert_eq!(part("wins").row_goal_id(), "g");
+    let step = |s: &GoalState, code: &str, v: i32, i: i32, n: u64| {
+        let p = part(code);
+        apply(&p, s, &stat(&p, v, i, n as i64, n), at(T0)).unwrap_or_else(|| s.clone())
+    };
+    let s = fresh();
+    let s = step(&s, "kills", 12, 12, 1);
+    assert_eq!((s.status, s.progress), (Status::InProgress, 12));
+    let s = step(&s, "wins", 0, 0, 2);
+    assert_eq!(s.status, Status::InProgress, "wins 1 is not > 1");
+    // Group B: score relative from its first event's base, deaths 0 seen.
+    let s = step(&s, "score", 150, 20, 3);
+    let parts = s.parts.clone().unwrap();
+    assert_eq!(parts[3].value, Some(20), "150 - (150 - 20)");
+    assert_eq!(s.status, Status::InProgress);
+    let s = step(&s, "score", 260, 110, 4);
+    assert_eq!(s.parts.as_ref().unwrap()[3].value, Some(130));
+    assert_eq!(s.status, Status::InProgress, "deaths never reported");
+    let s = step(&s, "deaths", 0, 0, 5);
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(s.progress, 12, "the first requirement");
+    // Completed stays completed.
+    let s2 = step(&s, "deaths", 4, 4, 6);
+    assert_eq!(s2.status, Status::Completed);
+    // Another player: group A alone.
+    let t = step(
+        &step(&step(&fresh(), "kills", 10, 10, 1), "wins", 0, 0, 2),
+        "wins",
+        0,
+        0,
+        3,
+    );
+    assert_eq!(t.status, Status::Completed);
+    assert!(requirement_met(
+        g.groups.as_ref().unwrap(),
+        t.parts.as_ref().unwrap(),
+        1
+    ));
 }

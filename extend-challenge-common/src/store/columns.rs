@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgRow, PgTypeInfo};
 use sqlx::{Column as _, Postgres, Row as _, Type, TypeInfo as _};
 
-use crate::progress::{GoalState, Status};
+use crate::progress::{GoalState, PartState, Status};
 
 /// [`GoalRow`]'s columns, for `SELECT`s (qualify them yourself in joins).
 pub const GOAL_ROW_COLUMNS: &[&str] = &[
@@ -29,6 +29,8 @@ pub const GOAL_ROW_COLUMNS: &[&str] = &[
     "expires_at",
     "baseline_value",
     "last_event_at",
+    "times_claimed",
+    "req_state",
 ];
 
 /// [`GOAL_ROW_COLUMNS`] as a select list, each column prefixed with `qualifier` (`""`, or
@@ -55,6 +57,9 @@ pub struct GoalRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
+    pub times_claimed: i32,
+    /// Requirement-group goals: each requirement's state ([`encode_parts`]).
+    pub req_state: Option<String>,
 }
 
 impl GoalRow {
@@ -85,6 +90,8 @@ impl GoalRow {
             expires_at: self.expires_at,
             baseline_value: self.baseline_value,
             last_event_at: self.last_event_at,
+            times_claimed: self.times_claimed,
+            req_state: self.req_state.as_deref(),
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct GoalRowRef<'r> {
     pub expires_at: Option<DateTime<Utc>>,
     pub baseline_value: Option<i32>,
     pub last_event_at: Option<DateTime<Utc>>,
+    pub times_claimed: i32,
+    pub req_state: Option<&'r str>,
 }
 
 impl<'r> GoalRowRef<'r> {
@@ -135,6 +144,8 @@ impl<'r> GoalRowRef<'r> {
             expires_at: row.try_get_unchecked(first + 7)?,
             baseline_value: row.try_get_unchecked(first + 8)?,
             last_event_at: row.try_get_unchecked(first + 9)?,
+            times_claimed: row.try_get_unchecked(first + 10)?,
+            req_state: row.try_get_unchecked(first + 11)?,
         })
     }
 
@@ -152,6 +163,8 @@ impl<'r> GoalRowRef<'r> {
             expires_at: self.expires_at,
             baseline_value: self.baseline_value,
             last_event_at: self.last_event_at,
+            times_claimed: self.times_claimed,
+            parts: self.req_state.and_then(decode_parts),
         }
     }
 
@@ -168,8 +181,40 @@ impl<'r> GoalRowRef<'r> {
             expires_at: self.expires_at,
             baseline_value: self.baseline_value,
             last_event_at: self.last_event_at,
+            times_claimed: self.times_claimed,
+            req_state: self.req_state.map(str::to_owned),
         }
     }
+}
+
+/// Requirement-group state as stored in `req_state`: `value/baseline` per requirement,
+/// comma separated, an empty field for "none" (`5/,/,3/2`).
+pub fn encode_parts(parts: &[PartState]) -> String {
+    let field = |v: Option<i32>| v.map(|v| v.to_string()).unwrap_or_default();
+    parts
+        .iter()
+        .map(|p| format!("{}/{}", field(p.value), field(p.baseline)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads [`encode_parts`]' text; `None` when it is not that (a bad field reads as "none").
+pub fn decode_parts(text: &str) -> Option<Vec<PartState>> {
+    if text.is_empty() {
+        return None;
+    }
+    let field = |f: &str| f.parse::<i32>().ok();
+    Some(
+        text.split(',')
+            .map(|p| {
+                let (v, b) = p.split_once('/').unwrap_or((p, ""));
+                PartState {
+                    value: field(v),
+                    baseline: field(b),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The type check [`GoalRowRef::decode`] skips: the columns from `first` on must be
@@ -188,6 +233,8 @@ pub fn check_goal_row_types(row: &PgRow, first: usize) -> Result<(), sqlx::Error
         <DateTime<Utc> as Type<Postgres>>::compatible,
         <i32 as Type<Postgres>>::compatible,
         <DateTime<Utc> as Type<Postgres>>::compatible,
+        <i32 as Type<Postgres>>::compatible,
+        <String as Type<Postgres>>::compatible,
     ];
     if row.len() < first + EXPECTED.len() {
         return Err(sqlx::Error::ColumnIndexOutOfBounds {

@@ -303,7 +303,7 @@ async fn replay_tx(
     let namespace: Arc<str> = Arc::from(letter.payload.namespace.as_str());
     let mut items = Vec::with_capacity(letter.payload.deltas.len());
     for d in &letter.payload.deltas {
-        let goal = config.goal(&d.goal_id).ok_or_else(|| {
+        let goal = config.goal_or_part(&d.goal_id).ok_or_else(|| {
             ReplayError::Refused(format!(
                 "goal '{}' is no longer in the challenge config",
                 d.goal_id

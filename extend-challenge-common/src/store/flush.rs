@@ -206,7 +206,8 @@ pub(super) const LOCK_SQL: &str = "LOCK TABLE user_goal_progress IN ROW EXCLUSIV
 const LEDGER_INSERT_SQL: &str = "\
 INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
-/// The batch's last statement: the changed rows' `UPDATE`, the applied event ids' ledger
+/// The batch's last statement: the changed rows' `UPDATE` (with `req_state`, `$16`, for
+/// requirement-group goals), the applied event ids' ledger
 /// `INSERT` (a conflict means an id was applied before) and the auto-claims the batch's
 /// completions ask for (the outbox, [`super::outbox`]; `$14`/`$15`, usually empty), as one
 /// statement with one answer: the transaction id (for [`transaction_status`]), the rows
@@ -215,8 +216,9 @@ INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOT
 static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH updated AS ( \
-             UPDATE user_goal_progress AS t SET {}, updated_at = $12 \
-             FROM unnest($1::text[], $2::text[], {}) AS u(user_id, goal_id, {}) \
+             UPDATE user_goal_progress AS t SET {}, req_state = u.req_state, updated_at = $12 \
+             FROM unnest($1::text[], $2::text[], {}, $16::text[]) \
+               AS u(user_id, goal_id, {}, req_state) \
              WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id \
              RETURNING 1), \
          recorded AS ( \
@@ -388,15 +390,22 @@ pub(super) async fn write_batch(
     let mut goal_ids = Vec::with_capacity(items.len());
     let mut facts: HashMap<&str, UserFacts, Fast> =
         HashMap::with_capacity_and_hasher(users.len(), Default::default());
+    // The further items of a row: the other requirements of a requirement-group goal
+    // (each is fed, buffered and collapsed as its own key; they share the parent's row).
+    let mut more: Vec<(usize, usize)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let key = (&*item.user_id, item.goal.id.as_str());
-        if let Entry::Vacant(e) = by_key.entry(key) {
-            e.insert(i);
-            key_users.push(key.0);
-            goal_ids.push(key.1);
+        let key = (&*item.user_id, item.goal.row_goal_id());
+        match by_key.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(i);
+                key_users.push(key.0);
+                goal_ids.push(key.1);
+            }
+            Entry::Occupied(e) => more.push((*e.get(), i)),
         }
         facts.entry(&*item.user_id).or_default();
     }
+    more.sort_unstable();
 
     let mut rows: Vec<LockedRow> = if key_users.is_empty() {
         Vec::new()
@@ -481,6 +490,7 @@ pub(super) async fn write_batch(
     let mut keys_user = Vec::new();
     let mut keys_goal = Vec::new();
     let mut cols = StateColumns::default();
+    let mut req_states: Vec<Option<String>> = Vec::new();
     // Auto-claims asked for by the batch's completions, each (user, goal) once.
     let mut wakes: HashSet<(&str, &str), Fast> = HashSet::default();
     for row in &rows {
@@ -492,16 +502,31 @@ pub(super) async fn write_batch(
         };
         let item = &items[i];
         let old = row.goal.state();
-        match progress::apply(&item.goal, &old, &item.delta, now) {
+        let mut new = progress::apply(&item.goal, &old, &item.delta, now);
+        // The row's other requirements, one after the other (`more` is sorted by row).
+        let from = more.partition_point(|(first, _)| *first < i);
+        let to = more.partition_point(|(first, _)| *first <= i);
+        for &(_, j) in &more[from..to] {
+            let current = new.as_ref().unwrap_or(&old);
+            if let Some(next) = progress::apply(&items[j].goal, current, &items[j].delta, now) {
+                new = Some(next);
+            }
+        }
+        match new {
             Some(new) if new != old => {
                 if progress::newly_completed(&old, &new) {
-                    for goal_id in &item.goal.auto_claim_wakes {
+                    let wakes_of = match &item.goal.part {
+                        Some(p) => &p.parent.auto_claim_wakes,
+                        None => &item.goal.auto_claim_wakes,
+                    };
+                    for goal_id in wakes_of {
                         wakes.insert((row.user_id.as_str(), goal_id.as_str()));
                     }
                 }
                 keys_user.push(row.user_id.as_str());
                 keys_goal.push(row.goal.goal_id.as_str());
                 cols.push(&new);
+                req_states.push(new.parts.as_deref().map(super::columns::encode_parts));
             }
             _ => outcome.unchanged += 1,
         }
@@ -523,6 +548,7 @@ pub(super) async fn write_batch(
         .bind(&applied)
         .bind(&wake_users)
         .bind(&wake_goals)
+        .bind(&req_states)
         .fetch_one(&mut *tx)
         .await?;
     let xid: i64 = row.try_get(0)?;

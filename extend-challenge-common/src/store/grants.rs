@@ -138,7 +138,7 @@ pub enum ClaimLock {
     /// flush). Nothing was waited for; the connection is back in the pool.
     Busy,
     /// The row is locked (`None`: the player has no row for the goal).
-    Locked(ClaimTx, Option<PlayerGoalRow>),
+    Locked(ClaimTx, Option<Box<PlayerGoalRow>>),
 }
 
 /// [`lock_for_claim`]'s statement.
@@ -167,7 +167,10 @@ pub async fn lock_for_claim(
             .fetch_optional(&mut *tx)
             .await;
     match row {
-        Ok(row) => Ok(ClaimLock::Locked(ClaimTx::new(tx, user_id), row)),
+        Ok(row) => Ok(ClaimLock::Locked(
+            ClaimTx::new(tx, user_id),
+            row.map(Box::new),
+        )),
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
             // Dropping the transaction rolls it back and returns the connection.
             drop(tx);
@@ -195,6 +198,24 @@ pub async fn find(
     .bind(goal_id)
     .bind(period_key)
     .fetch_all(pool)
+    .await
+}
+
+/// Whether a claim holds a live lease on any intent of this user's goal (any period).
+pub async fn leased(
+    pool: &PgPool,
+    user_id: &str,
+    goal_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reward_grants WHERE user_id = $1 AND goal_id = $2 \
+           AND state = 'pending' AND lease_until > $3)",
+    )
+    .bind(user_id)
+    .bind(goal_id)
+    .bind(now)
+    .fetch_one(pool)
     .await
 }
 
@@ -316,7 +337,7 @@ pub async fn complete(
     let marked = sqlx::query(
         "UPDATE user_goal_progress \
          SET status = 'claimed', claimed_at = $3, completed_at = COALESCE(completed_at, $3), \
-             updated_at = NOW() \
+             times_claimed = times_claimed + 1, updated_at = NOW() \
          WHERE user_id = $1 AND goal_id = $2 AND status = 'completed' \
            AND completed_at IS NOT DISTINCT FROM $4 \
            AND NOT EXISTS (SELECT 1 FROM reward_grants g \

@@ -25,6 +25,7 @@ use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
 use super::columns::{StateColumns, goal_row_list};
 use super::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
+use crate::config::Goal;
 use crate::progress::GoalState;
 
 pub use super::GoalRow as PlayerGoalRow;
@@ -112,7 +113,7 @@ static SET_ACTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (user_id, goal_id) DO UPDATE SET \
            is_active = EXCLUDED.is_active, \
-           assigned_at = CASE WHEN EXCLUDED.is_active THEN EXCLUDED.assigned_at \
+           assigned_at = CASE WHEN EXCLUDED.is_active AND NOT $13 THEN EXCLUDED.assigned_at \
                               ELSE user_goal_progress.assigned_at END, \
            updated_at = NOW() \
          RETURNING {}",
@@ -120,7 +121,8 @@ static SET_ACTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`activate`]: inserts or reactivates the goals (`assigned_at = $14`).
+/// [`activate`]: inserts or reactivates the goals (`assigned_at = $14`, except for the
+/// goals in `$15`, whose per-player window stays anchored).
 static ACTIVATE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
@@ -129,7 +131,10 @@ static ACTIVATE_SQL: LazyLock<String> = LazyLock::new(|| {
            t.expires_at, t.baseline_value, t.last_event_at \
          FROM {} \
          ON CONFLICT (user_id, goal_id) DO UPDATE SET \
-           is_active = true, assigned_at = EXCLUDED.assigned_at, updated_at = NOW() \
+           is_active = true, \
+           assigned_at = CASE WHEN user_goal_progress.goal_id = ANY($15::text[]) \
+                              THEN user_goal_progress.assigned_at ELSE EXCLUDED.assigned_at END, \
+           updated_at = NOW() \
          RETURNING {}",
         NEW_ROWS_UNNEST.as_str(),
         goal_row_list("")
@@ -142,8 +147,9 @@ static PERSIST_ROLLOVER_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE user_goal_progress AS t SET progress = u.progress, status = u.status, \
            completed_at = u.completed_at, claimed_at = u.claimed_at, \
-           baseline_value = u.baseline_value, expires_at = u.expires_at, updated_at = $21 \
-         FROM unnest($2::text[], {}, {}) AS u(goal_id, {}, {}) \
+           baseline_value = u.baseline_value, expires_at = u.expires_at, \
+           req_state = u.req_state, updated_at = $21 \
+         FROM unnest($2::text[], {}, {}, $22::text[]) AS u(goal_id, {}, {}, req_state) \
          WHERE t.user_id = $1 AND t.goal_id = u.goal_id \
            AND t.progress = u.o_progress AND t.status = u.o_status \
            AND t.completed_at IS NOT DISTINCT FROM u.o_completed_at \
@@ -215,6 +221,24 @@ pub struct NewGoalRow {
     pub goal_id: String,
     pub challenge_id: String,
     pub state: GoalState,
+    /// A per-player window (CONTRACT §8) is anchored at the goal's first assignment: a
+    /// later (re)activation keeps `assigned_at`, so deactivating and reactivating never
+    /// restarts the window (which would let a player earn its reward again).
+    pub keeps_window: bool,
+}
+
+impl NewGoalRow {
+    /// A new assignment of `goal` at `now`.
+    pub fn assign(goal: &Goal, now: DateTime<Utc>) -> Self {
+        NewGoalRow {
+            goal_id: goal.id.clone(),
+            challenge_id: goal.challenge_id.clone(),
+            state: crate::progress::new_assignment(goal, now),
+            keeps_window: goal
+                .rotation
+                .is_some_and(|r| matches!(r.schedule, crate::config::Schedule::PerUser { .. })),
+        }
+    }
 }
 
 /// The player's rows of one challenge, plus the rows of `extra_goal_ids` (prerequisites
@@ -326,9 +350,11 @@ pub async fn persist_rollover(
     let goal_id: Vec<&str> = rows.iter().map(|r| r.goal_id.as_str()).collect();
     let mut rolled = StateColumns::default();
     let mut read = StateColumns::default();
+    let mut req_state: Vec<Option<String>> = Vec::with_capacity(rows.len());
     for r in &rows {
         rolled.push(&r.rolled);
         read.push(&r.read);
+        req_state.push(r.rolled.parts.as_deref().map(super::columns::encode_parts));
     }
     let query = sqlx::query(sql(&PERSIST_ROLLOVER_SQL))
         .bind(user_id)
@@ -336,6 +362,7 @@ pub async fn persist_rollover(
     let done = read
         .bind(rolled.bind(query))
         .bind(now)
+        .bind(&req_state)
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
@@ -366,6 +393,7 @@ pub async fn set_active(
         .bind(s.expires_at)
         .bind(s.baseline_value)
         .bind(s.last_event_at)
+        .bind(new.keeps_window)
         .fetch_one(pool)
         .await
 }
@@ -431,11 +459,17 @@ async fn activate(
     now: DateTime<Utc>,
 ) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
     let cols = NewRowColumns::of(rows);
+    let anchored: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.keeps_window)
+        .map(|r| r.goal_id.as_str())
+        .collect();
     let query = sqlx::query(sql(&ACTIVATE_SQL))
         .bind(user_id)
         .bind(namespace);
     cols.bind(query)
         .bind(now)
+        .bind(&anchored)
         .try_map(|row: PgRow| GoalRow::from_row_at(&row, 0))
         .fetch_all(&mut **tx)
         .await
@@ -474,7 +508,7 @@ impl ClaimTx {
         sqlx::query(
             "UPDATE user_goal_progress \
              SET status = 'claimed', claimed_at = $3, completed_at = COALESCE(completed_at, $3), \
-                 updated_at = NOW() \
+                 times_claimed = times_claimed + 1, updated_at = NOW() \
              WHERE user_id = $1 AND goal_id = $2",
         )
         .bind(&self.user_id)
@@ -536,9 +570,9 @@ mod tests {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} \
              FROM (VALUES ('g', 1, 'in_progress', now(), NULL::timestamptz, true, now(), \
-             NULL::timestamptz, NULL::int4, now())) AS v(goal_id, progress, status, \
-             completed_at, claimed_at, is_active, assigned_at, expires_at, baseline_value, \
-             last_event_at)",
+             NULL::timestamptz, NULL::int4, now(), 0, NULL::text)) AS v(goal_id, progress, \
+             status, completed_at, claimed_at, is_active, assigned_at, expires_at, \
+             baseline_value, last_event_at, times_claimed, req_state)",
             goal_row_list("")
         )))
         .fetch_one(&pool)
@@ -549,7 +583,8 @@ mod tests {
         assert_eq!(GoalRow::from_row_at(&row, 0).unwrap().progress, 1);
 
         let drifted = sqlx::query(
-            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now()",
+            "SELECT 'g'::text, 1::int8, 'x'::text, now(), now(), true, now(), now(), 1, now(), 0, \
+             NULL::text",
         )
         .fetch_one(&pool)
         .await

@@ -175,24 +175,20 @@ impl ChallengeService {
     async fn begin_claim(&self, user_id: &str, goal: &Goal) -> Result<Begun> {
         let inner = &self.inner;
         let now = self.now();
-        let period_key = key::period_key(goal, now);
         let limit = self.claim_deadline + SERVER_SIDE_MARGIN;
         let mut wait = BUSY_FIRST_WAIT;
         for round in 0..=BUSY_RETRIES {
             match grants::lock_for_claim(&inner.pool, user_id, &goal.id, limit).await? {
                 ClaimLock::Locked(tx, row) => {
                     return self
-                        .claim_locked(tx, row, user_id, goal, &period_key, now)
+                        .claim_locked(tx, row.map(|r| *r), user_id, goal, now)
                         .await;
                 }
                 ClaimLock::Busy => {
                     // A claim working on the grant holds a lease on its intent: no point
                     // waiting. Otherwise the lock is a claim's or the event handler's
                     // short transaction.
-                    let leased = grants::find(&inner.pool, user_id, &goal.id, &period_key)
-                        .await?
-                        .iter()
-                        .any(|i| i.state() == GrantState::Pending && i.is_leased(now));
+                    let leased = grants::leased(&inner.pool, user_id, &goal.id, now).await?;
                     if leased || round == BUSY_RETRIES {
                         break;
                     }
@@ -212,10 +208,12 @@ impl ChallengeService {
         row: Option<PlayerGoalRow>,
         user_id: &str,
         goal: &Goal,
-        period_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Begun> {
         let inner = &self.inner;
+        let times_claimed = row.as_ref().map_or(0, |r| r.times_claimed);
+        let assigned_at = row.as_ref().and_then(|r| r.assigned_at);
+        let period_key = &key::period_key(goal, times_claimed, assigned_at, now);
         let completed_at = self.check_claim(goal, row, now)?;
         // Every check runs before any recorded grant is looked at (CONTRACT §3.3): an
         // intent granted earlier in the period never answers for a claim that fails one.
@@ -326,7 +324,13 @@ impl ChallengeService {
         };
         let stored = row.state();
         let viewed = progress::view(goal, &stored, now);
-        if !stored.status.is_done() {
+        // A repeatable goal claimed before reads as started again: not completed (yet).
+        let done = if goal.repeat.is_some() {
+            viewed.status.is_done()
+        } else {
+            stored.status.is_done()
+        };
+        if !done {
             return Err(ServiceError::GoalNotCompleted {
                 goal_id: goal.id.clone(),
                 status: viewed.status.as_str().to_string(),

@@ -3,6 +3,7 @@
 //! (it assigns the default goals the player lacks, then answers with the active goals as
 //! they read now), the rotation status of a challenge and the health check.
 
+use extend_challenge_common::config::Schedule;
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::progress;
 use extend_challenge_common::rotation;
@@ -83,8 +84,12 @@ impl ChallengeService {
         Ok(self.inner.catalog.challenge_pb(ci, &view, req.active_only))
     }
 
-    pub fn get_rotation_status(
+    /// The challenge's rotation: the global periods, or — for per-player windows (CONTRACT
+    /// §8) — the caller's own current and next window, counted from when the challenge's
+    /// rotating goal was assigned to them (from now when it is not yet).
+    pub async fn get_rotation_status(
         &self,
+        user_id: &str,
         req: pb::GetRotationStatusRequest,
     ) -> Result<pb::GetRotationStatusResponse> {
         let ci = self.challenge_index(&req.challenge_id)?;
@@ -99,6 +104,15 @@ impl ChallengeService {
                 next_period: Some(pb::RotationPeriod::default()),
             },
             Some(r) => {
+                let anchor = match r.schedule {
+                    Schedule::PerUser { .. } => {
+                        let goal = challenge.goals.iter().find(|g| g.rotation.is_some());
+                        let rows = self.challenge_view_rows(user_id, ci).await?;
+                        goal.and_then(|g| rows.iter().find(|row| row.goal_id == g.id))
+                            .and_then(|row| row.assigned_at)
+                    }
+                    _ => None,
+                };
                 let period = |p: rotation::Period| pb::RotationPeriod {
                     start_time: rfc3339(p.start),
                     end_time: rfc3339(p.end),
@@ -106,10 +120,10 @@ impl ChallengeService {
                 };
                 pb::RotationInfo {
                     enabled: true,
-                    r#type: "global".to_string(),
-                    schedule: r.schedule.as_str().to_string(),
-                    current_period: Some(period(rotation::period_containing(r.schedule, now))),
-                    next_period: Some(period(rotation::next_period(r.schedule, now))),
+                    r#type: r.schedule.rotation_type().to_string(),
+                    schedule: r.schedule.describe(),
+                    current_period: Some(period(rotation::window(r.schedule, anchor, now))),
+                    next_period: Some(period(rotation::next_window(r.schedule, anchor, now))),
                 }
             }
         };
@@ -145,11 +159,7 @@ impl ChallengeService {
             .config()
             .default_goals()
             .iter()
-            .map(|g| NewGoalRow {
-                goal_id: g.id.clone(),
-                challenge_id: g.challenge_id.clone(),
-                state: progress::new_assignment(g, now),
-            })
+            .map(|g| NewGoalRow::assign(g, now))
             .collect();
         let done =
             player::initialize(&self.inner.pool, user_id, &self.inner.namespace, &new_rows).await?;

@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 
 use extend_challenge_common::pb::service as pb;
-use extend_challenge_common::progress;
 use extend_challenge_common::store::{player, player::NewGoalRow, player::PlayerGoalRow};
 use rand::Rng;
 
@@ -30,11 +29,7 @@ impl ChallengeService {
                 challenge_id: req.challenge_id.clone(),
             })?;
         let now = self.now();
-        let new = NewGoalRow {
-            goal_id: goal.id.clone(),
-            challenge_id: goal.challenge_id.clone(),
-            state: progress::new_assignment(goal, now),
-        };
+        let new = NewGoalRow::assign(goal, now);
         let row = player::set_active(
             &self.inner.pool,
             user_id,
@@ -153,11 +148,7 @@ impl ChallengeService {
                 .iter()
                 .map(|&gi| {
                     let g = &catalog.goal(gi).goal;
-                    NewGoalRow {
-                        goal_id: g.id.clone(),
-                        challenge_id: g.challenge_id.clone(),
-                        state: progress::new_assignment(g, now),
-                    }
+                    NewGoalRow::assign(g, now)
                 })
                 .collect();
             Ok(player::SelectionPlan {

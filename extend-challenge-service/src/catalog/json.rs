@@ -9,8 +9,8 @@ use extend_challenge_common::config::{Challenge, Goal};
 use super::{Catalog, PlayerView};
 use crate::timefmt::{write_i64, write_rfc3339};
 
-/// Per-goal JSON tail is at most about this long (numbers, status, three timestamps).
-pub(super) const GOAL_TAIL_MAX: usize = 220;
+/// Per-goal JSON tail is at most about this long (numbers, status, three timestamps, claims).
+pub(super) const GOAL_TAIL_MAX: usize = 260;
 
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string always serializes")
@@ -47,7 +47,7 @@ pub(super) fn goal_head(g: &Goal) -> String {
     )
 }
 
-/// `,"rewards":[{…}…]}`: the goal's last field (static), and its closing brace.
+/// `,"rewards":[{…}…]`: the goal's static field after the per-player ones.
 pub(super) fn goal_tail(g: &Goal) -> String {
     let rewards: Vec<String> = g
         .rewards
@@ -61,7 +61,7 @@ pub(super) fn goal_tail(g: &Goal) -> String {
             )
         })
         .collect();
-    format!(",\"rewards\":[{}]}}", rewards.join(","))
+    format!(",\"rewards\":[{}]", rewards.join(","))
 }
 
 impl Catalog {
@@ -158,5 +158,17 @@ impl Catalog {
         out.push_str("\",\"expiresInSeconds\":");
         write_i64(out, d.expires_in_seconds.into());
         out.push_str(&e.json_tail);
+        out.push_str(",\"timesClaimed\":");
+        write_i64(out, d.times_claimed.into());
+        out.push_str(",\"maxTimes\":");
+        write_i64(out, e.max_times.into());
+        if e.goal.groups.is_some() {
+            out.push_str(",\"requirementGroups\":");
+            let groups = super::proto::requirement_groups_pb(&e.goal, d.parts.as_deref());
+            out.push_str(&serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into()));
+            out.push('}');
+        } else {
+            out.push_str(",\"requirementGroups\":[]}");
+        }
     }
 }

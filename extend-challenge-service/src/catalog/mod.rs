@@ -40,10 +40,13 @@ pub struct GoalEntry {
     json_head: Box<str>,
     /// The same static fields (1–6 of `service.Goal`) in protobuf encoding.
     proto_head: Box<[u8]>,
-    /// `,"rewards":[…]}`: the static field after the per-player ones, closing the goal.
+    /// `,"rewards":[…]`: the static field after the per-player ones (then `timesClaimed`,
+    /// `maxTimes` and the closing brace).
     json_tail: Box<str>,
     /// Field 15 (`rewards`) in protobuf encoding.
     proto_rewards: Box<[u8]>,
+    /// `maxTimes` (0: unlimited or not repeatable).
+    max_times: i32,
     /// Flat indexes of the prerequisites, in config order; `None` for an id missing from
     /// the config (validation refuses it; should one get through, it locks the goal).
     prerequisites: Vec<Option<usize>>,
@@ -121,6 +124,7 @@ impl Catalog {
                     proto_head: proto_head.into_boxed_slice(),
                     json_tail: json_tail.into_boxed_str(),
                     proto_rewards: proto_rewards.into_boxed_slice(),
+                    max_times: proto::max_times(g),
                     prerequisites,
                     tags: list::tag_set(&mut tag_ids, c.tags.iter().chain(&g.tags)),
                 });

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{Challenge, Goal, Reward};
 use extend_challenge_common::pb::service as pb;
+use extend_challenge_common::progress::{self, PartState};
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
@@ -59,16 +60,35 @@ impl Catalog {
         view: &PlayerView<'_>,
         scratch: &mut Scratch,
     ) {
-        let Scratch { tail, ts } = scratch;
+        let Scratch { tail, last, ts } = scratch;
         tail.clear();
-        encode_goal_tail(tail, &view.display(gi), ts);
-        let head = &self.goals[gi].proto_head;
-        let rewards = &self.goals[gi].proto_rewards;
+        last.clear();
+        let d = view.display(gi);
+        encode_goal_tail(tail, &d, ts);
+        let entry = &self.goals[gi];
+        // Fields 16–17 come after the static field 15 (`rewards`).
+        if d.times_claimed != 0 {
+            prost::encoding::int32::encode(16, &d.times_claimed, last);
+        }
+        if entry.max_times != 0 {
+            prost::encoding::int32::encode(17, &entry.max_times, last);
+        }
+        if entry.goal.groups.is_some() {
+            for group in requirement_groups_pb(&entry.goal, d.parts.as_deref()) {
+                prost::encoding::message::encode(18, &group, last);
+            }
+        }
+        let head = &entry.proto_head;
+        let rewards = &entry.proto_rewards;
         encode_key(4, WireType::LengthDelimited, challenge);
-        encode_varint((head.len() + tail.len() + rewards.len()) as u64, challenge);
+        encode_varint(
+            (head.len() + tail.len() + rewards.len() + last.len()) as u64,
+            challenge,
+        );
         challenge.extend_from_slice(head);
         challenge.extend_from_slice(tail);
         challenge.extend_from_slice(rewards);
+        challenge.extend_from_slice(last);
     }
 
     /// The same content as [`Self::challenges_json`], as protobuf (gRPC).
@@ -132,6 +152,9 @@ impl Catalog {
             expires_at: rfc3339_opt(d.expires_at),
             expires_in_seconds: d.expires_in_seconds,
             rewards: rewards_pb(g),
+            times_claimed: d.times_claimed,
+            max_times: max_times(g),
+            requirement_groups: requirement_groups_pb(g, d.parts.as_deref()),
         }
     }
 }
@@ -139,6 +162,7 @@ impl Catalog {
 /// Buffers reused from goal to goal while splicing a list.
 pub(super) struct Scratch {
     tail: Vec<u8>,
+    last: Vec<u8>,
     ts: String,
 }
 
@@ -146,6 +170,7 @@ impl Default for Scratch {
     fn default() -> Self {
         Scratch {
             tail: Vec::with_capacity(128),
+            last: Vec::with_capacity(16),
             ts: String::with_capacity(20),
         }
     }
@@ -184,6 +209,41 @@ pub(super) fn goal_rewards(g: &Goal) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// A requirement-group goal's groups with the player's progress on each requirement;
+/// empty for a goal with one `requirement`.
+pub fn requirement_groups_pb(g: &Goal, parts: Option<&[PartState]>) -> Vec<pb::RequirementGroup> {
+    let Some(groups) = &g.groups else {
+        return Vec::new();
+    };
+    let parts = parts.unwrap_or(&[]);
+    groups
+        .groups
+        .iter()
+        .map(|members| pb::RequirementGroup {
+            requirements: members
+                .iter()
+                .map(|&i| {
+                    let c = &groups.criteria[i];
+                    pb::GroupRequirement {
+                        stat_code: c.stat_code.clone(),
+                        operator: c.operator.as_str().to_string(),
+                        target_value: c.target_value,
+                        progress_mode: c.mode.as_str().to_string(),
+                        current: parts.get(i).and_then(|p| p.value).unwrap_or(0),
+                        met: progress::requirement_met(groups, parts, i),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// `maxTimes` of a goal: its repeat limit; 0 when unlimited or not repeatable.
+pub fn max_times(g: &Goal) -> i32 {
+    g.repeat
+        .map_or(0, |r| i32::try_from(r.max_times).unwrap_or(i32::MAX))
 }
 
 /// Fields 1–6 of `service.Goal` (the static ones), encoded.

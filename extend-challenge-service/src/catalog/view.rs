@@ -4,14 +4,14 @@
 
 use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{Goal, Schedule};
-use extend_challenge_common::progress::{self, GoalState, Status};
+use extend_challenge_common::progress::{self, GoalState, PartState, Status};
 use extend_challenge_common::rotation;
 use extend_challenge_common::store::player::PlayerGoalRow;
 
 use super::Catalog;
 
 /// What the player sees of one goal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoalDisplay {
     pub progress: i32,
     pub status: Status,
@@ -22,6 +22,10 @@ pub struct GoalDisplay {
     pub assigned_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub expires_in_seconds: i32,
+    /// Claims so far (repeatable goals: the repetitions paid).
+    pub times_claimed: i32,
+    /// Requirement-group goals: each requirement's state (`None`: no event yet).
+    pub parts: Option<Vec<PartState>>,
 }
 
 /// One player's rows, viewed at `now`, keyed by flat goal index. Rows of goals no longer in
@@ -35,11 +39,14 @@ pub struct PlayerView<'a> {
     period_ends: [(DateTime<Utc>, i32); 3],
 }
 
-fn schedule_slot(s: Schedule) -> usize {
+/// The slot of a global schedule in [`PlayerView::period_ends`] (per-player windows are
+/// the row's own).
+fn schedule_slot(s: Schedule) -> Option<usize> {
     match s {
-        Schedule::Daily => 0,
-        Schedule::Weekly => 1,
-        Schedule::Monthly => 2,
+        Schedule::Daily => Some(0),
+        Schedule::Weekly => Some(1),
+        Schedule::Monthly => Some(2),
+        Schedule::PerUser { .. } => None,
     }
 }
 
@@ -110,20 +117,31 @@ impl<'a> PlayerView<'a> {
         )
     }
 
-    /// Expiry shown for a goal: the end of the current rotation period, if it rotates.
-    pub fn expiry(&self, goal: &Goal) -> (Option<DateTime<Utc>>, i32) {
+    /// Expiry shown for goal `gi`: the end of the current rotation period, if it rotates —
+    /// for a per-player window, the end of the player's own (none before the goal is
+    /// assigned to them).
+    pub fn expiry(&self, gi: usize) -> (Option<DateTime<Utc>>, i32) {
+        let goal: &Goal = &self.catalog.goals[gi].goal;
         match goal.rotation {
-            Some(r) => {
-                let (end, left) = self.period_ends[schedule_slot(r.schedule)];
-                (Some(end), left)
-            }
+            Some(r) => match schedule_slot(r.schedule) {
+                Some(slot) => {
+                    let (end, left) = self.period_ends[slot];
+                    (Some(end), left)
+                }
+                None => match self.states[gi].as_ref().and_then(|s| s.expires_at) {
+                    Some(end) => {
+                        let left = (end - self.now).num_seconds().max(0);
+                        (Some(end), i32::try_from(left).unwrap_or(i32::MAX))
+                    }
+                    None => (None, 0),
+                },
+            },
             None => (None, 0),
         }
     }
 
     pub fn display(&self, gi: usize) -> GoalDisplay {
-        let goal = &self.catalog.goals[gi].goal;
-        let (expires_at, expires_in_seconds) = self.expiry(goal);
+        let (expires_at, expires_in_seconds) = self.expiry(gi);
         let locked = self.is_locked(gi);
         match &self.states[gi] {
             Some(s) => GoalDisplay {
@@ -136,6 +154,8 @@ impl<'a> PlayerView<'a> {
                 assigned_at: s.assigned_at,
                 expires_at,
                 expires_in_seconds,
+                times_claimed: s.times_claimed,
+                parts: s.parts.clone(),
             },
             None => GoalDisplay {
                 progress: 0,
@@ -147,6 +167,8 @@ impl<'a> PlayerView<'a> {
                 assigned_at: None,
                 expires_at,
                 expires_in_seconds,
+                times_claimed: 0,
+                parts: None,
             },
         }
     }

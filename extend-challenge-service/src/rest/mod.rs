@@ -302,11 +302,11 @@ async fn random_select_goals(
 
 async fn get_rotation_status(
     State(s): State<RestState>,
-    Extension(AuthUser(_user)): Extension<AuthUser>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
     Path(challenge_id): Path<String>,
 ) -> ApiResult {
     let req = pb::GetRotationStatusRequest { challenge_id };
-    Ok(json(&s.service.get_rotation_status(req)?))
+    Ok(json(&s.service.get_rotation_status(&user, req).await?))
 }
 
 async fn delete_user_data(

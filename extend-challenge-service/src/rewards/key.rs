@@ -1,25 +1,41 @@
 //! The identity of one reward: its period and its grant key.
 
 use chrono::{DateTime, Utc};
-use extend_challenge_common::config::{Goal, ProgressMode};
-use extend_challenge_common::rotation::{period_containing, utc_day_start};
+use extend_challenge_common::config::{Goal, ProgressMode, Schedule};
+use extend_challenge_common::rotation::{utc_day_start, window};
 use sha2::{Digest, Sha256};
 
 /// The period a claim at `now` pays for: the goal's rotation period (`daily:2025-11-04`,
-/// `weekly:2025-11-03`, `monthly:2025-11-01`, by start date), the UTC day for a legacy
-/// `daily`-mode goal (`day:2025-11-04`), or `once` for a goal that never comes back. A goal
-/// claimable again in a new period gets a new key there.
-pub fn period_key(goal: &Goal, now: DateTime<Utc>) -> String {
+/// `weekly:2025-11-03`, `monthly:2025-11-01`, by start date; a per-player window by its
+/// start instant, `win:2025-11-04T15:30:00Z`, counted from `assigned_at`), the UTC day for a legacy
+/// `daily`-mode goal (`day:2025-11-04`), the repetition of a repeatable goal claimed
+/// `times_claimed` times so far (`rep:0`, `rep:1`, …), or `once` for a goal that never comes
+/// back. A goal claimable again gets a new key each time.
+pub fn period_key(
+    goal: &Goal,
+    times_claimed: i32,
+    assigned_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> String {
+    if goal.repeat.is_some() {
+        return format!("rep:{times_claimed}");
+    }
     // Daily-mode goals reset every UTC day whatever their rotation, and every rotation
     // period starts at a UTC midnight, so the day is the finer period.
     if goal.mode == ProgressMode::Daily {
         return format!("day:{}", utc_day_start(now).format("%Y-%m-%d"));
     }
     match goal.rotation {
+        Some(r) if matches!(r.schedule, Schedule::PerUser { .. }) => format!(
+            "win:{}",
+            window(r.schedule, assigned_at, now)
+                .start
+                .format("%Y-%m-%dT%H:%M:%SZ")
+        ),
         Some(r) => format!(
             "{}:{}",
             r.schedule.as_str(),
-            period_containing(r.schedule, now).start.format("%Y-%m-%d")
+            window(r.schedule, None, now).start.format("%Y-%m-%d")
         ),
         None => "once".to_string(),
     }
@@ -108,6 +124,9 @@ mod tests {
             }],
             auto_claim: false,
             auto_claim_wakes: vec![],
+            repeat: None,
+            groups: None,
+            part: None,
             prerequisites: vec![],
             rotation: rotation.map(|schedule| Rotation {
                 schedule,
@@ -123,21 +142,58 @@ mod tests {
     fn periods_follow_rotation_and_daily_mode() {
         // Tuesday.
         let now = at("2025-11-04T12:00:00Z");
-        assert_eq!(period_key(&goal(ProgressMode::Absolute, None), now), "once");
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Weekly)), now),
+            period_key(&goal(ProgressMode::Absolute, None), 0, None, now),
+            "once"
+        );
+        let mut repeatable = goal(ProgressMode::Absolute, None);
+        repeatable.repeat = Some(extend_challenge_common::config::Repeat { max_times: 0 });
+        assert_eq!(period_key(&repeatable, 0, None, now), "rep:0");
+        assert_eq!(period_key(&repeatable, 7, None, now), "rep:7");
+        let mut timed = goal(ProgressMode::Absolute, Some(Schedule::Daily));
+        timed.rotation = Some(Rotation {
+            schedule: Schedule::PerUser { seconds: 86_400 },
+            on_expiry: OnExpiry::default(),
+        });
+        let assigned = at("2025-11-03T15:30:00Z");
+        assert_eq!(
+            period_key(&timed, 0, Some(assigned), now),
+            "win:2025-11-03T15:30:00Z"
+        );
+        assert_eq!(
+            period_key(
+                &goal(ProgressMode::Absolute, Some(Schedule::Weekly)),
+                0,
+                None,
+                now
+            ),
             "weekly:2025-11-03"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Monthly)), now),
+            period_key(
+                &goal(ProgressMode::Absolute, Some(Schedule::Monthly)),
+                0,
+                None,
+                now
+            ),
             "monthly:2025-11-01"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Absolute, Some(Schedule::Daily)), now),
+            period_key(
+                &goal(ProgressMode::Absolute, Some(Schedule::Daily)),
+                0,
+                None,
+                now
+            ),
             "daily:2025-11-04"
         );
         assert_eq!(
-            period_key(&goal(ProgressMode::Daily, Some(Schedule::Weekly)), now),
+            period_key(
+                &goal(ProgressMode::Daily, Some(Schedule::Weekly)),
+                0,
+                None,
+                now
+            ),
             "day:2025-11-04"
         );
     }

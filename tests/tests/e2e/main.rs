@@ -8,6 +8,7 @@ mod errors;
 mod faults;
 mod flows;
 mod gdpr;
+mod goals_rich;
 mod observability;
 mod packaging;
 mod rewards;

@@ -156,13 +156,16 @@ async fn json_shapes_follow_the_contract() {
         "goalId",
         "isActive",
         "locked",
+        "maxTimes",
         "name",
         "prerequisites",
         "progress",
         "requirement",
+        "requirementGroups",
         "reward",
         "rewards",
         "status",
+        "timesClaimed",
     ];
     for c in list["challenges"].as_array().unwrap() {
         for g in c["goals"].as_array().unwrap() {
