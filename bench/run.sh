@@ -29,7 +29,10 @@ SERVICE=${SERVICE_BIN:-$ROOT/target/release/extend-challenge-service}        # a
 DB=${BENCH_DB:-bench_loadgen}
 PG=postgres://postgres@127.0.0.1:5432
 DBURL="$PG/$DB"
-API="http://127.0.0.1:18000/challenge"
+SPORT=${SERVICE_HTTP_PORT:-18000}     # the service's ports (others, to run beside someone else's bench)
+SGPORT=${SERVICE_GRPC_PORT:-16566}
+SMPORT=${SERVICE_METRICS_PORT:-18082}
+API="http://127.0.0.1:$SPORT/challenge"
 DUR=${DUR:-20}
 USERS=${USERS:-10000}
 CPU_USER=${CHALLENGES_PER_USER:-10}
@@ -198,13 +201,13 @@ start_handler() { # ack_mode [log-name suffix]
 }
 
 start_service() { # [log-name suffix]
-  port_free 18000
-  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=16566 HTTP_PORT=18000 METRICS_PORT=18082 \
+  port_free $SPORT
+  env DATABASE_URL="$DBURL" AB_NAMESPACE=bench GRPC_PORT=$SGPORT HTTP_PORT=$SPORT METRICS_PORT=$SMPORT \
     CHALLENGE_CONFIG_PATH="$FIXTURE" CONFIG_PATH="$FIXTURE" PLUGIN_GRPC_SERVER_AUTH_ENABLED=false \
     REWARD_CLIENT_MODE=mock LOG_LEVEL=warn \
     timeout 1800 "$SERVICE" > "$OUT/service${1:-}.log" 2>&1 &
   SERVICE_PID=$(child_of $!)
-  wait_port 127.0.0.1:18000
+  wait_port 127.0.0.1:$SPORT
 }
 
 # Postgres's side of a run: CPU ticks of every postgres process (backends, WAL writer,
@@ -263,12 +266,40 @@ s1() {
   done
   # The 500-goal list alone, far above capacity: its throughput vs the ceilings.
   for rep in $(reps); do
-    "$LG" http --url "http://127.0.0.1:18000/challenge/v1/challenges" --closed 64 --duration "$DUR" --users "$USERS" \
+    "$LG" http --url "$API/v1/challenges" --closed 64 --duration "$DUR" --users "$USERS" \
       --label "GET list (500 goals) max throughput, 64 in flight" --pids "service=$SERVICE_PID" --repeat "$rep" \
       --out "$RESULTS" > /dev/null
   done
   log "service: $(peak_rss $SERVICE_PID)"
   stop $SERVICE_PID service "S1 api"
+}
+
+# The 500-goal list alone (CONTRACT §8): the Postgres 500-row read ceiling, then each build in
+# LIST_BINS (default: SERVICE_BIN) serving each query of LIST_QUERIES ("-" = no parameters),
+# closed loop at 64 in flight, the builds alternated REPEAT times on one seeded database.
+list_bench() {
+  fresh_db
+  local - rep bin q i
+  set -f # the queries start with '?'
+  for rep in $(reps); do
+    "$LG" pg-ceiling --database-url "$DBURL" --users "$USERS" --duration "$DUR" --batch 100 --writers 2 --readers 4 \
+      --repeat "$rep" --out "$RESULTS" > /dev/null
+  done
+  for rep in $(reps); do
+    i=0
+    for bin in ${LIST_BINS:-$SERVICE}; do
+      i=$((i + 1))
+      SERVICE=$bin start_service "-list-b$i$(rsfx $rep)"
+      for q in ${LIST_QUERIES:-- ?pageSize=20}; do
+        [ "$q" = - ] && q=
+        log "list b$i ($bin) ${q:-(no parameters)} (repeat $rep/$REPEAT)"
+        "$LG" http --url "$API/v1/challenges$q" --closed 64 --duration "$DUR" --users "$USERS" \
+          --label "GET list${q:+ $q} (500 goals) b$i, 64 in flight" --pids "service=$SERVICE_PID" --repeat "$rep" \
+          --out "$RESULTS" > /dev/null
+      done
+      stop $SERVICE_PID service "list b$i" "$rep"
+    done
+  done
 }
 
 init_ramp() {
@@ -359,6 +390,7 @@ case "${1:-all}" in
   s3) s3 ;;
   s4) s4 ;;
   init) init_ramp ;;
+  list) list_bench ;;
   k6) k6_check ;;
   profile) profile_handler ;;
   all) build; ceilings; s2; s1; init_ramp; s3; s4; k6_check ;;

@@ -263,10 +263,7 @@ impl tonic::server::UnaryService<pb::GetChallengesRequest> for ListChallenges {
         let adapter = self.0.clone();
         Box::pin(async move {
             let user = user(&mut request)?;
-            let bytes = adapter
-                .service
-                .challenges_proto(&user, request.get_ref().active_only)
-                .await?;
+            let bytes = adapter.service.list_proto(&user, request.get_ref()).await?;
             Ok(Response::new(Encoded(bytes)))
         })
     }

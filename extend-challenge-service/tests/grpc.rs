@@ -84,7 +84,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
     let list = c
         .get_user_challenges(as_user(
             "amy",
-            pb::GetChallengesRequest { active_only: false },
+            pb::GetChallengesRequest {
+                active_only: false,
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()
@@ -103,7 +106,10 @@ async fn every_rpc_over_grpc(pool: PgPool) {
     let active = c
         .get_user_challenges(as_user(
             "amy",
-            pb::GetChallengesRequest { active_only: true },
+            pb::GetChallengesRequest {
+                active_only: true,
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()
@@ -116,6 +122,7 @@ async fn every_rpc_over_grpc(pool: PgPool) {
             pb::GetChallengeRequest {
                 challenge_id: "daily".into(),
                 active_only: false,
+                ..Default::default()
             },
         ))
         .await
@@ -128,6 +135,7 @@ async fn every_rpc_over_grpc(pool: PgPool) {
             pb::GetChallengeRequest {
                 challenge_id: "nope".into(),
                 active_only: false,
+                ..Default::default()
             },
         ))
         .await
@@ -593,7 +601,10 @@ async fn every_rest_error_is_json_on_real_sockets(pool: PgPool) {
     assert_eq!((status, code), (400, Code::InvalidArgument as i64));
     assert!(message.contains("x-mock-user-id"), "{message}");
     let mut c = svc.client().await;
-    let mut req = tonic::Request::new(pb::GetChallengesRequest { active_only: false });
+    let mut req = tonic::Request::new(pb::GetChallengesRequest {
+        active_only: false,
+        ..Default::default()
+    });
     req.metadata_mut()
         .insert("x-mock-user-id", "a\tb".parse().unwrap());
     let err = c.get_user_challenges(req).await.unwrap_err();
@@ -653,7 +664,10 @@ async fn database_connectivity_errors_are_unavailable() {
         let err = c
             .get_user_challenges(as_user(
                 "outage",
-                pb::GetChallengesRequest { active_only: false },
+                pb::GetChallengesRequest {
+                    active_only: false,
+                    ..Default::default()
+                },
             ))
             .await
             .unwrap_err();

@@ -115,6 +115,7 @@ async fn server_spans_reach_zipkin_as_children_of_the_callers_context(pool: PgPo
             pb::GetChallengeRequest {
                 challenge_id: "nope".into(),
                 active_only: false,
+                ..Default::default()
             },
             &[("b3", single.as_str())],
         ))

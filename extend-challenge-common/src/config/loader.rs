@@ -68,16 +68,17 @@ fn resolve(file: &str, raw: RawConfig) -> Result<ChallengeConfig, ConfigError> {
                 goals.push(goal);
             }
         }
-        challenges.push((rc.challenge_id, rc.name, rc.description, goals));
+        challenges.push((rc.challenge_id, rc.name, rc.description, goals, rc.tags));
     }
     let mut all: Vec<&mut Goal> = challenges.iter_mut().flat_map(|c| c.3.iter_mut()).collect();
     link_auto_claims(&mut all);
     let challenges: Vec<Challenge> = challenges
         .into_iter()
-        .map(|(id, name, description, goals)| Challenge {
+        .map(|(id, name, description, goals, tags)| Challenge {
             id,
             name,
             description,
+            tags,
             goals: goals.into_iter().map(Arc::new).collect(),
         })
         .collect();
@@ -306,6 +307,7 @@ fn resolve_goal(
         challenge_id: challenge_id.to_string(),
         name: rg.name.clone(),
         description: rg.description.clone(),
+        tags: rg.tags.clone(),
         event_source,
         default_assigned: rg.default_assigned,
         requirement: Requirement {
@@ -613,6 +615,10 @@ mod tests {
             depth += 1;
         }
         assert!(depth >= 3, "chain depth {depth}");
+
+        // Tags (CONTRACT §8) on a challenge and on goals.
+        assert!(cfg.challenges.iter().any(|c| !c.tags.is_empty()));
+        assert!(goals.iter().any(|g| !g.tags.is_empty()));
     }
 
     #[test]

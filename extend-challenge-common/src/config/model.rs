@@ -259,6 +259,8 @@ pub struct Goal {
     pub challenge_id: String,
     pub name: String,
     pub description: String,
+    /// Labels the list filters on (CONTRACT §8): the goal's own, not its challenge's.
+    pub tags: Vec<String>,
     pub event_source: EventSource,
     pub default_assigned: bool,
     pub requirement: Requirement,
@@ -303,6 +305,8 @@ pub struct Challenge {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// Labels the list filters on (CONTRACT §8); they apply to every goal of the challenge.
+    pub tags: Vec<String>,
     pub goals: Vec<Arc<Goal>>,
 }
 

@@ -20,6 +20,9 @@ pub struct RawChallenge {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Labels the list can filter on (CONTRACT §8); they apply to every goal of it.
+    #[serde(default)]
+    pub tags: Vec<String>,
     #[serde(default)]
     pub goals: Vec<RawGoal>,
 }
@@ -33,6 +36,9 @@ pub struct RawGoal {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Labels the list can filter on (CONTRACT §8).
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// `login` | `statistic`.
     #[serde(default)]
     pub event_source: String,

@@ -68,6 +68,7 @@ pub(crate) fn check(file: &str, raw: &RawConfig, problems: &mut Vec<String>) {
         if c.goals.is_empty() {
             cerr("goals", "a challenge needs at least one goal".into());
         }
+        check_tags(&c.tags, &mut cerr);
         if !cid.is_empty() {
             if let Some(&first) = challenge_seen.get(cid) {
                 cerr(
@@ -85,6 +86,7 @@ pub(crate) fn check(file: &str, raw: &RawConfig, problems: &mut Vec<String>) {
                 problems.push(goal_problem(file, ci, cid, gi, gid, field, &msg));
             };
             check_goal(g, &mut gerr);
+            check_tags(&g.tags, &mut gerr);
             if !gid.is_empty() {
                 if let Some(&(fc, fg)) = goal_seen.get(gid) {
                     gerr(
@@ -121,6 +123,43 @@ fn goal_id_exists(raw: &RawConfig, id: &str) -> bool {
             .iter()
             .flat_map(|c| &c.goals)
             .any(|g| g.goal_id == id)
+}
+
+/// Longest tag, in characters.
+pub(crate) const MAX_TAG_CHARS: usize = 100;
+
+/// `tags` of a challenge or goal (CONTRACT §8): each non-empty, without a comma (the list
+/// takes `tags=a,b`) or control characters, at most [`MAX_TAG_CHARS`]; none twice.
+fn check_tags(tags: &[String], err: &mut impl FnMut(&str, String)) {
+    for (i, tag) in tags.iter().enumerate() {
+        let field = format!("tags[{i}]");
+        if tag.trim().is_empty() {
+            err(&field, "must not be empty".into());
+            continue;
+        }
+        if tag.contains(',') {
+            err(
+                &field,
+                format!("'{tag}' must not contain ',' (the list takes tags=a,b)"),
+            );
+        }
+        if tag.chars().any(char::is_control) {
+            err(&field, "must not contain control characters".into());
+        }
+        let chars = tag.chars().count();
+        if chars > MAX_TAG_CHARS {
+            err(
+                &field,
+                format!("is {chars} characters long; at most {MAX_TAG_CHARS} are allowed"),
+            );
+        }
+        if let Some(first) = tags[..i].iter().position(|t| t == tag) {
+            err(
+                &field,
+                format!("duplicate tag '{tag}' (first at tags[{first}])"),
+            );
+        }
+    }
 }
 
 fn check_id(id: &str, field: &str, err: &mut impl FnMut(&str, String)) {
@@ -402,6 +441,52 @@ mod tests {
     fn ids_with_a_slash() {
         let p = goal_problems(|g| g["goalId"] = json!("a/b"));
         assert_one(&p, "c1", "a/b", "goalId", "'/'");
+    }
+
+    #[test]
+    fn tags_are_kept_and_their_mistakes_named() {
+        let mut c = challenge("c1", vec![goal("g0")]);
+        c["tags"] = json!(["event", "pvp"]);
+        c["goals"][0]["tags"] = json!(["daily"]);
+        let cfg = parse_and_validate(FILE, &json!({"challenges": [c]}).to_string()).unwrap();
+        assert_eq!(cfg.challenges[0].tags, ["event", "pvp"]);
+        assert_eq!(cfg.goal("g0").unwrap().tags, ["daily"]);
+
+        let cases = [
+            (json!(["a", ""]), "tags[1]", "must not be empty"),
+            (json!([" "]), "tags[0]", "must not be empty"),
+            (json!(["a,b"]), "tags[0]", "','"),
+            (json!(["a\nb"]), "tags[0]", "control"),
+            (json!(["x".repeat(101)]), "tags[0]", "at most 100"),
+            (
+                json!(["pvp", "pve", "pvp"]),
+                "tags[2]",
+                "duplicate tag 'pvp' (first at tags[0])",
+            ),
+        ];
+        for (tags, field, text) in cases {
+            let p = goal_problems(|g| g["tags"] = tags.clone());
+            assert_one(&p, "c1", "g1", field, text);
+            let mut c = challenge("c1", vec![goal("g0")]);
+            c["tags"] = tags;
+            let p = problems(json!({"challenges": [c]}));
+            assert_eq!(p.len(), 1, "{p:#?}");
+            assert!(
+                p[0].starts_with(&format!(
+                    "{FILE}: challenge 'c1' (challenges[0]): field {field}: "
+                )) && p[0].contains(text),
+                "{p:#?}"
+            );
+        }
+        // Not an array of strings: the JSON is refused, naming the file.
+        let err = parse_and_validate(
+            FILE,
+            &json!({"challenges": [{"challengeId": "c", "name": "C", "tags": "pvp",
+                                    "goals": [goal("g")]}]})
+            .to_string(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with(FILE), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ fn goal(mode: ProgressMode, target: i32) -> Goal {
         challenge_id: "c".into(),
         name: "G".into(),
         description: String::new(),
+        tags: vec![],
         event_source: EventSource::Statistic,
         default_assigned: true,
         requirement: Requirement {

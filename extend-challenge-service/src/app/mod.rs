@@ -14,6 +14,7 @@
 
 mod claim;
 mod erasure;
+mod list;
 mod reads;
 mod rewards;
 mod selection;

@@ -10,13 +10,13 @@ use extend_challenge_common::rotation;
 use extend_challenge_common::store::{self, player, player::NewGoalRow, player::PlayerGoalRow};
 
 use super::{ChallengeService, Result, count_i32};
-use crate::catalog::{PlayerView, requirement_pb, reward_pb};
+use crate::catalog::{ListQuery, PlayerView, requirement_pb, reward_pb};
 use crate::error::ServiceError;
 use crate::timefmt::{rfc3339, rfc3339_opt};
 
 impl ChallengeService {
     /// Every row of the player, viewed now.
-    async fn user_view(&self, user_id: &str) -> Result<PlayerView<'_>> {
+    pub(super) async fn user_view(&self, user_id: &str) -> Result<PlayerView<'_>> {
         let catalog = &self.inner.catalog;
         Ok(crate::rows::user_view(&self.inner.pool, catalog, user_id, self.now()).await?)
     }
@@ -38,11 +38,18 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetChallengesRequest,
     ) -> Result<pb::GetChallengesResponse> {
+        if !ListQuery::is_plain(&req.tags, &req.status, req.page_size, &req.page_token) {
+            return self.list_pb(user_id, &req).await;
+        }
         let view = self.user_view(user_id).await?;
         Ok(self.inner.catalog.challenges_pb(&view, req.active_only))
     }
 
-    async fn challenge_view_rows(&self, user_id: &str, ci: usize) -> Result<Vec<PlayerGoalRow>> {
+    pub(super) async fn challenge_view_rows(
+        &self,
+        user_id: &str,
+        ci: usize,
+    ) -> Result<Vec<PlayerGoalRow>> {
         let c = &self.inner.catalog.challenges()[ci];
         Ok(
             player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites)
@@ -68,6 +75,9 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetChallengeRequest,
     ) -> Result<pb::Challenge> {
+        if let Some(filtered) = self.filtered_challenge_pb(user_id, &req).await? {
+            return Ok(filtered);
+        }
         let ci = self.challenge_index(&req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
         let view = PlayerView::new(&self.inner.catalog, &rows, self.now());

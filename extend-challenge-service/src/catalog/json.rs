@@ -10,7 +10,7 @@ use super::{Catalog, PlayerView};
 use crate::timefmt::{write_i64, write_rfc3339};
 
 /// Per-goal JSON tail is at most about this long (numbers, status, three timestamps, claims).
-const GOAL_TAIL_MAX: usize = 260;
+pub(super) const GOAL_TAIL_MAX: usize = 260;
 
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string always serializes")
@@ -128,7 +128,7 @@ impl Catalog {
         out.push_str("]}");
     }
 
-    fn write_goal_json(&self, out: &mut String, gi: usize, view: &PlayerView<'_>) {
+    pub(super) fn write_goal_json(&self, out: &mut String, gi: usize, view: &PlayerView<'_>) {
         let e = &self.goals[gi];
         out.push_str(&e.json_head);
         let d = view.display(gi);

@@ -16,6 +16,7 @@
 //!   JSON and gRPC's protobuf (pre-encoded bytes for the list, prost structs otherwise).
 
 mod json;
+mod list;
 mod proto;
 mod view;
 
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use extend_challenge_common::config::{ChallengeConfig, Goal};
 
+pub use self::list::{BadQuery, ListQuery, MAX_PAGE_SIZE, Page};
 pub use self::proto::{requirement_pb, reward_pb, rewards_pb};
 pub use self::view::{GoalDisplay, PlayerView};
 
@@ -48,6 +50,8 @@ pub struct GoalEntry {
     /// Flat indexes of the prerequisites, in config order; `None` for an id missing from
     /// the config (validation refuses it; should one get through, it locks the goal).
     prerequisites: Vec<Option<usize>>,
+    /// Ids (in [`Catalog::tag_ids`]) of its tags and its challenge's, sorted, once each.
+    tags: Box<[u32]>,
 }
 
 #[derive(Debug)]
@@ -77,6 +81,8 @@ pub struct Catalog {
     static_json_len: usize,
     /// Length of all static protobuf, likewise.
     static_proto_len: usize,
+    /// Every tag of the config (challenges' and goals'), numbered.
+    tag_ids: HashMap<String, u32>,
 }
 
 impl Catalog {
@@ -90,6 +96,7 @@ impl Catalog {
         let mut challenge_index = HashMap::new();
         let mut static_json_len = 0;
         let mut static_proto_len = 0;
+        let mut tag_ids = HashMap::new();
         for (ci, c) in config.challenges.iter().enumerate() {
             let start = goals.len();
             let mut external = Vec::new();
@@ -119,6 +126,7 @@ impl Catalog {
                     proto_rewards: proto_rewards.into_boxed_slice(),
                     max_times: proto::max_times(g),
                     prerequisites,
+                    tags: list::tag_set(&mut tag_ids, c.tags.iter().chain(&g.tags)),
                 });
             }
             let json_head = json::challenge_head(c);
@@ -144,6 +152,7 @@ impl Catalog {
             challenge_index,
             static_json_len,
             static_proto_len,
+            tag_ids,
         }
     }
 

@@ -31,9 +31,7 @@ impl Catalog {
     pub fn challenges_proto(&self, view: &PlayerView<'_>, active_only: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.static_proto_len + self.goals.len() * 96);
         let mut challenge = Vec::with_capacity(4096);
-        let mut tail = Vec::with_capacity(128);
-        let mut last = Vec::with_capacity(16);
-        let mut ts = String::with_capacity(20);
+        let mut scratch = Scratch::default();
         for c in &self.challenges {
             if active_only && !c.goals.clone().any(|gi| view.is_active(gi)) {
                 continue;
@@ -44,40 +42,53 @@ impl Catalog {
                 if active_only && !view.is_active(gi) {
                     continue;
                 }
-                tail.clear();
-                last.clear();
-                let d = view.display(gi);
-                encode_goal_tail(&mut tail, &d, &mut ts);
-                let entry = &self.goals[gi];
-                // Fields 16–17 come after the static field 15 (`rewards`).
-                if d.times_claimed != 0 {
-                    prost::encoding::int32::encode(16, &d.times_claimed, &mut last);
-                }
-                if entry.max_times != 0 {
-                    prost::encoding::int32::encode(17, &entry.max_times, &mut last);
-                }
-                if entry.goal.groups.is_some() {
-                    for group in requirement_groups_pb(&entry.goal, d.parts.as_deref()) {
-                        prost::encoding::message::encode(18, &group, &mut last);
-                    }
-                }
-                let head = &entry.proto_head;
-                let rewards = &entry.proto_rewards;
-                encode_key(4, WireType::LengthDelimited, &mut challenge);
-                encode_varint(
-                    (head.len() + tail.len() + rewards.len() + last.len()) as u64,
-                    &mut challenge,
-                );
-                challenge.extend_from_slice(head);
-                challenge.extend_from_slice(&tail);
-                challenge.extend_from_slice(rewards);
-                challenge.extend_from_slice(&last);
+                self.encode_goal(&mut challenge, gi, view, &mut scratch);
             }
             encode_key(1, WireType::LengthDelimited, &mut out);
             encode_varint(challenge.len() as u64, &mut out);
             out.extend_from_slice(&challenge);
         }
         out
+    }
+
+    /// Appends goal `gi` for the player as field 4 of a `service.Challenge`: its pre-encoded
+    /// static fields with the per-player ones spliced in.
+    pub(super) fn encode_goal(
+        &self,
+        challenge: &mut Vec<u8>,
+        gi: usize,
+        view: &PlayerView<'_>,
+        scratch: &mut Scratch,
+    ) {
+        let Scratch { tail, last, ts } = scratch;
+        tail.clear();
+        last.clear();
+        let d = view.display(gi);
+        encode_goal_tail(tail, &d, ts);
+        let entry = &self.goals[gi];
+        // Fields 16–17 come after the static field 15 (`rewards`).
+        if d.times_claimed != 0 {
+            prost::encoding::int32::encode(16, &d.times_claimed, last);
+        }
+        if entry.max_times != 0 {
+            prost::encoding::int32::encode(17, &entry.max_times, last);
+        }
+        if entry.goal.groups.is_some() {
+            for group in requirement_groups_pb(&entry.goal, d.parts.as_deref()) {
+                prost::encoding::message::encode(18, &group, last);
+            }
+        }
+        let head = &entry.proto_head;
+        let rewards = &entry.proto_rewards;
+        encode_key(4, WireType::LengthDelimited, challenge);
+        encode_varint(
+            (head.len() + tail.len() + rewards.len() + last.len()) as u64,
+            challenge,
+        );
+        challenge.extend_from_slice(head);
+        challenge.extend_from_slice(tail);
+        challenge.extend_from_slice(rewards);
+        challenge.extend_from_slice(last);
     }
 
     /// The same content as [`Self::challenges_json`], as protobuf (gRPC).
@@ -96,7 +107,10 @@ impl Catalog {
             })
             .map(|ci| self.challenge_pb(ci, view, active_only))
             .collect();
-        pb::GetChallengesResponse { challenges }
+        pb::GetChallengesResponse {
+            challenges,
+            next_page_token: String::new(),
+        }
     }
 
     pub fn challenge_pb(
@@ -119,7 +133,7 @@ impl Catalog {
         }
     }
 
-    fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
+    pub(super) fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
         let g = &self.goals[gi].goal;
         let d = view.display(gi);
         pb::Goal {
@@ -141,6 +155,23 @@ impl Catalog {
             times_claimed: d.times_claimed,
             max_times: max_times(g),
             requirement_groups: requirement_groups_pb(g, d.parts.as_deref()),
+        }
+    }
+}
+
+/// Buffers reused from goal to goal while splicing a list.
+pub(super) struct Scratch {
+    tail: Vec<u8>,
+    last: Vec<u8>,
+    ts: String,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            tail: Vec::with_capacity(128),
+            last: Vec::with_capacity(16),
+            ts: String::with_capacity(20),
         }
     }
 }

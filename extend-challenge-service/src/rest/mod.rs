@@ -223,8 +223,8 @@ async fn get_user_challenges(
     Extension(AuthUser(user)): Extension<AuthUser>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let active_only = active_only(query.as_deref())?;
-    let body = s.service.challenges_json(&user, active_only).await?;
+    let req = list_request(query.as_deref())?;
+    let body = s.service.list_json(&user, &req).await?;
     Ok(json_text(body))
 }
 
@@ -234,11 +234,14 @@ async fn get_user_challenge(
     Path(challenge_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let active_only = active_only(query.as_deref())?;
-    let body = s
-        .service
-        .challenge_json(&user, &challenge_id, active_only)
-        .await?;
+    let list = list_request(query.as_deref())?;
+    let req = pb::GetChallengeRequest {
+        challenge_id,
+        active_only: list.active_only,
+        tags: list.tags,
+        status: list.status,
+    };
+    let body = s.service.challenge_json_for(&user, &req).await?;
     Ok(json_text(body))
 }
 
@@ -363,6 +366,79 @@ fn active_only(query: Option<&str>) -> Result<bool, ServiceError> {
     Ok(value)
 }
 
+/// The list's query (CONTRACT §8): `active_only`, `tags` (comma separated, or repeated),
+/// `status`, `pageSize` / `page_size` (1–100 when given) and `pageToken` / `page_token`.
+/// Values are percent-decoded; an empty `tags` or `status` is as if not given. The one
+/// challenge route reads the same parameters and uses `active_only`, `tags` and `status`.
+fn list_request(query: Option<&str>) -> Result<pb::GetChallengesRequest, ServiceError> {
+    let mut req = pb::GetChallengesRequest {
+        active_only: active_only(query)?,
+        ..Default::default()
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = || {
+            percent_decode(v).ok_or_else(|| {
+                ServiceError::InvalidArgument(format!(
+                    "invalid value for query parameter {k}: not percent-encoded UTF-8"
+                ))
+            })
+        };
+        match k {
+            "tags" => {
+                let v = value()?;
+                if !v.is_empty() {
+                    req.tags.extend(v.split(',').map(str::to_string));
+                }
+            }
+            "status" => req.status = value()?,
+            "pageSize" | "page_size" => {
+                req.page_size = match v.parse() {
+                    Ok(0) | Err(_) => {
+                        return Err(ServiceError::InvalidArgument(format!(
+                            "invalid value for query parameter {k}: {v:?} (expected a number \
+                             from 1 to {})",
+                            crate::catalog::MAX_PAGE_SIZE
+                        )));
+                    }
+                    Ok(n) => n,
+                };
+            }
+            "pageToken" | "page_token" => req.page_token = value()?,
+            _ => {}
+        }
+    }
+    Ok(req)
+}
+
+/// `%XX` and `+` (a space) decoded; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(v: &str) -> Option<String> {
+    if !v.contains(['%', '+']) {
+        return Some(v.to_string());
+    }
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `pageSize` / `page_size` and `pageToken` / `page_token` of the reward history. The
 /// token is base64url and needs no decoding; a size that is not a number is refused.
 fn history_request(query: Option<&str>) -> Result<pb::GetRewardHistoryRequest, ServiceError> {
@@ -457,6 +533,48 @@ mod tests {
         assert!(active_only(Some("x=y&active_only=T")).unwrap());
         assert!(!active_only(Some("active_only=false")).unwrap());
         assert!(active_only(Some("active_only=maybe")).is_err());
+    }
+
+    #[test]
+    fn list_query_reads_tags_status_and_page() {
+        assert_eq!(list_request(None).unwrap(), Default::default());
+        let r = list_request(Some(
+            "tags=pvp,daily%20quest&tags=x+y&status=in_progress&pageSize=20&pageToken=ab_-",
+        ))
+        .unwrap();
+        assert_eq!(r.tags, ["pvp", "daily quest", "x y"]);
+        assert_eq!(
+            (r.status.as_str(), r.page_size, r.page_token.as_str()),
+            ("in_progress", 20, "ab_-")
+        );
+        let r = list_request(Some("page_size=5&page_token=t&activeOnly=1")).unwrap();
+        assert_eq!(
+            (r.page_size, r.page_token.as_str(), r.active_only),
+            (5, "t", true)
+        );
+        // Empty values are as if not given; an empty tag inside a list is kept (and refused
+        // by the service).
+        assert_eq!(
+            list_request(Some("tags=&status=")).unwrap(),
+            Default::default()
+        );
+        assert_eq!(
+            list_request(Some("tags=a,,b")).unwrap().tags,
+            ["a", "", "b"]
+        );
+        for bad in [
+            "pageSize=0",
+            "pageSize=",
+            "page_size=ten",
+            "tags=%zz",
+            "status=%ff",
+        ] {
+            let err = list_request(Some(bad)).unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::InvalidArgument(m) if m.contains("query parameter")),
+                "{bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -102,6 +102,7 @@ mod tests {
             challenge_id: "c".into(),
             name: "n".into(),
             description: String::new(),
+            tags: vec![],
             event_source: EventSource::Login,
             default_assigned: true,
             requirement: Requirement {

@@ -103,6 +103,34 @@ fn tag_of(spec: &RouteSpec) -> &'static str {
     }
 }
 
+/// Description (and allowed values) of the list's query parameters (CONTRACT §8).
+fn query_param_doc(rpc: &str, field: &str, param: &mut Map<String, Value>) {
+    if rpc != "GetUserChallenges" && rpc != "GetUserChallenge" {
+        return;
+    }
+    let text = match field {
+        "active_only" => "Only the caller's active goals (also `activeOnly`).",
+        "tags" => {
+            "Only goals that carry, or whose challenge carries, any of these tags \
+             (comma separated)."
+        }
+        "status" => "Only goals the caller sees in this status.",
+        "page_size" => {
+            "Challenges per page, 1–100 (also `pageSize`). When given, the answer has \
+             `nextPageToken`, empty on the last page."
+        }
+        "page_token" => "`nextPageToken` of the previous page (also `pageToken`).",
+        _ => return,
+    };
+    param.insert("description".into(), text.into());
+    if field == "status" {
+        param.insert(
+            "enum".into(),
+            json!(["not_started", "in_progress", "completed", "claimed"]),
+        );
+    }
+}
+
 /// `{challenge_id}` → `challengeId` for each path field, as grpc-gateway names them.
 fn path_fields(path: &str) -> Vec<&str> {
     path.split('/')
@@ -326,6 +354,11 @@ pub fn api_json(base_path: &str) -> Value {
                     o.insert("name".into(), f.name().into());
                     o.insert("in".into(), "query".into());
                     o.insert("required".into(), false.into());
+                    if f.is_list() {
+                        // `tags=a,b` (repeating the parameter works too).
+                        o.insert("collectionFormat".into(), "csv".into());
+                    }
+                    query_param_doc(spec.rpc, f.name(), o);
                 }
                 params.push(p);
             }
@@ -424,6 +457,39 @@ mod tests {
                 .any(|p| p["name"] == "active_only"),
             "{list}"
         );
+        // The list's filters and paging (CONTRACT §8).
+        let by_name = |name: &str| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{name} in {list}"))
+                .clone()
+        };
+        let tags = by_name("tags");
+        assert_eq!(
+            (&tags["in"], &tags["type"], &tags["items"]["type"]),
+            (&json!("query"), &json!("array"), &json!("string"))
+        );
+        assert_eq!(tags["collectionFormat"], "csv");
+        assert_eq!(by_name("status")["enum"][3], "claimed");
+        assert_eq!(by_name("page_size")["format"], "int32");
+        assert!(
+            by_name("page_token")["description"]
+                .as_str()
+                .unwrap()
+                .contains("nextPageToken")
+        );
+        let one = &paths["/v1/challenges/{challengeId}"]["get"]["parameters"];
+        let names: Vec<&str> = one
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["challengeId", "active_only", "tags", "status"]);
+        let resp = &spec["definitions"]["serviceGetChallengesResponse"]["properties"];
+        assert_eq!(resp["nextPageToken"]["type"], "string");
         let erase = &paths["/v1/users/me/data"]["delete"];
         assert_eq!(erase["tags"][0], "GDPR");
         assert_eq!(erase["parameters"].as_array().unwrap().len(), 0);

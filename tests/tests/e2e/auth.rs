@@ -88,7 +88,10 @@ async fn auth_with_signed_tokens() {
             .await
             .unwrap();
     let mut client = ServiceClient::new(channel);
-    let mut req = tonic::Request::new(GetChallengesRequest { active_only: true });
+    let mut req = tonic::Request::new(GetChallengesRequest {
+        active_only: true,
+        ..Default::default()
+    });
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let list = client
@@ -103,7 +106,10 @@ async fn auth_with_signed_tokens() {
         .sum();
     assert_eq!(goals, 3);
     let status = client
-        .get_user_challenges(GetChallengesRequest { active_only: true })
+        .get_user_challenges(GetChallengesRequest {
+            active_only: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);

@@ -102,6 +102,46 @@ async fn json_shapes_follow_the_contract() {
         .unwrap_or_else(|e| panic!("GET /v1/challenges: {e}"));
     let list: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(keys(&list), ["challenges"]);
+    // Paged (CONTRACT §8): the same challenges, one per page, then `nextPageToken` once.
+    let mut token = String::new();
+    let mut paged = Vec::new();
+    loop {
+        let raw = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/challenges?pageSize=1&pageToken={token}",
+                stack.service_url()
+            ))
+            .header("x-mock-user-id", &u)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str::<NoDuplicateKeys>(&raw)
+            .unwrap_or_else(|e| panic!("GET /v1/challenges?pageSize=1: {e}"));
+        let page: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(keys(&page), ["challenges", "nextPageToken"]);
+        // Ids only: progress may still move meanwhile (the login above).
+        paged.extend(
+            page["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["challengeId"].clone()),
+        );
+        token = page["nextPageToken"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            break;
+        }
+    }
+    let ids: Vec<serde_json::Value> = list["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["challengeId"].clone())
+        .collect();
+    assert_eq!(paged, ids);
     let challenge = &list["challenges"][0];
     assert_eq!(
         keys(challenge),
