@@ -269,3 +269,89 @@ async fn requirement_groups_show_each_requirement_and_claim_once_met(pool: PgPoo
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(h.granter.calls(), 1);
 }
+
+/// The same goals through the real gRPC server (its fast list path): `timesClaimed`,
+/// `maxTimes`, `requirementGroups` and the caller's own per-player window.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn rich_goals_over_the_grpc_transport(pool: PgPool) {
+    use extend_challenge_common::clock::Clock;
+    use extend_challenge_common::pb::service as pb;
+    use extend_challenge_common::pb::service::service_client::ServiceClient;
+    use extend_challenge_service::auth::Authenticator;
+    use extend_challenge_service::server::{Application, Dependencies};
+
+    let settings = settings(&[("AB_BASE_URL", "http://127.0.0.1:9")]);
+    let (clock, _hand) = Clock::manual(at(NOON));
+    let deps = Dependencies {
+        pool: pool.clone(),
+        config: Arc::new(config::load_from_path(GOALS).unwrap()),
+        granter: Arc::new(CountingGranter::default()),
+        auth: Authenticator::from_settings(&settings, reqwest::Client::new()),
+        clock,
+    };
+    let app = Application::build(&settings, deps).await.unwrap();
+    let addr = app.grpc_addr();
+    let stop = app.shutdown_token();
+    let task = tokio::spawn(app.run_until_stopped());
+    let mut c = ServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    fn req<T>(msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut()
+            .insert("x-mock-user-id", "gus".parse().unwrap());
+        r
+    }
+    c.initialize_player(req(pb::InitializeRequest {}))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE user_goal_progress SET progress = 12, status = 'in_progress', \
+           req_state = '12/,1/,0/,/' WHERE user_id = 'gus' AND goal_id = 'either'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let list = c
+        .get_user_challenges(req(pb::GetChallengesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let goal = |cid: &str, gid: &str| {
+        list.challenges
+            .iter()
+            .find(|c| c.challenge_id == cid)
+            .and_then(|c| c.goals.iter().find(|g| g.goal_id == gid))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(goal("rich", "again").max_times, 2);
+    assert_eq!(goal("rich", "again").times_claimed, 0);
+    assert!(goal("rich", "again").requirement_groups.is_empty());
+    assert_eq!(goal("rich", "sprint").expires_at, "2025-11-05T12:00:00Z");
+    let either = goal("combo", "either");
+    assert_eq!(either.progress, 12);
+    assert_eq!(either.requirement_groups.len(), 2);
+    let wins = &either.requirement_groups[0].requirements[1];
+    assert_eq!(
+        (wins.stat_code.as_str(), wins.current, wins.met),
+        ("wins", 1, false)
+    );
+    assert!(
+        either.requirement_groups[1].requirements[0].met,
+        "deaths = 0 seen"
+    );
+    let rotation = c
+        .get_rotation_status(req(pb::GetRotationStatusRequest {
+            challenge_id: "rich".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .rotation
+        .unwrap();
+    assert_eq!(rotation.r#type, "per_user");
+    assert_eq!(rotation.current_period.unwrap().start_time, NOON);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
