@@ -178,7 +178,7 @@ impl Application {
             .reconciler()
             .spawn(self.reconcile_interval, shutdown.clone());
         // Grants the rewards of completed autoClaim goals (one replica at a time).
-        let auto_claimer = crate::rewards::auto_claim::AutoClaimer::new(self.service.clone())
+        let auto_claimer = crate::app::auto_claim::AutoClaimer::new(self.service.clone())
             .spawn(self.auto_claim_interval, shutdown.clone());
         // Deletes expired rows and old erasure tombstones (one replica at a time).
         let cleanup = self.cleanup.map(|c| c.spawn(shutdown.clone()));

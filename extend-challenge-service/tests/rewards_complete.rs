@@ -12,7 +12,7 @@ use common::fake_ags::{FakeAgs, Fault};
 use common::*;
 use extend_challenge_common::config;
 use extend_challenge_common::store::outbox;
-use extend_challenge_service::rewards::auto_claim::{
+use extend_challenge_service::app::auto_claim::{
     AutoClaimMetrics, AutoClaimOutcome, AutoClaimPass, AutoClaimer,
 };
 use extend_challenge_service::rewards::{AgsRewardClient, RetryPolicy};

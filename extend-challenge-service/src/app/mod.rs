@@ -10,8 +10,10 @@
 //!   (`BatchSelectGoals`) or a random draw (`RandomSelectGoals`);
 //! - [`claim`], `ClaimGoalReward`, the grant intents (one per reward) and their reconciler;
 //! - [`rewards`], `ClaimChallengeRewards` (claim all) and `GetRewardHistory`;
+//! - [`auto_claim`], the claims of completed `autoClaim` goals, from the outbox;
 //! - [`erasure`], `DeleteUserData`, the erasure of all the player's records.
 
+pub mod auto_claim;
 mod claim;
 mod erasure;
 mod list;

@@ -8,7 +8,6 @@
 //! looking for the key in AGS's records before granting again.
 
 mod ags;
-pub mod auto_claim;
 pub mod key;
 mod metrics;
 pub mod reconcile;

@@ -26,7 +26,7 @@ use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::ChallengeService;
+use super::ChallengeService;
 use crate::error::ServiceError;
 
 /// The advisory lock one replica holds while it works the outbox ("chalauc1").
@@ -204,7 +204,7 @@ impl AutoClaimer {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        super::every(interval, shutdown, move || {
+        crate::rewards::every(interval, shutdown, move || {
             let this = self.clone();
             async move {
                 match this.run_once().await {
