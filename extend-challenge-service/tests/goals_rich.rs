@@ -355,3 +355,50 @@ async fn rich_goals_over_the_grpc_transport(pool: PgPool) {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// Retention (CONTRACT §3.6) with per-player windows: a player's row whose own window ended
+/// more than the retention ago is deleted; another player's, whose window ended recently, is
+/// kept (expiry is per row, so per player).
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn retention_follows_each_players_own_window(pool: PgPool) {
+    use extend_challenge_common::clock::Clock;
+    use extend_challenge_common::settings::CleanupSettings;
+    use extend_challenge_service::cleanup::{Cleanup, CleanupPass};
+
+    let h = harness(pool.clone());
+    for user in ["old", "recent"] {
+        h.post("/challenge/v1/challenges/initialize", user, "{}")
+            .await;
+    }
+    for (user, days) in [("old", 10), ("recent", 3)] {
+        sqlx::query(
+            "UPDATE user_goal_progress SET expires_at = $2, progress = 1, status = 'in_progress' \
+             WHERE user_id = $1 AND goal_id = 'sprint'",
+        )
+        .bind(user)
+        .bind(at(NOON) - chrono::Duration::days(days))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let (clock, _hand) = Clock::manual(at(NOON));
+    let cleanup = Cleanup::new(
+        pool.clone(),
+        clock,
+        &config::load_from_path(GOALS).unwrap(),
+        CleanupSettings {
+            enabled: true,
+            interval: std::time::Duration::from_secs(3600),
+            retention_days: 7,
+            batch_size: 100,
+            batch_pause: std::time::Duration::ZERO,
+            tombstone_days: 7,
+        },
+    );
+    let CleanupPass::Done(report) = cleanup.run_cleanup_once().await.unwrap() else {
+        panic!("not leader");
+    };
+    assert_eq!(report.rows_deleted, 1, "{report:?}");
+    assert!(h.row_status("old", "sprint").await.is_none());
+    assert!(h.row_status("recent", "sprint").await.is_some());
+}
