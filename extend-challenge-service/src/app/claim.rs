@@ -93,14 +93,15 @@ impl ChallengeService {
             .checked_sub(CLAIM_COMMIT_RESERVE)
             .unwrap_or(deadline);
         // The rewards are granted side by side, each under its own key and settled on its
-        // own: a reward granted stays granted whatever happens to the others.
-        let outcomes =
-            futures::future::join_all(work.iter().map(|(intent, resume)| {
-                self.grant_one(&goal, intent, &owner, *resume, grant_until)
-            }))
-            .await;
+        // own: a reward granted stays granted whatever happens to the others. The row and
+        // the answer share one `claimedAt`.
+        let claimed_at = self.now();
+        let outcomes = futures::future::join_all(work.iter().map(|(intent, resume)| {
+            self.grant_one(&goal, intent, &owner, *resume, grant_until, claimed_at)
+        }))
+        .await;
         match outcomes.into_iter().min().unwrap_or(Outcome::Granted) {
-            Outcome::Granted => Ok(claim_response(&goal, self.now())),
+            Outcome::Granted => Ok(claim_response(&goal, claimed_at)),
             Outcome::Refused => Err(ServiceError::RewardGrantFailed {
                 goal_id: goal.id.clone(),
             }),
@@ -119,6 +120,7 @@ impl ChallengeService {
         owner: &str,
         resume: Resume,
         grant_until: tokio::time::Instant,
+        claimed_at: DateTime<Utc>,
     ) -> Outcome {
         let Some(reward) = reconcile::reward_of(intent) else {
             return Outcome::InDoubt;
@@ -131,8 +133,7 @@ impl ChallengeService {
         if let Some(Err(e)) = &outcome {
             tracing::warn!(goal_id = %goal.id, reward_index = intent.reward_index, error = %e, "reward grant failed");
         }
-        let now = self.now();
-        let next_check_at = now + reconcile::chrono_duration(self.grant_settle);
+        let next_check_at = self.now() + reconcile::chrono_duration(self.grant_settle);
         let settled = tokio::time::timeout(
             reconcile::DB_LIMIT,
             reconcile::settle(
@@ -140,7 +141,7 @@ impl ChallengeService {
                 intent,
                 owner,
                 outcome.as_ref(),
-                now,
+                claimed_at,
                 next_check_at,
             ),
         )
