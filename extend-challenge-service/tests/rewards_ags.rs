@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use extend_challenge_common::config::{Reward, RewardType};
+use extend_challenge_e2e::platform_models::{self, Entitlement};
 use extend_challenge_service::rewards::{
     AgsRewardClient, GrantError, GrantRequest, Granted, Resume, RetryPolicy, RewardGranter,
     RewardMetrics,
@@ -157,7 +158,18 @@ async fn item_grant_sends_the_exact_entitlement_request() {
             "source": "REWARD",
             "grantedCode": KEY,
         }])))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": "ent-1"}])))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([Entitlement {
+                id: "ent-1",
+                namespace: NS,
+                user_id: "user-1",
+                item_id: "sword-01",
+                quantity: 2,
+                granted_code: Some(KEY),
+                at: chrono::Utc::now(),
+            }
+            .stackable()])),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -182,7 +194,10 @@ async fn wallet_grant_sends_the_exact_credit_request() {
             "source": "REWARD",
             "reason": format!("challenge daily-quests/login-3 [{KEY}]"),
         })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"balance": 50})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(platform_models::wallet(NS, "user-1", "GOLD", 50)),
+        )
         .expect(1)
         .mount(&server)
         .await;

@@ -79,26 +79,13 @@ impl Respond for GrantResponder {
                 body["reason"].as_str(),
                 now,
             ));
-            let balance = r
-                .credits
-                .iter()
-                .filter(|c| c["userId"] == user.as_str() && c["currencyCode"] == currency.as_str())
-                .filter_map(|c| c["amount"].as_i64())
-                .sum();
+            let balance = models::balance(&r.credits, &user, &currency);
             models::wallet(NAMESPACE, &user, &currency, balance)
         } else {
             let mut out = Vec::new();
-            for item in body.as_array().cloned().unwrap_or_default() {
+            for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
                 let id = format!("ent-{}", r.entitlements.len() + 1);
-                let e = Entitlement {
-                    id: &id,
-                    namespace: NAMESPACE,
-                    user_id: &user,
-                    item_id: item["itemId"].as_str().unwrap_or_default(),
-                    quantity: item["quantity"].as_i64().unwrap_or(1),
-                    granted_code: item["grantedCode"].as_str(),
-                    at: now,
-                };
+                let e = Entitlement::of_item(&id, NAMESPACE, &user, item, now);
                 r.entitlements.push(e.info());
                 out.push(e.stackable());
             }

@@ -108,7 +108,27 @@ pub struct Entitlement<'a> {
     pub at: DateTime<Utc>,
 }
 
-impl Entitlement<'_> {
+impl<'a> Entitlement<'a> {
+    /// The entitlement a grant request's `item` (`itemId`, `quantity`, `grantedCode`; an
+    /// entitlement grant's or a fulfillment's) makes, at `at`.
+    pub fn of_item(
+        id: &'a str,
+        namespace: &'a str,
+        user_id: &'a str,
+        item: &'a Value,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Entitlement {
+            id,
+            namespace,
+            user_id,
+            item_id: item["itemId"].as_str().unwrap_or_default(),
+            quantity: item["quantity"].as_i64().unwrap_or(1),
+            granted_code: item.get("grantedCode").and_then(Value::as_str),
+            at,
+        }
+    }
+
     /// As `EntitlementInfo` (the look-up's records).
     pub fn info(&self) -> Value {
         let mut v = json!({
@@ -175,6 +195,33 @@ pub fn wallet_transaction(
         v["reason"] = json!(r);
     }
     assert_model("WalletTransactionInfo", &v);
+    v
+}
+
+/// The balance of `user_id`'s `currency` wallet: the sum of its credits (the
+/// `WalletTransactionInfo`s a fake keeps).
+pub fn balance(credits: &[Value], user_id: &str, currency: &str) -> i64 {
+    credits
+        .iter()
+        .filter(|c| c["userId"] == user_id && c["currencyCode"] == currency)
+        .filter_map(|c| c["amount"].as_i64())
+        .sum()
+}
+
+/// A fulfillment's answer (`FulfillmentV2Result`, `fulfillItemsV3`): fulfilled, with the
+/// requested `items`.
+pub fn fulfillment(transaction_id: &str, namespace: &str, user_id: &str, items: &Value) -> Value {
+    let state_info = json!({"successList": []});
+    assert_model("FulfillmentStateInfo", &state_info);
+    let v = json!({
+        "transactionId": transaction_id,
+        "namespace": namespace,
+        "userId": user_id,
+        "state": "FULFILLED",
+        "stateInfo": state_info,
+        "items": items,
+    });
+    assert_model("FulfillmentV2Result", &v);
     v
 }
 
@@ -252,6 +299,7 @@ mod tests {
         check("StackableEntitlementInfo", &e.stackable()).unwrap();
         let t = wallet_transaction("ns", "u", "GOLD", 5, Some("r"), now);
         check("WalletTransactionInfo", &t).unwrap();
+        let t0 = t.clone();
         let mut with_metadata = t.clone();
         with_metadata["metadata"] = json!({"k": "v"});
         assert!(check("WalletTransactionInfo", &with_metadata).is_err());
@@ -259,6 +307,15 @@ mod tests {
         without_amount.as_object_mut().unwrap().remove("amount");
         assert!(check("WalletTransactionInfo", &without_amount).is_err());
         check("WalletInfo", &wallet("ns", "u", "GOLD", 5)).unwrap();
+        assert_eq!(balance(&[t0.clone(), t0], "u", "GOLD"), 10);
+        let items = json!([{"itemId": "sword", "quantity": 1}]);
+        check(
+            "FulfillmentV2Result",
+            &fulfillment("chl-1", "ns", "u", &items),
+        )
+        .unwrap();
+        let e = Entitlement::of_item("e2", "ns", "u", &items[0], now);
+        assert_eq!((e.item_id, e.quantity, e.granted_code), ("sword", 1, None));
         let p = page(
             "WalletTransactionPagingSlicedResult",
             "WalletTransactionInfo",

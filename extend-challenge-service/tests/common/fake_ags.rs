@@ -207,15 +207,7 @@ async fn handle(
                 let mut out = Vec::new();
                 for item in &items {
                     let id = format!("ent-{}", s.entitlements.len() + 1);
-                    let e = Entitlement {
-                        id: &id,
-                        namespace: &ns,
-                        user_id: &user,
-                        item_id: item["itemId"].as_str().unwrap_or_default(),
-                        quantity: item["quantity"].as_i64().unwrap_or(1),
-                        granted_code: item.get("grantedCode").and_then(Value::as_str),
-                        at: chrono::Utc::now(),
-                    };
+                    let e = Entitlement::of_item(&id, &ns, &user, item, chrono::Utc::now());
                     s.entitlements.push(e.info());
                     out.push(e.stackable());
                 }
@@ -280,12 +272,7 @@ async fn handle(
                     credit["reason"].as_str(),
                     chrono::Utc::now(),
                 ));
-                let balance: i64 = s
-                    .credits
-                    .iter()
-                    .filter(|c| c["userId"] == user.as_str() && c["currencyCode"] == code.as_str())
-                    .filter_map(|c| c["amount"].as_i64())
-                    .sum();
+                let balance = models::balance(&s.credits, &user, &code);
                 (200, models::wallet(&ns, &user, &code, balance))
             })
             .await
@@ -353,24 +340,10 @@ async fn handle(
                 }
                 for item in request["items"].as_array().unwrap() {
                     let id = format!("ent-{}", s.entitlements.len() + 1);
-                    let e = Entitlement {
-                        id: &id,
-                        namespace: &ns,
-                        user_id: &user,
-                        item_id: item["itemId"].as_str().unwrap_or_default(),
-                        quantity: item["quantity"].as_i64().unwrap_or(1),
-                        granted_code: None,
-                        at: chrono::Utc::now(),
-                    };
+                    let e = Entitlement::of_item(&id, &ns, &user, item, chrono::Utc::now());
                     s.entitlements.push(e.info());
                 }
-                let result = json!({
-                    "transactionId": tx,
-                    "namespace": ns,
-                    "userId": user,
-                    "state": "FULFILLED",
-                    "items": request["items"],
-                });
+                let result = models::fulfillment(&tx, &ns, &user, &request["items"]);
                 s.fulfillments.insert(tx.clone(), result.clone());
                 (200, result)
             })
