@@ -90,11 +90,6 @@ pub fn period_containing(schedule: Schedule, t: DateTime<Utc>) -> Period {
     }
 }
 
-/// The period right after the one containing `t`.
-pub fn next_period(schedule: Schedule, t: DateTime<Utc>) -> Period {
-    period_containing(schedule, period_containing(schedule, t).end)
-}
-
 /// Start of the UTC day containing `t`.
 pub fn utc_day_start(t: DateTime<Utc>) -> DateTime<Utc> {
     midnight(t.date_naive())
@@ -156,7 +151,7 @@ mod tests {
         let p = period_containing(Schedule::Monthly, at("2025-12-31T10:00:00Z"));
         assert_eq!(p.start, at("2025-12-01T00:00:00Z"));
         assert_eq!(p.end, at("2026-01-01T00:00:00Z"));
-        let n = next_period(Schedule::Monthly, at("2025-12-31T10:00:00Z"));
+        let n = next_window(Schedule::Monthly, None, at("2025-12-31T10:00:00Z"));
         assert_eq!(n.start, at("2026-01-01T00:00:00Z"));
         assert_eq!(n.end, at("2026-02-01T00:00:00Z"));
     }

@@ -102,10 +102,7 @@ async fn a_completion_is_acknowledged_with_its_auto_claims_recorded(pool: PgPool
 async fn buffered_completions_record_their_auto_claims_with_the_batch(pool: PgPool) {
     let h = start_with_config(
         pool.clone(),
-        &[
-            ("ACK_MODE", "buffered"),
-            ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
-        ],
+        BUFFERED,
         at("2025-11-05T12:00:00Z"),
         config(),
         |b| b,

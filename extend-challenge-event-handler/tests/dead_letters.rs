@@ -15,11 +15,6 @@ use extend_challenge_event_handler::event::{Event, EventKind, Source};
 use futures::future::join_all;
 use sqlx::PgPool;
 
-const BUFFERED: &[(&str, &str)] = &[
-    ("ACK_MODE", "buffered"),
-    ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
-];
-
 const POISON_USER: &str = "nul\u{0}user";
 
 /// A login that validation would have refused (a NUL in the user id), straight into the

@@ -100,11 +100,6 @@ fn as_env<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)>
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-const BUFFERED: &[(&str, &str)] = &[
-    ("ACK_MODE", "buffered"),
-    ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
-];
-
 /// Replica A commits a batch and "crashes" before its Redis `done` write (the key is put
 /// back to A's lease as it was). Replica B gets the redelivery: once A's lease expires, the
 /// ledger says it was applied — answered OK, applied once.

@@ -28,12 +28,6 @@ fn login_at(user: &str, id: &str, timestamp: &str) -> UserLoggedIn {
     }
 }
 
-/// Buffered mode, and a flush interval long enough that only `flush_once` writes.
-const BUFFERED: &[(&str, &str)] = &[
-    ("ACK_MODE", "buffered"),
-    ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
-];
-
 async fn tombstone(pool: &PgPool, user: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     sqlx::query_scalar("SELECT erased_at FROM user_erasures WHERE user_id = $1")
         .bind(user)

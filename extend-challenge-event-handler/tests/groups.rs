@@ -58,10 +58,7 @@ async fn row(pool: &PgPool, user: &str, goal: &str) -> (i32, String, Option<Stri
 async fn requirements_of_one_goal_fold_into_its_row(pool: PgPool) {
     let h = start_with_config(
         pool.clone(),
-        &[
-            ("ACK_MODE", "buffered"),
-            ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
-        ],
+        BUFFERED,
         at("2025-11-05T12:00:00Z"),
         config(),
         |b| b,

@@ -9,11 +9,6 @@ use common::*;
 use sqlx::PgPool;
 use tonic::Code;
 
-const BUFFERED: &[(&str, &str)] = &[
-    ("ACK_MODE", "buffered"),
-    ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
-];
-
 fn status(
     rows: &std::collections::HashMap<String, extend_challenge_common::store::ProgressRow>,
     goal: &str,

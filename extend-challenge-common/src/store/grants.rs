@@ -183,24 +183,6 @@ pub async fn lock_for_claim(
 /// SQLSTATE of `NOWAIT` meeting a held lock.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
-/// The intents (one per reward) of (user, goal, period), read without locks.
-pub async fn find(
-    pool: &PgPool,
-    user_id: &str,
-    goal_id: &str,
-    period_key: &str,
-) -> Result<Vec<GrantIntent>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT * FROM reward_grants WHERE user_id = $1 AND goal_id = $2 AND period_key = $3 \
-         ORDER BY reward_index",
-    )
-    .bind(user_id)
-    .bind(goal_id)
-    .bind(period_key)
-    .fetch_all(pool)
-    .await
-}
-
 /// Whether a claim holds a live lease on any intent of this user's goal (any period).
 pub async fn leased(
     pool: &PgPool,

@@ -31,6 +31,12 @@ use tonic::transport::Channel;
 
 pub const NAMESPACE: &str = "test-ns";
 
+/// Buffered mode, and a flush interval long enough that only `flush_once` writes.
+pub const BUFFERED: &[(&str, &str)] = &[
+    ("ACK_MODE", "buffered"),
+    ("BUFFER_FLUSH_INTERVAL_MS", "3600000"),
+];
+
 pub fn fixture_path() -> String {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
