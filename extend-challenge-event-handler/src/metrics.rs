@@ -203,3 +203,15 @@ pub fn init() {
     LazyLock::force(&DEDUP_TAKEOVERS_TOTAL);
     LazyLock::force(&LEDGER_PURGED_TOTAL);
 }
+
+/// Live progress notifications (`LISTEN/NOTIFY` payloads) by result (`sent`, `failed`).
+pub static LIVE_NOTIFICATIONS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "challenge_live_notifications_total",
+            "Live progress notifications sent to the service replicas, by result"
+        ),
+        &["result"]
+    )
+    .expect("register challenge_live_notifications_total")
+});

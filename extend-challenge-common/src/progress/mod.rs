@@ -103,9 +103,56 @@ pub enum Delta {
     },
 }
 
+/// Why an event left a goal unchanged: the rule that ignored it (the event trail's
+/// `reason`, CONTRACT §10). Produced by [`rules::apply_explained`] and
+/// [`rules::stat_delta`]; the handler adds the reasons no rule of a row decides (no row,
+/// a redelivered id, a dead-lettered batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ignored {
+    /// The goal is not assigned to the player (no row).
+    NotAssigned,
+    /// The row is inactive.
+    NotActive,
+    /// Prerequisites not done (reserved: a locked goal takes progress, CONTRACT §2.1).
+    Locked,
+    /// Claimed in its current period (or for the last time).
+    AlreadyClaimed,
+    /// Claimed in a rotation period that ended, without reselection: final.
+    PeriodEnded,
+    /// A redelivered event id, applied before.
+    Duplicate,
+    /// A negative stat value on an absolute or relative goal.
+    NegativeValue,
+    /// A `daily` goal already counted (or completed) today.
+    DailyCap,
+    /// The player's batch was refused by Postgres and moved to the dead-letter table.
+    DeadLettered,
+    /// The event reached the row and moved nothing (the same value again): not an ignore
+    /// reason; the trail shows it as counted with equal progress before and after.
+    Unchanged,
+}
+
+impl Ignored {
+    /// The trail's `reason` (`None` for [`Ignored::Unchanged`], which counts).
+    pub fn reason(self) -> Option<&'static str> {
+        Some(match self {
+            Ignored::NotAssigned => "not_assigned",
+            Ignored::NotActive => "not_active",
+            Ignored::Locked => "locked",
+            Ignored::AlreadyClaimed => "already_claimed",
+            Ignored::PeriodEnded => "period_ended",
+            Ignored::Duplicate => "duplicate",
+            Ignored::NegativeValue => "negative_value",
+            Ignored::DailyCap => "daily_cap",
+            Ignored::DeadLettered => "dead_lettered",
+            Ignored::Unchanged => return None,
+        })
+    }
+}
+
 pub mod rules;
 
 pub use rules::{
-    apply, delta_for_login, delta_for_stat, is_locked, locked_by, merge, new_assignment,
-    newly_completed, requirement_met, view,
+    apply, apply_explained, delta_for_login, delta_for_stat, is_locked, locked_by, merge,
+    new_assignment, newly_completed, requirement_met, stat_delta, view,
 };

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Delta, GoalState, PartState, Status};
+use super::{Delta, GoalState, Ignored, PartState, Status};
 use crate::config::{Goal, Groups, ProgressMode};
 use crate::rotation::{utc_day_start, window};
 
@@ -24,13 +24,18 @@ pub fn delta_for_login(goal: &Goal) -> Delta {
 /// `goal`, ordered by `at` = (event timestamp ms, arrival sequence). `None` when the event
 /// leaves the goal unchanged (a negative value on an absolute/relative goal).
 pub fn delta_for_stat(goal: &Goal, value: i32, inc: i32, at: (i64, u64)) -> Option<Delta> {
+    stat_delta(goal, value, inc, at).ok()
+}
+
+/// [`delta_for_stat`], saying why an event leaves the goal unchanged.
+pub fn stat_delta(goal: &Goal, value: i32, inc: i32, at: (i64, u64)) -> Result<Delta, Ignored> {
     match goal.mode {
-        ProgressMode::Increment | ProgressMode::Daily => Some(Delta::Count(1)),
+        ProgressMode::Increment | ProgressMode::Daily => Ok(Delta::Count(1)),
         ProgressMode::Absolute | ProgressMode::Relative => {
             if value < 0 {
-                return None;
+                return Err(Ignored::NegativeValue);
             }
-            Some(Delta::Value {
+            Ok(Delta::Value {
                 first_base: clamp_i32(i64::from(value) - i64::from(inc)),
                 first_at: at,
                 latest: value,
@@ -108,17 +113,32 @@ pub fn apply(
     delta: &Delta,
     now: DateTime<Utc>,
 ) -> Option<GoalState> {
+    apply_explained(goal, state, delta, now).ok()
+}
+
+/// [`apply`], saying why the row must not change: the rule that ignored the delta. The
+/// event trail's reasons (CONTRACT §10) come from here, so they are the rules that decide.
+pub fn apply_explained(
+    goal: &Goal,
+    state: &GoalState,
+    delta: &Delta,
+    now: DateTime<Utc>,
+) -> Result<GoalState, Ignored> {
     if let Some(part) = &goal.part {
         return apply_part(&part.parent, part.index, goal, state, delta, now);
     }
-    if !state.is_active || *delta == Delta::Count(0) {
-        return None;
+    if !state.is_active {
+        return Err(Ignored::NotActive);
+    }
+    if *delta == Delta::Count(0) {
+        return Err(Ignored::Unchanged);
     }
     let mut s = rollover(goal, state, now);
     // A claimed row that survived the rollover is final.
     if s.status == Status::Claimed {
-        return None;
+        return Err(claimed_reason(goal, state, now));
     }
+    let mut capped = false;
     if goal.mode == ProgressMode::Daily {
         // `rollover` already reset a row whose last event was on an earlier day, so a
         // completed row here completed today: nothing more to do.
@@ -126,10 +146,12 @@ pub fn apply(
             s.progress = 1;
             s.status = Status::Completed;
             s.completed_at = Some(now);
+        } else {
+            capped = true;
         }
     } else {
         let (mut progress, mut baseline) = (s.progress, s.baseline_value);
-        advance(
+        capped = advance(
             goal.mode,
             goal.daily,
             &mut progress,
@@ -142,14 +164,40 @@ pub fn apply(
     }
     settle(goal, &mut s, now);
     if same_ignoring_last_event(&s, state) {
-        return None;
+        return Err(if capped {
+            Ignored::DailyCap
+        } else {
+            Ignored::Unchanged
+        });
     }
     s.last_event_at = Some(now);
-    Some(s)
+    Ok(s)
+}
+
+/// Why a claimed row takes no more events: its rotation period ended and it may not be
+/// selected again (it stays claimed forever), or it is claimed in its current period (or
+/// for the last time of a repeatable goal).
+fn claimed_reason(goal: &Goal, state: &GoalState, now: DateTime<Utc>) -> Ignored {
+    let ended = goal.rotation.is_some_and(|rot| {
+        state
+            .expires_at
+            .or_else(|| {
+                state
+                    .last_event_at
+                    .map(|t| window(rot.schedule, state.assigned_at, t).end)
+            })
+            .is_some_and(|end| end <= now)
+    });
+    if ended {
+        Ignored::PeriodEnded
+    } else {
+        Ignored::AlreadyClaimed
+    }
 }
 
 /// How one requirement's progress moves (absolute, relative, increment; CONTRACT §2.1):
-/// the rule behind both a goal's own progress and each requirement of a group.
+/// the rule behind both a goal's own progress and each requirement of a group. Returns
+/// whether a daily increment goal's once-a-day cap swallowed the delta.
 fn advance(
     mode: ProgressMode,
     daily: bool,
@@ -158,7 +206,7 @@ fn advance(
     last_event_at: Option<DateTime<Utc>>,
     delta: &Delta,
     now: DateTime<Utc>,
-) {
+) -> bool {
     match mode {
         ProgressMode::Absolute => match *delta {
             Delta::Value { latest, .. } => *progress = latest.max(0),
@@ -187,11 +235,13 @@ fn advance(
                 if !counted_today && n > 0 {
                     *progress = add(*progress, 1);
                 }
+                return counted_today;
             } else {
                 *progress = add(*progress, n);
             }
         }
     }
+    false
 }
 
 /// [`apply`] for one requirement (`index`, fed through `part`) of a requirement-group goal
@@ -205,20 +255,25 @@ fn apply_part(
     state: &GoalState,
     delta: &Delta,
     now: DateTime<Utc>,
-) -> Option<GoalState> {
-    let groups = parent.groups.as_ref()?;
-    if !state.is_active || *delta == Delta::Count(0) || index >= groups.criteria.len() {
-        return None;
+) -> Result<GoalState, Ignored> {
+    let Some(groups) = parent.groups.as_ref() else {
+        return Err(Ignored::Unchanged);
+    };
+    if !state.is_active {
+        return Err(Ignored::NotActive);
+    }
+    if *delta == Delta::Count(0) || index >= groups.criteria.len() {
+        return Err(Ignored::Unchanged);
     }
     let mut s = rollover(parent, state, now);
     if s.status == Status::Claimed {
-        return None;
+        return Err(claimed_reason(parent, state, now));
     }
     let mut parts = s.parts.take().unwrap_or_default();
     parts.resize(groups.criteria.len(), PartState::default());
     let p = &mut parts[index];
     let (mut progress, mut baseline) = (p.value.unwrap_or(0), p.baseline);
-    advance(
+    let _ = advance(
         part.mode,
         false,
         &mut progress,
@@ -243,10 +298,10 @@ fn apply_part(
     }
     s.parts = Some(parts);
     if same_ignoring_last_event(&s, state) {
-        return None;
+        return Err(Ignored::Unchanged);
     }
     s.last_event_at = Some(now);
-    Some(s)
+    Ok(s)
 }
 
 /// Whether requirement `index` of `groups` is met by the player's `parts`.

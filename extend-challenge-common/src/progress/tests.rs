@@ -1017,3 +1017,71 @@ fn requirement_groups_complete_when_any_group_is_all_met() {
         1
     ));
 }
+
+// ---------------------------------------------------------------- why (the event trail)
+
+/// Each ignore reason the rules decide, from the rule that decides it; `apply` is `None`
+/// exactly when `apply_explained` is an `Err`.
+#[test]
+fn apply_explained_names_the_rule_that_ignored_the_event() {
+    use crate::progress::{Ignored, apply_explained, stat_delta};
+    let abs = goal(ProgressMode::Absolute, 10);
+    let why = |g: &Goal, s: &GoalState, d: &Delta, now: &str| {
+        let explained = apply_explained(g, s, d, at(now));
+        assert_eq!(explained.clone().ok(), apply(g, s, d, at(now)));
+        explained.err()
+    };
+    // Counted.
+    assert_eq!(why(&abs, &fresh(), &stat(&abs, 3, 3, 0, 0), T0), None);
+    // Negative value: the delta rule.
+    assert_eq!(
+        stat_delta(&abs, -1, -1, (0, 0)),
+        Err(Ignored::NegativeValue)
+    );
+    assert!(stat_delta(&goal(ProgressMode::Increment, 3), -1, -1, (0, 0)).is_ok());
+    // Inactive.
+    let inactive = GoalState {
+        is_active: false,
+        ..fresh()
+    };
+    assert_eq!(
+        why(&abs, &inactive, &Delta::Count(1), T0),
+        Some(Ignored::NotActive)
+    );
+    // Claimed, this period (plain goal) and after a period without reselection.
+    let row = claimed_row(Some(at("2025-11-04T00:00:00Z")));
+    assert_eq!(
+        why(&abs, &row, &Delta::Count(1), T0),
+        Some(Ignored::AlreadyClaimed)
+    );
+    let no_reselect = rotating(abs.clone(), Schedule::Daily, true, false);
+    assert_eq!(
+        why(&no_reselect, &row, &Delta::Count(1), T0),
+        Some(Ignored::PeriodEnded)
+    );
+    let current = claimed_row(Some(at("2025-11-05T00:00:00Z")));
+    assert_eq!(
+        why(&no_reselect, &current, &Delta::Count(1), T0),
+        Some(Ignored::AlreadyClaimed)
+    );
+    // Daily caps: an increment goal counted today, a daily-mode goal completed today.
+    let mut daily_inc = goal(ProgressMode::Increment, 3);
+    daily_inc.daily = true;
+    let s = apply(&daily_inc, &fresh(), &Delta::Count(1), at(T0)).unwrap();
+    assert_eq!(
+        why(&daily_inc, &s, &Delta::Count(1), T1),
+        Some(Ignored::DailyCap)
+    );
+    let daily = goal(ProgressMode::Daily, 1);
+    let s = apply(&daily, &fresh(), &Delta::Count(1), at(T0)).unwrap();
+    assert_eq!(
+        why(&daily, &s, &Delta::Count(1), T1),
+        Some(Ignored::DailyCap)
+    );
+    // The same value again reaches the row and moves nothing: it counts.
+    let s = apply(&abs, &fresh(), &stat(&abs, 3, 3, 0, 0), at(T0)).unwrap();
+    let same = why(&abs, &s, &stat(&abs, 3, 0, 1, 1), T1);
+    assert_eq!(same, Some(Ignored::Unchanged));
+    assert_eq!(Ignored::Unchanged.reason(), None);
+    assert_eq!(Ignored::DailyCap.reason(), Some("daily_cap"));
+}

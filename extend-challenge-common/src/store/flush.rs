@@ -138,6 +138,38 @@ pub struct Flushed {
     /// by another transaction: nothing of those users was written. `outcome.deferred`
     /// counts them.
     pub deferred: Vec<usize>,
+    /// Per item of the batch, what the rules made of it (the event trail and the live
+    /// progress push read it); `None` for items not judged (deferred or erased users).
+    pub results: Vec<Option<ItemResult>>,
+}
+
+/// What a committed batch did to one item: the row's progress before and after, whether
+/// the row was written, and the rule that ignored the item, if one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemResult {
+    pub before: i32,
+    pub after: i32,
+    pub written: bool,
+    pub ignored: Option<progress::Ignored>,
+}
+
+impl ItemResult {
+    fn of(old: &progress::GoalState, new: &Result<progress::GoalState, progress::Ignored>) -> Self {
+        match new {
+            Ok(n) => ItemResult {
+                before: old.progress,
+                after: n.progress,
+                written: false,
+                ignored: None,
+            },
+            Err(why) => ItemResult {
+                before: old.progress,
+                after: old.progress,
+                written: false,
+                ignored: Some(*why),
+            },
+        }
+    }
 }
 
 /// Assigns `goals` (as [`progress::new_assignment`] at `now`) to each user in `users` that
@@ -487,6 +519,18 @@ pub(super) async fn write_batch(
         .count() as u64;
     outcome.not_assigned = without_row.iter().filter(|u| !skip(u)).count() as u64;
 
+    let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
+    for (i, item) in items.iter().enumerate() {
+        let first = by_key[&(&*item.user_id, item.goal.row_goal_id())];
+        if !locked[first] && !skip(&item.user_id) {
+            results[i] = Some(ItemResult {
+                before: 0,
+                after: 0,
+                written: false,
+                ignored: Some(progress::Ignored::NotAssigned),
+            });
+        }
+    }
     let mut keys_user = Vec::new();
     let mut keys_goal = Vec::new();
     let mut cols = StateColumns::default();
@@ -502,18 +546,27 @@ pub(super) async fn write_batch(
         };
         let item = &items[i];
         let old = row.goal.state();
-        let mut new = progress::apply(&item.goal, &old, &item.delta, now);
+        let first = progress::apply_explained(&item.goal, &old, &item.delta, now);
+        results[i] = Some(ItemResult::of(&old, &first));
+        let mut new = first.ok();
         // The row's other requirements, one after the other (`more` is sorted by row).
         let from = more.partition_point(|(first, _)| *first < i);
         let to = more.partition_point(|(first, _)| *first <= i);
         for &(_, j) in &more[from..to] {
             let current = new.as_ref().unwrap_or(&old);
-            if let Some(next) = progress::apply(&items[j].goal, current, &items[j].delta, now) {
+            let next = progress::apply_explained(&items[j].goal, current, &items[j].delta, now);
+            results[j] = Some(ItemResult::of(current, &next));
+            if let Ok(next) = next {
                 new = Some(next);
             }
         }
         match new {
             Some(new) if new != old => {
+                for k in std::iter::once(i).chain(more[from..to].iter().map(|m| m.1)) {
+                    if let Some(r) = &mut results[k] {
+                        r.written = true;
+                    }
+                }
                 if progress::newly_completed(&old, &new) {
                     let wakes_of = match &item.goal.part {
                         Some(p) => &p.parent.auto_claim_wakes,
@@ -555,7 +608,14 @@ pub(super) async fn write_batch(
     outcome.updated = row.try_get::<i64, _>(1)? as u64;
     let recorded = row.try_get::<i64, _>(2)? as u64;
     outcome.ledger_conflicts = applied.len() as u64 - recorded.min(applied.len() as u64);
-    Ok((Flushed { outcome, deferred }, xid))
+    Ok((
+        Flushed {
+            outcome,
+            deferred,
+            results,
+        },
+        xid,
+    ))
 }
 
 /// Runs [`LOCK_ROWS_SQL`] for the keys `(users[i], goals[i])`.

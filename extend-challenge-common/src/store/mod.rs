@@ -9,6 +9,8 @@
 //! - [`player`]: the service's reads and writes.
 //! - [`grants`]: reward grant intents, the claim's state machine.
 //! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
+//! - [`live`]: the live progress notifications (`LISTEN/NOTIFY`).
+//! - [`version`]: a player's progress version (the list's `ETag`).
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -20,8 +22,10 @@ pub mod erasure;
 pub mod flush;
 pub mod grants;
 pub mod ledger;
+pub mod live;
 pub mod outbox;
 pub mod player;
+pub mod version;
 
 pub use columns::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
 

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use extend_challenge_common::store::dead_letter::{self, escape_control};
-use extend_challenge_common::store::flush::{self, FlushError, FlushOutcome, Flushed, TxStatus};
+use extend_challenge_common::store::flush::{
+    self, FlushError, FlushOutcome, Flushed, ItemResult, TxStatus,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Engine};
@@ -61,7 +63,8 @@ impl Engine {
         };
         let started = Instant::now();
         let now = self.clock.now();
-        let (fates, mut outcome, error) = self.write(&batch, now).await;
+        let (fates, mut outcome, error, results) = self.write(&batch, now).await;
+        self.after_commit(&batch, &fates, &results, now);
         self.record_pool();
         let result_label = if error.is_none() { "ok" } else { "error" };
         metrics::FLUSH_DURATION_SECONDS
@@ -90,28 +93,40 @@ impl Engine {
         }
     }
 
-    /// Writes a batch; returns each user's fate, what was committed, and the error that
-    /// stopped it, if any (the users not written then go back for a retry).
+    /// Writes a batch; returns each user's fate, what was committed, the error that
+    /// stopped it, if any (the users not written then go back for a retry), and per item
+    /// what the rules made of it (`None` where nothing was committed).
     async fn write(
         &self,
         batch: &Batch,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> (Vec<Fate>, FlushOutcome, Option<FlushError>) {
+    ) -> (
+        Vec<Fate>,
+        FlushOutcome,
+        Option<FlushError>,
+        Vec<Option<ItemResult>>,
+    ) {
         let n = batch.users.len();
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
         for u in &batch.users {
             offsets.push(offsets.last().copied().unwrap_or(0) + u.keys);
         }
-        match self.flush_users(batch, &offsets, 0..n, now).await {
-            Ok(flushed) => (
-                buffer::fates_deferring(batch, &flushed.deferred),
-                flushed.outcome,
-                None,
-            ),
+        let mut results = vec![None; batch.items.len()];
+        let (fates, outcome, error) = match self.flush_users(batch, &offsets, 0..n, now).await {
+            Ok(flushed) => {
+                results = flushed.results;
+                (
+                    buffer::fates_deferring(batch, &flushed.deferred),
+                    flushed.outcome,
+                    None,
+                )
+            }
             Err(e) if e.is_retryable() => (vec![Fate::Back; n], FlushOutcome::default(), Some(e)),
-            Err(e) => self.isolate(batch, &offsets, now, e).await,
-        }
+            Err(e) => self.isolate(batch, &offsets, now, e, &mut results).await,
+        };
+        results.resize(batch.items.len(), None);
+        (fates, outcome, error, results)
     }
 
     /// Postgres refused the batch's data (`first`). Finds the refused users by bisection —
@@ -125,6 +140,7 @@ impl Engine {
         offsets: &[usize],
         now: chrono::DateTime<chrono::Utc>,
         first: FlushError,
+        results: &mut [Option<ItemResult>],
     ) -> (Vec<Fate>, FlushOutcome, Option<FlushError>) {
         let n = batch.users.len();
         let mut fates = vec![Fate::Back; n];
@@ -148,6 +164,9 @@ impl Engine {
                 match self.flush_users(batch, offsets, half.clone(), now).await {
                     Ok(flushed) => {
                         let first_item = offsets[half.start];
+                        for (k, r) in flushed.results.iter().enumerate() {
+                            results[first_item + k] = *r;
+                        }
                         for i in half.clone() {
                             let (a, b) = (offsets[i] - first_item, offsets[i + 1] - first_item);
                             let deferred = flushed.deferred.iter().any(|&d| d >= a && d < b);

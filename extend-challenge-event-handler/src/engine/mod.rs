@@ -24,6 +24,7 @@ use crate::buffer::Buffer;
 use crate::dedup::RedisDedup;
 use crate::ledger::LedgerLookups;
 
+mod after;
 mod flush;
 mod ingest;
 

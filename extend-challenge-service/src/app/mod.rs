@@ -16,6 +16,7 @@
 pub mod auto_claim;
 mod claim;
 mod erasure;
+mod etag;
 mod list;
 mod reads;
 mod rewards;
@@ -35,6 +36,7 @@ use crate::rewards::RewardGranter;
 
 pub use self::claim::{CLAIM_DEADLINE, DEFAULT_GRANT_SETTLE};
 pub use self::erasure::ERASURE_RATE_LIMIT;
+pub use self::etag::none_match;
 pub use self::rewards::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 pub use self::selection::sample;
 
@@ -77,6 +79,7 @@ struct Inner {
     granter: Arc<dyn RewardGranter>,
     clock: Clock,
     namespace: String,
+    tag_basis: etag::TagBasis,
 }
 
 impl ChallengeService {
@@ -91,10 +94,12 @@ impl ChallengeService {
             pool.options().get_max_connections().max(1) as usize,
             pool.options().get_acquire_timeout(),
         );
+        let catalog = Catalog::new(config);
         ChallengeService {
             initialize_gate,
             inner: Arc::new(Inner {
-                catalog: Catalog::new(config),
+                tag_basis: etag::TagBasis::new(&catalog),
+                catalog,
                 pool,
                 granter,
                 clock,

@@ -69,8 +69,8 @@ pub(super) fn tag_set<'a>(
 }
 
 /// FNV-1a, 64 bits: stable across builds and processes (unlike std's `DefaultHasher`), so a
-/// token from one replica works on another.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+/// token from one replica works on another. Each part is followed by a separator.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for &b in *part {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use extend_challenge_common::config::{ChallengeConfig, Goal};
 
-pub use self::list::{BadQuery, ListQuery, MAX_PAGE_SIZE, Page};
+pub use self::list::{BadQuery, ListQuery, MAX_PAGE_SIZE, Page, fnv1a as digest};
 pub use self::proto::{requirement_pb, reward_pb, rewards_pb};
 pub use self::view::{GoalDisplay, PlayerView};
 
@@ -174,6 +174,28 @@ impl Catalog {
 
     pub fn goal_index(&self, goal_id: &str) -> Option<usize> {
         self.goal_index.get(goal_id).copied()
+    }
+
+    /// A digest of everything the catalog shows or computes from (the pre-serialized
+    /// heads and each goal's rules): part of the list's `ETag`, equal on every replica
+    /// serving the same configuration.
+    pub fn fingerprint(&self) -> u64 {
+        let rules: Vec<String> = self
+            .goals
+            .iter()
+            .map(|e| {
+                let g = &e.goal;
+                format!("{:?}{:?}{:?}{:?}", g.mode, g.daily, g.rotation, g.repeat)
+            })
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(self.goals.len() * 3);
+        for c in &self.challenges {
+            parts.push(c.json_head.as_bytes());
+        }
+        for (e, r) in self.goals.iter().zip(&rules) {
+            parts.extend([e.json_head.as_bytes(), e.json_tail.as_bytes(), r.as_bytes()]);
+        }
+        list::fnv1a(&parts)
     }
 
     /// Flat index of `goal_id` if it belongs to challenge `ci`.

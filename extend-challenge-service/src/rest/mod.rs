@@ -9,7 +9,7 @@ use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -218,14 +218,34 @@ async fn authenticate(State(state): State<RestState>, mut req: Request, next: Ne
 
 type ApiResult = Result<Response, ServiceError>;
 
+/// The list, with its `ETag`; `If-None-Match` naming the current tag is answered `304`
+/// from one aggregate query, before anything is built (`app::etag`). The tag is read
+/// before the list, so a change in between makes the body newer than its tag, never older.
 async fn get_user_challenges(
     State(s): State<RestState>,
     Extension(AuthUser(user)): Extension<AuthUser>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> ApiResult {
     let req = list_request(query.as_deref())?;
+    let etag = s
+        .service
+        .list_etag(&user, query.as_deref().unwrap_or(""))
+        .await?;
+    // Hex digits in quotes: always a valid header value.
+    let tag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("W/\"0\""));
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| crate::app::none_match(v, &etag));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
     let body = s.service.list_json(&user, &req).await?;
-    Ok(json_text(body))
+    let mut resp = json_text(body);
+    resp.headers_mut().insert(header::ETAG, tag);
+    Ok(resp)
 }
 
 async fn get_user_challenge(
