@@ -66,6 +66,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Retention cleanup and erasure tombstones (CONTRACT §3.6; the service runs it).
     pub cleanup: CleanupSettings,
+    /// Live progress streams and the event trail (CONTRACT §10).
+    pub live: LiveSettings,
     /// `BASE_PATH` (default `/challenge`, normalized): the REST routes' prefix.
     pub base_path: String,
     /// `CHALLENGE_CONFIG_PATH` or `CONFIG_PATH`.
@@ -232,6 +234,22 @@ pub struct CleanupSettings {
     pub tombstone_days: u32,
 }
 
+/// Live progress streams (the service) and the event trail (both binaries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// `PROGRESS_STREAM_HEARTBEAT_SECONDS` (default 15): a stream with nothing to say
+    /// sends a heartbeat this often, so proxies keep it open.
+    pub heartbeat: Duration,
+    /// `PROGRESS_STREAM_MAX` (default 20000): open streams per service replica; one more
+    /// is refused `ResourceExhausted` (429).
+    pub max_streams: usize,
+    /// `EVENT_TRAIL_ENABLED` (default `true`): the handler records the event trail.
+    pub trail_enabled: bool,
+    /// `EVENT_TRAIL_RETENTION_DAYS` (default 7): the service's cleanup deletes trail
+    /// entries older than this, and those beyond the newest 64 of their player and goal.
+    pub trail_retention_days: u32,
+}
+
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -367,6 +385,14 @@ impl Settings {
             batch_pause: Duration::from_millis(env.parse("CLEANUP_BATCH_PAUSE_MS", 50u64)?),
             tombstone_days: env.positive("ERASURE_TOMBSTONE_DAYS", 7u32)?,
         };
+        let live = LiveSettings {
+            heartbeat: Duration::from_secs(
+                env.positive("PROGRESS_STREAM_HEARTBEAT_SECONDS", 15u64)?,
+            ),
+            max_streams: env.positive("PROGRESS_STREAM_MAX", 20_000usize)?,
+            trail_enabled: env.boolean("EVENT_TRAIL_ENABLED", true)?,
+            trail_retention_days: env.positive("EVENT_TRAIL_RETENTION_DAYS", 7u32)?,
+        };
         let s = Settings {
             ags,
             auth,
@@ -377,6 +403,7 @@ impl Settings {
             ports,
             telemetry,
             cleanup,
+            live,
             base_path,
             config_path,
             clock_offset_seconds,

@@ -122,6 +122,8 @@ pub struct Cleanup {
     clock: Clock,
     settings: CleanupSettings,
     guard: RetentionGuard,
+    /// `EVENT_TRAIL_RETENTION_DAYS`.
+    trail_retention_days: u32,
 }
 
 impl Cleanup {
@@ -136,7 +138,14 @@ impl Cleanup {
             clock,
             settings,
             guard: RetentionGuard::from_config(config),
+            trail_retention_days: 7,
         }
+    }
+
+    /// Event trail entries are kept this many days (`EVENT_TRAIL_RETENTION_DAYS`).
+    pub fn with_trail_retention(mut self, days: u32) -> Self {
+        self.trail_retention_days = days;
+        self
     }
 
     /// One cycle, if this replica gets the cleanup lock: expired rows, then old
@@ -214,6 +223,27 @@ impl Cleanup {
                 break;
             }
             self.pause().await;
+        }
+        // The event trail: entries past their retention, and those beyond the newest
+        // `KEEP_PER_GOAL` of the goals that took entries since (about) the last cycle.
+        let trail_cutoff = now - chrono::Duration::days(i64::from(self.trail_retention_days));
+        let since = now
+            - chrono::Duration::from_std(self.settings.interval * 2).unwrap_or_default()
+            - chrono::Duration::minutes(5);
+        let mut trail_deleted = 0;
+        loop {
+            let deleted =
+                extend_challenge_common::store::trail::trim(&self.pool, trail_cutoff, since, batch)
+                    .await
+                    .map_err(|e| (report, e))?;
+            trail_deleted += deleted;
+            if deleted < batch as u64 {
+                break;
+            }
+            self.pause().await;
+        }
+        if trail_deleted > 0 {
+            tracing::info!(trail_deleted, "event trail trimmed");
         }
         Ok(report)
     }

@@ -78,6 +78,9 @@ pub enum ServiceError {
     /// `DeleteUserData` again within the rate limit's window (CONTRACT §3.6).
     #[error("Player data was erased less than a minute ago; try again later")]
     ErasureRateLimited,
+    /// A live progress stream beyond `PROGRESS_STREAM_MAX` on this replica.
+    #[error("too many live progress streams on this replica; retry later")]
+    TooManyStreams,
     /// Health check: Postgres does not answer.
     #[error("database connectivity check failed")]
     Unhealthy,
@@ -120,7 +123,7 @@ impl ServiceError {
                 Code::Unavailable
             }
             MethodNotAllowed => Code::Unimplemented,
-            ErasureRateLimited => Code::ResourceExhausted,
+            ErasureRateLimited | TooManyStreams => Code::ResourceExhausted,
         }
     }
 

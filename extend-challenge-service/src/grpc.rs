@@ -185,6 +185,49 @@ impl Service for GrpcAdapter {
         ))
     }
 
+    async fn get_goal_events(
+        &self,
+        mut request: Request<pb::GetGoalEventsRequest>,
+    ) -> Result<Response<pb::GetGoalEventsResponse>, Status> {
+        let user = user(&mut request)?;
+        let req = request.into_inner();
+        let resp = self
+            .service
+            .get_goal_events(&user, &req.challenge_id, &req.goal_id)
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    /// The caller was checked for the admin permission by [`ServiceRouter`] ([`ADMIN`]).
+    async fn admin_get_goal_events(
+        &self,
+        mut request: Request<pb::AdminGetGoalEventsRequest>,
+    ) -> Result<Response<pb::GetGoalEventsResponse>, Status> {
+        let _admin = user(&mut request)?;
+        let req = request.into_inner();
+        let resp = self
+            .service
+            .get_goal_events(&req.user_id, &req.challenge_id, &req.goal_id)
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    type WatchProgressStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::ProgressUpdate, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_progress(
+        &self,
+        mut request: Request<pb::WatchProgressRequest>,
+    ) -> Result<Response<Self::WatchProgressStream>, Status> {
+        use futures::StreamExt;
+        let user = user(&mut request)?;
+        let stream = self.service.watch_progress(&user)?;
+        Ok(Response::new(Box::pin(
+            stream.map(|r| r.map_err(Status::from)),
+        )))
+    }
+
     /// Like `/healthz`: no token needed.
     async fn health_check(
         &self,
@@ -228,7 +271,11 @@ const GET_USER_CHALLENGES: &str = "/service.Service/GetUserChallenges";
 /// `service.Service` but `HealthCheck`, which, like `/healthz`, needs no token (a test
 /// checks the list against `service.proto`). A path not listed, known or not, goes to the
 /// generated server untouched (an unknown method stays `Unimplemented`).
-pub const AUTHENTICATED: [&str; 11] = [
+/// Methods for support staff: the caller must hold the admin permission
+/// ([`Authenticator::admin_caller`]).
+pub const ADMIN: [&str; 1] = ["/service.Service/AdminGetGoalEvents"];
+
+pub const AUTHENTICATED: [&str; 13] = [
     GET_USER_CHALLENGES,
     "/service.Service/GetUserChallenge",
     "/service.Service/InitializePlayer",
@@ -240,6 +287,8 @@ pub const AUTHENTICATED: [&str; 11] = [
     "/service.Service/DeleteUserData",
     "/service.Service/ClaimChallengeRewards",
     "/service.Service/GetRewardHistory",
+    "/service.Service/GetGoalEvents",
+    "/service.Service/WatchProgress",
 ];
 
 /// `service.Service`: the fast list path, then the generated server.
@@ -282,11 +331,17 @@ impl tower::Service<http::Request<Body>> for ServiceRouter {
         let path = req.uri().path();
         let fast = path == GET_USER_CHALLENGES;
         let authenticate = AUTHENTICATED.contains(&path);
+        let admin = ADMIN.contains(&path);
         let adapter = self.adapter.clone();
         let mut generated = self.generated.clone();
         Box::pin(async move {
-            if authenticate {
-                match adapter.auth.caller(req.headers()).await {
+            if authenticate || admin {
+                let caller = if admin {
+                    adapter.auth.admin_caller(req.headers()).await
+                } else {
+                    adapter.auth.caller(req.headers()).await
+                };
+                match caller {
                     Ok(user) => {
                         req.extensions_mut().insert(user);
                     }
@@ -309,8 +364,10 @@ mod tests {
     use extend_challenge_common::pb::FILE_DESCRIPTOR_SET;
     use prost_reflect::DescriptorPool;
 
-    use super::AUTHENTICATED;
+    use super::{ADMIN, AUTHENTICATED};
 
+    /// Every method but health asks for a caller: a player ([`AUTHENTICATED`]) or an
+    /// admin ([`ADMIN`]), never both.
     #[test]
     fn every_method_but_health_is_authenticated() {
         let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
@@ -321,8 +378,13 @@ mod tests {
             .map(|m| format!("/service.Service/{}", m.name()))
             .collect();
         expected.sort();
-        let mut listed: Vec<String> = AUTHENTICATED.iter().map(|p| p.to_string()).collect();
+        let mut listed: Vec<String> = AUTHENTICATED
+            .iter()
+            .chain(ADMIN.iter())
+            .map(|p| p.to_string())
+            .collect();
         listed.sort();
         assert_eq!(listed, expected);
+        assert!(ADMIN.iter().all(|a| !AUTHENTICATED.contains(a)));
     }
 }

@@ -114,6 +114,7 @@ impl Application {
                 &deps.config,
                 settings.cleanup.clone(),
             )
+            .with_trail_retention(settings.live.trail_retention_days)
         });
         let service = ChallengeService::new(
             deps.config,
@@ -122,7 +123,8 @@ impl Application {
             deps.clock,
             settings.ags.namespace.clone(),
         )
-        .with_grant_settle(settings.rewards.grant_settle);
+        .with_grant_settle(settings.rewards.grant_settle)
+        .with_streams(settings.live.max_streams, settings.live.heartbeat);
         Ok(Application {
             grpc,
             http,
@@ -180,6 +182,12 @@ impl Application {
         // Grants the rewards of completed autoClaim goals (one replica at a time).
         let auto_claimer = crate::app::auto_claim::AutoClaimer::new(self.service.clone())
             .spawn(self.auto_claim_interval, shutdown.clone());
+        // Live progress: the database's notifications to this replica's streams.
+        let listener = self
+            .service
+            .live()
+            .clone()
+            .spawn_listener(self.service.pool().clone(), shutdown.clone());
         // Deletes expired rows and old erasure tombstones (one replica at a time).
         let cleanup = self.cleanup.map(|c| c.spawn(shutdown.clone()));
 
@@ -223,6 +231,7 @@ impl Application {
         let _ = sampler.await;
         let _ = reconciler.await;
         let _ = auto_claimer.await;
+        let _ = listener.await;
         if let Some(cleanup) = cleanup {
             let _ = cleanup.await;
         }

@@ -118,3 +118,189 @@ async fn list_etag_answers_304_until_anything_the_player_sees_changes(pool: PgPo
     assert_eq!(s, StatusCode::OK);
     modified(&h, LIST, "ann", &t6, "erasure").await;
 }
+
+/// Reads SSE frames from `body` until one of `event` arrives (at most `within`); its data.
+async fn next_event(body: &mut Body, event: &str, within: std::time::Duration) -> String {
+    try_next_event(body, event, within)
+        .await
+        .unwrap_or_else(|text| panic!("no `{event}` event within {within:?}; got {text:?}"))
+}
+
+/// [`next_event`], or what arrived instead.
+async fn try_next_event(
+    body: &mut Body,
+    event: &str,
+    within: std::time::Duration,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut text = String::new();
+    loop {
+        if let Some(start) = text.find(&format!("event: {event}\n")) {
+            let rest = &text[start..];
+            if let Some(end) = rest.find("\n\n") {
+                let block = &rest[..end];
+                return Ok(block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect::<Vec<_>>()
+                    .join("\n"));
+            }
+        }
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            return Err(text);
+        };
+        let frame = frame.expect("stream open").expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+}
+
+async fn open_stream(h: &Harness, user: &str) -> Body {
+    let resp = h
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/challenge/v1/users/me/progress/stream")
+                .header("x-mock-user-id", user)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    // The first heartbeat says the stream is registered.
+    next_event(&mut body, "heartbeat", std::time::Duration::from_secs(2)).await;
+    body
+}
+
+/// Two service instances on one database (two replicas): a change notified by a writer
+/// reaches a stream on each, within a second, with the goal as the list shows it; another
+/// player's stream hears nothing of it.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn streams_on_every_replica_get_the_changed_goals_within_a_second(pool: PgPool) {
+    use extend_challenge_common::store::live;
+    let a = Harness::new(pool.clone());
+    let b = Harness::new(pool.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let la = a
+        .service
+        .live()
+        .clone()
+        .spawn_listener(pool.clone(), stop.clone());
+    let lb = b
+        .service
+        .live()
+        .clone()
+        .spawn_listener(pool.clone(), stop.clone());
+    a.post("/challenge/v1/challenges/initialize", "ann", "{}")
+        .await;
+    let mut on_a = open_stream(&a, "ann").await;
+    let mut on_b = open_stream(&b, "ann").await;
+    let mut bob = open_stream(&b, "bob").await;
+    assert_eq!(a.service.live().open() + b.service.live().open(), 3);
+    // The listeners must be listening before the notification (LISTEN is asynchronous to
+    // the stream's registration): notify until one arrives, then once for real.
+    h_ready(&pool, &mut on_a).await;
+    h_ready(&pool, &mut on_b).await;
+
+    a.set_row("ann", "kill-10", 7, "in_progress", None).await;
+    let sent = std::time::Instant::now();
+    live::notify(&pool, &live::encode([("ann", vec!["kill-10"])]))
+        .await
+        .unwrap();
+    for body in [&mut on_a, &mut on_b] {
+        // Skip what is left of the readiness probes (login-3).
+        let deadline = sent + std::time::Duration::from_secs(1);
+        let v = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let data = next_event(body, "progress", left).await;
+            let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+            if v["goals"][0]["goal"]["goalId"] != "login-3"
+                || v["goals"].as_array().unwrap().len() > 1
+            {
+                break v;
+            }
+        };
+        // Notices queued together are sent together (a late probe may ride along).
+        let goals = v["goals"].as_array().unwrap();
+        let g = goals
+            .iter()
+            .find(|g| g["goal"]["goalId"] == "kill-10")
+            .unwrap_or_else(|| panic!("kill-10 in {v}"));
+        assert_eq!(
+            (g["challengeId"].as_str(), g["goal"]["goalId"].as_str()),
+            (Some("winter"), Some("kill-10")),
+            "{v}"
+        );
+        assert_eq!(g["goal"]["progress"], 7, "{v}");
+        assert_eq!(g["goal"]["status"], "in_progress", "{v}");
+        assert!(
+            goals
+                .iter()
+                .all(|g| ["kill-10", "login-3"].contains(&g["goal"]["goalId"].as_str().unwrap())),
+            "only the notified goals: {v}"
+        );
+    }
+    assert!(sent.elapsed() < std::time::Duration::from_secs(1));
+    // Bob's stream has only heartbeats (none within this window: the interval is 15 s).
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), bob.frame()).await;
+    assert!(quiet.is_err(), "bob's stream got {quiet:?}");
+    drop((on_a, on_b, bob));
+    stop.cancel();
+    la.await.unwrap();
+    lb.await.unwrap();
+    assert_eq!(a.service.live().open() + b.service.live().open(), 0);
+}
+
+/// Notifies `ready` for the stream's player until its `progress` event shows the listener
+/// is live.
+async fn h_ready(pool: &PgPool, body: &mut Body) {
+    use extend_challenge_common::store::live;
+    for _ in 0..50 {
+        live::notify(pool, &live::encode([("ann", vec!["login-3"])]))
+            .await
+            .unwrap();
+        if try_next_event(body, "progress", std::time::Duration::from_millis(100))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    panic!("the listener never delivered");
+}
+
+/// A client that does not read is dropped once its queue is full: nothing is buffered
+/// without bound, and the replica's other streams go on.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_stream_whose_client_does_not_read_is_dropped(pool: PgPool) {
+    let h = Harness::new(pool);
+    let hub = h.service.live().clone();
+    let mut slow = h.service.watch_progress("ann").unwrap();
+    let mut fine = h.service.watch_progress("ann").unwrap();
+    use futures::StreamExt;
+    assert!(slow.next().await.unwrap().unwrap().heartbeat);
+    assert!(fine.next().await.unwrap().unwrap().heartbeat);
+    assert_eq!(hub.open(), 2);
+    for _ in 0..100 {
+        hub.deliver("ann\tkill-10");
+        // `fine` reads as it goes.
+        let u = fine.next().await.unwrap().unwrap();
+        assert_eq!(u.goals.len(), 1);
+    }
+    // `slow` was dropped from the hub: its stream ends after what it holds.
+    let mut held = 0;
+    while let Some(u) = slow.next().await {
+        u.unwrap();
+        held += 1;
+    }
+    assert!(
+        held <= 16,
+        "a slow stream holds at most its queue, held {held}"
+    );
+    drop(slow);
+    assert_eq!(hub.open(), 1, "the reading stream stays");
+}

@@ -49,7 +49,7 @@ fn annotated() -> BTreeMap<String, (String, String, String)> {
 #[test]
 fn every_rpc_has_exactly_its_annotated_route() {
     let annotations = annotated();
-    assert_eq!(annotations.len(), 12, "{annotations:?}");
+    assert_eq!(annotations.len(), 15, "{annotations:?}");
     let mut routes = BTreeMap::new();
     for r in ROUTES {
         assert!(

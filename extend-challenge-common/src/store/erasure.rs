@@ -136,6 +136,7 @@ impl ErasureTx {
             .bind(&self.user_id)
             .execute(&mut *self.tx)
             .await?;
+        super::trail::erase(&mut self.tx, &self.user_id).await?;
         self.tx.commit().await?;
         Ok(Erased {
             progress_rows,

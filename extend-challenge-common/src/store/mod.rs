@@ -10,6 +10,7 @@
 //! - [`grants`]: reward grant intents, the claim's state machine.
 //! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
 //! - [`live`]: the live progress notifications (`LISTEN/NOTIFY`).
+//! - [`trail`]: the event trail (why an event counted or not).
 //! - [`version`]: a player's progress version (the list's `ETag`).
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,7 @@ pub mod ledger;
 pub mod live;
 pub mod outbox;
 pub mod player;
+pub mod trail;
 pub mod version;
 
 pub use columns::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};

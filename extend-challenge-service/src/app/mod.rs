@@ -21,6 +21,8 @@ mod list;
 mod reads;
 mod rewards;
 mod selection;
+mod stream;
+mod trail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +41,14 @@ pub use self::erasure::ERASURE_RATE_LIMIT;
 pub use self::etag::none_match;
 pub use self::rewards::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 pub use self::selection::sample;
+pub use self::stream::{LiveHub, ProgressStream};
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// Live progress streams per replica unless `PROGRESS_STREAM_MAX` says otherwise.
+pub const DEFAULT_MAX_STREAMS: usize = 20_000;
+/// The streams' heartbeat unless `PROGRESS_STREAM_HEARTBEAT_SECONDS` says otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// The one service type. Cheap to clone.
 #[derive(Clone)]
@@ -80,6 +88,7 @@ struct Inner {
     clock: Clock,
     namespace: String,
     tag_basis: etag::TagBasis,
+    live: Arc<LiveHub>,
 }
 
 impl ChallengeService {
@@ -99,6 +108,7 @@ impl ChallengeService {
             initialize_gate,
             inner: Arc::new(Inner {
                 tag_basis: etag::TagBasis::new(&catalog),
+                live: Arc::new(LiveHub::new(DEFAULT_MAX_STREAMS, DEFAULT_HEARTBEAT)),
                 catalog,
                 pool,
                 granter,
@@ -113,6 +123,16 @@ impl ChallengeService {
     /// A handle with another settle time for grants in doubt (`REWARD_GRANT_SETTLE_SECONDS`).
     pub fn with_grant_settle(mut self, settle: Duration) -> Self {
         self.grant_settle = settle;
+        self
+    }
+
+    /// A handle whose live progress streams are limited to `max` on this replica and send a
+    /// heartbeat every `heartbeat` (`PROGRESS_STREAM_MAX`, `PROGRESS_STREAM_HEARTBEAT_SECONDS`).
+    /// Call before the service is shared: the streams live in the handle's state.
+    pub fn with_streams(mut self, max: usize, heartbeat: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.live = Arc::new(LiveHub::new(max, heartbeat));
+        }
         self
     }
 

@@ -162,6 +162,38 @@ struct Claims {
     iat: Option<f64>,
     #[serde(default)]
     extend_namespace: Option<String>,
+    /// AGS access tokens list the permissions granted directly to the token.
+    #[serde(default)]
+    permissions: Vec<Permission>,
+}
+
+/// One AGS permission of a token: a resource pattern and its CRUD action bits.
+#[derive(Debug, Clone, Deserialize)]
+struct Permission {
+    #[serde(rename = "Resource", default)]
+    resource: String,
+    #[serde(rename = "Action", default)]
+    action: u32,
+}
+
+/// The CRUD bit of reading (AGS: create 1, read 2, update 4, delete 8).
+const ACTION_READ: u32 = 2;
+
+/// Whether an AGS resource pattern (`*` matches one segment; a trailing `*` the rest)
+/// grants `wanted`.
+fn resource_matches(pattern: &str, wanted: &str) -> bool {
+    let (p, w): (Vec<&str>, Vec<&str>) =
+        (pattern.split(':').collect(), wanted.split(':').collect());
+    for (i, seg) in p.iter().enumerate() {
+        if *seg == "*" && i == p.len() - 1 {
+            return true;
+        }
+        match w.get(i) {
+            Some(ws) if *seg == "*" || seg == ws => {}
+            _ => return false,
+        }
+    }
+    p.len() == w.len()
 }
 
 impl Authenticator {
@@ -223,12 +255,41 @@ impl Authenticator {
         Ok(AuthUser(self.authenticate(headers).await?))
     }
 
+    /// The caller of a support route (CONTRACT §10's admin trail): with auth enabled the
+    /// token must hold `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with the read bit among its
+    /// own `permissions` (role permissions are not looked up: docs/DEVIATIONS.md); with
+    /// auth disabled, as [`Authenticator::caller`].
+    pub async fn admin_caller(&self, headers: &http::HeaderMap) -> Result<AuthUser, ServiceError> {
+        if !self.inner.config.enabled {
+            return self.caller(headers).await;
+        }
+        let (user, permissions) = self.authenticate_claims(headers).await?;
+        let wanted = format!("ADMIN:NAMESPACE:{}:CHALLENGE", self.inner.config.namespace);
+        let granted = permissions
+            .iter()
+            .any(|p| p.action & ACTION_READ != 0 && resource_matches(&p.resource, &wanted));
+        if !granted {
+            return Err(ServiceError::PermissionDenied(format!(
+                "this route needs the {wanted} read permission"
+            )));
+        }
+        Ok(AuthUser(user))
+    }
+
     /// The user id of the caller: the token's `sub`, or with auth disabled the
     /// `x-mock-user-id` header (default `test-user-id`).
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<String, AuthError> {
         if !self.inner.config.enabled {
             return mock_user(headers);
         }
+        Ok(self.authenticate_claims(headers).await?.0)
+    }
+
+    /// [`Authenticator::authenticate`] with auth enabled, with the token's permissions.
+    async fn authenticate_claims(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<(String, Vec<Permission>), AuthError> {
         let token = bearer_token(headers)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.alg != Algorithm::RS256 {
@@ -274,7 +335,7 @@ impl Authenticator {
         {
             return Err(AuthError::WrongNamespace);
         }
-        Ok(claims.sub)
+        Ok((claims.sub, claims.permissions))
     }
 
     /// The cache, loading it first if it never loaded, or starting a background refresh if

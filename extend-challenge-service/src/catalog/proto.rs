@@ -133,7 +133,7 @@ impl Catalog {
         }
     }
 
-    pub(super) fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
+    pub fn goal_pb(&self, gi: usize, view: &PlayerView<'_>) -> pb::Goal {
         let g = &self.goals[gi].goal;
         let d = view.display(gi);
         pb::Goal {

@@ -63,6 +63,8 @@ pub struct RouteSpec {
     pub path: &'static str,
     /// Whether the route needs an authenticated user.
     pub authenticated: bool,
+    /// Whether that user must hold the admin permission (support routes).
+    pub admin: bool,
     pub handler: Handler,
 }
 
@@ -73,6 +75,7 @@ impl std::fmt::Debug for RouteSpec {
             .field("method", &self.method)
             .field("path", &self.path)
             .field("authenticated", &self.authenticated)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +86,7 @@ const fn route(rpc: &'static str, method: Verb, path: &'static str, handler: Han
         method,
         path,
         authenticated: true,
+        admin: false,
         handler,
     }
 }
@@ -146,11 +150,32 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GetRewardHistory", Verb::Get, "/v1/users/me/rewards", |m| {
         on(m, get_reward_history)
     }),
+    route(
+        "GetGoalEvents",
+        Verb::Get,
+        "/v1/challenges/{challenge_id}/goals/{goal_id}/events",
+        |m| on(m, get_goal_events),
+    ),
+    RouteSpec {
+        rpc: "AdminGetGoalEvents",
+        method: Verb::Get,
+        path: "/v1/admin/users/{user_id}/challenges/{challenge_id}/goals/{goal_id}/events",
+        authenticated: true,
+        admin: true,
+        handler: |m| on(m, admin_get_goal_events),
+    },
+    route(
+        "WatchProgress",
+        Verb::Get,
+        "/v1/users/me/progress/stream",
+        |m| on(m, watch_progress),
+    ),
     RouteSpec {
         rpc: "HealthCheck",
         method: Verb::Get,
         path: "/healthz",
         authenticated: false,
+        admin: false,
         handler: |m| on(m, health_check),
     },
 ];
@@ -167,9 +192,12 @@ pub struct RestState {
 pub fn router(state: RestState, base_path: &str, docs: Router<RestState>) -> Router {
     let mut open = Router::new();
     let mut protected = Router::new();
+    let mut admin = Router::new();
     for spec in ROUTES {
         let handler = (spec.handler)(spec.method.filter());
-        if spec.authenticated {
+        if spec.admin {
+            admin = admin.route(spec.path, handler);
+        } else if spec.authenticated {
             protected = protected.route(spec.path, handler);
         } else {
             open = open.route(spec.path, handler);
@@ -177,8 +205,13 @@ pub fn router(state: RestState, base_path: &str, docs: Router<RestState>) -> Rou
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        authenticate_admin,
+    ));
     let api = open
         .merge(protected)
+        .merge(admin)
         .merge(docs)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -206,6 +239,22 @@ pub fn router(state: RestState, base_path: &str, docs: Router<RestState>) -> Rou
 /// for the handlers (`Extension<AuthUser>`), or its refusal as the contract's JSON error.
 async fn authenticate(State(state): State<RestState>, mut req: Request, next: Next) -> Response {
     match state.auth.caller(req.headers()).await {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The support routes' middleware: as [`authenticate`], and the caller must hold the admin
+/// permission ([`Authenticator::admin_caller`]).
+async fn authenticate_admin(
+    State(state): State<RestState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match state.auth.admin_caller(req.headers()).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
@@ -354,6 +403,63 @@ async fn get_reward_history(
 ) -> ApiResult {
     let req = history_request(query.as_deref())?;
     Ok(json(&s.service.get_reward_history(&user, req).await?))
+}
+
+async fn get_goal_events(
+    State(s): State<RestState>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
+    Path((challenge_id, goal_id)): Path<(String, String)>,
+) -> ApiResult {
+    Ok(json(
+        &s.service
+            .get_goal_events(&user, &challenge_id, &goal_id)
+            .await?,
+    ))
+}
+
+async fn admin_get_goal_events(
+    State(s): State<RestState>,
+    Extension(AuthUser(_admin)): Extension<AuthUser>,
+    Path((user_id, challenge_id, goal_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    Ok(json(
+        &s.service
+            .get_goal_events(&user_id, &challenge_id, &goal_id)
+            .await?,
+    ))
+}
+
+/// `WatchProgress` as Server-Sent Events: `event: heartbeat` (the first one says the
+/// stream is live) and `event: progress`, each with a `ProgressUpdate` as JSON; a failed
+/// read is an `event: error` with the contract's error JSON, and the stream goes on.
+async fn watch_progress(
+    State(s): State<RestState>,
+    Extension(AuthUser(user)): Extension<AuthUser>,
+) -> ApiResult {
+    use axum::response::sse::{Event, Sse};
+    use futures::StreamExt;
+    let stream = s.service.watch_progress(&user)?;
+    let events = stream.map(|update| {
+        let event = match update {
+            Ok(u) => Event::default()
+                .event(if u.heartbeat { "heartbeat" } else { "progress" })
+                .data(serde_json::to_string(&u).unwrap_or_default()),
+            Err(e) => {
+                crate::error::log_if_server_fault(&e);
+                let message = e.to_string();
+                let body = ErrorBody {
+                    code: e.code() as i32,
+                    message: &message,
+                    details: [],
+                };
+                Event::default()
+                    .event("error")
+                    .data(serde_json::to_string(&body).unwrap_or_default())
+            }
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    Ok(Sse::new(events).into_response())
 }
 
 async fn health_check(State(s): State<RestState>) -> ApiResult {

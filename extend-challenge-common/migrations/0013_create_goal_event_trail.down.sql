@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS goal_event_trail;
