@@ -85,6 +85,25 @@ struct Slot {
     since: u64,
 }
 
+/// One buffered event as the event trail tells it (CONTRACT §10): it travels with its
+/// user like the event ids, and once the user's batch committed, each of its goals gets an
+/// entry with what the batch made of that goal (`engine::after`).
+#[derive(Debug, Clone)]
+pub struct TrailEvent {
+    pub id: Arc<str>,
+    pub login: bool,
+    /// The stat value (truncated and clamped); 0 for a login.
+    pub value: i32,
+    pub received_at: DateTime<Utc>,
+    /// The goals the event's deltas feed (the keys it contributed to).
+    pub goals: Box<[Arc<Goal>]>,
+}
+
+/// Trail events a user keeps while buffered: the trail shows the newest 64 per goal, so
+/// older ones of a user with this many pending would be trimmed anyway. Beyond it the
+/// oldest are dropped (counted).
+pub const MAX_TRAIL_PER_USER: usize = 256;
+
 /// What a partition holds for one user.
 struct UserPending {
     /// The namespace of the user's first buffered event (used by auto-initialize).
@@ -92,6 +111,8 @@ struct UserPending {
     goals: FastMap<GoalKey, Slot>,
     /// The non-empty ids of the events whose deltas are in `goals`.
     event_ids: Vec<Arc<str>>,
+    /// The events whose deltas are in `goals`, for the trail (empty when it is off).
+    trail: Vec<TrailEvent>,
     /// When the oldest event whose delta is in `goals` happened.
     oldest_at: Option<DateTime<Utc>>,
 }
@@ -102,7 +123,20 @@ impl UserPending {
             namespace,
             goals: FastMap::default(),
             event_ids: Vec::new(),
+            trail: Vec::new(),
             oldest_at: None,
+        }
+    }
+
+    /// Appends trail events, keeping at most [`MAX_TRAIL_PER_USER`] (the newest).
+    fn keep_trail(&mut self, trail: impl IntoIterator<Item = TrailEvent>) {
+        self.trail.extend(trail);
+        if self.trail.len() > MAX_TRAIL_PER_USER {
+            let over = self.trail.len() - MAX_TRAIL_PER_USER;
+            self.trail.drain(..over);
+            metrics::TRAIL_ENTRIES_TOTAL
+                .with_label_values(&["dropped"])
+                .inc_by(over as u64);
         }
     }
 
@@ -220,10 +254,19 @@ impl PartitionState {
 
     /// Gives event ids and the oldest event time back to their user (who must be
     /// pending).
-    fn keep_ids(&mut self, user_id: &str, ids: Vec<Arc<str>>, oldest_at: Option<DateTime<Utc>>) {
+    fn keep_ids(
+        &mut self,
+        user_id: &str,
+        ids: Vec<Arc<str>>,
+        oldest_at: Option<DateTime<Utc>>,
+        trail: Vec<TrailEvent>,
+    ) {
         if let Some(user) = self.pending.get_mut(user_id) {
             user.event_ids.extend(ids);
             user.saw_event_at(oldest_at);
+            // What went back predates what arrived since.
+            let newer = std::mem::replace(&mut user.trail, trail);
+            user.keep_trail(newer);
         }
     }
 
@@ -274,6 +317,8 @@ pub struct Batch {
     since: Vec<u64>,
     /// The users, their number of items and their event ids.
     pub users: Vec<BatchUser>,
+    /// Per user (as `users`), its events for the trail.
+    pub trails: Vec<Vec<TrailEvent>>,
     /// Keys left in the partition for later batches when this one was taken.
     pub carried: usize,
 }
@@ -308,6 +353,8 @@ pub struct Contribution<'a> {
     pub deltas: Vec<(Arc<Goal>, Delta)>,
     /// When the event happened (its timestamp, else its arrival).
     pub at: DateTime<Utc>,
+    /// The event for the trail (`None`: not recorded).
+    pub trail: Option<TrailEvent>,
 }
 
 pub struct Buffer {
@@ -423,6 +470,9 @@ impl Buffer {
             }
             user.event_ids.extend(id.clone());
             user.saw_event_at(Some(c.at));
+            if let Some(t) = c.trail {
+                user.keep_trail([t]);
+            }
         };
         match st.pending.get_mut(c.user_id) {
             Some(user) => add(user),
@@ -481,7 +531,9 @@ impl Buffer {
         let mut items = Vec::with_capacity(keys);
         let mut since = Vec::with_capacity(keys);
         let mut users = Vec::with_capacity(taken.len());
+        let mut trails = Vec::with_capacity(taken.len());
         for (user_id, user) in taken {
+            trails.push(user.trail);
             users.push(BatchUser {
                 user_id: user_id.clone(),
                 keys: user.goals.len(),
@@ -503,6 +555,7 @@ impl Buffer {
             items,
             since,
             users,
+            trails,
             carried,
         })
     }
@@ -537,7 +590,9 @@ impl Buffer {
         let mut back = Vec::new();
         let mut back_ids = Vec::new();
         let mut items = batch.items.into_iter().zip(batch.since);
+        let mut trails = batch.trails.into_iter();
         for (user, fate) in batch.users.into_iter().zip(fates) {
+            let trail = trails.next().unwrap_or_default();
             let these = items.by_ref().take(user.keys);
             match fate {
                 Fate::Written | Fate::DeadLettered => {
@@ -546,7 +601,7 @@ impl Buffer {
                 }
                 Fate::Back => {
                     back.extend(these);
-                    back_ids.push((user.user_id, user.event_ids, user.oldest_at));
+                    back_ids.push((user.user_id, user.event_ids, user.oldest_at, trail));
                 }
             }
         }
@@ -555,8 +610,8 @@ impl Buffer {
         }
         let mut st = self.partitions[part].state.lock();
         let new_keys = st.merge_back(back);
-        for (user, ids, oldest_at) in back_ids {
-            st.keep_ids(&user, ids, oldest_at);
+        for (user, ids, oldest_at, trail) in back_ids {
+            st.keep_ids(&user, ids, oldest_at, trail);
         }
         drop(st);
         if new_keys > 0 {
@@ -686,6 +741,7 @@ mod tests {
                     .map(|g| (g.clone(), progress::delta_for_login(g)))
                     .collect(),
                 at: Utc::now(),
+                trail: None,
             },
         )
     }
@@ -936,6 +992,7 @@ mod tests {
             namespace: "ns",
             deltas: vec![(total.clone(), progress::delta_for_login(&total))],
             at: t(at),
+            trail: None,
         };
         b.enqueue(0, event("e1", "2025-11-05T12:00:05Z"));
         b.enqueue(0, event("e2", "2025-11-05T12:00:01Z"));

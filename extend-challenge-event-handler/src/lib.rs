@@ -32,3 +32,4 @@ pub mod grpc;
 pub mod ledger;
 pub mod metrics;
 pub mod server;
+pub mod trail;

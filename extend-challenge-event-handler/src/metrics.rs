@@ -215,3 +215,16 @@ pub static LIVE_NOTIFICATIONS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| 
     )
     .expect("register challenge_live_notifications_total")
 });
+
+/// Event trail entries by result: `written`, `dropped` (the writer's queue or a user's
+/// pending trail was full), `failed` (the insert failed; the entries are lost).
+pub static TRAIL_ENTRIES_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "challenge_trail_entries_total",
+            "Event trail entries, by result (written, dropped, failed)"
+        ),
+        &["result"]
+    )
+    .expect("register challenge_trail_entries_total")
+});

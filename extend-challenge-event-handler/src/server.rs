@@ -191,13 +191,15 @@ impl Builder {
     pub fn build_engine(self) -> Result<Arc<Engine>, BuildError> {
         metrics::init();
         let redis = self.redis()?;
-        Ok(Arc::new(Engine::new(
+        let engine = Arc::new(Engine::new(
             self.config,
             self.pool,
             redis,
             self.clock,
             self.options,
-        )))
+        ));
+        engine.trail().set_enabled(self.settings.live.trail_enabled);
+        Ok(engine)
     }
 
     /// Binds the gRPC and metrics listeners and wires the pipeline (nothing runs yet).
@@ -227,6 +229,7 @@ impl Builder {
             self.clock,
             self.options,
         ));
+        engine.trail().set_enabled(self.settings.live.trail_enabled);
         Ok(App {
             grpc_addr: grpc_listener.local_addr().expect("bound listener"),
             metrics_addr: ops_listener.local_addr().expect("bound listener"),
@@ -354,6 +357,8 @@ impl App {
             ops_stop.clone(),
         );
         let ops = tokio::spawn(serve_ops(ops_listener, health.clone(), ops_stop.clone()));
+        // The event trail's writer: its last write follows the final flush.
+        let trail = engine.trail().clone().spawn(ops_stop.clone());
         // The pool gauges between batches too (the flush samples them after each batch).
         let sampler = extend_challenge_common::metrics::spawn_db_pool_sampler(
             engine.pool().clone(),
@@ -374,6 +379,7 @@ impl App {
         ops_stop.cancel();
         let _ = watcher.await;
         let _ = purger.await;
+        let _ = trail.await;
         let _ = sampler.await;
         if let Some(renewer) = renewer {
             let _ = renewer.await;

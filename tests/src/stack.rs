@@ -350,6 +350,21 @@ impl Stack {
         i
     }
 
+    /// Starts another service process on the same database, fake AGS and settings, on
+    /// ports of its own; waits until it is healthy and returns its REST base URL
+    /// (`http://127.0.0.1:<port>/challenge`). Stopped with the stack.
+    pub async fn add_service(&mut self) -> String {
+        self.generation += 1;
+        let ports = free_ports();
+        let env = self.env(ports);
+        let proc = self.spawn("service-replica", &binaries().service, env);
+        self.procs.push(proc);
+        if let Err(e) = self.wait_healthy(ports.metrics).await {
+            panic!("{e}");
+        }
+        format!("http://127.0.0.1:{}/challenge", ports.http)
+    }
+
     /// `host:port` of every event handler's gRPC server, index 0 first.
     pub fn handler_addrs(&self) -> Vec<String> {
         std::iter::once(self.handler_ports.grpc)

@@ -77,7 +77,10 @@ pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::
     ) = Default::default();
     for e in entries {
         // NUL cannot be stored in text; validation refuses such ids at the door.
-        if e.event_id.contains('\0') || e.stat_code.contains('\0') {
+        if [&e.user_id, &e.goal_id, &e.event_id, &e.stat_code]
+            .iter()
+            .any(|t| t.contains('\0'))
+        {
             continue;
         }
         cols.0.push(&e.user_id);

@@ -5,16 +5,57 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use extend_challenge_common::config::Goal;
+use extend_challenge_common::progress::Ignored;
 use extend_challenge_common::store::flush::ItemResult;
 use extend_challenge_common::store::live;
+use extend_challenge_common::store::trail::TrailEntry;
 
 use super::Engine;
-use crate::buffer::{Batch, Fate};
+use crate::buffer::{Batch, Fate, TrailEvent};
 use crate::metrics;
 
+/// The trail's `eventType` of an event.
+pub(super) fn event_type(login: bool) -> &'static str {
+    if login { "login" } else { "statistic" }
+}
+
+/// A trail entry for `goal` of `ev` with `result` (`None`: judged nowhere, e.g. a
+/// redelivery or a negative value, which reach no row).
+pub(super) fn entry(user_id: &str, ev: &TrailEvent, goal: &Goal, result: ItemResult) -> TrailEntry {
+    TrailEntry {
+        user_id: user_id.to_string(),
+        goal_id: goal.row_goal_id().to_string(),
+        received_at: ev.received_at,
+        event_id: ev.id.to_string(),
+        event_type: event_type(ev.login),
+        stat_code: if ev.login {
+            String::new()
+        } else {
+            goal.requirement.stat_code.clone()
+        },
+        value: i64::from(ev.value),
+        reason: result.ignored.and_then(Ignored::reason),
+        progress_before: result.before,
+        progress_after: result.after,
+    }
+}
+
+/// A result that reached no row.
+pub(super) fn ignored(why: Ignored) -> ItemResult {
+    ItemResult {
+        before: 0,
+        after: 0,
+        written: false,
+        ignored: Some(why),
+    }
+}
+
 impl Engine {
-    /// Tells the service replicas which players' goals the batch changed. The notification
-    /// is sent by a task of its own, so the flush worker goes on with the next batch.
+    /// After a batch (committed, or partly dead-lettered): tells the service replicas
+    /// which players' goals changed, and queues the trail entries of the batch's events.
+    /// The notification is sent by a task of its own, so the flush worker goes on with the
+    /// next batch.
     pub(super) fn after_commit(
         &self,
         batch: &Batch,
@@ -23,11 +64,15 @@ impl Engine {
         _now: chrono::DateTime<chrono::Utc>,
     ) {
         let mut changed: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut entries = Vec::new();
+        let trail_on = self.trail.enabled();
         let mut start = 0;
-        for (user, fate) in batch.users.iter().zip(fates) {
+        for (u, (user, fate)) in batch.users.iter().zip(fates).enumerate() {
             let end = start + user.keys;
+            let items = &batch.items[start..end];
+            let results = &results[start..end];
             if *fate == Fate::Written {
-                for (item, r) in batch.items[start..end].iter().zip(&results[start..end]) {
+                for (item, r) in items.iter().zip(results) {
                     if r.is_some_and(|r| r.written) {
                         let goals = changed.entry(&*item.user_id).or_default();
                         let g = item.goal.row_goal_id();
@@ -37,7 +82,27 @@ impl Engine {
                     }
                 }
             }
+            if trail_on && *fate != Fate::Back {
+                for ev in batch.trails.get(u).into_iter().flatten() {
+                    for goal in ev.goals.iter() {
+                        let result = match fate {
+                            Fate::DeadLettered => Some(ignored(Ignored::DeadLettered)),
+                            _ => items
+                                .iter()
+                                .position(|i| i.goal.id == goal.id)
+                                .and_then(|k| results[k]),
+                        };
+                        // No result: the user's data was erased after the event.
+                        if let Some(result) = result {
+                            entries.push(entry(&user.user_id, ev, goal, result));
+                        }
+                    }
+                }
+            }
             start = end;
+        }
+        if !entries.is_empty() {
+            self.trail.push(entries);
         }
         if changed.is_empty() {
             return;

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use extend_challenge_common::config::Goal;
-use extend_challenge_common::progress::{self, Delta};
+use extend_challenge_common::progress::{self, Delta, Ignored};
 use tonic::{Code, Status};
 
-use super::Engine;
-use crate::buffer::{Contribution, Enqueued};
+use super::{Engine, after};
+use crate::buffer::{Contribution, Enqueued, TrailEvent};
 use crate::dedup::Claim;
 use crate::event::{Erasure, Event, EventKind, Invalid, Source};
 use crate::metrics;
@@ -156,6 +156,9 @@ impl Engine {
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
         count_event(kind, &res);
+        if self.trail.enabled() {
+            self.trail_at_the_door(&ev, &res);
+        }
         match res {
             Ok(Accepted::Skipped(skip)) => {
                 let reason = skip.reason();
@@ -279,6 +282,16 @@ impl Engine {
                 }
             }
         }
+        let trail = self.trail.enabled().then(|| TrailEvent {
+            id: Arc::from(ev.id.as_str()),
+            login: matches!(ev.source, Source::Login),
+            value: match ev.source {
+                Source::Stat { value, .. } => value,
+                Source::Login => 0,
+            },
+            received_at: arrival,
+            goals: deltas.iter().map(|(g, _)| g.clone()).collect(),
+        });
         let enqueued = self.buffer.enqueue(
             part,
             Contribution {
@@ -287,6 +300,7 @@ impl Engine {
                 namespace: &ev.namespace,
                 deltas,
                 at: at_time,
+                trail,
             },
         );
         match enqueued {
@@ -304,6 +318,67 @@ impl Engine {
                 Err(IngestError::BufferFull)
             }
         }
+    }
+
+    /// The trail entries decided before any row is read: a redelivery (`duplicate`, for
+    /// each goal the event feeds) and, for an accepted stat event, each goal its negative
+    /// value leaves alone (`negative_value`, the rule of `progress::stat_delta`).
+    fn trail_at_the_door(&self, ev: &Event, res: &Result<Accepted, IngestError>) {
+        let (duplicate, accepted) = match res {
+            Ok(Accepted::Skipped(Skip::Duplicate)) => (true, false),
+            Ok(Accepted::Applied) | Ok(Accepted::Skipped(Skip::NoEffect)) => (false, true),
+            _ => return,
+        };
+        let received_at = self.clock.now();
+        let (login, value, goals): (bool, i32, Vec<(Arc<Goal>, Option<Ignored>)>) = match &ev.source
+        {
+            Source::Login => (
+                true,
+                0,
+                self.config
+                    .login_goals()
+                    .iter()
+                    .map(|g| (g.clone(), None))
+                    .collect(),
+            ),
+            Source::Stat { code, value, inc } => (
+                false,
+                *value,
+                self.config
+                    .stat_goals(code)
+                    .iter()
+                    .map(|g| {
+                        (
+                            g.clone(),
+                            progress::stat_delta(g, *value, *inc, (0, 0)).err(),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        let tev = TrailEvent {
+            id: Arc::from(ev.id.as_str()),
+            login,
+            value,
+            received_at,
+            goals: Box::new([]),
+        };
+        let entries: Vec<_> = goals
+            .iter()
+            .filter_map(|(g, why)| match (duplicate, accepted, why) {
+                (true, _, None) => Some(after::entry(
+                    &ev.user_id,
+                    &tev,
+                    g,
+                    after::ignored(Ignored::Duplicate),
+                )),
+                (_, true, Some(why)) => {
+                    Some(after::entry(&ev.user_id, &tev, g, after::ignored(*why)))
+                }
+                _ => None,
+            })
+            .collect();
+        self.trail.push(entries);
     }
 
     /// IAM's GDPR deletion request (CONTRACT §3.6): erases the user's data at once and

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use crate::buffer::Buffer;
 use crate::dedup::RedisDedup;
 use crate::ledger::LedgerLookups;
+use crate::trail::TrailWriter;
 
 mod after;
 mod flush;
@@ -105,6 +106,8 @@ pub struct Engine {
     database_back: Notify,
     opts: EngineOptions,
     limiter: LogLimiter,
+    /// The event trail's writer (CONTRACT §10).
+    trail: Arc<TrailWriter>,
 }
 
 impl Engine {
@@ -133,7 +136,7 @@ impl Engine {
                 .and_then(|t| t.checked_add_signed(UNTIMED_LEDGER_MARGIN))
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
             config,
-            pool,
+            pool: pool.clone(),
             buffer,
             redis,
             clock,
@@ -146,6 +149,7 @@ impl Engine {
             database_back: Notify::new(),
             opts,
             limiter: LogLimiter::default(),
+            trail: Arc::new(TrailWriter::new(pool.clone())),
         }
     }
 
@@ -156,6 +160,12 @@ impl Engine {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The event trail's writer: `spawn` runs it; tests call `write_pending` after
+    /// `flush_once`.
+    pub fn trail(&self) -> &Arc<TrailWriter> {
+        &self.trail
     }
 
     /// Users this engine moved to the dead-letter table (the process-wide count is a

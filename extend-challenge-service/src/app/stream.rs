@@ -75,6 +75,9 @@ pub struct LiveHub {
 
 impl LiveHub {
     pub fn new(max: usize, heartbeat: Duration) -> Self {
+        // Exported from the start (dashboards and alerts read them before any stream).
+        LazyLock::force(&STREAMS);
+        LazyLock::force(&STREAMS_DROPPED);
         LiveHub {
             subs: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),

@@ -89,6 +89,21 @@ fn summary(rpc: &str) -> &'static str {
             "Claim every goal of a challenge that passes the claim checks; list the others with their answer"
         }
         "GetRewardHistory" => "The caller's reward grants, newest first, paged",
+        "GetGoalEvents" => {
+            "Why an event did or did not count: the latest events (up to 64, kept 7 days) \
+             that reached one of the caller's goals, newest first, each counted (progress \
+             before and after) or ignored with the rule that ignored it"
+        }
+        "AdminGetGoalEvents" => {
+            "Support: the event trail of any player's goal (needs the \
+             ADMIN:NAMESPACE:{namespace}:CHALLENGE read permission when auth is on)"
+        }
+        "WatchProgress" => {
+            "The caller's changed goals, pushed as they change (Server-Sent Events: \
+             `event: heartbeat` first and every PROGRESS_STREAM_HEARTBEAT_SECONDS, \
+             `event: progress` with the changed goals; each `data:` is a ProgressUpdate as \
+             JSON). gRPC: service.Service/WatchProgress (server stream)"
+        }
         _ => "",
     }
 }
@@ -98,6 +113,7 @@ fn tag_of(spec: &RouteSpec) -> &'static str {
     match spec.rpc {
         "DeleteUserData" => "GDPR",
         "ClaimGoalReward" | "ClaimChallengeRewards" | "GetRewardHistory" => "Rewards",
+        "GetGoalEvents" | "AdminGetGoalEvents" | "WatchProgress" => "Progress",
         _ if spec.authenticated => "Challenges",
         _ => "Health",
     }
@@ -376,6 +392,32 @@ pub fn api_json(base_path: &str) -> Value {
         if spec.authenticated {
             op["security"] = json!([{"Bearer": []}]);
         }
+        match spec.rpc {
+            // The conditional list (CONTRACT §10).
+            "GetUserChallenges" => {
+                if let Some(Value::Array(params)) = op.get_mut("parameters") {
+                    params.push(
+                        json!({"name": "If-None-Match", "in": "header", "required": false,
+                        "type": "string",
+                        "description": "An ETag of an earlier answer: 304 Not Modified, no body, \
+                            while the caller's list is unchanged (the tag is weak: \
+                            expiresInSeconds counts down under one tag)."}),
+                    );
+                }
+                op["responses"]["200"]["headers"] = json!({"ETag": {"type": "string",
+                    "description": "Weak validator of this answer, for If-None-Match."}});
+                op["responses"]["304"] = json!({"description": "Not modified: the If-None-Match \
+                    tag is current.", "headers": {"ETag": {"type": "string"}}});
+            }
+            "WatchProgress" => {
+                op["produces"] = json!(["text/event-stream"]);
+                op["responses"]["200"]["description"] =
+                    "A stream of Server-Sent Events (heartbeat, progress); each data line is a \
+                     ProgressUpdate as JSON."
+                        .into();
+            }
+            _ => {}
+        }
         let swagger_path: String = spec
             .path
             .split('/')
@@ -399,7 +441,7 @@ pub fn api_json(base_path: &str) -> Value {
             "description": "Player API of the Extend Challenge service: challenge progress, goal selection and reward claims.",
             "version": "1.0"
         },
-        "tags": [{"name": "Challenges"}, {"name": "Rewards"}, {"name": "GDPR"}, {"name": "Health"}],
+        "tags": [{"name": "Challenges"}, {"name": "Rewards"}, {"name": "Progress"}, {"name": "GDPR"}, {"name": "Health"}],
         "basePath": if base_path.is_empty() { "/" } else { base_path },
         "consumes": ["application/json"],
         "produces": ["application/json"],
@@ -415,6 +457,35 @@ pub fn api_json(base_path: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CONTRACT §10: the conditional list, the event trail and the progress stream.
+    #[test]
+    fn spec_documents_etag_trail_and_stream() {
+        let spec = api_json("/challenge");
+        let paths = &spec["paths"];
+        let list = &paths["/v1/challenges"]["get"];
+        assert!(
+            list["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| { p["name"] == "If-None-Match" && p["in"] == "header" })
+        );
+        assert!(list["responses"]["304"].is_object());
+        assert!(list["responses"]["200"]["headers"]["ETag"].is_object());
+        let events = &paths["/v1/challenges/{challengeId}/goals/{goalId}/events"]["get"];
+        assert_eq!(
+            events["responses"]["200"]["schema"]["$ref"],
+            "#/definitions/serviceGetGoalEventsResponse"
+        );
+        assert!(
+            paths["/v1/admin/users/{userId}/challenges/{challengeId}/goals/{goalId}/events"]["get"]
+                .is_object()
+        );
+        let stream = &paths["/v1/users/me/progress/stream"]["get"];
+        assert_eq!(stream["produces"][0], "text/event-stream");
+        assert_eq!(stream["tags"][0], "Progress");
+    }
 
     #[test]
     fn spec_has_every_route_and_the_base_path() {

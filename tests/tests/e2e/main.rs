@@ -9,6 +9,7 @@ mod faults;
 mod flows;
 mod gdpr;
 mod goals_rich;
+mod live;
 mod observability;
 mod packaging;
 mod rewards;

@@ -1,0 +1,190 @@
+//! The event trail (CONTRACT §10): every reason an event is ignored, reproduced through the
+//! real gRPC services and batches, and read back as the service reads it.
+
+mod common;
+
+use common::{BUFFERED, at, start};
+use extend_challenge_common::store::trail::{self, StoredEntry};
+use sqlx::PgPool;
+
+/// `user`'s trail of `goal`, oldest first, as (event id, reason or "counted", before, after).
+async fn trail_of(pool: &PgPool, user: &str, goal: &str) -> Vec<(String, String, i32, i32)> {
+    let mut rows: Vec<StoredEntry> = trail::recent(pool, user, goal).await.unwrap();
+    rows.reverse();
+    rows.into_iter()
+        .map(|e| {
+            (
+                e.event_id,
+                e.reason.unwrap_or_else(|| "counted".into()),
+                e.progress_before,
+                e.progress_after,
+            )
+        })
+        .collect()
+}
+
+async fn exec(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn every_ignore_reason_is_recorded_by_the_rule_that_decided_it(pool: PgPool) {
+    let h = start(pool.clone(), BUFFERED, |b| b).await;
+    let engine = h.handle.engine().clone();
+    let settle = || async {
+        h.flush().await;
+        engine.trail().write_pending().await.unwrap();
+    };
+    // Each event a second after the previous one: the trail orders by arrival.
+    let tick = || h.clock.advance(chrono::Duration::seconds(1));
+    let stat = |user: &str, code: &str, value: f64, inc: f64, id: &str| {
+        tick();
+        let mut m = common::stat(user, code, value, inc);
+        m.id = id.into();
+        let mut client = h.stat_client();
+        async move { client.on_message(m).await.map(|_| ()) }
+    };
+    let login = |user: &'static str, id: &'static str| {
+        tick();
+        h.login_id(user, id)
+    };
+
+    // Counted (auto-initialized on the first event), and not assigned (kills-hidden is not
+    // a default goal).
+    stat("ann", "kills", 3.0, 3.0, "k1").await.unwrap();
+    settle().await;
+    assert_eq!(
+        trail_of(&pool, "ann", "kills-10").await,
+        [("k1".into(), "counted".into(), 0, 3)]
+    );
+    assert_eq!(
+        trail_of(&pool, "ann", "kills-hidden").await,
+        [("k1".into(), "not_assigned".into(), 0, 0)]
+    );
+
+    // A negative value: absolute and relative goals leave it alone.
+    stat("ann", "kills", -1.0, -4.0, "k2").await.unwrap();
+    settle().await;
+    assert_eq!(
+        trail_of(&pool, "ann", "kills-10").await[1].1,
+        "negative_value"
+    );
+    assert_eq!(
+        trail_of(&pool, "ann", "kills-relative-5").await[1].1,
+        "negative_value"
+    );
+
+    // Inactive.
+    exec(&pool, "UPDATE user_goal_progress SET is_active = false WHERE user_id = 'ann' AND goal_id = 'kills-10'").await;
+    stat("ann", "kills", 5.0, 2.0, "k3").await.unwrap();
+    settle().await;
+    assert_eq!(
+        trail_of(&pool, "ann", "kills-10").await[2],
+        ("k3".into(), "not_active".into(), 3, 3)
+    );
+
+    // Claimed this period, and claimed in a period that ended without reselection.
+    exec(
+        &pool,
+        "UPDATE user_goal_progress SET status = 'claimed', progress = 3, \
+        completed_at = '2025-11-05T10:00:00Z', claimed_at = '2025-11-05T11:00:00Z' \
+        WHERE user_id = 'ann' AND goal_id = 'login-3'",
+    )
+    .await;
+    exec(
+        &pool,
+        "UPDATE user_goal_progress SET status = 'claimed', progress = 1, \
+        completed_at = '2025-10-28T10:00:00Z', claimed_at = '2025-10-28T11:00:00Z', \
+        expires_at = '2025-11-03T00:00:00Z' WHERE user_id = 'ann' AND goal_id = 'weekly-keep'",
+    )
+    .await;
+    login("ann", "l1").await.unwrap();
+    stat("ann", "score", 9.0, 1.0, "s1").await.unwrap();
+    settle().await;
+    assert_eq!(
+        trail_of(&pool, "ann", "login-3").await,
+        [("l1".into(), "already_claimed".into(), 3, 3)]
+    );
+    assert_eq!(
+        trail_of(&pool, "ann", "weekly-keep").await,
+        [("s1".into(), "period_ended".into(), 1, 1)]
+    );
+
+    // Daily caps: the second login of the day on a daily increment goal and on a daily goal.
+    assert_eq!(
+        trail_of(&pool, "ann", "login-daily-inc").await,
+        [("l1".into(), "counted".into(), 0, 1)]
+    );
+    login("ann", "l2").await.unwrap();
+    settle().await;
+    assert_eq!(
+        trail_of(&pool, "ann", "login-daily-inc").await[1],
+        ("l2".into(), "daily_cap".into(), 1, 1)
+    );
+    assert_eq!(
+        trail_of(&pool, "ann", "login-daily").await[1],
+        ("l2".into(), "daily_cap".into(), 1, 1)
+    );
+
+    // A redelivered id is shown once more, as a duplicate; it changes nothing.
+    login("ann", "l2").await.unwrap();
+    settle().await;
+    let total = trail_of(&pool, "ann", "login-total").await;
+    assert_eq!(
+        total
+            .iter()
+            .map(|e| (e.0.as_str(), e.1.as_str()))
+            .collect::<Vec<_>>(),
+        [("l1", "counted"), ("l2", "counted"), ("l2", "duplicate")]
+    );
+    assert_eq!(total[1].3, 2, "login-total counted twice");
+
+    // Dead-lettered: Postgres refuses this player's rows (a trigger), the batch commits the
+    // others and the player's events are marked.
+    exec(
+        &pool,
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+        IF NEW.user_id = 'poison' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '23514'; END IF; \
+        RETURN NEW; END $$ LANGUAGE plpgsql; \
+        CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON user_goal_progress \
+        FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .await;
+    login("poison", "p1").await.unwrap();
+    login("bob", "b1").await.unwrap();
+    settle().await;
+    assert_eq!(
+        trail_of(&pool, "poison", "login-total").await,
+        [("p1".into(), "dead_lettered".into(), 0, 0)]
+    );
+    assert_eq!(
+        trail_of(&pool, "bob", "login-total").await,
+        [("b1".into(), "counted".into(), 0, 1)]
+    );
+
+    // Nothing but the rules' reasons and `counted` was written.
+    let reasons: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT DISTINCT reason FROM goal_event_trail ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        [
+            Some("already_claimed".to_string()),
+            Some("daily_cap".into()),
+            Some("dead_lettered".into()),
+            Some("duplicate".into()),
+            Some("negative_value".into()),
+            Some("not_active".into()),
+            Some("not_assigned".into()),
+            Some("period_ended".into()),
+            None
+        ]
+    );
+    let _ = at;
+    h.stop().await.unwrap();
+}
