@@ -7,6 +7,7 @@
 #   bench/run.sh s1 | s3 | s4 | init
 #   bench/run.sh k6                 the reference's own k6 scenario 2, unmodified, against our handler
 #   bench/run.sh profile            perf profile of the handler at PROFILE_EPS (250) events/s
+#   bench/run.sh streams            STREAMS (10000) idle live progress streams: the service's memory
 #   bench/run.sh all                everything above (but profile), in that order
 #
 # Knobs (env): DUR (s per run, 20), USERS (10000), EPS_LIST, RPS, EPS, CHALLENGES_PER_USER (10 =
@@ -247,6 +248,20 @@ s2() {
   done
 }
 
+# Idle live progress streams (issue 21): the service's resident memory before and after
+# STREAMS streams (one player each, heartbeat 15 s), held HOLD (20) seconds. The service
+# gets the file-descriptor limit it needs.
+streams_bench() {
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+  ulimit -n 65536
+  start_service "-streams"
+  log "streams: ${STREAMS:-10000} idle SSE streams, held ${HOLD:-20}s"
+  python3 "$ROOT/bench/streams.py" --url "$API" --pid "$SERVICE_PID" --n "${STREAMS:-10000}" \
+    --hold "${HOLD:-20}" | tee -a "$RESULTS" >&2 || log "streams: some streams failed (see results)"
+  log "service: $(peak_rss $SERVICE_PID)"
+  stop $SERVICE_PID service "streams"
+}
+
 s1() {
   fresh_db
   start_service
@@ -393,8 +408,9 @@ case "${1:-all}" in
   list) list_bench ;;
   k6) k6_check ;;
   profile) profile_handler ;;
+  streams) streams_bench ;;
   all) build; ceilings; s2; s1; init_ramp; s3; s4; k6_check ;;
-  *) echo "usage: $0 [build|ceilings|s1|s2|s3|s4|init|k6|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|ceilings|s1|s2|s3|s4|init|k6|streams|all]" >&2; exit 2 ;;
 esac
 drop_db
 log "results: $RESULTS"

@@ -500,3 +500,39 @@ async fn from_settings_warms_the_cache() {
     assert_eq!(auth.authenticate(&bearer(&token)).await.unwrap(), "user-1");
     assert_eq!(requests_to(&server, JWKS).await, 1);
 }
+
+/// The support routes (CONTRACT §10's admin trail): a player's token is refused, a token
+/// holding `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with the read bit is let through.
+#[tokio::test]
+async fn admin_routes_need_the_challenge_admin_read_permission() {
+    use extend_challenge_service::error::ServiceError;
+    let server = iam().await;
+    let auth = Authenticator::new(config(&server), reqwest::Client::new());
+
+    let player = sign(KEY1_PEM, "k1", &claims("player-1"));
+    assert_eq!(auth.caller(&bearer(&player)).await.unwrap().0, "player-1");
+    let refused = auth.admin_caller(&bearer(&player)).await.unwrap_err();
+    assert!(
+        matches!(refused, ServiceError::PermissionDenied(_)),
+        "{refused:?}"
+    );
+
+    let with = |resource: &str, action: u32| {
+        let mut c = claims("support-1");
+        c["permissions"] = json!([{"Resource": resource, "Action": action}]);
+        sign(KEY1_PEM, "k1", &c)
+    };
+    let write_only = with("ADMIN:NAMESPACE:mygame:CHALLENGE", 4);
+    assert!(auth.admin_caller(&bearer(&write_only)).await.is_err());
+    let other_ns = with("ADMIN:NAMESPACE:other:CHALLENGE", 2);
+    assert!(auth.admin_caller(&bearer(&other_ns)).await.is_err());
+    for ok in [
+        with("ADMIN:NAMESPACE:mygame:CHALLENGE", 2),
+        with("ADMIN:NAMESPACE:*:CHALLENGE", 15),
+    ] {
+        assert_eq!(
+            auth.admin_caller(&bearer(&ok)).await.unwrap().0,
+            "support-1"
+        );
+    }
+}

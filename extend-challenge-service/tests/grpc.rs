@@ -675,3 +675,108 @@ async fn database_connectivity_errors_are_unavailable() {
         svc.stop().await;
     }
 }
+
+/// CONTRACT §10 over gRPC on the whole application: `WatchProgress` starts with a heartbeat
+/// and pushes a notified change (the application's own listener); `GetGoalEvents` reads the
+/// trail; an open stream does not hold up an orderly shutdown.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn watch_progress_and_goal_events_over_grpc(pool: PgPool) {
+    use extend_challenge_common::store::{live, trail};
+    let svc = start(pool.clone(), false).await;
+    let mut client = svc.client().await;
+    client
+        .initialize_player(as_user("ann", pb::InitializeRequest {}))
+        .await
+        .unwrap();
+    let mut stream = client
+        .watch_progress(as_user("ann", pb::WatchProgressRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.heartbeat && first.goals.is_empty());
+    sqlx::query("UPDATE user_goal_progress SET progress = 4, status = 'in_progress' WHERE user_id = 'ann' AND goal_id = 'kill-10'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The listener connects at start-up: notify until the push arrives (bounded).
+    let mut got = None;
+    for _ in 0..50 {
+        live::notify(&pool, &live::encode([("ann", vec!["kill-10"])]))
+            .await
+            .unwrap();
+        if let Ok(m) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), stream.message()).await
+        {
+            got = m.unwrap();
+            break;
+        }
+    }
+    let update = got.expect("a pushed update");
+    assert!(!update.heartbeat);
+    let goal = update.goals[0].goal.as_ref().unwrap();
+    assert_eq!(
+        (
+            update.goals[0].challenge_id.as_str(),
+            goal.goal_id.as_str(),
+            goal.progress
+        ),
+        ("winter", "kill-10", 4)
+    );
+
+    trail::record(
+        &pool,
+        &[trail::TrailEntry {
+            user_id: "ann".into(),
+            goal_id: "kill-10".into(),
+            received_at: at(NOON),
+            event_id: "e-1".into(),
+            event_type: "statistic",
+            stat_code: "kills".into(),
+            value: 4,
+            reason: None,
+            progress_before: 0,
+            progress_after: 4,
+        }],
+    )
+    .await
+    .unwrap();
+    let events = client
+        .get_goal_events(as_user(
+            "ann",
+            pb::GetGoalEventsRequest {
+                challenge_id: "winter".into(),
+                goal_id: "kill-10".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (
+            events[0].result.as_str(),
+            events[0].reason.as_str(),
+            events[0].progress_after
+        ),
+        ("counted", "", 4)
+    );
+    assert_eq!(events[0].received_at, "2025-11-04T12:00:00Z");
+    let missing = client
+        .get_goal_events(as_user(
+            "ann",
+            pb::GetGoalEventsRequest {
+                challenge_id: "winter".into(),
+                goal_id: "nope".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    // Shutdown with the stream open: the stream ends, the server stops.
+    tokio::time::timeout(std::time::Duration::from_secs(15), svc.stop())
+        .await
+        .expect("an open stream does not hold up shutdown");
+    drop(stream);
+}

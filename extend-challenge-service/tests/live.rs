@@ -304,3 +304,26 @@ async fn a_stream_whose_client_does_not_read_is_dropped(pool: PgPool) {
     drop(slow);
     assert_eq!(hub.open(), 1, "the reading stream stays");
 }
+
+/// A per-player window passing changes the tag at the window's end, not before (no global
+/// rotation in this config, so the UTC day plays no part).
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn list_etag_turns_with_a_per_player_window(pool: PgPool) {
+    const GOALS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/goals.json");
+    let config = std::sync::Arc::new(
+        extend_challenge_common::config::load_from_path(GOALS).expect("goals fixture"),
+    );
+    let h = Harness::with_config(pool, config, None);
+    h.post("/challenge/v1/challenges/initialize", "ann", "{}")
+        .await;
+    let t0 = not_modified(&h, LIST, "ann").await;
+    // `sprint`'s 24 h window started at the assignment (noon).
+    h.clock.set(at("2025-11-05T11:59:59Z"));
+    assert_eq!(
+        not_modified(&h, LIST, "ann").await,
+        t0,
+        "midnight is nothing here"
+    );
+    h.clock.set(at("2025-11-05T12:00:01Z"));
+    modified(&h, LIST, "ann", &t0, "the window's end").await;
+}

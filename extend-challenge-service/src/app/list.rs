@@ -14,7 +14,7 @@ fn plain(req: &pb::GetChallengesRequest) -> bool {
 }
 
 impl ChallengeService {
-    fn list_query(&self, req: &pb::GetChallengesRequest) -> Result<ListQuery> {
+    pub(super) fn list_query(&self, req: &pb::GetChallengesRequest) -> Result<ListQuery> {
         self.inner
             .catalog
             .list_query(

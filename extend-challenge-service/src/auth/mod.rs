@@ -518,6 +518,21 @@ mod tests {
     use super::*;
     use http::{HeaderMap, HeaderValue};
 
+    #[test]
+    fn admin_resources_match_exactly_or_by_wildcard_segments() {
+        let want = "ADMIN:NAMESPACE:mygame:CHALLENGE";
+        assert!(resource_matches("ADMIN:NAMESPACE:mygame:CHALLENGE", want));
+        assert!(resource_matches("ADMIN:NAMESPACE:*:CHALLENGE", want));
+        assert!(resource_matches("ADMIN:*", want));
+        assert!(!resource_matches("ADMIN:NAMESPACE:other:CHALLENGE", want));
+        assert!(!resource_matches("NAMESPACE:mygame:CHALLENGE", want));
+        assert!(!resource_matches("ADMIN:NAMESPACE:mygame", want));
+        assert!(!resource_matches(
+            "ADMIN:NAMESPACE:mygame:CHALLENGE:X",
+            want
+        ));
+    }
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {

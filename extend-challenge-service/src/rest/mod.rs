@@ -267,9 +267,9 @@ async fn authenticate_admin(
 
 type ApiResult = Result<Response, ServiceError>;
 
-/// The list, with its `ETag`; `If-None-Match` naming the current tag is answered `304`
-/// from one aggregate query, before anything is built (`app::etag`). The tag is read
-/// before the list, so a change in between makes the body newer than its tag, never older.
+/// The list, with its `ETag`. With `If-None-Match`, the current tag is read first, from one
+/// aggregate query (`app::etag`), and a match is answered `304` before anything is built;
+/// otherwise the list and its tag come from one read.
 async fn get_user_challenges(
     State(s): State<RestState>,
     Extension(AuthUser(user)): Extension<AuthUser>,
@@ -277,24 +277,31 @@ async fn get_user_challenges(
     headers: HeaderMap,
 ) -> ApiResult {
     let req = list_request(query.as_deref())?;
-    let etag = s
-        .service
-        .list_etag(&user, query.as_deref().unwrap_or(""))
-        .await?;
-    // Hex digits in quotes: always a valid header value.
-    let tag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("W/\"0\""));
-    let matches = headers
+    let query = query.as_deref().unwrap_or("");
+    let conditions: Vec<&str> = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| crate::app::none_match(v, &etag));
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+        .collect();
+    if !conditions.is_empty() {
+        let etag = s.service.list_etag(&user, query).await?;
+        if conditions.iter().any(|c| crate::app::none_match(c, &etag)) {
+            return Ok((
+                StatusCode::NOT_MODIFIED,
+                [(header::ETAG, header_value(&etag))],
+            )
+                .into_response());
+        }
     }
-    let body = s.service.list_json(&user, &req).await?;
+    let (body, etag) = s.service.list_json_tagged(&user, &req, query).await?;
     let mut resp = json_text(body);
-    resp.headers_mut().insert(header::ETAG, tag);
+    resp.headers_mut().insert(header::ETAG, header_value(&etag));
     Ok(resp)
+}
+
+/// A tag as a header value (hex digits in quotes: always valid).
+fn header_value(etag: &str) -> HeaderValue {
+    HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("W/\"0\""))
 }
 
 async fn get_user_challenge(
