@@ -9,6 +9,7 @@
 //! - [`player`]: the service's reads and writes.
 //! - [`grants`]: reward grant intents, the claim's state machine.
 //! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
+//! - [`implicit`]: the marker row that stands for a player's untouched default goals.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -19,6 +20,7 @@ pub mod dead_letter;
 pub mod erasure;
 pub mod flush;
 pub mod grants;
+pub mod implicit;
 pub mod ledger;
 pub mod outbox;
 pub mod player;
@@ -149,6 +151,13 @@ pub fn classify(e: &sqlx::Error) -> DbFault {
         },
         _ => DbFault::Other,
     }
+}
+
+/// Whether `e` means the statement lost a race with another transaction: serialization
+/// failure (40001, also what a flush raises when another transaction inserted a row it
+/// meant to insert) or deadlock (40P01). Retrying the same work finds the other's result.
+pub fn is_lost_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
 /// Whether `e` means the database is unreachable (see [`DbFault::Connectivity`]).
