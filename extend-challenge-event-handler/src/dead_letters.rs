@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use extend_challenge_common::config::ChallengeConfig;
 use extend_challenge_common::store::dead_letter::{self, DeadLetter, Replayed, escape_control};
+use extend_challenge_common::store::implicit::Defaults;
 use sqlx::PgPool;
 
 /// A parsed `dead-letters` command line.
@@ -140,7 +141,8 @@ pub async fn replay(
     if ids.is_empty() {
         writeln!(out, "no dead letters to replay")?;
     }
-    let defaults = ctx.auto_initialize.then(|| ctx.config.default_goals());
+    let defaults = Defaults::of(ctx.config);
+    let defaults = ctx.auto_initialize.then_some(&defaults);
     let mut all_ok = true;
     for id in ids {
         match dead_letter::replay(pool, id, ctx.config, defaults, ctx.now, ctx.timeout).await {

@@ -93,6 +93,15 @@ pub static FLUSH_ERRORS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("register challenge_flush_errors_total")
 });
 
+pub static FLUSH_LOST_RACES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "challenge_flush_lost_races_total",
+        "Batches that lost a race with another transaction (a goal's first row inserted \
+         meanwhile, a deadlock), wrote nothing and were retried at once"
+    )
+    .expect("register challenge_flush_lost_races_total")
+});
+
 /// Rows a batch left for a later one because another transaction held their lock (a
 /// reward claim in progress, another replica's batch).
 pub static FLUSH_DEFERRED_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -192,6 +201,7 @@ pub fn init() {
     LazyLock::force(&FLUSH_ROWS_TOTAL);
     LazyLock::force(&FLUSH_BATCH_KEYS);
     LazyLock::force(&FLUSH_ERRORS_TOTAL);
+    LazyLock::force(&FLUSH_LOST_RACES_TOTAL);
     LazyLock::force(&FLUSH_DEFERRED_TOTAL);
     LazyLock::force(&VALUE_CLAMPS_TOTAL);
     LazyLock::force(&extend_challenge_common::metrics::DB_POOL_CONNECTIONS);

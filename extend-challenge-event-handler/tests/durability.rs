@@ -249,6 +249,20 @@ async fn failed_flushes_merge_back_and_retry_in_buffered_mode(
     h.stop().await.unwrap();
 }
 
+/// The user was auto-initialized (their marker row, `store::implicit`) and has rows only
+/// for the goals events changed: none of the fixture's other default goals got a row.
+async fn assert_initialized_once(pool: &PgPool, user: &str) {
+    let rows = rows(pool, user).await;
+    assert!(rows.contains_key(""), "{user} has a marker: {rows:?}");
+    for (goal, row) in &rows {
+        assert!(
+            goal.is_empty() || row.progress > 0,
+            "{user}: a row for {goal} that no event changed"
+        );
+    }
+    assert!(rows.len() < 13, "{user}: not one row per default goal");
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn two_instances_on_one_database_give_exact_counts(pool: PgPool) {
     let a = start(pool.clone(), &[], |b| b).await;
@@ -299,7 +313,7 @@ async fn two_instances_on_one_database_give_exact_counts(pool: PgPool) {
             Some(matches[u.as_str()]),
             "{u}"
         );
-        assert_eq!(rows(&pool, u).await.len(), 13, "{u} initialized once");
+        assert_initialized_once(&pool, u).await;
     }
     assert_eq!(
         a.handle.flush_errors() + b.handle.flush_errors(),
@@ -335,7 +349,7 @@ async fn two_instances_contending_on_the_same_rows_give_exact_counts(pool: PgPoo
             Some((TASKS * ROUNDS / 2) as i32),
             "{u}"
         );
-        assert_eq!(rows(&pool, u).await.len(), 13, "{u} initialized once");
+        assert_initialized_once(&pool, u).await;
     }
     assert_eq!(a.handle.flush_errors() + b.handle.flush_errors(), 0);
     a.stop().await.unwrap();
@@ -656,20 +670,22 @@ async fn the_event_ledger_forgets_ids_after_the_ttl(pool: PgPool) {
     assert_eq!(left.into_iter().collect::<Vec<_>>(), ["new-1"]);
 }
 
-/// Another instance auto-initializes the same new user at the same moment: this batch's
-/// insert waits for it and adds nothing, and the rows the other transaction committed must
-/// still take this batch's delta (they were invisible to the batch's first locking select).
+/// Another instance writes the same new user's rows at the same moment: this batch's
+/// insert of the goal's first row waits for it and adds nothing, so the batch must not
+/// commit without its delta — it fails as a lost race (retryable, nothing written), and the
+/// retry updates the row the other transaction committed (it was invisible to the batch's
+/// first locking select).
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn a_user_initialized_by_another_batch_meanwhile_still_gets_the_delta(pool: PgPool) {
     use extend_challenge_common::store::flush::{BatchItem, BatchUser, flush_batch};
     let config = fixture_config();
     let now = at("2025-11-05T12:00:00Z");
-    let defaults: Vec<_> = config.default_goals().to_vec();
-    assert!(defaults.iter().any(|g| g.id == "login-total"));
+    let defaults = extend_challenge_common::store::implicit::Defaults::of(&config);
+    assert!(defaults.goals().iter().any(|g| g.id == "login-total"));
 
     // The other instance: all of ivy's default rows inserted, not committed yet.
     let mut other = pool.begin().await.unwrap();
-    for g in &defaults {
+    for g in defaults.goals() {
         let s = extend_challenge_common::progress::new_assignment(g, now);
         sqlx::query(
             "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
@@ -703,6 +719,7 @@ async fn a_user_initialized_by_another_batch_meanwhile_still_gets_the_delta(pool
     }];
     let batch = {
         let pool = pool.clone();
+        let (items, users, defaults) = (items.clone(), users.clone(), defaults.clone());
         tokio::spawn(async move {
             flush_batch(
                 &pool,
@@ -735,10 +752,26 @@ async fn a_user_initialized_by_another_batch_meanwhile_still_gets_the_delta(pool
     }
     other.commit().await.unwrap();
 
-    let flushed = batch.await.unwrap().unwrap();
+    let lost = batch.await.unwrap().unwrap_err();
+    assert!(lost.is_retryable(), "a lost race is retried: {lost}");
+    assert_eq!(
+        progress(&pool, "ivy", "login-total").await,
+        Some(0),
+        "nothing of the lost batch was written"
+    );
+    let flushed = flush_batch(
+        &pool,
+        &items,
+        &users,
+        Some(&defaults),
+        now,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         flushed.outcome.initialized, 0,
-        "the other instance inserted them"
+        "the user has rows: no marker"
     );
     assert_eq!(flushed.outcome.not_assigned, 0, "the key has a row");
     assert_eq!(flushed.outcome.updated, 1);

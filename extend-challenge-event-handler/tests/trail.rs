@@ -86,7 +86,9 @@ async fn every_ignore_reason_is_recorded_by_the_rule_that_decided_it(pool: PgPoo
         ("k3".into(), "not_active".into(), 3, 3)
     );
 
-    // Claimed this period, and claimed in a period that ended without reselection.
+    // Claimed this period, and claimed in a period that ended without reselection (the
+    // rows first: untouched default goals have none, `store::implicit`).
+    common::assign(&pool, "ann", &["login-3", "weekly-keep"], h.clock_now()).await;
     exec(
         &pool,
         "UPDATE user_goal_progress SET status = 'claimed', progress = 3, \

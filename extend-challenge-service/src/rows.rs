@@ -7,13 +7,15 @@
 //! it.
 
 use chrono::{DateTime, Utc};
-use extend_challenge_common::store::player;
+use extend_challenge_common::store::implicit::Marker;
+use extend_challenge_common::store::{GoalRowRef, player};
 use sqlx::PgPool;
 
 use crate::catalog::{Catalog, PlayerView};
 
-/// Every row of `user_id`, viewed at `now`. Rows of goals no longer in the config are
-/// skipped, as [`PlayerView::new`] does.
+/// Every row of `user_id`, viewed at `now`, with the implicit rows its marker stands for
+/// (`store::implicit`). Rows of goals no longer in the config are skipped, as
+/// [`PlayerView::new`] does.
 ///
 /// The view (a slot per configured goal) is allocated only once a connection is held, so
 /// requests queued for the pool under overload hold no view: at most pool-size views are
@@ -28,11 +30,18 @@ pub async fn user_view<'a>(
         pool,
         user_id,
         || PlayerView::empty(catalog, now),
-        |view, row| {
-            if let Some(gi) = catalog.goal_index(row.goal_id) {
-                view.insert(gi, &row.state());
-            }
-        },
+        |view, row| fold_row(catalog, view, row),
     )
     .await
+}
+
+/// One row of the player into `view` (what [`user_view`] does with each; the list's tagged
+/// read, `app::etag`, too).
+pub fn fold_row(catalog: &Catalog, view: &mut PlayerView<'_>, row: GoalRowRef<'_>) {
+    if let Some(gi) = catalog.goal_index(row.goal_id) {
+        view.insert(gi, &row.state());
+    } else if let Some(marker) = Marker::from_parts(row.goal_id, row.assigned_at, row.req_state) {
+        // The implicit rows of the player's untouched default goals.
+        view.add_marker(&marker);
+    }
 }

@@ -67,13 +67,14 @@ async fn rest_erasure_deletes_everything_once_a_minute_across_instances(pool: Pg
     a.post("/challenge/v1/challenges/initialize", "bob", "{}")
         .await;
     other_personal_rows(&pool, "amy").await;
-    assert_eq!(progress_rows(&pool, "amy").await, 3);
+    // Initialized: one marker row for the three default goals (`store::implicit`).
+    assert_eq!(progress_rows(&pool, "amy").await, 1);
 
     let (s, body) = a
         .call("DELETE", "/challenge/v1/users/me/data", "amy", None)
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body, serde_json::json!({"userId": "amy", "rowsDeleted": 3}));
+    assert_eq!(body, serde_json::json!({"userId": "amy", "rowsDeleted": 1}));
     assert_eq!(progress_rows(&pool, "amy").await, 0);
     for table in [
         "SELECT count(*) FROM reward_grants WHERE user_id = $1",
@@ -90,7 +91,7 @@ async fn rest_erasure_deletes_everything_once_a_minute_across_instances(pool: Pg
         .await,
         1
     );
-    assert_eq!(progress_rows(&pool, "bob").await, 3, "others untouched");
+    assert_eq!(progress_rows(&pool, "bob").await, 1, "others untouched");
 
     // Another instance, within the minute: refused, with the contract's JSON error.
     let (s, body) = b
@@ -114,7 +115,7 @@ async fn rest_erasure_deletes_everything_once_a_minute_across_instances(pool: Pg
         .call("DELETE", "/challenge/v1/users/me/data", "amy", None)
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(body["rowsDeleted"], 3);
+    assert_eq!(body["rowsDeleted"], 1);
 }
 
 struct Running {
@@ -172,7 +173,7 @@ async fn grpc_erasure_and_the_rate_limit_across_transports_and_instances(pool: P
         .unwrap()
         .into_inner();
     assert_eq!(done.user_id, "amy");
-    assert_eq!(done.rows_deleted, 3);
+    assert_eq!(done.rows_deleted, 1, "the marker row (`store::implicit`)");
     assert_eq!(progress_rows(&pool, "amy").await, 0);
 
     let again = c2

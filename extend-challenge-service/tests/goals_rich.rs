@@ -179,6 +179,7 @@ async fn per_player_windows_start_at_assignment(pool: PgPool) {
         (&g["status"], &g["expiresAt"]),
         (&"not_started".into(), &"2025-11-06T12:00:00Z".into())
     );
+    h.materialize("dan", "sprint").await;
     // Completed in the second window, as the event handler stores it (rolled over first).
     sqlx::query(
         "UPDATE user_goal_progress SET progress = 1, status = 'completed', claimed_at = NULL, \
@@ -205,6 +206,7 @@ async fn requirement_groups_show_each_requirement_and_claim_once_met(pool: PgPoo
     let h = harness(pool.clone());
     h.post("/challenge/v1/challenges/initialize", "fia", "{}")
         .await;
+    h.materialize("fia", "either").await;
     // As the event handler stores it: kills 12, wins 1 (group A half met), deaths 0.
     sqlx::query(
         "UPDATE user_goal_progress SET progress = 12, status = 'in_progress', \
@@ -305,6 +307,13 @@ async fn rich_goals_over_the_grpc_transport(pool: PgPool) {
     c.initialize_player(req(pb::InitializeRequest {}))
         .await
         .unwrap();
+    materialize(
+        &pool,
+        &config::load_from_path(GOALS).unwrap(),
+        "gus",
+        "either",
+    )
+    .await;
     sqlx::query(
         "UPDATE user_goal_progress SET progress = 12, status = 'in_progress', \
            req_state = '12/,1/,0/,/' WHERE user_id = 'gus' AND goal_id = 'either'",
@@ -371,6 +380,7 @@ async fn retention_follows_each_players_own_window(pool: PgPool) {
             .await;
     }
     for (user, days) in [("old", 10), ("recent", 3)] {
+        h.materialize(user, "sprint").await;
         sqlx::query(
             "UPDATE user_goal_progress SET expires_at = $2, progress = 1, status = 'in_progress' \
              WHERE user_id = $1 AND goal_id = 'sprint'",

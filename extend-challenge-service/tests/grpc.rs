@@ -189,6 +189,7 @@ async fn every_rpc_over_grpc(pool: PgPool) {
     );
 
     // Rewards (CONTRACT §7): claim all and the history over gRPC.
+    materialize(&pool, &fixture_config(), "amy", "login-3").await;
     sqlx::query(
         "UPDATE user_goal_progress SET progress = 3, status = 'completed', completed_at = now(), \
            is_active = true WHERE user_id = 'amy' AND goal_id = 'login-3'",
@@ -336,6 +337,7 @@ async fn claim_over_grpc_grants_once(pool: PgPool) {
     c.initialize_player(as_user("ben", pb::InitializeRequest {}))
         .await
         .unwrap();
+    materialize(&pool, &fixture_config(), "ben", "kill-10").await;
     sqlx::query("UPDATE user_goal_progress SET progress = 10, status = 'completed', completed_at = now() WHERE user_id = 'ben' AND goal_id = 'kill-10'")
         .execute(&pool)
         .await

@@ -158,6 +158,7 @@ impl Running {
         for (goal, progress, status) in
             [("kill-10", 10, "completed"), ("login-3", 1, "in_progress")]
         {
+            materialize(&self.pool, &tagged_config(), user, goal).await;
             let n = sqlx::query(
                 "UPDATE user_goal_progress SET progress = $3, status = $4, \
                  completed_at = CASE WHEN $4 = 'completed' THEN now() END \

@@ -247,14 +247,37 @@ async fn initialize_assigns_defaults_once_and_catches_up(pool: PgPool) {
     assert_eq!(again["totalActive"], 3);
     assert_eq!(again["assignedGoals"][0]["assignedAt"], NOON);
 
-    // A default goal the player lacks (as when the config gains one) is assigned.
-    sqlx::query("DELETE FROM user_goal_progress WHERE user_id = 'gus' AND goal_id = 'login-3'")
-        .execute(&h.pool)
-        .await
-        .unwrap();
+    // A default goal the player lacks — added to the config since the player's first
+    // initialize: their marker row (`store::implicit`) does not list it — is assigned, with
+    // a row of its own stamped now.
+    let n = sqlx::query(
+        "UPDATE user_goal_progress SET req_state = 'daily-login\nkill-10' \
+         WHERE user_id = 'gus' AND goal_id = ''",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(n, 1, "gus has a marker");
+    let (_, listed) = h.get(LIST, "gus").await;
+    assert_eq!(
+        goal(find(&listed, "winter"), "login-3")["isActive"],
+        false,
+        "not assigned before the call"
+    );
     let (_, caught_up) = h.post(INIT, "gus", "").await;
     assert_eq!(caught_up["newAssignments"], 1);
     assert_eq!(caught_up["totalActive"], 3);
+    let login3 = caught_up["assignedGoals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["goalId"] == "login-3")
+        .unwrap();
+    assert_eq!(login3["assignedAt"], "2025-11-04T13:00:00Z");
+    assert!(h.row_status("gus", "login-3").await.is_some());
+    let (_, again) = h.post(INIT, "gus", "").await;
+    assert_eq!(again["newAssignments"], 0);
 
     // A default goal the player deactivated stays deactivated.
     h.call(
@@ -487,8 +510,13 @@ async fn batch_select_collapses_duplicates_and_shows_real_progress(pool: PgPool)
         h.row_status("kim", "kill-10").await,
         Some(("not_started".into(), false))
     );
-    // Other challenges are untouched.
-    assert!(h.row_status("kim", "daily-login").await.unwrap().1);
+    // Other challenges are untouched: daily-login is still implicit (no row), and active.
+    assert_eq!(h.row_status("kim", "daily-login").await, None);
+    let (_, listed) = h.get(LIST, "kim").await;
+    assert_eq!(
+        goal(find(&listed, "daily"), "daily-login")["isActive"],
+        true
+    );
 
     let cases = [
         (

@@ -77,6 +77,24 @@ impl GoalRow {
         self.as_ref().state()
     }
 
+    /// The row of goal `goal_id` holding `state` (an implicit row, see `store::implicit`).
+    pub fn from_state(goal_id: &str, state: &GoalState) -> Self {
+        GoalRow {
+            goal_id: goal_id.to_string(),
+            progress: state.progress,
+            status: state.status.as_str().to_string(),
+            completed_at: state.completed_at,
+            claimed_at: state.claimed_at,
+            is_active: state.is_active,
+            assigned_at: state.assigned_at,
+            expires_at: state.expires_at,
+            baseline_value: state.baseline_value,
+            last_event_at: state.last_event_at,
+            times_claimed: state.times_claimed,
+            req_state: state.parts.as_deref().map(encode_parts),
+        }
+    }
+
     /// The row, borrowed.
     pub fn as_ref(&self) -> GoalRowRef<'_> {
         GoalRowRef {

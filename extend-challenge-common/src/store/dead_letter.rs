@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::flush::{self, BatchItem, BatchUser, FlushError, Flushed};
-use crate::config::{ChallengeConfig, Goal};
+use crate::config::ChallengeConfig;
 use crate::progress::Delta;
 
 /// The exact content of a dead letter.
@@ -247,18 +247,18 @@ pub enum ReplayError {
 }
 
 /// Re-applies dead letter `id` through the batch code (the same statements as a flush, in
-/// one transaction with marking it replayed). `default_goals` as in
+/// one transaction with marking it replayed). `defaults` as in
 /// [`flush::flush_batch`]. On failure the dead letter stays, its error replaced by the new
 /// one and its attempt counted.
 pub async fn replay(
     pool: &PgPool,
     id: i64,
     config: &ChallengeConfig,
-    default_goals: Option<&[Arc<Goal>]>,
+    defaults: Option<&super::implicit::Defaults>,
     now: DateTime<Utc>,
     timeout: Duration,
 ) -> Result<Replayed, ReplayError> {
-    let attempt = tokio::time::timeout(timeout, replay_tx(pool, id, config, default_goals, now))
+    let attempt = tokio::time::timeout(timeout, replay_tx(pool, id, config, defaults, now))
         .await
         .unwrap_or_else(|_| {
             Err(ReplayError::Refused(format!(
@@ -283,7 +283,7 @@ async fn replay_tx(
     pool: &PgPool,
     id: i64,
     config: &ChallengeConfig,
-    default_goals: Option<&[Arc<Goal>]>,
+    defaults: Option<&super::implicit::Defaults>,
     now: DateTime<Utc>,
 ) -> Result<Replayed, ReplayError> {
     let mut tx = pool.begin().await?;
@@ -325,7 +325,7 @@ async fn replay_tx(
         oldest_at: Some(letter.created_at),
     }];
     sqlx::query(flush::LOCK_SQL).execute(&mut *tx).await?;
-    let (flushed, _) = flush::write_batch(&mut tx, &items, &users, default_goals, now).await?;
+    let (flushed, _) = flush::write_batch(&mut tx, &items, &users, defaults, now).await?;
     if !flushed.deferred.is_empty() {
         return Err(ReplayError::Refused(
             "a row of the user is locked by another transaction; try again".into(),

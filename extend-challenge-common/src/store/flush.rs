@@ -8,18 +8,24 @@
 //! 2. one `SELECT … ORDER BY user_id, goal_id FOR NO KEY UPDATE SKIP LOCKED` of the batch's
 //!    rows, each with its user's erasure tombstone (`LEFT JOIN user_erasures`);
 //! 3. only for keys it did not return: one unlocked look telling rows another transaction
-//!    holds (*deferred*) from keys without a row, with those users' tombstones; and only for
-//!    users none of whose keys has a row: the auto-initialize `INSERT … SELECT` (CONTRACT
-//!    §2.1; it assigns the default goals to users without any row) and a locking `SELECT`
-//!    of their new rows;
+//!    holds (*deferred*) from keys without a row, with those users' tombstones and marker
+//!    rows (`store::implicit`);
 //! 4. the progress rules, in Rust ([`progress::apply`]), then one statement that runs the
-//!    `UPDATE … FROM unnest(…)` of the changed rows and the `INSERT` of the written users'
-//!    event ids into `event_ledger`, and answers with the transaction id;
+//!    `UPDATE … FROM unnest(…)` of the changed rows, the `INSERT` of the first rows of the
+//!    implicit goals the batch changed and of the markers of the users it auto-initializes,
+//!    the `INSERT` of the written users' event ids into `event_ledger` and the auto-claims'
+//!    outbox, and answers with the transaction id;
 //! 5. `COMMIT`.
 //!
-//! Keys without a row (goal not assigned) are dropped: only assigned goals make progress.
-//! The auto-initialize step used to run for every batch, an anti-join per user of the
-//! batch; it now runs only for users the locking select found no row of.
+//! **Keys without a row.** A player's untouched default goals have no row: one marker row
+//! stands for them (`store::implicit`). A key without a row whose goal the user's marker
+//! covers is implicit: the rules apply to `progress::new_assignment(goal, marker time)`, and
+//! the goal's row is inserted only if that changes it. A user without any row at all is
+//! auto-initialized (CONTRACT §2.1, when the caller passes the defaults): the batch inserts
+//! their marker and treats their default goals as implicit from now. Any other key without a
+//! row (goal not assigned) is dropped: only assigned goals make progress. Before the marker,
+//! the first event of a player inserted a row for every default goal (150 in AccelByte's M5
+//! catalog); now it writes the marker and the rows it changes.
 //!
 //! **Erased users (no zombie rows).** The batch holds `ROW EXCLUSIVE` on
 //! `user_goal_progress` from its first statement, then reads the tombstones of its users
@@ -43,11 +49,13 @@
 //! buffered and retries them in a later batch. Two handler replicas on the same users
 //! defer each other's locked rows the same way, so neither waits and nothing is lost.
 //!
-//! Sorting is still kept, for what can wait: the auto-initialize `INSERT` waits on the
+//! Sorting is still kept, for what can wait: an implicit goal's `INSERT` waits on the
 //! primary-key entry of a row another transaction is inserting, and `FOR UPDATE` takes the
 //! row locks one by one in the order rows come out of the sort. Inserting and locking in
 //! one (user_id, goal_id) order means two writers never hold locks in opposite orders, so
-//! the short waits left (on concurrent inserts) cannot deadlock.
+//! the short waits left (on concurrent inserts) cannot deadlock. When the other transaction
+//! inserted the row, the batch's insert skips it and the statement fails the batch as a
+//! lost race (`40001`): it is retried as it is and then finds the row.
 //!
 //! A failed `COMMIT` (connection lost, timeout) is ambiguous: the server may have committed.
 //! The batch's transaction id is read before it (step 4), so the caller can ask
@@ -64,6 +72,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use super::columns::StateColumns;
+use super::implicit::{self, Defaults, Marker};
 use super::{DbFault, GOAL_ROW_COLUMNS, GoalRow, classify};
 use crate::config::Goal;
 use crate::progress::{self, Delta};
@@ -95,9 +104,9 @@ pub struct BatchUser {
 /// What one committed batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushOutcome {
-    /// Rows inserted by auto-initialization.
+    /// Players auto-initialized (marker rows inserted, `store::implicit`).
     pub initialized: u64,
-    /// Rows the batch changed.
+    /// Rows the batch changed (implicit goals' first rows included).
     pub updated: u64,
     /// Rows locked but left as they were (inactive, claimed, nothing to do).
     pub unchanged: u64,
@@ -154,6 +163,16 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
+    /// An item that reached no row, ignored by `why`.
+    pub fn ignored(why: progress::Ignored) -> Self {
+        ItemResult {
+            before: 0,
+            after: 0,
+            written: false,
+            ignored: Some(why),
+        }
+    }
+
     fn of(old: &progress::GoalState, new: &Result<progress::GoalState, progress::Ignored>) -> Self {
         match new {
             Ok(n) => ItemResult {
@@ -171,27 +190,6 @@ impl ItemResult {
         }
     }
 }
-
-/// Assigns `goals` (as [`progress::new_assignment`] at `now`) to each user in `users` that
-/// has no row at all. The cross join keeps the statement's input at users + goals, not
-/// users × goals; rows are inserted sorted so concurrent initializers wait on each other in
-/// one order.
-static AUTO_INITIALIZE_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, {}, \
-             created_at, updated_at) \
-         SELECT u.user_id, g.goal_id, g.challenge_id, u.namespace, {}, $14, $14 \
-         FROM unnest($1::text[], $2::text[]) AS u(user_id, namespace) \
-         CROSS JOIN unnest($3::text[], $4::text[], {}) AS g(goal_id, challenge_id, {}) \
-         WHERE NOT EXISTS (SELECT 1 FROM user_goal_progress p WHERE p.user_id = u.user_id) \
-         ORDER BY u.user_id, g.goal_id \
-         ON CONFLICT (user_id, goal_id) DO NOTHING",
-        StateColumns::names(""),
-        StateColumns::names("g."),
-        StateColumns::unnest_args(5),
-        StateColumns::names(""),
-    )
-});
 
 /// Locks the batch's rows in (user_id, goal_id) order, skipping rows another transaction
 /// holds: Postgres takes the row locks after the sort, so every writer acquires them in the
@@ -217,14 +215,20 @@ static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
 
 /// Of the given keys (those the locking select did not return), whether each has a row —
 /// read without locking: such a row is held by another transaction; without one the goal is
-/// not assigned — and its user's erasure tombstone, if any.
+/// implicit or not assigned — its user's erasure tombstone, if any, its user's marker row
+/// (`store::implicit`: when the user was initialized and the goals that covered), and
+/// whether the user has any row at all (a user without is auto-initialized).
 const MISSING_KEYS_SQL: &str = "\
 SELECT k.user_id, k.goal_id, \
     EXISTS (SELECT 1 FROM user_goal_progress p \
         WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id), \
-    e.erased_at \
+    e.erased_at, \
+    m.user_id IS NOT NULL, m.assigned_at, m.req_state, \
+    m.user_id IS NOT NULL OR EXISTS (SELECT 1 FROM user_goal_progress p \
+        WHERE p.user_id = k.user_id) \
 FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
-LEFT JOIN user_erasures AS e ON e.user_id = k.user_id";
+LEFT JOIN user_erasures AS e ON e.user_id = k.user_id \
+LEFT JOIN user_goal_progress AS m ON m.user_id = k.user_id AND m.goal_id = ''";
 
 /// The batch's `BEGIN`, with `ROW EXCLUSIVE` on the progress table (which an erasure's
 /// `EXCLUSIVE` lock waits for, see [`super::erasure`]) taken before anything reads the
@@ -239,12 +243,18 @@ const LEDGER_INSERT_SQL: &str = "\
 INSERT INTO event_ledger (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
 /// The batch's last statement: the changed rows' `UPDATE` (with `req_state`, `$16`, for
-/// requirement-group goals), the applied event ids' ledger
-/// `INSERT` (a conflict means an id was applied before) and the auto-claims the batch's
-/// completions ask for (the outbox, [`super::outbox`]; `$14`/`$15`, usually empty), as one
-/// statement with one answer: the transaction id (for [`transaction_status`]), the rows
-/// updated and the ids inserted. Data-modifying `WITH` parts run to completion whether read
-/// or not.
+/// requirement-group goals), the first rows of implicit goals the batch changed (`$17`–
+/// `$30`, see `store::implicit`), the marker rows of the users it auto-initializes
+/// (`$31`–`$33`), the applied event ids' ledger `INSERT` (a conflict means an id was
+/// applied before) and the auto-claims the batch's completions ask for (the outbox,
+/// [`super::outbox`]; `$14`/`$15`, usually empty), as one statement with one answer: the
+/// transaction id (for [`transaction_status`]), the rows written, the ids recorded and the
+/// markers inserted. Data-modifying `WITH` parts run to completion whether read or not.
+///
+/// An implicit goal's row that another transaction inserted meanwhile is not inserted
+/// (`ON CONFLICT DO NOTHING`); its delta must not be dropped, so the statement then fails
+/// the batch with `40001` (`challenge_retry_batch`, migration 0011), and the batch is
+/// retried as it is, finding the row.
 static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH updated AS ( \
@@ -253,13 +263,36 @@ static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
                AS u(user_id, goal_id, {}, req_state) \
              WHERE t.user_id = u.user_id AND t.goal_id = u.goal_id \
              RETURNING 1), \
+         materialized AS ( \
+             INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, {}, \
+                 req_state, created_at, updated_at) \
+             SELECT u.user_id, u.goal_id, u.challenge_id, u.namespace, {}, u.req_state, $12, $12 \
+             FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], {}, $30::text[]) \
+               AS u(user_id, goal_id, challenge_id, namespace, {}, req_state) \
+             ORDER BY u.user_id, u.goal_id \
+             ON CONFLICT (user_id, goal_id) DO NOTHING RETURNING 1), \
+         marked AS ( \
+             INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, \
+                 is_active, assigned_at, req_state, created_at, updated_at) \
+             SELECT m.user_id, '', '', m.namespace, false, $12, $33, $12, $12 \
+             FROM unnest($31::text[], $32::text[]) AS m(user_id, namespace) \
+             ORDER BY m.user_id \
+             ON CONFLICT (user_id, goal_id) DO NOTHING RETURNING 1), \
          recorded AS ( \
              INSERT INTO event_ledger (event_id) SELECT unnest($13::text[]) \
              ON CONFLICT DO NOTHING RETURNING 1), \
          outboxed AS ({}) \
-         SELECT txid_current(), (SELECT count(*) FROM updated), (SELECT count(*) FROM recorded)",
+         SELECT txid_current(), \
+           (SELECT count(*) FROM updated) + (SELECT count(*) FROM materialized), \
+           (SELECT count(*) FROM recorded), (SELECT count(*) FROM marked), \
+           CASE WHEN (SELECT count(*) FROM materialized) <> cardinality($17::text[]) \
+             THEN challenge_retry_batch('a goal row was inserted concurrently') END",
         StateColumns::assignments("u"),
         StateColumns::unnest_args(3),
+        StateColumns::names(""),
+        StateColumns::names(""),
+        StateColumns::names("u."),
+        StateColumns::unnest_args(21),
         StateColumns::names(""),
         super::outbox::ENQUEUE_SQL
             .replace("$1::", "$14::")
@@ -344,15 +377,15 @@ pub async fn transaction_status(pool: &PgPool, xid: i64) -> Result<TxStatus, sql
 }
 
 /// Applies one batch in one transaction (see the module docs). `users` lists the users of
-/// `items` in order (see [`BatchUser`]). `default_goals`: when `Some`, the batch's users
-/// without any row first get these goals assigned. Each of the two phases (statements,
+/// `items` in order (see [`BatchUser`]). `defaults`: when `Some`, the batch's users
+/// without any row are auto-initialized with these default goals (a marker row). Each of the two phases (statements,
 /// `COMMIT`) must finish within `timeout`. The items of users one of whose rows another
 /// transaction holds are not written and come back in [`Flushed::deferred`].
 pub async fn flush_batch(
     pool: &PgPool,
     items: &[BatchItem],
     users: &[BatchUser],
-    default_goals: Option<&[Arc<Goal>]>,
+    defaults: Option<&Defaults>,
     now: DateTime<Utc>,
     timeout: Duration,
 ) -> Result<Flushed, FlushError> {
@@ -362,7 +395,7 @@ pub async fn flush_batch(
     let work = async {
         // One round trip: BEGIN and the table lock against erasures.
         let mut tx = pool.begin_with(BEGIN_SQL).await?;
-        let (flushed, xid) = write_batch(&mut tx, items, users, default_goals, now).await?;
+        let (flushed, xid) = write_batch(&mut tx, items, users, defaults, now).await?;
         Ok::<_, sqlx::Error>((tx, xid, flushed))
     };
     let (tx, xid, flushed) = match tokio::time::timeout(timeout, work).await {
@@ -400,16 +433,14 @@ struct UserFacts {
 /// replay runs them too), which must already hold [`LOCK_SQL`]'s lock. Returns what the
 /// batch did and the transaction's id.
 ///
-/// In the usual batch — every user already has rows — that is two statements: the locking
+/// In the usual batch — every key already has a row — that is two statements: the locking
 /// select (with the tombstones) and the write (update and ledger). A batch with keys the
-/// select did not return adds a look at those keys; one with users who have no row at all
-/// adds the auto-initialize insert, a locking select of their keys and a look at the keys
-/// still missing.
+/// select did not return adds a look at those keys (rows held elsewhere, markers).
 pub(super) async fn write_batch(
     tx: &mut sqlx::PgConnection,
     items: &[BatchItem],
     users: &[BatchUser],
-    default_goals: Option<&[Arc<Goal>]>,
+    defaults: Option<&Defaults>,
     now: DateTime<Utc>,
 ) -> Result<(Flushed, i64), sqlx::Error> {
     let mut outcome = FlushOutcome::default();
@@ -439,7 +470,7 @@ pub(super) async fn write_batch(
     }
     more.sort_unstable();
 
-    let mut rows: Vec<LockedRow> = if key_users.is_empty() {
+    let rows: Vec<LockedRow> = if key_users.is_empty() {
         Vec::new()
     } else {
         lock_rows(&mut *tx, &key_users, &goal_ids).await?
@@ -449,8 +480,8 @@ pub(super) async fn write_batch(
 
     // Keys not returned: a row another transaction holds, or no row. A look at them also
     // brings the tombstones of users none of whose rows were locked.
-    let mut missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
-    let mut without_row = look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
+    let missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
+    let without_row = look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
 
     // The users whose tombstone is not older than their oldest event: none of their items
     // is written (their event ids are still recorded as done).
@@ -473,35 +504,6 @@ pub(super) async fn write_batch(
         );
     }
 
-    // Users with no row locked, not held elsewhere, not erased: auto-initialize those that
-    // have no row at all, then lock their new rows.
-    if let Some(goals) = default_goals.filter(|g| !g.is_empty()) {
-        let candidates: Vec<(&str, &str)> = users_in_order(items)
-            .filter(|(u, _)| {
-                let f = &facts[u];
-                f.locked == 0 && !f.deferred && !erased.contains(u)
-            })
-            .collect();
-        if !candidates.is_empty() {
-            // Even when this insert added nothing, the rows may be new: another transaction
-            // inserting the same user's rows makes it wait, then skip them (`ON CONFLICT DO
-            // NOTHING`) — they were invisible to the locking select above, and are visible
-            // (committed) now. So the candidates' keys are always looked up again.
-            outcome.initialized = auto_initialize(&mut *tx, &candidates, goals, now).await?;
-            let new_users: HashSet<&str, Fast> = candidates.iter().map(|c| c.0).collect();
-            let (cu, cg): (Vec<&str>, Vec<&str>) = missing
-                .iter()
-                .filter(|(u, _)| new_users.contains(u))
-                .copied()
-                .unzip();
-            let new_rows = lock_rows(&mut *tx, &cu, &cg).await?;
-            note_locked(&new_rows, &by_key, &mut locked, &mut facts);
-            rows.extend(new_rows);
-            missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
-            without_row = look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
-        }
-    }
-
     let deferred_users: HashSet<&str, Fast> = facts
         .iter()
         .filter(|(u, f)| f.deferred && !erased.contains(*u))
@@ -517,26 +519,90 @@ pub(super) async fn write_batch(
         .iter()
         .filter(|i| erased.contains(&*i.user_id))
         .count() as u64;
-    outcome.not_assigned = without_row.iter().filter(|u| !skip(u)).count() as u64;
 
+    // Keys without a row: an implicit goal of the user's marker, a default goal of a user
+    // auto-initialized now (one without any row: it gets a marker), or not assigned.
+    let mut implicit: Vec<(usize, progress::GoalState)> = Vec::new();
+    let mut new_markers: Vec<(&str, &str)> = Vec::new();
+    // Per item, what the rules made of it (the event trail, live progress).
     let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
-    for (i, item) in items.iter().enumerate() {
-        let first = by_key[&(&*item.user_id, item.goal.row_goal_id())];
-        if !locked[first] && !skip(&item.user_id) {
-            results[i] = Some(ItemResult {
-                before: 0,
-                after: 0,
-                written: false,
-                ignored: Some(progress::Ignored::NotAssigned),
-            });
+    let not_assigned = |i: usize, results: &mut [Option<ItemResult>]| {
+        let from = more.partition_point(|(first, _)| *first < i);
+        let to = more.partition_point(|(first, _)| *first <= i);
+        for k in std::iter::once(i).chain(more[from..to].iter().map(|m| m.1)) {
+            results[k] = Some(ItemResult::ignored(progress::Ignored::NotAssigned));
+        }
+    };
+    for key in &without_row {
+        let item = &items[key.item];
+        let user = &*item.user_id;
+        if skip(user) {
+            continue;
+        }
+        let goal = row_goal(&item.goal);
+        match &key.marker {
+            Some(marker) if implicit::covers(defaults, &marker.text, goal) => {
+                implicit.push((key.item, marker.implicit_state(goal)));
+            }
+            None if defaults.is_some() && !key.has_rows => {
+                if !new_markers.iter().any(|(u, _)| *u == user) {
+                    new_markers.push((user, &*item.namespace));
+                }
+                if goal.default_assigned {
+                    implicit.push((key.item, progress::new_assignment(goal, now)));
+                } else {
+                    outcome.not_assigned += 1;
+                    not_assigned(key.item, &mut results);
+                }
+            }
+            _ => {
+                outcome.not_assigned += 1;
+                not_assigned(key.item, &mut results);
+            }
         }
     }
-    let mut keys_user = Vec::new();
-    let mut keys_goal = Vec::new();
-    let mut cols = StateColumns::default();
-    let mut req_states: Vec<Option<String>> = Vec::new();
+
+    // The progress rules: each key's item, then the row's other requirements, one after
+    // the other (`more` is sorted by row).
+    // Each item's result goes to `results` (`progress::apply_explained` says why an item
+    // changed nothing).
+    let apply = |i: usize, old: &progress::GoalState, results: &mut [Option<ItemResult>]| {
+        let item = &items[i];
+        let first = progress::apply_explained(&item.goal, old, &item.delta, now);
+        results[i] = Some(ItemResult::of(old, &first));
+        let mut new = first.ok();
+        let from = more.partition_point(|(first, _)| *first < i);
+        let to = more.partition_point(|(first, _)| *first <= i);
+        for &(_, j) in &more[from..to] {
+            let current = new.as_ref().unwrap_or(old);
+            let next = progress::apply_explained(&items[j].goal, current, &items[j].delta, now);
+            results[j] = Some(ItemResult::of(current, &next));
+            if let Ok(next) = next {
+                new = Some(next);
+            }
+        }
+        let new = new.filter(|new| new != old);
+        if new.is_some() {
+            for k in std::iter::once(i).chain(more[from..to].iter().map(|m| m.1)) {
+                if let Some(r) = &mut results[k] {
+                    r.written = true;
+                }
+            }
+        }
+        new
+    };
     // Auto-claims asked for by the batch's completions, each (user, goal) once.
     let mut wakes: HashSet<(&str, &str), Fast> = HashSet::default();
+    let mut wake = |i: usize, old: &progress::GoalState, new: &progress::GoalState| {
+        if progress::newly_completed(old, new) {
+            let item = &items[i];
+            for goal_id in &row_goal(&item.goal).auto_claim_wakes {
+                wakes.insert((&*item.user_id, goal_id.as_str()));
+            }
+        }
+    };
+
+    let mut updates = RowWrites::default();
     for row in &rows {
         if skip(row.user_id.as_str()) {
             continue;
@@ -544,46 +610,31 @@ pub(super) async fn write_batch(
         let Some(&i) = by_key.get(&(row.user_id.as_str(), row.goal.goal_id.as_str())) else {
             continue;
         };
-        let item = &items[i];
         let old = row.goal.state();
-        let first = progress::apply_explained(&item.goal, &old, &item.delta, now);
-        results[i] = Some(ItemResult::of(&old, &first));
-        let mut new = first.ok();
-        // The row's other requirements, one after the other (`more` is sorted by row).
-        let from = more.partition_point(|(first, _)| *first < i);
-        let to = more.partition_point(|(first, _)| *first <= i);
-        for &(_, j) in &more[from..to] {
-            let current = new.as_ref().unwrap_or(&old);
-            let next = progress::apply_explained(&items[j].goal, current, &items[j].delta, now);
-            results[j] = Some(ItemResult::of(current, &next));
-            if let Ok(next) = next {
-                new = Some(next);
+        match apply(i, &old, &mut results) {
+            Some(new) => {
+                wake(i, &old, &new);
+                updates.push(i, &new);
             }
-        }
-        match new {
-            Some(new) if new != old => {
-                for k in std::iter::once(i).chain(more[from..to].iter().map(|m| m.1)) {
-                    if let Some(r) = &mut results[k] {
-                        r.written = true;
-                    }
-                }
-                if progress::newly_completed(&old, &new) {
-                    let wakes_of = match &item.goal.part {
-                        Some(p) => &p.parent.auto_claim_wakes,
-                        None => &item.goal.auto_claim_wakes,
-                    };
-                    for goal_id in wakes_of {
-                        wakes.insert((row.user_id.as_str(), goal_id.as_str()));
-                    }
-                }
-                keys_user.push(row.user_id.as_str());
-                keys_goal.push(row.goal.goal_id.as_str());
-                cols.push(&new);
-                req_states.push(new.parts.as_deref().map(super::columns::encode_parts));
-            }
-            _ => outcome.unchanged += 1,
+            None => outcome.unchanged += 1,
         }
     }
+    // Implicit goals the batch changes get their first row; unchanged ones stay implicit.
+    implicit.sort_unstable_by(|a, b| {
+        let key = |i: usize| (&*items[i].user_id, items[i].goal.row_goal_id());
+        key(a.0).cmp(&key(b.0))
+    });
+    let mut inserts = RowWrites::default();
+    for (i, old) in &implicit {
+        match apply(*i, old, &mut results) {
+            Some(new) => {
+                wake(*i, old, &new);
+                inserts.push(*i, &new);
+            }
+            None => outcome.unchanged += 1,
+        }
+    }
+    new_markers.sort_unstable();
 
     let applied = storable_ids(
         users
@@ -592,21 +643,35 @@ pub(super) async fn write_batch(
             .flat_map(|u| u.event_ids.iter().map(|id| &**id)),
     );
     let (wake_users, wake_goals): (Vec<&str>, Vec<&str>) = wakes.into_iter().unzip();
+    let (marker_users, marker_namespaces): (Vec<&str>, Vec<&str>) = new_markers.into_iter().unzip();
     let query = sqlx::query(AssertSqlSafe(WRITE_SQL.as_str()))
-        .bind(&keys_user)
-        .bind(&keys_goal);
-    let row = cols
+        .bind(updates.users(items))
+        .bind(updates.goals(items));
+    let query = updates
+        .cols
         .bind(query)
         .bind(now)
         .bind(&applied)
         .bind(&wake_users)
         .bind(&wake_goals)
-        .bind(&req_states)
+        .bind(&updates.req_states)
+        .bind(inserts.users(items))
+        .bind(inserts.goals(items))
+        .bind(inserts.challenges(items))
+        .bind(inserts.namespaces(items));
+    let row = inserts
+        .cols
+        .bind(query)
+        .bind(&inserts.req_states)
+        .bind(&marker_users)
+        .bind(&marker_namespaces)
+        .bind(defaults.map_or("", |d| d.marker_text()))
         .fetch_one(&mut *tx)
         .await?;
     let xid: i64 = row.try_get(0)?;
     outcome.updated = row.try_get::<i64, _>(1)? as u64;
     let recorded = row.try_get::<i64, _>(2)? as u64;
+    outcome.initialized = row.try_get::<i64, _>(3)? as u64;
     outcome.ledger_conflicts = applied.len() as u64 - recorded.min(applied.len() as u64);
     Ok((
         Flushed {
@@ -616,6 +681,55 @@ pub(super) async fn write_batch(
         },
         xid,
     ))
+}
+
+/// The configured goal whose row a goal's progress lives in: its own, or a
+/// requirement-group part's parent.
+fn row_goal(goal: &Arc<Goal>) -> &Goal {
+    match &goal.part {
+        Some(p) => &p.parent,
+        None => goal,
+    }
+}
+
+/// The rows a batch writes: the item each comes from and its new state, as the statement's
+/// arrays.
+#[derive(Default)]
+struct RowWrites {
+    items: Vec<usize>,
+    cols: StateColumns,
+    req_states: Vec<Option<String>>,
+}
+
+impl RowWrites {
+    fn push(&mut self, item: usize, state: &progress::GoalState) {
+        self.items.push(item);
+        self.cols.push(state);
+        self.req_states
+            .push(state.parts.as_deref().map(super::columns::encode_parts));
+    }
+
+    fn users<'a>(&self, items: &'a [BatchItem]) -> Vec<&'a str> {
+        self.items.iter().map(|&i| &*items[i].user_id).collect()
+    }
+
+    fn goals<'a>(&self, items: &'a [BatchItem]) -> Vec<&'a str> {
+        self.items
+            .iter()
+            .map(|&i| items[i].goal.row_goal_id())
+            .collect()
+    }
+
+    fn challenges<'a>(&self, items: &'a [BatchItem]) -> Vec<&'a str> {
+        self.items
+            .iter()
+            .map(|&i| items[i].goal.challenge_id.as_str())
+            .collect()
+    }
+
+    fn namespaces<'a>(&self, items: &'a [BatchItem]) -> Vec<&'a str> {
+        self.items.iter().map(|&i| &*items[i].namespace).collect()
+    }
 }
 
 /// Runs [`LOCK_ROWS_SQL`] for the keys `(users[i], goals[i])`.
@@ -667,54 +781,70 @@ fn missing_keys<'a>(
         .collect()
 }
 
+/// A batch key without a row ([`look_at_missing`]): its (first) item, its user's marker
+/// and whether its user has any row.
+struct WithoutRow {
+    item: usize,
+    marker: Option<Marker>,
+    has_rows: bool,
+}
+
+/// A row of [`MISSING_KEYS_SQL`].
+type MissingRow = (
+    String,
+    String,
+    bool,
+    Option<DateTime<Utc>>,
+    bool,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    bool,
+);
+
 /// Runs [`MISSING_KEYS_SQL`] for `missing`: marks the users with a row held elsewhere
-/// deferred, records the tombstones it reads, and returns the users of the keys without a
-/// row (one entry per key).
+/// deferred, records the tombstones it reads, and returns the keys without a row.
 async fn look_at_missing<'a>(
     tx: &mut sqlx::PgConnection,
     missing: &[(&str, &str)],
     by_key: &HashMap<(&str, &str), usize, foldhash::fast::RandomState>,
     items: &'a [BatchItem],
     facts: &mut HashMap<&'a str, UserFacts, foldhash::fast::RandomState>,
-) -> Result<Vec<&'a str>, sqlx::Error> {
+) -> Result<Vec<WithoutRow>, sqlx::Error> {
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let (users, goals): (Vec<&str>, Vec<&str>) = missing.iter().copied().unzip();
-    let found: Vec<(String, String, bool, Option<DateTime<Utc>>)> =
-        sqlx::query_as(MISSING_KEYS_SQL)
-            .bind(&users)
-            .bind(&goals)
-            .fetch_all(&mut *tx)
-            .await?;
+    let found: Vec<MissingRow> = sqlx::query_as(MISSING_KEYS_SQL)
+        .bind(&users)
+        .bind(&goals)
+        .fetch_all(&mut *tx)
+        .await?;
     let mut without_row = Vec::new();
-    for (u, g, exists, erased_at) in &found {
+    for (u, g, exists, erased_at, has_marker, marker_at, marker_text, has_rows) in found {
         let Some(&i) = by_key.get(&(u.as_str(), g.as_str())) else {
             continue;
         };
         let user = &*items[i].user_id;
         if let Some(f) = facts.get_mut(user) {
-            if *exists {
+            if exists {
                 f.deferred = true;
             }
             if erased_at.is_some() {
-                f.erased_at = *erased_at;
+                f.erased_at = erased_at;
             }
         }
         if !exists {
-            without_row.push(user);
+            let marker = has_marker
+                .then(|| Marker::from_parts("", marker_at, marker_text.as_deref()))
+                .flatten();
+            without_row.push(WithoutRow {
+                item: i,
+                marker,
+                has_rows,
+            });
         }
     }
     Ok(without_row)
-}
-
-/// The batch's users, each once, with the namespace of their first item, in batch order.
-fn users_in_order(items: &[BatchItem]) -> impl Iterator<Item = (&str, &str)> {
-    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
-    items
-        .iter()
-        .map(|i| (&*i.user_id, &*i.namespace))
-        .filter(move |(u, _)| seen.insert(u))
 }
 
 /// The ids a text column can hold: an id holding a NUL cannot be stored and is left out
@@ -738,33 +868,4 @@ pub(super) async fn record_applied(
         .execute(&mut *tx)
         .await?;
     Ok(ids.len() as u64 - done.rows_affected().min(ids.len() as u64))
-}
-
-/// Assigns `goals` to each of `users` (user, namespace) that has no row at all; returns
-/// the rows inserted.
-async fn auto_initialize(
-    tx: &mut sqlx::PgConnection,
-    users: &[(&str, &str)],
-    goals: &[Arc<Goal>],
-    now: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
-    let mut users = users.to_vec();
-    users.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let (user_ids, namespaces): (Vec<&str>, Vec<&str>) = users.into_iter().unzip();
-
-    let mut sorted: Vec<&Arc<Goal>> = goals.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    let goal_ids: Vec<&str> = sorted.iter().map(|g| g.id.as_str()).collect();
-    let challenge_ids: Vec<&str> = sorted.iter().map(|g| g.challenge_id.as_str()).collect();
-    let mut cols = StateColumns::default();
-    for g in &sorted {
-        cols.push(&progress::new_assignment(g, now));
-    }
-    let query = sqlx::query(AssertSqlSafe(AUTO_INITIALIZE_SQL.as_str()))
-        .bind(&user_ids)
-        .bind(&namespaces)
-        .bind(&goal_ids)
-        .bind(&challenge_ids);
-    let done = cols.bind(query).bind(now).execute(&mut *tx).await?;
-    Ok(done.rows_affected())
 }

@@ -9,6 +9,7 @@
 //! - [`player`]: the service's reads and writes.
 //! - [`grants`]: reward grant intents, the claim's state machine.
 //! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
+//! - [`implicit`]: the marker row that stands for a player's untouched default goals.
 //! - [`live`]: the live progress notifications (`LISTEN/NOTIFY`).
 //! - [`trail`]: the event trail (why an event counted or not).
 //! - [`version`]: a player's progress version (the list's `ETag`).
@@ -22,6 +23,7 @@ pub mod dead_letter;
 pub mod erasure;
 pub mod flush;
 pub mod grants;
+pub mod implicit;
 pub mod ledger;
 pub mod live;
 pub mod outbox;
@@ -155,6 +157,13 @@ pub fn classify(e: &sqlx::Error) -> DbFault {
         },
         _ => DbFault::Other,
     }
+}
+
+/// Whether `e` means the statement lost a race with another transaction: serialization
+/// failure (40001, also what a flush raises when another transaction inserted a row it
+/// meant to insert) or deadlock (40P01). Retrying the same work finds the other's result.
+pub fn is_lost_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
 /// Whether `e` means the database is unreachable (see [`DbFault::Connectivity`]).

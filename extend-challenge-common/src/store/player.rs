@@ -24,6 +24,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
 use super::columns::{StateColumns, goal_row_list};
+use super::implicit::{Defaults, MARKER_GOAL_ID, Marker};
 use super::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
 use crate::config::Goal;
 use crate::progress::GoalState;
@@ -38,37 +39,46 @@ static PLAYER_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The player's rows of one challenge plus the rows of some goals ([`challenge_rows`]).
+/// The player's rows of one challenge plus the rows of some goals, and the player's marker
+/// row (`store::implicit`; [`challenge_rows`]).
 static CHALLENGE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM user_goal_progress \
-         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3))",
+         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3) OR goal_id = '')",
         goal_row_list("")
     )
 });
 
-/// The same rows as [`CHALLENGE_ROWS_SQL`], locked in key order ([`select_goals`]).
+/// The same rows as [`CHALLENGE_ROWS_SQL`], locked in key order ([`select_goals`]; the
+/// marker sorts first, so selections of one player run one after the other).
 static LOCK_CHALLENGE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM user_goal_progress \
-         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3)) \
+         WHERE user_id = $1 AND (challenge_id = $2 OR goal_id = ANY($3) OR goal_id = '') \
          ORDER BY goal_id FOR UPDATE",
         goal_row_list("")
     )
 });
 
-/// The player's active rows ([`initialize`] after a race).
-static ACTIVE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+/// The player's rows of some goals ([`ClaimTx::rows`], [`goal_rows`]).
+static GOALS_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND is_active",
+        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND goal_id = ANY($2)",
         goal_row_list("")
     )
 });
 
-/// The player's rows of some goals ([`ClaimTx::rows`]).
-static GOALS_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+/// [`materialize`]: rows inserted with their whole state, existing ones left alone.
+static MATERIALIZE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND goal_id = ANY($2)",
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
+           status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
+         SELECT $1, t.goal_id, t.challenge_id, $2, t.progress, t.status, t.completed_at, \
+           t.is_active, t.assigned_at, t.expires_at, t.baseline_value, t.last_event_at \
+         FROM {} \
+         ON CONFLICT (user_id, goal_id) DO NOTHING \
+         RETURNING {}",
+        NEW_ROWS_UNNEST.as_str(),
         goal_row_list("")
     )
 });
@@ -83,25 +93,23 @@ static NEW_ROWS_UNNEST: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`initialize`]: inserts the rows the player lacks, returns every active row (and the
-/// rows it was asked to insert), each with whether this statement inserted it.
+/// [`initialize`]: inserts the player's marker row (`store::implicit`; `$3` the time, `$4`
+/// the covered goals) unless they have one, and returns every row of the player, each with
+/// whether this statement inserted it. The outer `SELECT` sees the table as it was before
+/// the insert, so existing rows and the new marker come back exactly once each.
 static INITIALIZE_SQL: LazyLock<String> = LazyLock::new(|| {
     let columns = goal_row_list("");
     format!(
         "WITH ins AS ( \
-           INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, \
-             status, completed_at, is_active, assigned_at, expires_at, baseline_value, last_event_at) \
-           SELECT $1, t.goal_id, t.challenge_id, $2, t.progress, t.status, t.completed_at, \
-             t.is_active, t.assigned_at, t.expires_at, t.baseline_value, t.last_event_at \
-           FROM {unnest} \
+           INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, \
+             is_active, assigned_at, req_state, created_at, updated_at) \
+           VALUES ($1, '', '', $2, false, $3, $4, $3, $3) \
            ON CONFLICT (user_id, goal_id) DO NOTHING \
            RETURNING {columns} \
          ) \
-         SELECT {columns}, false AS inserted \
-         FROM user_goal_progress WHERE user_id = $1 AND (is_active OR goal_id = ANY($3)) \
+         SELECT {columns}, false AS inserted FROM user_goal_progress WHERE user_id = $1 \
          UNION ALL \
-         SELECT {columns}, true AS inserted FROM ins",
-        unnest = NEW_ROWS_UNNEST.as_str(),
+         SELECT {columns}, true AS inserted FROM ins"
     )
 });
 
@@ -260,10 +268,13 @@ pub async fn challenge_rows(
 /// What [`initialize`] found and did.
 #[derive(Debug, Clone)]
 pub struct Initialized {
-    /// Every active row of the player after the insert, including the new ones.
-    pub active: Vec<PlayerGoalRow>,
-    /// How many rows were inserted.
-    pub inserted: usize,
+    /// Every row of the player after the call: their marker (`store::implicit`) and their
+    /// goals' own rows.
+    pub rows: Vec<PlayerGoalRow>,
+    /// How many default goals this call assigned (`newAssignments`): those the new marker
+    /// covers that had no row, and those added to the config since the player's marker,
+    /// which get rows of their own.
+    pub assigned: usize,
 }
 
 /// A row of [`INITIALIZE_SQL`]: the goal row, then whether the statement inserted it.
@@ -281,44 +292,107 @@ impl InitRow {
     }
 }
 
-/// Inserts the rows the player lacks (existing rows are left alone) and returns every
-/// active row, in one statement. The outer `SELECT` sees the table as it was before the
-/// insert, so existing and new rows come back exactly once each. (Only when a concurrent
-/// call inserted some of the same rows is a second read needed.)
+/// Assigns the player every default goal they lack, in one statement in the usual case:
+/// a player without a marker gets one, covering `defaults` (their default goals without a
+/// row become implicit, assigned at `now`); a player whose marker predates default goals
+/// added to the config since gets rows for those (a second statement). Existing rows are
+/// left alone. Returns every row of the player.
 pub async fn initialize(
     pool: &PgPool,
     user_id: &str,
     namespace: &str,
-    rows: &[NewGoalRow],
+    defaults: &Defaults,
+    now: DateTime<Utc>,
 ) -> Result<Initialized, sqlx::Error> {
-    let cols = NewRowColumns::of(rows);
-    let query = sqlx::query(sql(&INITIALIZE_SQL))
+    let found: Vec<InitRow> = sqlx::query(sql(&INITIALIZE_SQL))
         .bind(user_id)
-        .bind(namespace);
-    let found: Vec<InitRow> = cols
-        .bind(query)
+        .bind(namespace)
+        .bind(now)
+        .bind(defaults.marker_text())
         .try_map(InitRow::decode)
         .fetch_all(pool)
         .await?;
-    let inserted = found.iter().filter(|r| r.inserted).count();
-    // Each row to insert is either new or was already there. One that is neither was
-    // inserted by a concurrent call after this statement's snapshot: read again.
-    let raced = rows
-        .iter()
-        .any(|n| !found.iter().any(|f| f.row.goal_id == n.goal_id));
-    let active = if raced {
-        sqlx::query_as(sql(&ACTIVE_ROWS_SQL))
-            .bind(user_id)
-            .fetch_all(pool)
-            .await?
+    let marked_now = found.iter().any(|r| r.inserted);
+    let mut rows: Vec<PlayerGoalRow> = found.into_iter().map(|r| r.row).collect();
+    // No marker came back: a concurrent call inserted it after this statement's snapshot
+    // (this insert then did nothing). Read again.
+    if !rows.iter().any(|r| r.goal_id == MARKER_GOAL_ID) {
+        rows = all_rows(pool, user_id).await?;
+    }
+    let has_row = |rows: &[PlayerGoalRow], id: &str| rows.iter().any(|r| r.goal_id == id);
+    let mut assigned = if marked_now {
+        defaults
+            .goals()
+            .iter()
+            .filter(|g| !has_row(&rows, &g.id))
+            .count()
     } else {
-        found
-            .into_iter()
-            .filter(|r| r.row.is_active)
-            .map(|r| r.row)
-            .collect()
+        0
     };
-    Ok(Initialized { active, inserted })
+    let marker = rows.iter().find_map(Marker::from_row);
+    let lacking: Vec<NewGoalRow> = defaults
+        .goals()
+        .iter()
+        .filter(|g| !marker.as_ref().is_some_and(|m| defaults.covers(&m.text, g)))
+        .filter(|g| !has_row(&rows, &g.id))
+        .map(|g| NewGoalRow::assign(g, now))
+        .collect();
+    if !lacking.is_empty() {
+        let new = materialize(pool, user_id, namespace, &lacking).await?;
+        assigned += new.len();
+        if new.len() == lacking.len() {
+            rows.extend(new);
+        } else {
+            // Some were inserted concurrently: read what is there now.
+            rows = all_rows(pool, user_id).await?;
+        }
+    }
+    Ok(Initialized { rows, assigned })
+}
+
+/// Every row of the player, the marker included.
+async fn all_rows<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    user_id: &str,
+) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
+    sqlx::query_as(sql(&PLAYER_ROWS_SQL))
+        .bind(user_id)
+        .fetch_all(executor)
+        .await
+}
+
+/// The player's rows of `goal_ids` (put [`MARKER_GOAL_ID`] among them for the marker).
+pub async fn goal_rows(
+    pool: &PgPool,
+    user_id: &str,
+    goal_ids: &[&str],
+) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
+    sqlx::query_as(sql(&GOALS_ROWS_SQL))
+        .bind(user_id)
+        .bind(goal_ids)
+        .fetch_all(pool)
+        .await
+}
+
+/// Inserts `rows` with their whole state (the first rows of implicit goals, or goals
+/// assigned now); a row that exists is left alone. Returns the rows inserted.
+pub async fn materialize<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    user_id: &str,
+    namespace: &str,
+    rows: &[NewGoalRow],
+) -> Result<Vec<PlayerGoalRow>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols = NewRowColumns::of(rows);
+    let query = sqlx::query(sql(&MATERIALIZE_SQL))
+        .bind(user_id)
+        .bind(namespace);
+    cols.bind(query)
+        .try_map(|row: PgRow| GoalRow::from_row_at(&row, 0))
+        .fetch_all(executor)
+        .await
 }
 
 /// One row's rotation rollover to store: its goal, the state read, the state to write
@@ -401,6 +475,9 @@ pub async fn set_active(
 /// What a goal selection changes, decided from the rows [`select_goals`] locked.
 #[derive(Debug, Clone, Default)]
 pub struct SelectionPlan {
+    /// Implicit goals (`store::implicit`) the selection changes: their rows are inserted
+    /// first, as they read, so the changes below apply to them as to any row.
+    pub materialize: Vec<NewGoalRow>,
     /// Goals to deactivate (they keep their progress).
     pub deactivate: Vec<String>,
     /// Goals to activate; `state` is used only when the row does not exist yet.
@@ -432,6 +509,7 @@ where
         .fetch_all(&mut *tx)
         .await?;
     let plan = plan(&current)?;
+    materialize(&mut *tx, user_id, namespace, &plan.materialize).await?;
     if !plan.deactivate.is_empty() {
         sqlx::query(
             "UPDATE user_goal_progress SET is_active = false, updated_at = NOW() \

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use extend_challenge_common::store;
 use extend_challenge_common::store::dead_letter::{self, escape_control};
 use extend_challenge_common::store::flush::{
     self, FlushError, FlushOutcome, Flushed, ItemResult, TxStatus,
@@ -191,19 +192,34 @@ impl Engine {
         range: std::ops::Range<usize>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Flushed, FlushError> {
-        let defaults = self
-            .opts
-            .auto_initialize
-            .then(|| self.config.default_goals());
-        let res = flush::flush_batch(
-            &self.pool,
-            &batch.items[offsets[range.start]..offsets[range.end]],
-            &batch.users[range],
-            defaults,
-            now,
-            self.opts.flush_timeout,
-        )
-        .await;
+        let defaults = self.opts.auto_initialize.then_some(&self.defaults);
+        let items = &batch.items[offsets[range.start]..offsets[range.end]];
+        let users = &batch.users[range];
+        let mut res = Err(FlushError::TimedOut(self.opts.flush_timeout));
+        // A batch that lost a race — the first row of a goal inserted by another
+        // transaction meanwhile (`store::flush`), a deadlock — wrote nothing and finds the
+        // other transaction's rows when retried: at once, a few times, before it counts as
+        // a failed flush.
+        for attempt in 1..=LOST_RACE_ATTEMPTS {
+            res = flush::flush_batch(
+                &self.pool,
+                items,
+                users,
+                defaults,
+                now,
+                self.opts.flush_timeout,
+            )
+            .await;
+            match &res {
+                Err(FlushError::NotWritten(e))
+                    if store::is_lost_race(e) && attempt < LOST_RACE_ATTEMPTS =>
+                {
+                    metrics::FLUSH_LOST_RACES_TOTAL.inc();
+                    tracing::debug!(error = %e, attempt, "batch lost a race; retrying it");
+                }
+                _ => break,
+            }
+        }
         match res {
             Err(FlushError::CommitUnconfirmed {
                 xid,
@@ -474,6 +490,10 @@ impl Engine {
 /// Bounds of the pause after a batch that was only deferred rows (see
 /// [`Engine::defer_delay`]).
 const MIN_DEFER_DELAY: Duration = Duration::from_millis(5);
+
+/// Attempts of a batch that keeps losing races ([`store::is_lost_race`]) before its error
+/// counts as a failed flush (kept and retried with backoff).
+const LOST_RACE_ATTEMPTS: u32 = 3;
 const MAX_DEFER_DELAY: Duration = Duration::from_millis(100);
 
 /// A batch that wrote nothing because every one of its rows was locked elsewhere.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
 use extend_challenge_common::settings::AckMode;
+use extend_challenge_common::store::implicit::Defaults;
 use parking_lot::Mutex;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -85,6 +86,8 @@ pub struct EngineOptions {
 /// The pipeline shared by the gRPC services and the flush workers.
 pub struct Engine {
     config: Arc<ChallengeConfig>,
+    /// The config's default goals, as a player's marker records them (`store::implicit`).
+    defaults: Defaults,
     pool: PgPool,
     buffer: Buffer,
     redis: Option<RedisDedup>,
@@ -135,6 +138,7 @@ impl Engine {
                 .checked_add_signed(ack_deadline)
                 .and_then(|t| t.checked_add_signed(UNTIMED_LEDGER_MARGIN))
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+            defaults: Defaults::of(&config),
             config,
             pool: pool.clone(),
             buffer,

@@ -253,6 +253,25 @@ pub async fn rows(pool: &PgPool, user: &str) -> HashMap<String, ProgressRow> {
         .collect()
 }
 
+/// The goals assigned to the user: those with a row of their own and those their marker
+/// row covers (`store::implicit`: untouched default goals have no row).
+pub async fn assigned(pool: &PgPool, user: &str) -> std::collections::BTreeSet<String> {
+    let marker: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT req_state FROM user_goal_progress WHERE user_id = $1 AND goal_id = ''",
+    )
+    .bind(user)
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    let covered = marker.flatten().unwrap_or_default();
+    rows(pool, user)
+        .await
+        .into_keys()
+        .filter(|g| !g.is_empty())
+        .chain(extend_challenge_common::store::implicit::covered_ids(&covered).map(String::from))
+        .collect()
+}
+
 pub async fn progress(pool: &PgPool, user: &str, goal: &str) -> Option<i32> {
     sqlx::query_scalar(
         "SELECT progress FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2",

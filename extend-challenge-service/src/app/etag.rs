@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{ProgressMode, Schedule};
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::rotation::{utc_day_start, window};
+use extend_challenge_common::store::implicit::MARKER_GOAL_ID;
 use extend_challenge_common::store::version::{self, PlayerVersion};
 
 use super::{ChallengeService, Result};
@@ -68,6 +69,25 @@ impl TagBasis {
         }
     }
 
+    /// What one row adds to the tag's windows: its own window, or for the marker row
+    /// (`store::implicit`) the window of every per-player goal anchored at the marker's time
+    /// (whichever of them are implicit: counting them all only turns the tag more often).
+    fn row_windows(
+        &self,
+        goal_id: &str,
+        assigned_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> i64 {
+        if goal_id == MARKER_GOAL_ID {
+            self.windows
+                .iter()
+                .map(|(g, _)| self.window_start(g, assigned_at, now))
+                .fold(0, i64::wrapping_add)
+        } else {
+            self.window_start(goal_id, assigned_at, now)
+        }
+    }
+
     fn tag(&self, v: &PlayerVersion, windows: i64, now: DateTime<Utc>, query: &str) -> String {
         let day = if self.turns_daily {
             utc_day_start(now).timestamp()
@@ -88,11 +108,14 @@ impl ChallengeService {
     pub async fn list_etag(&self, user_id: &str, query: &str) -> Result<String> {
         let basis = &self.inner.tag_basis;
         let now = self.now();
-        let goals: Vec<&str> = basis.windows.iter().map(|(g, _)| g.as_str()).collect();
+        let mut goals: Vec<&str> = basis.windows.iter().map(|(g, _)| g.as_str()).collect();
+        if !goals.is_empty() {
+            goals.push(MARKER_GOAL_ID);
+        }
         let (v, assigned) = version::player_version(&self.inner.pool, user_id, &goals).await?;
         let windows = assigned
             .iter()
-            .map(|(g, at)| basis.window_start(g, *at, now))
+            .map(|(g, at)| basis.row_windows(g, *at, now))
             .fold(0i64, i64::wrapping_add);
         Ok(basis.tag(&v, windows, now, query))
     }
@@ -121,10 +144,8 @@ impl ChallengeService {
             || (PlayerView::empty(catalog, now), 0i64),
             |(view, windows), row| {
                 *windows =
-                    windows.wrapping_add(basis.window_start(row.goal_id, row.assigned_at, now));
-                if let Some(gi) = catalog.goal_index(row.goal_id) {
-                    view.insert(gi, &row.state());
-                }
+                    windows.wrapping_add(basis.row_windows(row.goal_id, row.assigned_at, now));
+                crate::rows::fold_row(catalog, view, row);
             },
         )
         .await?;

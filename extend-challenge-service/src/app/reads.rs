@@ -7,7 +7,7 @@ use extend_challenge_common::config::Schedule;
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::progress;
 use extend_challenge_common::rotation;
-use extend_challenge_common::store::{self, player, player::NewGoalRow, player::PlayerGoalRow};
+use extend_challenge_common::store::{self, player, player::PlayerGoalRow};
 
 use super::{ChallengeService, Result, count_i32};
 use crate::catalog::{ListQuery, PlayerView, requirement_pb, reward_pb};
@@ -50,11 +50,17 @@ impl ChallengeService {
         user_id: &str,
         ci: usize,
     ) -> Result<Vec<PlayerGoalRow>> {
-        let c = &self.inner.catalog.challenges()[ci];
-        Ok(
+        let catalog = &self.inner.catalog;
+        let c = &catalog.challenges()[ci];
+        let mut rows =
             player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites)
-                .await?,
-        )
+                .await?;
+        // The implicit rows of the challenge's goals (and of the prerequisites read with
+        // them) the player's marker stands for.
+        catalog.complete_rows(&mut rows, |g| {
+            g.challenge_id == c.id || c.external_prerequisites.contains(&g.id)
+        });
+        Ok(rows)
     }
 
     /// `GET /v1/challenges/{challenge_id}` as JSON.
@@ -155,19 +161,21 @@ impl ChallengeService {
         };
         let now = self.now();
         let catalog = &self.inner.catalog;
-        let new_rows: Vec<NewGoalRow> = catalog
-            .config()
-            .default_goals()
-            .iter()
-            .map(|g| NewGoalRow::assign(g, now))
-            .collect();
-        let done =
-            player::initialize(&self.inner.pool, user_id, &self.inner.namespace, &new_rows).await?;
+        let done = player::initialize(
+            &self.inner.pool,
+            user_id,
+            &self.inner.namespace,
+            catalog.defaults(),
+            now,
+        )
+        .await?;
         // Store what the player is shown: rows whose period ended are rolled over in the
         // table too (fresh `expires_at`, reset or carried-over state), as the reference does.
+        // (Implicit rows have nothing stored to roll over.)
         let rollovers: Vec<player::Rollover> = done
-            .active
+            .rows
             .iter()
+            .filter(|r| r.is_active)
             .filter_map(|r| {
                 let goal = &catalog.goal(catalog.goal_index(&r.goal_id)?).goal;
                 let read = r.state();
@@ -180,9 +188,11 @@ impl ChallengeService {
             })
             .collect();
         player::persist_rollover(&self.inner.pool, user_id, &rollovers, now).await?;
-        let view = PlayerView::new(catalog, &done.active, now);
-        let mut active: Vec<usize> = done
-            .active
+        let mut rows = done.rows;
+        catalog.complete_rows(&mut rows, |_| true);
+        let active_rows: Vec<PlayerGoalRow> = rows.into_iter().filter(|r| r.is_active).collect();
+        let view = PlayerView::new(catalog, &active_rows, now);
+        let mut active: Vec<usize> = active_rows
             .iter()
             .filter_map(|r| catalog.goal_index(&r.goal_id))
             .collect();
@@ -211,7 +221,7 @@ impl ChallengeService {
             })
             .collect();
         Ok(pb::InitializeResponse {
-            new_assignments: count_i32(done.inserted),
+            new_assignments: count_i32(done.assigned),
             total_active: count_i32(assigned_goals.len()),
             assigned_goals,
         })

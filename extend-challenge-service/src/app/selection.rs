@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use extend_challenge_common::pb::service as pb;
+use extend_challenge_common::store::implicit::{self, Marker};
 use extend_challenge_common::store::{player, player::NewGoalRow, player::PlayerGoalRow};
 use rand::Rng;
 
@@ -30,6 +31,26 @@ impl ChallengeService {
             })?;
         let now = self.now();
         let new = NewGoalRow::assign(goal, now);
+        // An implicit goal (`store::implicit`) gets its row first, as it reads, so the
+        // change applies to it as to any row (deactivation keeps its `assigned_at`).
+        let rows = player::goal_rows(
+            &self.inner.pool,
+            user_id,
+            &[goal.id.as_str(), implicit::MARKER_GOAL_ID],
+        )
+        .await?;
+        if !rows.iter().any(|r| r.goal_id == goal.id) {
+            let covering = rows
+                .iter()
+                .filter_map(Marker::from_row)
+                .find(|m| catalog.defaults().covers(&m.text, goal));
+            if let Some(marker) = covering {
+                let mut first = new.clone();
+                first.state = marker.implicit_state(goal);
+                player::materialize(&self.inner.pool, user_id, &self.inner.namespace, &[first])
+                    .await?;
+            }
+        }
         let row = player::set_active(
             &self.inner.pool,
             user_id,
@@ -129,7 +150,13 @@ impl ChallengeService {
         let now = self.now();
         let mut total_active = 0usize;
         let plan = |rows: &[PlayerGoalRow]| -> Result<player::SelectionPlan> {
-            let view = PlayerView::new(catalog, rows, now);
+            // The implicit rows (`store::implicit`) of the challenge's goals: a selection
+            // that changes one inserts its row first, as it reads.
+            let mut rows = rows.to_vec();
+            let implicit = catalog.complete_rows(&mut rows, |g| {
+                g.challenge_id == challenge.id || challenge.external_prerequisites.contains(&g.id)
+            });
+            let view = PlayerView::new(catalog, &rows, now);
             let selected = pick(&view)?;
             let chosen: HashSet<usize> = selected.iter().copied().collect();
             let mut deactivate = Vec::new();
@@ -144,14 +171,28 @@ impl ChallengeService {
                 }
             }
             total_active = still_active + selected.len();
-            let activate = selected
+            let activate: Vec<NewGoalRow> = selected
                 .iter()
                 .map(|&gi| {
                     let g = &catalog.goal(gi).goal;
                     NewGoalRow::assign(g, now)
                 })
                 .collect();
+            let changed = |id: &String| {
+                deactivate.contains(id) || activate.iter().any(|a: &NewGoalRow| &a.goal_id == id)
+            };
+            let materialize = rows
+                .iter()
+                .filter(|r| implicit.contains(&r.goal_id) && changed(&r.goal_id))
+                .filter_map(|r| {
+                    let g = catalog.config().goal(&r.goal_id)?;
+                    let mut new = NewGoalRow::assign(g, now);
+                    new.state = r.state();
+                    Some(new)
+                })
+                .collect();
             Ok(player::SelectionPlan {
+                materialize,
                 deactivate,
                 activate,
             })

@@ -25,6 +25,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use extend_challenge_common::config::{ChallengeConfig, Goal};
+use extend_challenge_common::store::implicit::{self, Defaults, Marker, covered_ids};
+use extend_challenge_common::store::player::PlayerGoalRow;
 
 pub use self::list::{BadQuery, ListQuery, MAX_PAGE_SIZE, Page, fnv1a as digest};
 pub use self::proto::{requirement_pb, reward_pb, rewards_pb};
@@ -83,6 +85,10 @@ pub struct Catalog {
     static_proto_len: usize,
     /// Every tag of the config (challenges' and goals'), numbered.
     tag_ids: HashMap<String, u32>,
+    /// The default goals, as a player's marker records them (`store::implicit`).
+    defaults: Defaults,
+    /// Flat indexes of the default goals: what a marker of the current config covers.
+    default_indexes: Vec<usize>,
 }
 
 impl Catalog {
@@ -144,7 +150,15 @@ impl Catalog {
                 proto_head: proto_head.into_boxed_slice(),
             });
         }
+        let defaults = Defaults::of(&config);
+        let default_indexes = defaults
+            .goals()
+            .iter()
+            .filter_map(|g| goal_index.get(&g.id).copied())
+            .collect();
         Catalog {
+            defaults,
+            default_indexes,
             config,
             goals,
             goal_index,
@@ -196,6 +210,33 @@ impl Catalog {
             parts.extend([e.json_head.as_bytes(), e.json_tail.as_bytes(), r.as_bytes()]);
         }
         list::fnv1a(&parts)
+    }
+
+    /// The default goals, as a player's marker records them.
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// Flat indexes of the goals a marker covers (configured goals only).
+    pub fn covered(&self, marker: &Marker) -> Vec<usize> {
+        if marker.text == self.defaults.marker_text() {
+            self.default_indexes.clone()
+        } else {
+            covered_ids(&marker.text)
+                .filter_map(|id| self.goal_index(id))
+                .collect()
+        }
+    }
+
+    /// Splits the player's marker out of `rows` and adds the implicit rows
+    /// (`store::implicit`) of the covered goals `wanted` accepts. Returns the ids of the
+    /// goals added.
+    pub fn complete_rows(
+        &self,
+        rows: &mut Vec<PlayerGoalRow>,
+        wanted: impl Fn(&Goal) -> bool,
+    ) -> Vec<String> {
+        implicit::complete_rows(rows, &self.defaults, |id| self.config.goal(id), wanted).1
     }
 
     /// Flat index of `goal_id` if it belongs to challenge `ci`.

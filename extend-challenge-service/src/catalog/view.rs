@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use extend_challenge_common::config::{Goal, Schedule};
 use extend_challenge_common::progress::{self, GoalState, PartState, Status};
 use extend_challenge_common::rotation;
+use extend_challenge_common::store::implicit::Marker;
 use extend_challenge_common::store::player::PlayerGoalRow;
 
 use super::Catalog;
@@ -51,14 +52,29 @@ fn schedule_slot(s: Schedule) -> Option<usize> {
 }
 
 impl<'a> PlayerView<'a> {
+    /// The view of `rows`; a marker among them (`store::implicit`) adds the implicit rows of
+    /// the goals it covers.
     pub fn new(catalog: &'a Catalog, rows: &[PlayerGoalRow], now: DateTime<Utc>) -> Self {
         let mut view = PlayerView::empty(catalog, now);
         for row in rows {
             if let Some(gi) = catalog.goal_index(&row.goal_id) {
                 view.insert(gi, &row.state());
+            } else if let Some(marker) = Marker::from_row(row) {
+                view.add_marker(&marker);
             }
         }
         view
+    }
+
+    /// Adds the implicit rows of the goals `marker` covers, where the view has no row (a
+    /// row inserted later replaces its goal's implicit one).
+    pub fn add_marker(&mut self, marker: &Marker) {
+        for gi in self.catalog.covered(marker) {
+            if self.states[gi].is_none() {
+                let goal = &self.catalog.goals[gi].goal;
+                self.insert(gi, &marker.implicit_state(goal));
+            }
+        }
     }
 
     /// A view with no rows yet; [`Self::insert`] adds them.

@@ -231,6 +231,11 @@ impl Harness {
         self.call("POST", uri, user, Some(body)).await
     }
 
+    /// Gives an implicit goal its row ([`materialize`]).
+    pub async fn materialize(&self, user: &str, goal: &str) {
+        materialize(&self.pool, self.service.catalog().config(), user, goal).await;
+    }
+
     /// Puts a row into a state, as the event handler would.
     pub async fn set_row(
         &self,
@@ -240,6 +245,7 @@ impl Harness {
         status: &str,
         completed_at: Option<&str>,
     ) {
+        self.materialize(user, goal).await;
         let completed_at = completed_at.map(at);
         let n = sqlx::query(
             "UPDATE user_goal_progress SET progress = $3, status = $4, completed_at = $5 \
@@ -303,6 +309,33 @@ impl Harness {
 }
 
 /// Goal ids of a challenge object, in order.
+/// Gives an implicit goal (`store::implicit`: a default goal the player's marker covers,
+/// without a row) its row, as it reads — what the event handler does when an event first
+/// changes it — so a test can then put the row into a state.
+pub async fn materialize(pool: &PgPool, config: &ChallengeConfig, user: &str, goal: &str) {
+    use extend_challenge_common::store::implicit::{Defaults, Marker};
+    use extend_challenge_common::store::player;
+    let rows = player::goal_rows(pool, user, &[goal, ""]).await.unwrap();
+    if rows.iter().any(|r| r.goal_id == goal) {
+        return;
+    }
+    let Some(g) = config.goal(goal) else {
+        return;
+    };
+    let defaults = Defaults::of(config);
+    let covering = rows
+        .iter()
+        .filter_map(Marker::from_row)
+        .find(|m| defaults.covers(&m.text, g));
+    if let Some(marker) = covering {
+        let mut row = player::NewGoalRow::assign(g, marker.at);
+        row.state = marker.implicit_state(g);
+        player::materialize(pool, user, "test-ns", &[row])
+            .await
+            .unwrap();
+    }
+}
+
 pub fn goal_ids(challenge: &Value) -> Vec<String> {
     challenge["goals"]
         .as_array()
