@@ -253,7 +253,7 @@ s2() {
 # gets the file-descriptor limit it needs.
 streams_bench() {
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-  ulimit -n 65536
+  ulimit -n "$(ulimit -Hn)"
   start_service "-streams"
   log "streams: ${STREAMS:-10000} idle SSE streams, held ${HOLD:-20}s"
   python3 "$ROOT/bench/streams.py" --url "$API" --pid "$SERVICE_PID" --n "${STREAMS:-10000}" \

@@ -187,6 +187,82 @@ async fn every_ignore_reason_is_recorded_by_the_rule_that_decided_it(pool: PgPoo
             None
         ]
     );
-    let _ = at;
     h.stop().await.unwrap();
+}
+
+/// An erasure deletes the player's trail, and an entry from before it is never written
+/// after it (no zombie trail); entries from after it are.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn an_erased_players_trail_goes_and_stays_gone(pool: PgPool) {
+    use extend_challenge_common::store::erasure;
+    let entry = |when: &str, id: &str| trail::TrailEntry {
+        user_id: "ann".into(),
+        goal_id: "login-total".into(),
+        received_at: at(when),
+        event_id: id.into(),
+        event_type: "login",
+        stat_code: String::new(),
+        value: 0,
+        reason: None,
+        progress_before: 0,
+        progress_after: 1,
+    };
+    trail::record(&pool, &[entry("2025-11-05T11:00:00Z", "before")])
+        .await
+        .unwrap();
+    assert_eq!(trail_of(&pool, "ann", "login-total").await.len(), 1);
+    erasure::erase_user(&pool, "ann", "test-ns", at("2025-11-05T12:00:00Z"), None)
+        .await
+        .unwrap();
+    assert!(trail_of(&pool, "ann", "login-total").await.is_empty());
+    // A late write of an entry from before the erasure: skipped; one from after: kept.
+    let written = trail::record(
+        &pool,
+        &[
+            entry("2025-11-05T11:30:00Z", "late"),
+            entry("2025-11-05T12:00:01Z", "after"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 1);
+    assert_eq!(
+        trail_of(&pool, "ann", "login-total").await,
+        [("after".into(), "counted".into(), 0, 1)]
+    );
+}
+
+/// The cleanup's trim: entries past the retention go, and beyond the newest 64 of a goal.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn the_trail_is_trimmed_by_age_and_by_count(pool: PgPool) {
+    let base = at("2025-11-05T00:00:00Z");
+    let entries: Vec<trail::TrailEntry> = (0..100)
+        .map(|i| trail::TrailEntry {
+            user_id: "ann".into(),
+            goal_id: if i < 90 { "kills-10" } else { "login-total" }.into(),
+            received_at: base + chrono::Duration::minutes(i),
+            event_id: format!("e{i}"),
+            event_type: "statistic",
+            stat_code: "kills".into(),
+            value: i,
+            reason: None,
+            progress_before: 0,
+            progress_after: 0,
+        })
+        .collect();
+    trail::record(&pool, &entries).await.unwrap();
+    // Nothing is old enough; kills-10 has 90 entries: 26 go, the newest 64 stay.
+    let deleted = trail::trim(&pool, base - chrono::Duration::days(1), base, 1000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 26);
+    let kept = trail_of(&pool, "ann", "kills-10").await;
+    assert_eq!(kept.len(), 64);
+    assert_eq!(kept[0].0, "e26", "the oldest kept is the 27th");
+    // Age: everything before 01:35 goes (login-total's ten entries are 01:30–01:39).
+    let deleted = trail::trim(&pool, base + chrono::Duration::minutes(95), base, 1000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 64 + 5);
+    assert_eq!(trail_of(&pool, "ann", "login-total").await.len(), 5);
 }

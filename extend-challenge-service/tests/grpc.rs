@@ -697,6 +697,7 @@ async fn watch_progress_and_goal_events_over_grpc(pool: PgPool) {
         .into_inner();
     let first = stream.message().await.unwrap().unwrap();
     assert!(first.heartbeat && first.goals.is_empty());
+    materialize(&pool, &fixture_config(), "ann", "kill-10").await;
     sqlx::query("UPDATE user_goal_progress SET progress = 4, status = 'in_progress' WHERE user_id = 'ann' AND goal_id = 'kill-10'")
         .execute(&pool)
         .await

@@ -18,7 +18,7 @@
 //! beyond the newest [`KEEP_PER_GOAL`] of their player and goal ([`trim`]); reads return
 //! at most [`KEEP_PER_GOAL`]. An erased player's entries go with the erasure, and an entry
 //! from before an erasure is never written after it (the insert skips users whose
-//! tombstone is not older than the event).
+//! tombstone is not older than the event, under the table lock the erasure waits for).
 
 use std::time::Duration;
 
@@ -94,10 +94,15 @@ pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::
         cols.8.push(e.progress_before);
         cols.9.push(e.progress_after);
     }
+    // The flush's lock (see `super::erasure`): an erasure committing meanwhile either waits
+    // for this insert (and deletes its entries) or is seen by it (its tombstone skips them).
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::raw_sql(
+        "SET LOCAL synchronous_commit = off; \
+         LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await?;
     let done = sqlx::query(INSERT_SQL)
         .bind(&cols.0)
         .bind(&cols.1)
