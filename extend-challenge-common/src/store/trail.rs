@@ -63,37 +63,26 @@ pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::
     if entries.is_empty() {
         return Ok(0);
     }
-    let mut cols: (
-        Vec<&str>,
-        Vec<&str>,
-        Vec<DateTime<Utc>>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<i64>,
-        Vec<Option<&str>>,
-        Vec<i32>,
-        Vec<i32>,
-    ) = Default::default();
-    for e in entries {
-        // NUL cannot be stored in text; validation refuses such ids at the door.
-        if [&e.user_id, &e.goal_id, &e.event_id, &e.stat_code]
-            .iter()
-            .any(|t| t.contains('\0'))
-        {
-            continue;
-        }
-        cols.0.push(&e.user_id);
-        cols.1.push(&e.goal_id);
-        cols.2.push(e.received_at);
-        cols.3.push(&e.event_id);
-        cols.4.push(e.event_type);
-        cols.5.push(&e.stat_code);
-        cols.6.push(e.value);
-        cols.7.push(e.reason);
-        cols.8.push(e.progress_before);
-        cols.9.push(e.progress_after);
-    }
+    // NUL cannot be stored in text; validation refuses such ids at the door.
+    let stored: Vec<&TrailEntry> = entries
+        .iter()
+        .filter(|e| {
+            ![&e.user_id, &e.goal_id, &e.event_id, &e.stat_code]
+                .iter()
+                .any(|t| t.contains('\0'))
+        })
+        .collect();
+    let text = |f: fn(&TrailEntry) -> &str| stored.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let users = text(|e| &e.user_id);
+    let goals = text(|e| &e.goal_id);
+    let ids = text(|e| &e.event_id);
+    let types = text(|e| e.event_type);
+    let codes = text(|e| &e.stat_code);
+    let received: Vec<DateTime<Utc>> = stored.iter().map(|e| e.received_at).collect();
+    let values: Vec<i64> = stored.iter().map(|e| e.value).collect();
+    let reasons: Vec<Option<&str>> = stored.iter().map(|e| e.reason).collect();
+    let before: Vec<i32> = stored.iter().map(|e| e.progress_before).collect();
+    let after: Vec<i32> = stored.iter().map(|e| e.progress_after).collect();
     // The flush's lock (see `super::erasure`): an erasure committing meanwhile either waits
     // for this insert (and deletes its entries) or is seen by it (its tombstone skips them).
     let mut tx = pool.begin().await?;
@@ -104,16 +93,16 @@ pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::
     .execute(&mut *tx)
     .await?;
     let done = sqlx::query(INSERT_SQL)
-        .bind(&cols.0)
-        .bind(&cols.1)
-        .bind(&cols.2)
-        .bind(&cols.3)
-        .bind(&cols.4)
-        .bind(&cols.5)
-        .bind(&cols.6)
-        .bind(&cols.7)
-        .bind(&cols.8)
-        .bind(&cols.9)
+        .bind(&users)
+        .bind(&goals)
+        .bind(&received)
+        .bind(&ids)
+        .bind(&types)
+        .bind(&codes)
+        .bind(&values)
+        .bind(&reasons)
+        .bind(&before)
+        .bind(&after)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -330,8 +330,9 @@ impl Engine {
             _ => return,
         };
         let received_at = self.clock.now();
-        let (login, value, goals): (bool, i32, Vec<(Arc<Goal>, Option<Ignored>)>) = match &ev.source
-        {
+        // Each goal the event reaches, with the rule that leaves it alone at the door.
+        type Reached = Vec<(Arc<Goal>, Option<Ignored>)>;
+        let (login, value, goals): (bool, i32, Reached) = match &ev.source {
             Source::Login => (
                 true,
                 0,

@@ -64,9 +64,12 @@ enum Notice {
     All,
 }
 
+/// One stream's queue, by its id.
+type Sub = (u64, mpsc::Sender<Notice>);
+
 /// The streams of this replica, by player.
 pub struct LiveHub {
-    subs: Mutex<HashMap<Arc<str>, Vec<(u64, mpsc::Sender<Notice>)>>>,
+    subs: Mutex<HashMap<Arc<str>, Vec<Sub>>>,
     next_id: AtomicU64,
     open: AtomicUsize,
     max: usize,
