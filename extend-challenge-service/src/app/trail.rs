@@ -32,7 +32,12 @@ impl ChallengeService {
                 event_id: r.event_id,
                 event_type: r.event_type,
                 stat_code: r.stat_code,
-                value: r.value,
+                // Stored from the handler's clamped `i32`.
+                value: i32::try_from(r.value).unwrap_or(if r.value < 0 {
+                    i32::MIN
+                } else {
+                    i32::MAX
+                }),
                 received_at: rfc3339(r.received_at),
                 result: if r.reason.is_some() {
                     "ignored"
