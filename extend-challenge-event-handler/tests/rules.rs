@@ -681,7 +681,11 @@ async fn events_reach_the_goals_a_marker_covers_and_write_only_what_they_change(
     h.flush().await;
     let r = rows(&pool, "mia").await;
     assert_eq!(status(&r, "kills-10"), (7, "in_progress".into()));
-    assert_eq!(r["kills-10"].assigned_at, Some(marked_at), "assigned when initialized");
+    assert_eq!(
+        r["kills-10"].assigned_at,
+        Some(marked_at),
+        "assigned when initialized"
+    );
     assert_eq!(
         status(&r, "kills-relative-5").0,
         2,
@@ -689,8 +693,16 @@ async fn events_reach_the_goals_a_marker_covers_and_write_only_what_they_change(
     );
     assert_eq!(status(&r, "login-total").0, 1);
     // Covered by the current config's defaults but not by this (older) marker.
-    assert!(!r.contains_key("login-3"), "not assigned to mia: {:?}", r.keys());
+    assert!(
+        !r.contains_key("login-3"),
+        "not assigned to mia: {:?}",
+        r.keys()
+    );
     assert!(!r.contains_key("matches-total"), "no event for it");
-    assert_eq!(r.len(), 4, "the marker and the three goals the events changed");
+    assert_eq!(
+        r.len(),
+        4,
+        "the marker and the three goals the events changed"
+    );
     h.stop().await.unwrap();
 }

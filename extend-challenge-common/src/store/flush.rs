@@ -482,6 +482,7 @@ pub(super) async fn write_batch(
     // auto-initialized now (one without any row: it gets a marker), or not assigned.
     let mut implicit: Vec<(usize, progress::GoalState)> = Vec::new();
     let mut new_markers: Vec<(&str, &str)> = Vec::new();
+    let mut marked: HashSet<&str, Fast> = HashSet::default();
     for key in &without_row {
         let item = &items[key.item];
         let user = &*item.user_id;
@@ -494,7 +495,7 @@ pub(super) async fn write_batch(
                 implicit.push((key.item, marker.implicit_state(goal)));
             }
             None if defaults.is_some() && !key.has_rows => {
-                if !new_markers.iter().any(|(u, _)| *u == user) {
+                if marked.insert(user) {
                     new_markers.push((user, &*item.namespace));
                 }
                 if goal.default_assigned {
