@@ -649,3 +649,60 @@ async fn undecodable_messages_are_invalid_argument(pool: PgPool) {
     assert!(h.handle.pending_keys() > 0);
     h.stop().await.unwrap();
 }
+
+/// Implicit default rows (`store::implicit`): a player initialized elsewhere (the service's
+/// marker, here an older one covering only some defaults) makes progress on the goals the
+/// marker covers even with auto-initialize off; an event that changes nothing writes no
+/// row; a goal the marker does not cover is not assigned; the first row written starts
+/// from the marker's time (a relative goal's baseline from this first event).
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn events_reach_the_goals_a_marker_covers_and_write_only_what_they_change(pool: PgPool) {
+    let env = [BUFFERED, &[("AUTO_INITIALIZE_ON_EVENT", "false")]].concat();
+    let h = start(pool.clone(), &env, |b| b).await;
+    let marked_at = h.clock_now() - chrono::Duration::minutes(5);
+    sqlx::query(
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, is_active, \
+         assigned_at, req_state) VALUES ('mia', '', '', $1, false, $2, \
+         'kills-10\nkills-relative-5\nlogin-total')",
+    )
+    .bind(NAMESPACE)
+    .bind(marked_at)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // A negative value leaves absolute and relative goals unchanged: nothing is written.
+    h.stat("mia", "kills", -4.0, -4.0).await.unwrap();
+    h.flush().await;
+    assert_eq!(rows(&pool, "mia").await.len(), 1, "the marker only");
+
+    h.stat("mia", "kills", 7.0, 2.0).await.unwrap();
+    h.login("mia").await.unwrap();
+    h.flush().await;
+    let r = rows(&pool, "mia").await;
+    assert_eq!(status(&r, "kills-10"), (7, "in_progress".into()));
+    assert_eq!(
+        r["kills-10"].assigned_at,
+        Some(marked_at),
+        "assigned when initialized"
+    );
+    assert_eq!(
+        status(&r, "kills-relative-5").0,
+        2,
+        "baseline 7 - 2 from the first event"
+    );
+    assert_eq!(status(&r, "login-total").0, 1);
+    // Covered by the current config's defaults but not by this (older) marker.
+    assert!(
+        !r.contains_key("login-3"),
+        "not assigned to mia: {:?}",
+        r.keys()
+    );
+    assert!(!r.contains_key("matches-total"), "no event for it");
+    assert_eq!(
+        r.len(),
+        4,
+        "the marker and the three goals the events changed"
+    );
+    h.stop().await.unwrap();
+}

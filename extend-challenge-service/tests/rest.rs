@@ -279,14 +279,22 @@ async fn initialize_assigns_defaults_once_and_catches_up(pool: PgPool) {
     let (_, again) = h.post(INIT, "gus", "").await;
     assert_eq!(again["newAssignments"], 0);
 
-    // A default goal the player deactivated stays deactivated.
-    h.call(
-        "PUT",
-        &format!("{LIST}/winter/goals/kill-10/active"),
-        "gus",
-        Some(r#"{"isActive":false}"#),
-    )
-    .await;
+    // A default goal the player deactivated stays deactivated. It was implicit (no row):
+    // deactivating it writes its row as it read, so it keeps its assignedAt.
+    assert_eq!(h.row_status("gus", "kill-10").await, None);
+    let (_, body) = h
+        .call(
+            "PUT",
+            &format!("{LIST}/winter/goals/kill-10/active"),
+            "gus",
+            Some(r#"{"isActive":false}"#),
+        )
+        .await;
+    assert_eq!(body["assignedAt"], NOON, "{body}");
+    assert_eq!(
+        h.row_status("gus", "kill-10").await,
+        Some(("not_started".into(), false))
+    );
     let (_, after) = h.post(INIT, "gus", "").await;
     assert_eq!(after["newAssignments"], 0);
     assert_eq!(after["totalActive"], 2);

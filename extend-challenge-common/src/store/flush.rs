@@ -533,6 +533,7 @@ pub(super) async fn write_batch(
             results[k] = Some(ItemResult::ignored(progress::Ignored::NotAssigned));
         }
     };
+    let mut marked: HashSet<&str, Fast> = HashSet::default();
     for key in &without_row {
         let item = &items[key.item];
         let user = &*item.user_id;
@@ -545,7 +546,7 @@ pub(super) async fn write_batch(
                 implicit.push((key.item, marker.implicit_state(goal)));
             }
             None if defaults.is_some() && !key.has_rows => {
-                if !new_markers.iter().any(|(u, _)| *u == user) {
+                if marked.insert(user) {
                     new_markers.push((user, &*item.namespace));
                 }
                 if goal.default_assigned {
