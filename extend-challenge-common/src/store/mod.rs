@@ -9,6 +9,7 @@
 //! - [`player`]: the service's reads and writes.
 //! - [`grants`]: reward grant intents, the claim's state machine.
 //! - [`erasure`]: player data erasure (tombstones) and retention cleanup.
+//! - [`partitions`]: hash partitioning of the per-user tables by `user_id` (migration 0012).
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -21,6 +22,7 @@ pub mod flush;
 pub mod grants;
 pub mod ledger;
 pub mod outbox;
+pub mod partitions;
 pub mod player;
 
 pub use columns::{GOAL_ROW_COLUMNS, GoalRow, GoalRowRef, check_goal_row_types};
@@ -33,10 +35,11 @@ pub const ID_COLUMN_CHARS: usize = 100;
 /// Migrations under `migrations/`, embedded in the binaries.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so
-/// several replicas may start at once.
+/// Applies pending migrations, with [`partitions::DEFAULT_PARTITIONS`] should migration
+/// 0012 be pending ([`partitions::migrate_with`] chooses). sqlx holds a Postgres advisory
+/// lock while it migrates, so several replicas may start at once.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    partitions::migrate_with(pool, partitions::DEFAULT_PARTITIONS).await
 }
 
 /// Opens a lazily-connecting pool: start-up and health do not depend on Postgres being up
