@@ -463,3 +463,173 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
 
     db.drop().await;
 }
+
+/// Everything about the public schema a migration defines (as tests/migrations.rs).
+async fn schema(pool: &PgPool) -> Vec<String> {
+    let mut rows: Vec<String> = sqlx::query_scalar(
+        "SELECT format('column %s.%s %s %s %s %s', table_name, column_name, data_type,
+                       coalesce(character_maximum_length::text, ''), is_nullable,
+                       coalesce(column_default, ''))
+           FROM information_schema.columns
+          WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'
+         UNION ALL
+         SELECT format('constraint %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+           FROM pg_constraint
+          WHERE connamespace = 'public'::regnamespace
+            AND conrelid <> '_sqlx_migrations'::regclass
+         UNION ALL
+         SELECT format('index %s', indexdef)
+           FROM pg_indexes
+          WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'
+         UNION ALL
+         SELECT format('options %s %s', relname, reloptions)
+           FROM pg_class
+          WHERE relnamespace = 'public'::regnamespace AND reloptions IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.sort();
+    rows
+}
+
+async fn counts(pool: &PgPool) -> Vec<i64> {
+    let mut out = Vec::new();
+    for table in partitions::PARTITIONED_TABLES {
+        out.push(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema() {
+    use extend_challenge_common::migrations::{self, Command, MigrationsError};
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new("updown").await;
+    let pool = &db.plain;
+
+    // Without a partition count, 0012 changes nothing.
+    migrations::up(pool).await.unwrap();
+    let plain = schema(pool).await;
+    assert_eq!(partitions::partitions(pool).await.unwrap(), 0);
+    let config = config();
+    seed_rows(pool, &config).await;
+    let before = counts(pool).await;
+    assert!(before.iter().all(|n| *n > 0), "{before:?}");
+
+    // down 1 and up with 16: every per-user table is partitioned, its rows kept.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![12]);
+    assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
+    assert_eq!(migrations::up_with(pool, 16).await.unwrap(), vec![12]);
+    let layout = partitions::layout(pool).await.unwrap();
+    assert_eq!(
+        layout,
+        partitions::PARTITIONED_TABLES
+            .iter()
+            .map(|t| (t.to_string(), 16))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(counts(pool).await, before);
+    assert_ne!(schema(pool).await, plain);
+    // The storage settings of 0007 are on every partition.
+    let fill: Vec<Option<Vec<String>>> = sqlx::query_scalar(
+        "SELECT c.reloptions::text[] FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'user_goal_progress'::regclass",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(fill.len(), 16);
+    assert!(
+        fill.iter().all(|o| o
+            .as_ref()
+            .is_some_and(|o| o.contains(&"fillfactor=90".to_string()))),
+        "{fill:?}"
+    );
+    // The dead letters' ids go on from the same sequence.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO event_dead_letters (user_id, namespace, event_ids, payload, error) \
+         VALUES ('late', 'ns', '{}', '{}', 'e') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let max_before: i64 =
+        sqlx::query_scalar("SELECT max(id) FROM event_dead_letters WHERE user_id <> 'late'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(id > max_before);
+    sqlx::query("DELETE FROM event_dead_letters WHERE user_id = 'late'")
+        .execute(pool)
+        .await
+        .unwrap();
+
+    // A different count asked for once 0012 is applied is refused, naming the way out.
+    let mut out = Vec::new();
+    let refused = migrations::run_with(
+        pool,
+        Command::Up {
+            partitions: Some(8),
+        },
+        0,
+        &mut out,
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(MigrationsError::Partitions {
+                requested: 8,
+                actual: 16
+            })
+        ),
+        "{refused:?}"
+    );
+    // The same count, or none asked for, is fine; the layout is reported.
+    let mut out = Vec::new();
+    migrations::run_with(pool, Command::Up { partitions: None }, 0, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("user_goal_progress (16)"), "{text}");
+
+    // down: the plain tables again, the same schema, the same rows.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![12]);
+    assert_eq!(schema(pool).await, plain);
+    assert_eq!(counts(pool).await, before);
+    assert_eq!(partitions::partitions(pool).await.unwrap(), 0);
+
+    db.drop().await;
+}
+
+/// A few rows in every per-user table.
+async fn seed_rows(pool: &PgPool, config: &ChallengeConfig) {
+    let goal = &config.default_goals()[0];
+    for sql in [
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace) \
+         SELECT 'player-' || i, $1, $2, 'ns' FROM generate_series(1, 50) AS i",
+        "INSERT INTO reward_grants (user_id, goal_id, period_key, challenge_id, namespace, \
+           grant_key, reward_type, reward_id, quantity, state, next_check_at) \
+         SELECT 'player-' || i, $1, 'once', $2, 'ns', md5('player-' || i), 'WALLET', 'GOLD', 1, \
+           'granted', now() FROM generate_series(1, 50) AS i",
+        "INSERT INTO reward_outbox (user_id, goal_id) \
+         SELECT 'player-' || i, $1 FROM generate_series(1, 50) AS i WHERE $2 <> ''",
+        "INSERT INTO user_erasures (user_id, namespace, erased_at) \
+         SELECT 'gone-' || i || $1 || $2, 'ns', now() FROM generate_series(1, 50) AS i",
+        "INSERT INTO event_dead_letters (user_id, namespace, event_ids, payload, error) \
+         SELECT 'player-' || i, 'ns', ARRAY[$1, $2], '{}', 'seeded' FROM generate_series(1, 50) AS i",
+    ] {
+        sqlx::query(sql)
+            .bind(&goal.id)
+            .bind(&goal.challenge_id)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
