@@ -101,10 +101,11 @@ fn walk(node: &serde_json::Value, out: &mut BTreeMap<String, BTreeSet<String>>) 
     let ran = node["Actual Loops"].as_u64().unwrap_or(0) > 0;
     if let Some(rel) = node["Relation Name"].as_str() {
         let kind = node["Node Type"].as_str().unwrap_or_default();
-        if ran && kind.ends_with("Scan") {
-            if let Some((table, _)) = partition_of(rel) {
-                out.entry(table).or_default().insert(rel.to_string());
-            }
+        if ran
+            && kind.ends_with("Scan")
+            && let Some((table, _)) = partition_of(rel)
+        {
+            out.entry(table).or_default().insert(rel.to_string());
         }
     }
     for child in node["Plans"].as_array().into_iter().flatten() {
