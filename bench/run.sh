@@ -20,6 +20,7 @@
 # as a "shutdown" line), MODES (s2: "buffered durable"), HANDLER_BIN / SERVICE_BIN (measure
 # another build, e.g. an older commit's, with this script and load generator), WARMUP (0: seconds
 # between the handler's start and the load, to measure past its 5 s start-up ledger window).
+# DB_PARTITIONS (the seed's migration 0012: hash partitions by user; 0 = none).
 # Loopback only; every server is started under `timeout` and every load loop is bounded.
 set -euo pipefail
 

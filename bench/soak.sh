@@ -12,7 +12,8 @@
 # sizes, HOT-update share, and the autovacuum/autoanalyze counts so far.
 #
 # Knobs (env): SOAK_MIN (30), RPS (200), EPS (100: an event of the reference layout writes ~90 rows), INIT_PER_SEC (2), USERS (10000),
-# BENCH_DB (bench_soak), OUT. Same binaries as bench/run.sh.
+# BENCH_DB (bench_soak), OUT, DB_PARTITIONS (seed with migration 0012's hash partitions by user).
+# Same binaries as bench/run.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,15 +74,16 @@ wait_port 17565; wait_port 17000
 for p in $HPID $SPID; do kill -0 "$p" 2>/dev/null || { log "a server did not start (see $OUT/*.log)"; exit 1; }; done
 sleep 6 # past the handler's start-up ledger window
 
-table_stats() {
+table_stats() { # summed over the partitions when the table is partitioned (migration 0012)
   psql "$DBURL" -tAc "select json_build_object(
-    'live', n_live_tup, 'dead', n_dead_tup, 'updates', n_tup_upd, 'hot_updates', n_tup_hot_upd,
-    'autovacuums', autovacuum_count, 'autoanalyzes', autoanalyze_count,
-    'last_autovacuum', last_autovacuum,
-    'heap_mib', round(pg_relation_size('user_goal_progress') / 1048576.0, 1),
-    'index_mib', round(pg_indexes_size('user_goal_progress') / 1048576.0, 1),
+    'live', sum(n_live_tup), 'dead', sum(n_dead_tup), 'updates', sum(n_tup_upd), 'hot_updates', sum(n_tup_hot_upd),
+    'autovacuums', sum(autovacuum_count), 'autoanalyzes', sum(autoanalyze_count),
+    'last_autovacuum', max(last_autovacuum),
+    'heap_mib', round(sum(pg_relation_size(relid)) / 1048576.0, 1),
+    'index_mib', round(sum(pg_indexes_size(relid)) / 1048576.0, 1),
     'ledger_rows', (select count(*) from event_ledger))
-    from pg_stat_user_tables where relname = 'user_goal_progress'"
+    from pg_stat_user_tables
+    where relid in (select relid from pg_partition_tree('user_goal_progress') where isleaf)"
 }
 
 claim_off=0

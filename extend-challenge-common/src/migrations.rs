@@ -11,12 +11,16 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::store::MIGRATOR;
+use crate::store::partitions::{self, MAX_PARTITIONS};
 
 pub const USAGE: &str = "\
 usage: extend-challenge-service migrate <command>
 
 commands:
-  up          apply every pending migration
+  up [--partitions N]
+              apply every pending migration; N (default DB_PARTITIONS, else 0: none) hash
+              partitions by user_id for the per-user tables, if migration 0012 is pending
+              (docs/SCALING.md). To change N later: down to 0011, then up with the new N.
   down [N]    revert the last N applied migrations (default 1); N=all reverts everything
   status      list the migrations, applied or pending
 
@@ -26,7 +30,10 @@ Set MIGRATE_ON_START=false on the binaries when a Job (or an operator) runs this
 /// A parsed `migrate` command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    Up,
+    /// `partitions`: `--partitions N`, else the caller's default (`DB_PARTITIONS`).
+    Up {
+        partitions: Option<u16>,
+    },
     /// Revert this many applied migrations (`usize::MAX`: all).
     Down(usize),
     Status,
@@ -36,7 +43,11 @@ pub enum Command {
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["up"] => Ok(Command::Up),
+        ["up"] => Ok(Command::Up { partitions: None }),
+        ["up", "--partitions", n] => parse_partitions(n),
+        ["up", flag] if flag.starts_with("--partitions=") => {
+            parse_partitions(&flag["--partitions=".len()..])
+        }
         ["status"] => Ok(Command::Status),
         ["down"] => Ok(Command::Down(1)),
         ["down", "all"] => Ok(Command::Down(usize::MAX)),
@@ -48,6 +59,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         },
         [] => Err("missing command".into()),
         other => Err(format!("unknown arguments: {}", other.join(" "))),
+    }
+}
+
+fn parse_partitions(n: &str) -> Result<Command, String> {
+    match n.parse::<u16>() {
+        Ok(n) if n <= MAX_PARTITIONS => Ok(Command::Up {
+            partitions: Some(n),
+        }),
+        _ => Err(format!(
+            "--partitions takes 0 (none) to {MAX_PARTITIONS}, not {n:?}"
+        )),
     }
 }
 
@@ -73,6 +95,11 @@ pub enum MigrationsError {
         "the database has migration {0}, which this binary does not know (a newer release applied it?)"
     )]
     Unknown(i64),
+    #[error(
+        "--partitions {requested}: the tables already have {actual} partitions (0: none); \
+         migration 0012 applies once. To change it: migrate down to 0011, then up --partitions {requested}"
+    )]
+    Partitions { requested: u16, actual: i64 },
 }
 
 /// Every up migration has its down half (tests and `down` rely on it).
@@ -120,10 +147,18 @@ pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>, MigrationsErr
         .collect())
 }
 
-/// Applies the pending migrations; returns the versions applied now.
+/// Applies the pending migrations (with the default partition count, should migration 0012
+/// be pending); returns the versions applied now.
 pub async fn up(pool: &PgPool) -> Result<Vec<i64>, MigrationsError> {
+    up_with(pool, partitions::DEFAULT_PARTITIONS).await
+}
+
+/// Applies the pending migrations; a pending migration 0012 gives the per-user tables
+/// `partitions` hash partitions by user ([`partitions::migrate_with`]). Returns the
+/// versions applied now.
+pub async fn up_with(pool: &PgPool, partitions: u16) -> Result<Vec<i64>, MigrationsError> {
     let before = applied(pool).await?;
-    MIGRATOR.run(pool).await?;
+    partitions::migrate_with(pool, partitions).await?;
     let after = applied(pool).await?;
     let mut new: Vec<i64> = after
         .keys()
@@ -156,20 +191,63 @@ pub async fn down(pool: &PgPool, n: usize) -> Result<Vec<i64>, MigrationsError> 
     Ok(revert)
 }
 
+/// The migration that partitions the per-user tables.
+const PARTITION_MIGRATION: i64 = 12;
+
+/// One line: how the per-user tables are partitioned.
+async fn write_layout(pool: &PgPool, out: &mut impl std::io::Write) -> Result<(), MigrationsError> {
+    let layout = partitions::layout(pool).await?;
+    if layout.is_empty() {
+        return Ok(());
+    }
+    let tables: Vec<String> = layout
+        .iter()
+        .map(|(t, n)| match n {
+            0 => format!("{t} (none)"),
+            n => format!("{t} ({n})"),
+        })
+        .collect();
+    writeln!(out, "partitions by user_id: {}", tables.join(", "))?;
+    Ok(())
+}
+
 /// Runs one command, writing what happened to `out`.
 pub async fn run(
     pool: &PgPool,
     command: Command,
     out: &mut impl std::io::Write,
 ) -> Result<(), MigrationsError> {
+    run_with(pool, command, partitions::DEFAULT_PARTITIONS, out).await
+}
+
+/// [`run`], with `up` without `--partitions` taking `default_partitions` (`DB_PARTITIONS`).
+/// Only an explicit `--partitions N` that the tables do not have is an error.
+pub async fn run_with(
+    pool: &PgPool,
+    command: Command,
+    default_partitions: u16,
+    out: &mut impl std::io::Write,
+) -> Result<(), MigrationsError> {
     match command {
-        Command::Up => {
-            let applied = up(pool).await?;
+        Command::Up { partitions: n } => {
+            let requested = n.unwrap_or(default_partitions);
+            let applied = up_with(pool, requested).await?;
             if applied.is_empty() {
                 writeln!(out, "migrate up: nothing to apply, the schema is current")?;
             }
-            for v in applied {
+            for v in &applied {
                 writeln!(out, "migrate up: applied {v:04}")?;
+            }
+            write_layout(pool, out).await?;
+            // Asked for explicitly but not what the tables have (0012 ran before).
+            let actual = partitions::partitions(pool).await?;
+            let wanted = if requested <= 1 {
+                0
+            } else {
+                i64::from(requested)
+            };
+            if n.is_some() && actual != wanted && !applied.contains(&PARTITION_MIGRATION) {
+                return Err(MigrationsError::Partitions { requested, actual });
             }
         }
         Command::Down(n) => {
@@ -189,6 +267,7 @@ pub async fn run(
                 };
                 writeln!(out, "{:04}  {:<40} {state}", m.version, m.description)?;
             }
+            write_layout(pool, out).await?;
         }
     }
     Ok(())
@@ -204,13 +283,18 @@ mod tests {
 
     #[test]
     fn parses_the_commands() {
-        assert_eq!(parse(&args(&["up"])), Ok(Command::Up));
-        assert_eq!(parse(&args(&["status"])), Ok(Command::Status));
-        assert_eq!(parse(&args(&["down"])), Ok(Command::Down(1)));
-        assert_eq!(parse(&args(&["down", "3"])), Ok(Command::Down(3)));
+        assert_eq!(parse(&args(&["up"])), Ok(Command::Up { partitions: None }));
         assert_eq!(
-            parse(&args(&["down", "all"])),
-            Ok(Command::Down(usize::MAX))
+            parse(&args(&["up", "--partitions", "16"])),
+            Ok(Command::Up {
+                partitions: Some(16)
+            })
+        );
+        assert_eq!(
+            parse(&args(&["up", "--partitions=0"])),
+            Ok(Command::Up {
+                partitions: Some(0)
+            })
         );
         for bad in [
             &["down", "0"][..],
@@ -218,6 +302,10 @@ mod tests {
             &["sideways"],
             &[],
             &["up", "now"],
+            &["up", "--partitions"],
+            &["up", "--partitions", "1025"],
+            &["up", "--partitions", "-1"],
+            &["up", "--partitions=x"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }

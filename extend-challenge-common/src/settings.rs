@@ -152,6 +152,10 @@ pub struct DbSettings {
     /// `MIGRATE_ON_START` (default `true`): apply the embedded migrations at start-up. Set
     /// `false` when a Job or an operator runs `extend-challenge-service migrate up`.
     pub migrate_on_start: bool,
+    /// `DB_PARTITIONS` (default 0: none): how many hash partitions by `user_id` migration
+    /// 0012 gives the per-user tables, if it is still pending when this process migrates
+    /// (docs/SCALING.md). An applied migration is never redone.
+    pub partitions: u16,
 }
 
 impl std::fmt::Debug for DbSettings {
@@ -163,6 +167,7 @@ impl std::fmt::Debug for DbSettings {
             .field("ssl_mode", &self.connect.get_ssl_mode())
             .field("max_open_conns", &self.max_open_conns)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }
@@ -376,6 +381,19 @@ impl Settings {
             connect: db,
             max_open_conns: db_max_open_conns,
             migrate_on_start: env.boolean("MIGRATE_ON_START", true)?,
+            partitions: match env.parse(
+                "DB_PARTITIONS",
+                crate::store::partitions::DEFAULT_PARTITIONS,
+            )? {
+                n if n <= crate::store::partitions::MAX_PARTITIONS => n,
+                n => {
+                    return Err(env.bad(
+                        "DB_PARTITIONS",
+                        &n.to_string(),
+                        "expected 0 (none) to 1024",
+                    ));
+                }
+            },
         };
         let cleanup = CleanupSettings {
             enabled: env.boolean("CLEANUP_ENABLED", true)?,

@@ -55,15 +55,17 @@ impl Backoff {
 /// Applies the embedded migrations, retrying with capped backoff while Postgres is
 /// unreachable. Returns `Ok(false)` if `shutdown` fired first. A migration error that is not
 /// a connection problem is returned at once. The retry warnings name the database
-/// (`host:port/name`) and the cause.
+/// (`host:port/name`) and the cause. `partitions`: `DB_PARTITIONS`, for migration 0012 if
+/// it is pending ([`store::partitions::migrate_with`]).
 pub async fn migrate_with_retry(
     pool: &PgPool,
+    partitions: u16,
     shutdown: &CancellationToken,
 ) -> Result<bool, MigrateError> {
     let mut backoff = Backoff::new(MIGRATE_BACKOFF);
     let mut attempt = 1u32;
     loop {
-        match store::migrate(pool).await {
+        match store::partitions::migrate_with(pool, partitions).await {
             Ok(()) => {
                 tracing::info!(attempt, "database migrated");
                 return Ok(true);

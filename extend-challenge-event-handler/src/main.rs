@@ -75,7 +75,7 @@ async fn run() -> anyhow::Result<()> {
     let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
     if !settings.db.migrate_on_start {
         tracing::info!("MIGRATE_ON_START=false: not applying database migrations");
-    } else if !startup::migrate_with_retry(&pool, &shutdown).await? {
+    } else if !startup::migrate_with_retry(&pool, settings.db.partitions, &shutdown).await? {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     }

@@ -16,7 +16,7 @@ usage:
   extend-challenge-service                    serve (gRPC GRPC_PORT=6565, REST HTTP_PORT=8000
                                               under BASE_PATH, /metrics /healthz /livez on
                                               METRICS_PORT=8080)
-  extend-challenge-service migrate up | down [N] | status
+  extend-challenge-service migrate up [--partitions N] | down [N] | status
                                               run the database migrations on their own
   extend-challenge-service --help | --version
 
@@ -73,7 +73,7 @@ async fn migrate(args: &[String]) -> ExitCode {
     };
     let pool = store::connect_lazy(settings.db.connect.clone(), 2);
     let mut out = std::io::stdout().lock();
-    match migrations::run(&pool, command, &mut out).await {
+    match migrations::run_with(&pool, command, settings.db.partitions, &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(

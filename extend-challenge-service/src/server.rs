@@ -55,7 +55,7 @@ impl Dependencies {
         let target = store::describe_target(&settings.db.connect);
         if !settings.db.migrate_on_start {
             tracing::info!(database = %target, "MIGRATE_ON_START=false: not applying database migrations");
-        } else if !startup::migrate_with_retry(&pool, shutdown)
+        } else if !startup::migrate_with_retry(&pool, settings.db.partitions, shutdown)
             .await
             .with_context(|| format!("applying database migrations to {target}"))?
         {

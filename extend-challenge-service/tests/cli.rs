@@ -37,7 +37,10 @@ fn help_and_version() {
     let h = run(&["--help"], &[]);
     assert!(h.status.success());
     let help = text(&h);
-    assert!(help.contains("migrate up | down [N] | status"), "{help}");
+    assert!(
+        help.contains("migrate up [--partitions N] | down [N] | status"),
+        "{help}"
+    );
     let bad = run(&["--frobnicate"], &[]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("--frobnicate"));
@@ -75,8 +78,14 @@ async fn migrate_up_down_status(_pool: PgPoolOptions, opts: PgConnectOptions) {
 
     let up = run(&["migrate", "up"], &env);
     assert!(up.status.success(), "{}", text(&up));
-    assert_eq!(String::from_utf8_lossy(&up.stdout).lines().count(), n);
+    // One line per migration, then the partition layout (none by default).
+    assert_eq!(String::from_utf8_lossy(&up.stdout).lines().count(), n + 1);
     assert!(text(&up).contains("applied 0001"));
+    assert!(
+        text(&up).contains("partitions by user_id: user_goal_progress (none)"),
+        "{}",
+        text(&up)
+    );
 
     let down = run(&["migrate", "down", "2"], &env);
     assert!(down.status.success(), "{}", text(&down));
@@ -90,7 +99,28 @@ async fn migrate_up_down_status(_pool: PgPoolOptions, opts: PgConnectOptions) {
 
     let up = run(&["migrate", "up"], &env);
     assert!(up.status.success());
-    assert_eq!(String::from_utf8_lossy(&up.stdout).lines().count(), 2);
+    assert_eq!(String::from_utf8_lossy(&up.stdout).lines().count(), 2 + 1);
+
+    // Partitions are chosen when 0012 runs: down 1, then up with 4.
+    assert!(run(&["migrate", "down", "1"], &env).status.success());
+    let up = run(&["migrate", "up", "--partitions", "4"], &env);
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(text(&up).contains("applied 0012"), "{}", text(&up));
+    assert!(
+        text(&up).contains("user_goal_progress (4)"),
+        "{}",
+        text(&up)
+    );
+    // Another count once 0012 is applied: refused, saying how to change it.
+    let again = run(&["migrate", "up", "--partitions=8"], &env);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("migrate down to 0011"),
+        "{}",
+        text(&again)
+    );
+    let bad = run(&["migrate", "up", "--partitions", "many"], &env);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
 
     // An unreachable database: a failure naming where it looked.
     let o = run(

@@ -26,7 +26,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         .max_connections(1)
         .connect_with(opts.clone())
         .await?;
-    extend_challenge_common::store::migrate(&pool)
+    // Hash partitions by user (migration 0012): --partitions, else DB_PARTITIONS, else none.
+    let default_partitions = std::env::var("DB_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(extend_challenge_common::store::partitions::DEFAULT_PARTITIONS as usize);
+    let partitions =
+        u16::try_from(args.get_usize("partitions", default_partitions)?).context("--partitions")?;
+    extend_challenge_common::store::partitions::migrate_with(&pool, partitions)
         .await
         .context("migrate")?;
     sqlx::query("TRUNCATE user_goal_progress")

@@ -197,8 +197,10 @@ impl RetentionGuard {
 /// Deletes at most `batch` rows whose `expires_at` is before `cutoff` (rows without
 /// `expires_at` never), except those `guard` protects. Returns the rows deleted.
 ///
-/// Rows are picked by `ctid`; a row updated after it was picked (an event rolled it into a
-/// new period) has moved to a new `ctid` and is left alone.
+/// Rows are picked by key and `ctid`; a row updated after it was picked (an event rolled it
+/// into a new period) has moved to a new `ctid` and is left alone. The key is what makes the
+/// pick exact on a partitioned table (migration 0012), where a `ctid` is only unique within
+/// one partition.
 pub async fn delete_expired_batch(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
@@ -206,12 +208,13 @@ pub async fn delete_expired_batch(
     guard: &RetentionGuard,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "DELETE FROM user_goal_progress WHERE ctid = ANY(ARRAY( \
-           SELECT ctid FROM user_goal_progress \
+        "DELETE FROM user_goal_progress AS t USING ( \
+           SELECT user_id, goal_id, ctid FROM user_goal_progress \
            WHERE expires_at IS NOT NULL AND expires_at < $1 \
              AND NOT (status = 'claimed' AND goal_id = ANY($3)) \
              AND NOT (goal_id = ANY($4) AND (progress > 0 OR status <> 'not_started')) \
-           LIMIT $2))",
+           LIMIT $2) AS d \
+         WHERE t.user_id = d.user_id AND t.goal_id = d.goal_id AND t.ctid = d.ctid",
     )
     .bind(cutoff)
     .bind(batch)

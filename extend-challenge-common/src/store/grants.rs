@@ -270,7 +270,7 @@ impl ClaimTx {
                last_attempt_at = CASE WHEN $6 THEN $4 ELSE last_attempt_at END, \
                next_check_at = GREATEST(next_check_at, $5), goal_completed_at = $7, \
                updated_at = NOW() \
-             WHERE grant_key = $1 RETURNING *",
+             WHERE user_id = $8 AND grant_key = $1 RETURNING *",
         )
         .bind(grant_key)
         .bind(lease.owner)
@@ -279,6 +279,7 @@ impl ClaimTx {
         .bind(lease.next_check_at)
         .bind(lease.attempt)
         .bind(goal_completed_at)
+        .bind(self.user_id.clone())
         .fetch_one(&mut *self.tx)
         .await
     }
@@ -310,10 +311,11 @@ pub async fn complete(
     sqlx::query(
         "UPDATE reward_grants SET state = 'granted', owner = NULL, lease_until = NULL, \
            last_error = NULL, granted_at = COALESCE(granted_at, $2), updated_at = NOW() \
-         WHERE grant_key = $1",
+         WHERE user_id = $3 AND grant_key = $1",
     )
     .bind(&intent.grant_key)
     .bind(claimed_at)
+    .bind(&intent.user_id)
     .execute(&mut *tx)
     .await?;
     let marked = sqlx::query(
@@ -343,6 +345,7 @@ pub async fn complete(
 /// later claim may try again). Only while `owner` still holds it.
 pub async fn refuse(
     pool: &PgPool,
+    user_id: &str,
     grant_key: &str,
     owner: &str,
     error: &str,
@@ -350,11 +353,12 @@ pub async fn refuse(
     let n = sqlx::query(
         "UPDATE reward_grants SET state = 'failed', owner = NULL, lease_until = NULL, \
            last_error = $3, updated_at = NOW() \
-         WHERE grant_key = $1 AND owner = $2 AND state = 'pending'",
+         WHERE user_id = $4 AND grant_key = $1 AND owner = $2 AND state = 'pending'",
     )
     .bind(grant_key)
     .bind(owner)
     .bind(error)
+    .bind(user_id)
     .execute(pool)
     .await?
     .rows_affected();
@@ -366,6 +370,7 @@ pub async fn refuse(
 /// `next_check_at`. Only while `owner` still holds it.
 pub async fn release(
     pool: &PgPool,
+    user_id: &str,
     grant_key: &str,
     owner: &str,
     error: &str,
@@ -374,12 +379,13 @@ pub async fn release(
     let n = sqlx::query(
         "UPDATE reward_grants SET owner = NULL, lease_until = NULL, last_error = $3, \
            next_check_at = $4, updated_at = NOW() \
-         WHERE grant_key = $1 AND owner = $2 AND state = 'pending'",
+         WHERE user_id = $5 AND grant_key = $1 AND owner = $2 AND state = 'pending'",
     )
     .bind(grant_key)
     .bind(owner)
     .bind(error)
     .bind(next_check_at)
+    .bind(user_id)
     .execute(pool)
     .await?
     .rows_affected();
@@ -408,6 +414,7 @@ pub async fn due(
 /// claim or another pass got there first.
 pub async fn take_due(
     pool: &PgPool,
+    user_id: &str,
     grant_key: &str,
     lease: &Lease<'_>,
 ) -> Result<Option<GrantIntent>, sqlx::Error> {
@@ -416,7 +423,7 @@ pub async fn take_due(
            attempts = attempts + CASE WHEN $5 THEN 1 ELSE 0 END, \
            last_attempt_at = CASE WHEN $5 THEN $4 ELSE last_attempt_at END, \
            next_check_at = $6, updated_at = NOW() \
-         WHERE grant_key = $1 AND state = 'pending' AND next_check_at <= $4 \
+         WHERE user_id = $7 AND grant_key = $1 AND state = 'pending' AND next_check_at <= $4 \
            AND (lease_until IS NULL OR lease_until <= $4) \
          RETURNING *",
     )
@@ -426,6 +433,7 @@ pub async fn take_due(
     .bind(lease.now)
     .bind(lease.attempt)
     .bind(lease.next_check_at)
+    .bind(user_id)
     .fetch_optional(pool)
     .await
 }

@@ -13,6 +13,7 @@
 //! - [`live`]: the live progress notifications (`LISTEN/NOTIFY`).
 //! - [`trail`]: the event trail (why an event counted or not).
 //! - [`version`]: a player's progress version (the list's `ETag`).
+//! - [`partitions`]: hash partitioning of the per-user tables by `user_id` (migration 0012).
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -27,6 +28,7 @@ pub mod implicit;
 pub mod ledger;
 pub mod live;
 pub mod outbox;
+pub mod partitions;
 pub mod player;
 pub mod trail;
 pub mod version;
@@ -41,10 +43,11 @@ pub const ID_COLUMN_CHARS: usize = 100;
 /// Migrations under `migrations/`, embedded in the binaries.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so
-/// several replicas may start at once.
+/// Applies pending migrations, with [`partitions::DEFAULT_PARTITIONS`] should migration
+/// 0012 be pending ([`partitions::migrate_with`] chooses). sqlx holds a Postgres advisory
+/// lock while it migrates, so several replicas may start at once.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    partitions::migrate_with(pool, partitions::DEFAULT_PARTITIONS).await
 }
 
 /// Opens a lazily-connecting pool: start-up and health do not depend on Postgres being up

@@ -103,7 +103,14 @@ pub(crate) async fn settle(
             Ok(Settled::Granted { row_marked })
         }
         Some(Err(e)) if !e.may_have_granted() => {
-            grants::refuse(pool, &intent.grant_key, owner, &e.to_string()).await?;
+            grants::refuse(
+                pool,
+                &intent.user_id,
+                &intent.grant_key,
+                owner,
+                &e.to_string(),
+            )
+            .await?;
             Ok(Settled::Refused)
         }
         other => {
@@ -111,7 +118,15 @@ pub(crate) async fn settle(
                 Some(Err(e)) => e.to_string(),
                 _ => "the grant did not finish in time".to_string(),
             };
-            grants::release(pool, &intent.grant_key, owner, &reason, next_check_at).await?;
+            grants::release(
+                pool,
+                &intent.user_id,
+                &intent.grant_key,
+                owner,
+                &reason,
+                next_check_at,
+            )
+            .await?;
             Ok(Settled::InDoubt)
         }
     }
@@ -250,7 +265,9 @@ impl Reconciler {
             next_check_at: until,
             attempt: resume != Resume::LookupOnly,
         };
-        let Some(intent) = grants::take_due(&self.pool, &candidate.grant_key, &lease).await? else {
+        let Some(intent) =
+            grants::take_due(&self.pool, &candidate.user_id, &candidate.grant_key, &lease).await?
+        else {
             return Ok(None);
         };
         let Some(reward) = reward_of(&intent) else {
