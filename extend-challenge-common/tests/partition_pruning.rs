@@ -516,17 +516,19 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
 
     // Without a partition count, 0012 changes nothing.
     migrations::up(pool).await.unwrap();
-    let plain = schema(pool).await;
     assert_eq!(partitions::partitions(pool).await.unwrap(), 0);
     let config = config();
     seed_rows(pool, &config).await;
     let before = counts(pool).await;
     assert!(before.iter().all(|n| *n > 0), "{before:?}");
 
-    // down 1 and up with 16: every per-user table is partitioned, its rows kept.
+    // Down to 0011 (0013, the event trail, came after 0012) and up with 16: every per-user
+    // table is partitioned, its rows kept.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![13]);
+    let plain = schema(pool).await;
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![12]);
     assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
-    assert_eq!(migrations::up_with(pool, 16).await.unwrap(), vec![12]);
+    assert_eq!(migrations::up_with(pool, 16).await.unwrap(), vec![12, 13]);
     let layout = partitions::layout(pool).await.unwrap();
     assert_eq!(
         layout,
@@ -601,7 +603,7 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     assert!(text.contains("user_goal_progress (16)"), "{text}");
 
     // down: the plain tables again, the same schema, the same rows.
-    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![12]);
+    assert_eq!(migrations::down(pool, 2).await.unwrap(), vec![13, 12]);
     assert_eq!(schema(pool).await, plain);
     assert_eq!(counts(pool).await, before);
     assert_eq!(partitions::partitions(pool).await.unwrap(), 0);
