@@ -717,21 +717,18 @@ async fn a_user_initialized_by_another_batch_meanwhile_still_gets_the_delta(pool
         event_ids: vec!["ivy-1".into()],
         oldest_at: None,
     }];
-    let batch = {
+    let flush = {
         let pool = pool.clone();
-        let (items, users, defaults) = (items.clone(), users.clone(), defaults.clone());
-        tokio::spawn(async move {
-            flush_batch(
-                &pool,
-                &items,
-                &users,
-                Some(&defaults),
-                now,
-                Duration::from_secs(10),
-            )
-            .await
-        })
+        move || {
+            let (pool, items, users, defaults) =
+                (pool.clone(), items.clone(), users.clone(), defaults.clone());
+            async move {
+                let timeout = Duration::from_secs(10);
+                flush_batch(&pool, &items, &users, Some(&defaults), now, timeout).await
+            }
+        }
     };
+    let batch = tokio::spawn(flush());
     // The batch's auto-initialize waits for the other transaction's rows.
     loop {
         let waiting: i64 = sqlx::query_scalar(
@@ -759,16 +756,7 @@ async fn a_user_initialized_by_another_batch_meanwhile_still_gets_the_delta(pool
         Some(0),
         "nothing of the lost batch was written"
     );
-    let flushed = flush_batch(
-        &pool,
-        &items,
-        &users,
-        Some(&defaults),
-        now,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let flushed = flush().await.unwrap();
     assert_eq!(
         flushed.outcome.initialized, 0,
         "the user has rows: no marker"
