@@ -122,6 +122,10 @@ pub struct AuthSettings {
     /// `REFRESH_INTERVAL` seconds (default 600): how often the IAM keys and revocations
     /// are refreshed.
     pub refresh_interval: Duration,
+    /// `ROLES_CACHE_EXPIRATION_TIME` seconds (default 3600, AccelByte's Go SDK's name and
+    /// default): how long the permissions of an IAM role, fetched for an admin route, are
+    /// used before they are fetched again.
+    pub role_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +309,9 @@ impl Settings {
         let auth = AuthSettings {
             enabled: env.boolean("PLUGIN_GRPC_SERVER_AUTH_ENABLED", true)?,
             refresh_interval: Duration::from_secs(env.positive("REFRESH_INTERVAL", 600u64)?),
+            role_cache_ttl: Duration::from_secs(
+                env.positive("ROLES_CACHE_EXPIRATION_TIME", 3600u64)?,
+            ),
         };
         let rewards = RewardSettings {
             mode: match env.text("REWARD_CLIENT_MODE").as_deref() {
@@ -533,6 +540,15 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.base_path, "/challenge");
         assert!(s.auth.enabled);
+        assert_eq!(s.auth.role_cache_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            settings(&[("ROLES_CACHE_EXPIRATION_TIME", "60")])
+                .unwrap()
+                .auth
+                .role_cache_ttl,
+            Duration::from_secs(60)
+        );
+        assert!(settings(&[("ROLES_CACHE_EXPIRATION_TIME", "0")]).is_err());
         assert_eq!(s.rewards.mode, RewardMode::Real);
         assert_eq!(s.ports.grpc, 6565);
         assert_eq!(s.ports.http, 8000);

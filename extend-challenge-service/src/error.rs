@@ -5,7 +5,7 @@
 use http::StatusCode;
 use tonic::Code;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, PermissionLookupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -67,6 +67,10 @@ pub enum ServiceError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// An admin request whose permissions depend on IAM roles that IAM cannot be asked
+    /// about now: the caller may retry.
+    #[error("cannot check the caller's permissions now (AGS IAM unavailable); please retry")]
+    PermissionsUnavailable(#[source] PermissionLookupError),
     /// Postgres unreachable or the pool exhausted: the caller may retry.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -119,9 +123,11 @@ impl ServiceError {
             RewardGrantFailed { .. } | Database(_) => Code::Internal,
             Unauthenticated(_) => Code::Unauthenticated,
             PermissionDenied(_) => Code::PermissionDenied,
-            Unavailable(_) | ClaimTimedOut { .. } | GrantInDoubt { .. } | Unhealthy => {
-                Code::Unavailable
-            }
+            Unavailable(_)
+            | ClaimTimedOut { .. }
+            | GrantInDoubt { .. }
+            | Unhealthy
+            | PermissionsUnavailable(_) => Code::Unavailable,
             MethodNotAllowed => Code::Unimplemented,
             ErasureRateLimited | TooManyStreams => Code::ResourceExhausted,
         }
@@ -143,6 +149,7 @@ impl ServiceError {
                 | ServiceError::Unavailable(_)
                 | ServiceError::RewardGrantFailed { .. }
                 | ServiceError::ClaimTimedOut { .. }
+                | ServiceError::PermissionsUnavailable(_)
         )
     }
 }

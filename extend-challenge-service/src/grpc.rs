@@ -24,7 +24,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::app::ChallengeService;
-use crate::auth::{AuthUser, Authenticator};
+use crate::auth::{ACTION_READ, AuthUser, Authenticator};
 use crate::error::ServiceError;
 
 #[derive(Clone)]
@@ -337,7 +337,7 @@ impl tower::Service<http::Request<Body>> for ServiceRouter {
         Box::pin(async move {
             if authenticate || admin {
                 let caller = if admin {
-                    adapter.auth.admin_caller(req.headers()).await
+                    adapter.auth.admin_caller(req.headers(), ACTION_READ).await
                 } else {
                     adapter.auth.caller(req.headers()).await
                 };

@@ -4,6 +4,8 @@
 //! - [`grpc`], [`rest`]: thin transports over it; [`swagger`]: the API docs.
 //! - [`catalog`]: the config prepared for fast responses; [`error`]: the error type.
 //! - [`cleanup`]: retention cleanup of expired rows and erasure tombstones.
+//! - [`client_token`]: the service's own AGS token (client credentials), shared by the
+//!   reward client and the admin role look-ups.
 //! - [`server`]: the lifecycle: [`server::Dependencies`] → [`server::Application::build`]
 //!   binds every listener (port 0 gives an ephemeral port, for tests) →
 //!   [`server::Application::run_until_stopped`] serves until the shutdown token fires.
@@ -12,6 +14,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cleanup;
+pub mod client_token;
 pub mod error;
 pub mod grpc;
 pub mod http_serve;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::ChallengeService;
 use crate::auth::Authenticator;
+use crate::client_token::ClientToken;
 use crate::rewards::{self, RewardGranter};
 use crate::{cleanup, grpc, http_serve, rest, swagger};
 
@@ -65,9 +66,11 @@ impl Dependencies {
             .timeout(Duration::from_secs(10))
             .build()
             .context("building the HTTP client")?;
+        // One client token for everything that calls AGS as the service.
+        let token = ClientToken::from_settings(settings, http.clone());
         Ok(Some(Dependencies {
-            granter: rewards::from_settings(settings, http.clone()),
-            auth: Authenticator::from_settings(settings, http),
+            granter: rewards::from_settings(settings, http.clone(), token.clone()),
+            auth: Authenticator::from_settings_with_token(settings, http, token),
             pool,
             config: Arc::new(config),
             clock: settings.clock(),

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use extend_challenge_common::settings::Secret;
 use extend_challenge_service::auth::revocation::BloomFilter;
-use extend_challenge_service::auth::{AuthConfig, AuthError, Authenticator};
+use extend_challenge_service::auth::{ACTION_READ, AuthConfig, AuthError, Authenticator};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -70,6 +71,10 @@ fn config(server: &MockServer) -> AuthConfig {
         min_refresh_gap: Duration::ZERO,
         leeway: Duration::from_secs(5),
         fetch_timeout: Duration::from_secs(5),
+        client_id: "challenge-service".into(),
+        client_secret: Secret::new("secret"),
+        role_cache_ttl: Duration::from_secs(3600),
+        role_cache_capacity: 100,
     }
 }
 
@@ -502,7 +507,8 @@ async fn from_settings_warms_the_cache() {
 }
 
 /// The support routes (CONTRACT §10's admin trail): a player's token is refused, a token
-/// holding `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with the read bit is let through.
+/// holding `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with the read bit is let through. (Roles
+/// and the other action bits: `tests/admin_auth.rs`.)
 #[tokio::test]
 async fn admin_routes_need_the_challenge_admin_read_permission() {
     use extend_challenge_service::error::ServiceError;
@@ -511,7 +517,10 @@ async fn admin_routes_need_the_challenge_admin_read_permission() {
 
     let player = sign(KEY1_PEM, "k1", &claims("player-1"));
     assert_eq!(auth.caller(&bearer(&player)).await.unwrap().0, "player-1");
-    let refused = auth.admin_caller(&bearer(&player)).await.unwrap_err();
+    let refused = auth
+        .admin_caller(&bearer(&player), ACTION_READ)
+        .await
+        .unwrap_err();
     assert!(
         matches!(refused, ServiceError::PermissionDenied(_)),
         "{refused:?}"
@@ -523,15 +532,26 @@ async fn admin_routes_need_the_challenge_admin_read_permission() {
         sign(KEY1_PEM, "k1", &c)
     };
     let write_only = with("ADMIN:NAMESPACE:mygame:CHALLENGE", 4);
-    assert!(auth.admin_caller(&bearer(&write_only)).await.is_err());
+    assert!(
+        auth.admin_caller(&bearer(&write_only), ACTION_READ)
+            .await
+            .is_err()
+    );
     let other_ns = with("ADMIN:NAMESPACE:other:CHALLENGE", 2);
-    assert!(auth.admin_caller(&bearer(&other_ns)).await.is_err());
+    assert!(
+        auth.admin_caller(&bearer(&other_ns), ACTION_READ)
+            .await
+            .is_err()
+    );
     for ok in [
         with("ADMIN:NAMESPACE:mygame:CHALLENGE", 2),
         with("ADMIN:NAMESPACE:*:CHALLENGE", 15),
     ] {
         assert_eq!(
-            auth.admin_caller(&bearer(&ok)).await.unwrap().0,
+            auth.admin_caller(&bearer(&ok), ACTION_READ)
+                .await
+                .unwrap()
+                .0,
             "support-1"
         );
     }

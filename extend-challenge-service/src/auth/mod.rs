@@ -14,10 +14,18 @@
 //! request's headers (REST's, or the gRPC request's HTTP/2 headers, which are its metadata)
 //! and yields the [`AuthUser`] or the [`ServiceError`] that [`AuthError`] maps to — one
 //! mapping (in `error.rs`), which REST renders as JSON and gRPC as a status.
+//!
+//! Admin routes ask [`Authenticator::admin_caller`] with the route's action bit: the token
+//! must hold `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with that bit, as AccelByte's Go SDK
+//! token validator reads permissions — the token's own `permissions`, then those of its
+//! `namespace_roles` and `roles`, fetched from IAM with the service's client token and
+//! cached (`roles.rs`); matching rules in [`permissions`].
 
+pub mod permissions;
 pub mod revocation;
 
 mod keys;
+mod roles;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,13 +36,18 @@ use std::time::Duration;
 // refresh rate limit.
 use tokio::time::Instant;
 
-use extend_challenge_common::settings::Settings;
+use extend_challenge_common::settings::{Secret, Settings};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::RwLock;
 use serde::Deserialize;
 
+pub use self::permissions::{ACTION_CREATE, ACTION_DELETE, ACTION_READ, ACTION_UPDATE, Permission};
 use self::revocation::RevocationList;
+use self::roles::{RoleCache, RoleCacheConfig, RoleKey};
+use crate::client_token::ClientToken;
 use crate::error::ServiceError;
 
 /// The user when auth is disabled and the caller names none.
@@ -48,6 +61,10 @@ const GATEWAY_MOCK_USER_HEADER: &str = "grpcgateway-x-mock-user-id";
 
 const JWKS_PATH: &str = "/iam/v3/oauth/jwks";
 const REVOCATION_LIST_PATH: &str = "/iam/v3/oauth/revocationlist";
+/// Role entries the permission cache keeps at most.
+pub const ROLE_CACHE_CAPACITY: usize = 10_000;
+/// Role look-ups one admin request runs at once.
+const ROLE_LOOKUPS_AT_ONCE: usize = 8;
 
 /// Why a caller was refused. `Display` is the client-facing message; it never contains the
 /// token.
@@ -88,6 +105,12 @@ impl AuthError {
     }
 }
 
+/// IAM could not say what the caller's roles allow (unreachable, failing, or refusing the
+/// service's client): the admin request cannot be judged. The text is for logs.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot look up the caller's role permissions: {0}")]
+pub struct PermissionLookupError(pub String);
+
 /// The authenticated caller: the token's `sub`, or with auth disabled the mock user. REST's
 /// auth middleware and gRPC's router put it in the request's extensions for the handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +133,14 @@ pub struct AuthConfig {
     pub leeway: Duration,
     /// Timeout of one request to IAM.
     pub fetch_timeout: Duration,
+    /// `AB_CLIENT_ID` / `AB_CLIENT_SECRET`: the service's IAM client, whose token looks up
+    /// role permissions (unless the authenticator is given a shared [`ClientToken`]).
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `ROLES_CACHE_EXPIRATION_TIME`: how long fetched role permissions are used.
+    pub role_cache_ttl: Duration,
+    /// Role entries kept at most.
+    pub role_cache_capacity: usize,
 }
 
 impl AuthConfig {
@@ -122,6 +153,10 @@ impl AuthConfig {
             min_refresh_gap: Duration::from_secs(5),
             leeway: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(5),
+            client_id: settings.ags.client_id.clone(),
+            client_secret: settings.ags.client_secret.clone(),
+            role_cache_ttl: settings.auth.role_cache_ttl,
+            role_cache_capacity: ROLE_CACHE_CAPACITY,
         }
     }
 }
@@ -140,6 +175,8 @@ struct Inner {
     /// Held while talking to IAM, so concurrent triggers queue and then see the fresh result.
     refresh: tokio::sync::Mutex<RefreshClock>,
     background_refresh: AtomicBool,
+    /// Permissions of IAM roles, for admin routes.
+    roles: RoleCache,
 }
 
 #[derive(Clone, Default)]
@@ -155,6 +192,8 @@ struct RefreshClock {
     last_attempt: Option<Instant>,
 }
 
+/// The claims of an AGS access token that the service reads. The lists may be absent or
+/// `null` in a token.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
@@ -162,38 +201,26 @@ struct Claims {
     iat: Option<f64>,
     #[serde(default)]
     extend_namespace: Option<String>,
-    /// AGS access tokens list the permissions granted directly to the token.
+    /// The namespace the token was issued in.
     #[serde(default)]
-    permissions: Vec<Permission>,
+    namespace: Option<String>,
+    /// Permissions granted to the token itself.
+    #[serde(default)]
+    permissions: Option<Vec<Permission>>,
+    /// Role ids, valid in the token's namespace.
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+    /// Roles held in a given namespace.
+    #[serde(default)]
+    namespace_roles: Option<Vec<NamespaceRole>>,
 }
 
-/// One AGS permission of a token: a resource pattern and its CRUD action bits.
-#[derive(Debug, Clone, Deserialize)]
-struct Permission {
-    #[serde(rename = "Resource", default)]
-    resource: String,
-    #[serde(rename = "Action", default)]
-    action: u32,
-}
-
-/// The CRUD bit of reading (AGS: create 1, read 2, update 4, delete 8).
-const ACTION_READ: u32 = 2;
-
-/// Whether an AGS resource pattern (`*` matches one segment; a trailing `*` the rest)
-/// grants `wanted`.
-fn resource_matches(pattern: &str, wanted: &str) -> bool {
-    let (p, w): (Vec<&str>, Vec<&str>) =
-        (pattern.split(':').collect(), wanted.split(':').collect());
-    for (i, seg) in p.iter().enumerate() {
-        if *seg == "*" && i == p.len() - 1 {
-            return true;
-        }
-        match w.get(i) {
-            Some(ws) if *seg == "*" || seg == ws => {}
-            _ => return false,
-        }
-    }
-    p.len() == w.len()
+#[derive(Deserialize)]
+struct NamespaceRole {
+    #[serde(rename = "roleId", default)]
+    role_id: String,
+    #[serde(default)]
+    namespace: String,
 }
 
 impl Authenticator {
@@ -201,7 +228,19 @@ impl Authenticator {
     /// revocation list start loading at once in the background; a failure is logged and
     /// retried when requests arrive.
     pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Authenticator {
-        let auth = Authenticator::new(AuthConfig::from_settings(settings), http);
+        let token = ClientToken::from_settings(settings, http.clone());
+        Authenticator::from_settings_with_token(settings, http, token)
+    }
+
+    /// [`Authenticator::from_settings`], looking role permissions up with `token` (the
+    /// service's one client token) instead of a token of its own.
+    pub fn from_settings_with_token(
+        settings: &Settings,
+        http: reqwest::Client,
+        token: Arc<ClientToken>,
+    ) -> Authenticator {
+        let auth =
+            Authenticator::with_client_token(AuthConfig::from_settings(settings), http, token);
         if auth.inner.config.enabled
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
@@ -212,8 +251,35 @@ impl Authenticator {
     }
 
     /// Builds an authenticator that loads nothing until asked (first request or
-    /// [`Authenticator::refresh_now`]).
+    /// [`Authenticator::refresh_now`]); role permissions are looked up with a client token
+    /// of `config.client_id`.
     pub fn new(config: AuthConfig, http: reqwest::Client) -> Authenticator {
+        let token = Arc::new(ClientToken::new(
+            http.clone(),
+            &config.base_url,
+            &config.client_id,
+            config.client_secret.expose(),
+        ));
+        Authenticator::with_client_token(config, http, token)
+    }
+
+    /// [`Authenticator::new`] with the service's shared client token.
+    pub fn with_client_token(
+        config: AuthConfig,
+        http: reqwest::Client,
+        token: Arc<ClientToken>,
+    ) -> Authenticator {
+        let roles = RoleCache::new(
+            RoleCacheConfig {
+                base_url: config.base_url.clone(),
+                ttl: config.role_cache_ttl,
+                capacity: config.role_cache_capacity,
+                retry_gap: config.min_refresh_gap,
+                fetch_timeout: config.fetch_timeout,
+            },
+            http.clone(),
+            token,
+        );
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = config.leeway.as_secs();
         validation.validate_exp = true;
@@ -228,6 +294,7 @@ impl Authenticator {
                 cache: RwLock::new(Cache::default()),
                 refresh: tokio::sync::Mutex::new(RefreshClock::default()),
                 background_refresh: AtomicBool::new(false),
+                roles,
             }),
         }
     }
@@ -255,25 +322,115 @@ impl Authenticator {
         Ok(AuthUser(self.authenticate(headers).await?))
     }
 
-    /// The caller of a support route (CONTRACT §10's admin trail): with auth enabled the
-    /// token must hold `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with the read bit among its
-    /// own `permissions` (role permissions are not looked up: docs/DEVIATIONS.md); with
-    /// auth disabled, as [`Authenticator::caller`].
-    pub async fn admin_caller(&self, headers: &http::HeaderMap) -> Result<AuthUser, ServiceError> {
+    /// The caller of an admin route whose action bit is `action` ([`ACTION_CREATE`],
+    /// [`ACTION_READ`], [`ACTION_UPDATE`], [`ACTION_DELETE`]; CONTRACT §9). With auth
+    /// enabled the token must hold `ADMIN:NAMESPACE:{namespace}:CHALLENGE` with that bit:
+    /// among its own `permissions`, or those of its `namespace_roles` and `roles` (fetched
+    /// from IAM and cached). A token that holds it nowhere is `PermissionDenied` (403); when
+    /// IAM cannot tell what the roles hold and nothing else grants it,
+    /// `PermissionsUnavailable` (503). With auth disabled, as [`Authenticator::caller`].
+    pub async fn admin_caller(
+        &self,
+        headers: &http::HeaderMap,
+        action: u32,
+    ) -> Result<AuthUser, ServiceError> {
         if !self.inner.config.enabled {
             return self.caller(headers).await;
         }
-        let (user, permissions) = self.authenticate_claims(headers).await?;
+        let claims = self.authenticate_claims(headers).await?;
         let wanted = format!("ADMIN:NAMESPACE:{}:CHALLENGE", self.inner.config.namespace);
-        let granted = permissions
-            .iter()
-            .any(|p| p.action & ACTION_READ != 0 && resource_matches(&p.resource, &wanted));
-        if !granted {
-            return Err(ServiceError::PermissionDenied(format!(
-                "this route needs the {wanted} read permission"
-            )));
+        match self.permitted(&claims, &wanted, action).await {
+            Ok(true) => Ok(AuthUser(claims.sub)),
+            Ok(false) => Err(ServiceError::PermissionDenied(format!(
+                "this route needs the permission {wanted} [{}]",
+                permissions::action_name(action).to_uppercase()
+            ))),
+            Err(error) => {
+                tracing::warn!(%error, "cannot judge an admin request");
+                Err(ServiceError::PermissionsUnavailable(error))
+            }
         }
-        Ok(AuthUser(user))
+    }
+
+    /// Whether the token's claims allow `action` on `wanted`, as the Go SDK's validator
+    /// decides (`hasValidPermissions`): a token without a namespace holds nothing; then its
+    /// own permissions; then its namespace roles (`{namespace}` is the role's namespace,
+    /// `{userId}` the token's subject); then its roles (`{namespace}` is the token's
+    /// namespace). An error only when nothing allows it and some role could not be looked
+    /// up.
+    async fn permitted(
+        &self,
+        claims: &Claims,
+        wanted: &str,
+        action: u32,
+    ) -> Result<bool, PermissionLookupError> {
+        let Some(token_namespace) = claims.namespace.as_deref().filter(|n| !n.is_empty()) else {
+            return Ok(false);
+        };
+        let own = claims.permissions.as_deref().unwrap_or_default();
+        if own.iter().any(|p| p.grants(wanted, action)) {
+            return Ok(true);
+        }
+        // (the role, its `{namespace}`, its `{userId}`) for every role the token names.
+        let namespace_roles = claims.namespace_roles.as_deref().unwrap_or_default();
+        let roles = claims.roles.as_deref().unwrap_or_default();
+        let held: Vec<(RoleKey, &str, Option<&str>)> = namespace_roles
+            .iter()
+            .map(|r| {
+                (
+                    RoleKey::new(&r.role_id, &r.namespace),
+                    r.namespace.as_str(),
+                    Some(claims.sub.as_str()),
+                )
+            })
+            .chain(
+                roles
+                    .iter()
+                    .map(|id| (RoleKey::new(id, token_namespace), token_namespace, None)),
+            )
+            .collect();
+        let mut pending = held.iter();
+        let mut lookups = FuturesUnordered::new();
+        let mut failure = None;
+        loop {
+            while lookups.len() < ROLE_LOOKUPS_AT_ONCE
+                && let Some(role) = pending.next()
+            {
+                lookups.push(self.role_permissions(role));
+            }
+            let Some((result, namespace, user)) = lookups.next().await else {
+                break;
+            };
+            match result {
+                Ok(held) => {
+                    let grants = held.iter().any(|p| {
+                        Permission {
+                            resource: permissions::substitute(&p.resource, namespace, user),
+                            action: p.action,
+                        }
+                        .grants(wanted, action)
+                    });
+                    if grants {
+                        return Ok(true);
+                    }
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        match failure {
+            Some(error) => Err(PermissionLookupError(error)),
+            None => Ok(false),
+        }
+    }
+
+    /// One held role's permissions, with its placeholders' values.
+    async fn role_permissions<'a>(
+        &self,
+        (key, namespace, user): &'a (RoleKey, &'a str, Option<&'a str>),
+    ) -> (Result<Arc<[Permission]>, String>, &'a str, Option<&'a str>) {
+        (self.inner.roles.permissions(key).await, namespace, *user)
     }
 
     /// The user id of the caller: the token's `sub`, or with auth disabled the
@@ -282,14 +439,11 @@ impl Authenticator {
         if !self.inner.config.enabled {
             return mock_user(headers);
         }
-        Ok(self.authenticate_claims(headers).await?.0)
+        Ok(self.authenticate_claims(headers).await?.sub)
     }
 
-    /// [`Authenticator::authenticate`] with auth enabled, with the token's permissions.
-    async fn authenticate_claims(
-        &self,
-        headers: &http::HeaderMap,
-    ) -> Result<(String, Vec<Permission>), AuthError> {
+    /// [`Authenticator::authenticate`] with auth enabled: the verified token's claims.
+    async fn authenticate_claims(&self, headers: &http::HeaderMap) -> Result<Claims, AuthError> {
         let token = bearer_token(headers)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.alg != Algorithm::RS256 {
@@ -330,12 +484,15 @@ impl Authenticator {
         {
             return Err(AuthError::Revoked);
         }
-        if let Some(ns) = claims.extend_namespace.filter(|ns| !ns.is_empty())
+        if let Some(ns) = claims
+            .extend_namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
             && ns != self.inner.config.namespace
         {
             return Err(AuthError::WrongNamespace);
         }
-        Ok((claims.sub, claims.permissions))
+        Ok(claims)
     }
 
     /// The cache, loading it first if it never loaded, or starting a background refresh if
@@ -518,21 +675,6 @@ mod tests {
     use super::*;
     use http::{HeaderMap, HeaderValue};
 
-    #[test]
-    fn admin_resources_match_exactly_or_by_wildcard_segments() {
-        let want = "ADMIN:NAMESPACE:mygame:CHALLENGE";
-        assert!(resource_matches("ADMIN:NAMESPACE:mygame:CHALLENGE", want));
-        assert!(resource_matches("ADMIN:NAMESPACE:*:CHALLENGE", want));
-        assert!(resource_matches("ADMIN:*", want));
-        assert!(!resource_matches("ADMIN:NAMESPACE:other:CHALLENGE", want));
-        assert!(!resource_matches("NAMESPACE:mygame:CHALLENGE", want));
-        assert!(!resource_matches("ADMIN:NAMESPACE:mygame", want));
-        assert!(!resource_matches(
-            "ADMIN:NAMESPACE:mygame:CHALLENGE:X",
-            want
-        ));
-    }
-
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -551,6 +693,10 @@ mod tests {
                 min_refresh_gap: Duration::from_secs(5),
                 leeway: Duration::from_secs(10),
                 fetch_timeout: Duration::from_millis(200),
+                client_id: "id".into(),
+                client_secret: Secret::new("secret"),
+                role_cache_ttl: Duration::from_secs(3600),
+                role_cache_capacity: 100,
             },
             reqwest::Client::new(),
         )

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::ChallengeService;
-use crate::auth::{AuthUser, Authenticator};
+use crate::auth::{ACTION_READ, AuthUser, Authenticator};
 use crate::error::ServiceError;
 
 /// The HTTP methods the API uses (those `google.api.http` rules name).
@@ -254,7 +254,7 @@ async fn authenticate_admin(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match state.auth.admin_caller(req.headers()).await {
+    match state.auth.admin_caller(req.headers(), ACTION_READ).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await

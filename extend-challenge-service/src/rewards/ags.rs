@@ -33,17 +33,12 @@ use extend_challenge_common::config::RewardType;
 use extend_challenge_common::settings::RewardDedup;
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{GrantError, GrantRequest, Granted, Resume, RewardGranter, RewardMetrics};
+use crate::client_token::{ClientToken, TokenError};
 
-const TOKEN_PATH: &str = "/iam/v3/oauth/token";
-/// A token is replaced once this share of its lifetime has passed.
-const TOKEN_REFRESH_AT: f64 = 0.8;
-/// Used when IAM's token response has no `expires_in`.
-const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// How much of a rejection's body is kept for the logs.
 const MAX_ERROR_BODY: usize = 512;
 /// The longest `reason` a wallet credit may carry (Platform's `CreditRequest.reason`).
@@ -91,27 +86,11 @@ impl RetryPolicy {
 pub struct AgsRewardClient {
     http: reqwest::Client,
     base_url: String,
-    client_id: String,
-    client_secret: String,
     policy: RetryPolicy,
     dedup: RewardDedup,
     metrics: RewardMetrics,
-    /// Locked while a token is fetched, so concurrent grants share one fetch.
-    token: tokio::sync::Mutex<Option<CachedToken>>,
-}
-
-#[derive(Clone)]
-struct CachedToken {
-    value: Arc<str>,
-    refresh_at: Instant,
-    expires_at: Instant,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<f64>,
+    /// The service's client-credentials token (shared with whatever else calls AGS).
+    token: Arc<ClientToken>,
 }
 
 /// How one attempt ended.
@@ -137,16 +116,27 @@ impl AgsRewardClient {
         client_secret: &str,
         policy: RetryPolicy,
     ) -> Self {
+        let token = Arc::new(ClientToken::new(
+            http.clone(),
+            base_url,
+            client_id,
+            client_secret,
+        ));
         AgsRewardClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
             policy,
             dedup: RewardDedup::Marker,
             metrics: RewardMetrics::global(),
-            token: tokio::sync::Mutex::new(None),
+            token,
         }
+    }
+
+    /// Authorises with `token` (the service's one client token) instead of a token of its
+    /// own.
+    pub fn with_client_token(mut self, token: Arc<ClientToken>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Counts grants in `metrics` instead of the default registry's counters.
@@ -559,76 +549,19 @@ impl AgsRewardClient {
         }
     }
 
-    /// The cached token, or a new one when it is due for refresh. If a refresh fails while
-    /// the old token has not yet expired, the old one is used.
+    /// The client token; a failure is an attempt that granted nothing (IAM unavailable) or
+    /// the end of the grant (IAM refused the credentials).
     async fn token(&self) -> Result<Arc<str>, Attempt> {
-        let mut slot = self.token.lock().await;
-        let now = Instant::now();
-        if let Some(cached) = slot.as_ref().filter(|t| now < t.refresh_at) {
-            return Ok(cached.value.clone());
-        }
-        match self.fetch_token().await {
-            Ok(fresh) => {
-                let value = fresh.value.clone();
-                *slot = Some(fresh);
-                Ok(value)
+        self.token.get().await.map_err(|e| match e {
+            TokenError::Unavailable(reason) => Attempt::NotGranted(reason),
+            TokenError::Rejected { status } => {
+                Attempt::Failed(GrantError::TokenRejected { status })
             }
-            Err(attempt) => match slot.as_ref().filter(|t| Instant::now() < t.expires_at) {
-                Some(still_valid) => {
-                    tracing::warn!("cannot refresh the AGS client token; using the current one");
-                    Ok(still_valid.value.clone())
-                }
-                None => Err(attempt),
-            },
-        }
+        })
     }
 
     async fn forget_token(&self, refused: &str) {
-        let mut slot = self.token.lock().await;
-        if slot.as_ref().is_some_and(|t| &*t.value == refused) {
-            *slot = None;
-        }
-    }
-
-    async fn fetch_token(&self) -> Result<CachedToken, Attempt> {
-        let started = Instant::now();
-        let response = self
-            .http
-            .post(format!("{}{TOKEN_PATH}", self.base_url))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .map_err(|e| Attempt::NotGranted(format!("token request failed: {e}")))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(if is_retryable(status) {
-                Attempt::NotGranted(format!("token endpoint answered HTTP {}", status.as_u16()))
-            } else {
-                tracing::error!(
-                    status = status.as_u16(),
-                    "AGS IAM refused AB_CLIENT_ID/AB_CLIENT_SECRET"
-                );
-                Attempt::Failed(GrantError::TokenRejected {
-                    status: status.as_u16(),
-                })
-            });
-        }
-        let token: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| Attempt::NotGranted(format!("unreadable token response: {e}")))?;
-        let lifetime = token
-            .expires_in
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        tracing::debug!(?lifetime, "fetched AGS client token");
-        Ok(CachedToken {
-            value: token.access_token.into(),
-            refresh_at: started + lifetime.mul_f64(TOKEN_REFRESH_AT),
-            expires_at: started + lifetime,
-        })
+        self.token.forget(refused).await;
     }
 }
 
@@ -706,12 +639,6 @@ fn has_next(body: &Value) -> bool {
     }
 }
 
-fn is_retryable(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-}
-
 fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
@@ -779,6 +706,7 @@ impl RewardGranter for AgsRewardClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_token::is_retryable;
     use extend_challenge_common::config::Reward;
 
     fn client(base: &str) -> AgsRewardClient {

@@ -19,6 +19,8 @@ use extend_challenge_common::config::{Reward, RewardType};
 use extend_challenge_common::settings::{RewardMode, Settings};
 use futures::future::BoxFuture;
 
+use crate::client_token::ClientToken;
+
 pub use self::ags::{AgsRewardClient, RetryPolicy, WALLET_REASON_MAX, wallet_reason};
 pub use self::metrics::{ReconcilerMetrics, RewardMetrics};
 
@@ -117,8 +119,13 @@ impl GrantError {
 }
 
 /// The granter the settings ask for: [`AgsRewardClient`] with the contract's retry policy, or
-/// [`MockRewardClient`].
-pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Arc<dyn RewardGranter> {
+/// [`MockRewardClient`]. `token` is the service's client token, which the AGS client
+/// authorises with.
+pub fn from_settings(
+    settings: &Settings,
+    http: reqwest::Client,
+    token: Arc<ClientToken>,
+) -> Arc<dyn RewardGranter> {
     match settings.rewards.mode {
         RewardMode::Mock => {
             tracing::info!("REWARD_CLIENT_MODE=mock: rewards are logged, not granted");
@@ -138,6 +145,7 @@ pub fn from_settings(settings: &Settings, http: reqwest::Client) -> Arc<dyn Rewa
                     settings.ags.client_secret.expose(),
                     RetryPolicy::default(),
                 )
+                .with_client_token(token)
                 .with_dedup(settings.rewards.dedup),
             )
         }
@@ -288,7 +296,12 @@ mod tests {
             map.insert("REWARD_CLIENT_MODE".to_string(), mode.to_string());
             map.insert("AB_BASE_URL".to_string(), "http://127.0.0.1:9".to_string());
             let settings = Settings::from_map(&map).unwrap();
-            from_settings(&settings, reqwest::Client::new())
+            let http = reqwest::Client::new();
+            from_settings(
+                &settings,
+                http.clone(),
+                crate::client_token::ClientToken::from_settings(&settings, http),
+            )
         };
         let reward = reward();
         let req = request(&reward);
