@@ -10,6 +10,7 @@ pub mod api;
 pub mod build;
 pub mod db;
 pub mod events;
+pub mod iam_models;
 pub mod platform;
 pub mod platform_models;
 pub mod proxy;

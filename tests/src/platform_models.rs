@@ -22,10 +22,17 @@ pub struct Model {
     pub optional: BTreeSet<String>,
 }
 
-static MODELS: LazyLock<HashMap<String, Model>> = LazyLock::new(|| {
-    let path = fixture("platform-models.json");
-    let text = std::fs::read_to_string(&path).expect("read fixtures/platform-models.json");
-    let doc: Value = serde_json::from_str(&text).expect("platform-models.json is JSON");
+static MODELS: LazyLock<HashMap<String, Model>> =
+    LazyLock::new(|| load_models("platform-models.json"));
+
+/// The models of a field-list fixture under `tests/fixtures/` (`platform-models.json`,
+/// `iam-models.json`): per model, `required` and `optional` property names; keys starting
+/// with `_` are comments.
+pub fn load_models(file: &str) -> HashMap<String, Model> {
+    let path = fixture(file);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read fixtures/{file}: {e}"));
+    let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is JSON: {e}"));
     let names = |v: &Value| -> BTreeSet<String> {
         v.as_array()
             .map(|a| {
@@ -37,7 +44,7 @@ static MODELS: LazyLock<HashMap<String, Model>> = LazyLock::new(|| {
             .unwrap_or_default()
     };
     doc.as_object()
-        .expect("platform-models.json is an object")
+        .unwrap_or_else(|| panic!("{file} is an object"))
         .iter()
         .filter(|(name, _)| !name.starts_with('_'))
         .map(|(name, m)| {
@@ -50,7 +57,7 @@ static MODELS: LazyLock<HashMap<String, Model>> = LazyLock::new(|| {
             )
         })
         .collect()
-});
+}
 
 /// The published model `name`.
 pub fn model(name: &str) -> &'static Model {
@@ -62,7 +69,12 @@ pub fn model(name: &str) -> &'static Model {
 /// Whether `value` is an object with every required field of `name` and no other field
 /// than the model's.
 pub fn check(name: &str, value: &Value) -> Result<(), String> {
-    let m = model(name);
+    check_model(name, model(name), value)
+}
+
+/// Whether `value` is an object with every required field of `m` (named `name`) and no
+/// other field than the model's.
+pub fn check_model(name: &str, m: &Model, value: &Value) -> Result<(), String> {
     let obj = value
         .as_object()
         .ok_or_else(|| format!("{name}: not an object: {value}"))?;

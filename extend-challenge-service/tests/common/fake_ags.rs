@@ -1,13 +1,15 @@
-//! A stateful fake of the AGS endpoints the reward client uses, as a real HTTP/1.1 server
-//! on 127.0.0.1 (hyper): IAM's token endpoint; Platform's entitlement grant and query,
-//! wallet credit and transaction list, and fulfillment v3 (de-duplicated by transaction
-//! id). Faults model what a real deployment does wrong: a 5xx before or after the grant
-//! was recorded, a grant whose reply is lost (the connection closes without an answer), a
-//! late answer, a refusal.
+//! A stateful fake of the AGS endpoints the service uses, as a real HTTP/1.1 server on
+//! 127.0.0.1 (hyper): IAM's token endpoint, JWKS (fixture key 1 as `k1`), revocation list
+//! (empty) and the two role look-ups of admin authorisation; Platform's entitlement grant
+//! and query, wallet credit and transaction list, and fulfillment v3 (de-duplicated by
+//! transaction id). Faults model what a real deployment does wrong: a 5xx before or after
+//! the grant was recorded, a grant whose reply is lost (the connection closes without an
+//! answer), a late answer, a refusal; IAM unreachable ([`AgsState::iam_down`]).
 //!
-//! Every answer is one of AccelByte's published Platform models with exactly its fields
-//! (`extend_challenge_e2e::platform_models`): a look-up can find a marker only where AGS
-//! would give it back.
+//! Every answer is one of AccelByte's published Platform or IAM models with exactly its
+//! fields (`extend_challenge_e2e::platform_models`, `::iam_models`): a look-up can find a
+//! marker only where AGS would give it back, and a role's permissions only as IAM states
+//! them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +23,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use extend_challenge_e2e::iam_models;
 use extend_challenge_e2e::platform_models::{self as models, Entitlement};
+
+/// The client token the fake issues; IAM's role look-ups answer 401 to any other bearer.
+pub const CLIENT_TOKEN: &str = "tok";
+/// The fake IAM's signing key id (fixture key `iam_key1`).
+pub const KEY_ID: &str = "k1";
+const JWK_COMPONENTS: &str = include_str!("../fixtures/iam_jwk_components.json");
 
 /// What the fake does with the next grant request (entitlement grant, wallet credit or
 /// fulfillment).
@@ -60,12 +69,33 @@ pub struct AgsState {
     /// Faults for the next grant requests whose path or body contains the text, before
     /// `faults` (to aim at one reward among several granted side by side).
     pub aimed: Vec<(String, Fault)>,
+    /// IAM roles: permissions (`resource`, `action`) by (namespace, role id). Namespace `*`
+    /// holds global roles (`AdminGetRoleV3`); others answer
+    /// `AdminGetRoleNamespacePermissionV3`. An unknown role is 404.
+    pub roles: HashMap<(String, String), Vec<(String, u32)>>,
+    /// Paths of the role look-ups received, in order.
+    pub role_lookups: Vec<String>,
+    /// Client-credentials token requests received.
+    pub token_requests: usize,
+    /// While set, every IAM endpoint hangs up without an answer (IAM unreachable).
+    pub iam_down: bool,
 }
 
 impl AgsState {
     /// Grants recorded: entitlements plus wallet credits.
     pub fn grants(&self) -> usize {
         self.entitlements.len() + self.credits.len()
+    }
+
+    /// Gives role `role_id` of `namespace` (`*`: a global role) these permissions.
+    pub fn add_role(&mut self, namespace: &str, role_id: &str, permissions: &[(&str, u32)]) {
+        self.roles.insert(
+            (namespace.to_string(), role_id.to_string()),
+            permissions
+                .iter()
+                .map(|(r, a)| (r.to_string(), *a))
+                .collect(),
+        );
     }
 }
 
@@ -182,13 +212,51 @@ async fn handle(
                 .collect()
         })
         .unwrap_or_default();
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
     let body = req.into_body().collect().await.unwrap().to_bytes();
+    if path.starts_with("/iam/") && state.lock().unwrap().iam_down {
+        return Err(Hangup);
+    }
     if path == "/iam/v3/oauth/token" {
-        return json_answer(200, json!({"access_token": "tok", "expires_in": 3600}));
+        state.lock().unwrap().token_requests += 1;
+        return json_answer(
+            200,
+            iam_models::client_token(CLIENT_TOKEN, 3600, "publisher"),
+        );
+    }
+    if path == "/iam/v3/oauth/jwks" {
+        let all: Value = serde_json::from_str(JWK_COMPONENTS).unwrap();
+        let mut key = all["iam_key1"].clone();
+        key["kid"] = KEY_ID.into();
+        return json_answer(200, iam_models::jwks(&[key]));
+    }
+    if path == "/iam/v3/oauth/revocationlist" {
+        return json_answer(200, iam_models::empty_revocation_list());
     }
     let seg: Vec<String> = path.split('/').skip(1).map(percent_decode).collect();
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
     match (method, seg.as_slice()) {
+        (
+            Method::GET,
+            [
+                "iam",
+                "v3",
+                "admin",
+                "namespaces",
+                ns,
+                "roleoverride",
+                role,
+                "permissions",
+            ],
+        ) => role_lookup(&state, &path, bearer.as_deref(), ns, role),
+        (Method::GET, ["iam", "v3", "admin", "roles", role]) => {
+            role_lookup(&state, &path, bearer.as_deref(), "*", role)
+        }
         (
             Method::POST,
             [
@@ -353,6 +421,31 @@ async fn handle(
             404,
             json!({"errorCode": 404, "errorMessage": "no such route"}),
         ),
+    }
+}
+
+/// IAM's role look-ups: `AdminGetRoleV3` (namespace `*`) or
+/// `AdminGetRoleNamespacePermissionV3`, for the client token only.
+fn role_lookup(
+    state: &Mutex<AgsState>,
+    path: &str,
+    bearer: Option<&str>,
+    namespace: &str,
+    role_id: &str,
+) -> Answer {
+    let mut s = state.lock().unwrap();
+    s.role_lookups.push(path.to_string());
+    if bearer != Some(CLIENT_TOKEN) {
+        return json_answer(401, iam_models::error(20001, "unauthorized access"));
+    }
+    let Some(permissions) = s.roles.get(&(namespace.to_string(), role_id.to_string())) else {
+        return json_answer(404, iam_models::error(10456, "role not found"));
+    };
+    let permissions: Vec<(&str, u32)> = permissions.iter().map(|(r, a)| (r.as_str(), *a)).collect();
+    if namespace == "*" {
+        json_answer(200, iam_models::role(role_id, role_id, &permissions))
+    } else {
+        json_answer(200, iam_models::role_namespace_permissions(&permissions))
     }
 }
 
