@@ -176,7 +176,11 @@ fn role_lookups(ags: &FakeAgs) -> Vec<String> {
 async fn a_player_token_is_forbidden_without_asking_iam(pool: PgPool) {
     let ags = FakeAgs::start().await;
     let svc = start(pool, &ags, true).await;
-    let player = token("player-1", json!({"roles": [], "permissions": []}));
+    // Go writes empty lists as null: still a valid token, holding nothing.
+    let player = token(
+        "player-1",
+        json!({"roles": null, "permissions": null, "namespace_roles": null}),
+    );
     assert_eq!(svc.both(&player).await, FORBIDDEN);
     let (_, body) = svc.rest(Some(&player)).await;
     assert_eq!(body["code"], 7, "{body}");

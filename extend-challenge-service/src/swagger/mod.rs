@@ -96,7 +96,8 @@ fn summary(rpc: &str) -> &'static str {
         }
         "AdminGetGoalEvents" => {
             "Support: the event trail of any player's goal (needs the \
-             ADMIN:NAMESPACE:{namespace}:CHALLENGE read permission when auth is on)"
+             ADMIN:NAMESPACE:{namespace}:CHALLENGE permission with the read bit, held by the \
+             token or one of its roles, when auth is on)"
         }
         "WatchProgress" => {
             "The caller's changed goals, pushed as they change (Server-Sent Events: \
