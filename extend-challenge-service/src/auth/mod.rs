@@ -345,10 +345,8 @@ impl Authenticator {
                 "this route needs the permission {wanted} [{}]",
                 permissions::action_name(action).to_uppercase()
             ))),
-            Err(error) => {
-                tracing::warn!(%error, "cannot judge an admin request");
-                Err(ServiceError::PermissionsUnavailable(error))
-            }
+            // Logged once, with its cause, where the error is rendered.
+            Err(error) => Err(ServiceError::PermissionsUnavailable(error)),
         }
     }
 
