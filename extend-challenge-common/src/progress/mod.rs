@@ -154,5 +154,5 @@ pub mod rules;
 
 pub use rules::{
     apply, apply_explained, delta_for_login, delta_for_stat, is_locked, locked_by, merge,
-    new_assignment, newly_completed, requirement_met, stat_delta, view,
+    new_assignment, newly_completed, rejudge, requirement_met, stat_delta, view,
 };

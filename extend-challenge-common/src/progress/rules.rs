@@ -304,6 +304,27 @@ fn apply_part(
     Ok(s)
 }
 
+/// The status a stored row has under `goal`'s requirement as it is now (CONTRACT §9, a
+/// catalog change): a completed or claimed row keeps its status (earned is earned); a row
+/// not yet done is judged by the requirement: completed when met, otherwise as it was.
+/// Progress is never rewritten, so a raised target leaves an in-progress row in progress.
+pub fn rejudge(goal: &Goal, state: &GoalState) -> Status {
+    if state.status.is_done() {
+        return state.status;
+    }
+    let met = match goal.groups.as_ref() {
+        Some(groups) => {
+            let parts = state.parts.as_deref().unwrap_or(&[]);
+            groups
+                .groups
+                .iter()
+                .any(|g| g.iter().all(|i| requirement_met(groups, parts, *i)))
+        }
+        None => state.progress >= goal.requirement.target_value,
+    };
+    if met { Status::Completed } else { state.status }
+}
+
 /// Whether requirement `index` of `groups` is met by the player's `parts`.
 pub fn requirement_met(groups: &Groups, parts: &[PartState], index: usize) -> bool {
     let c = &groups.criteria[index];

@@ -6,7 +6,7 @@ use super::*;
 use crate::config::{
     EventSource, Goal, OnExpiry, ProgressMode, Requirement, Reward, RewardType, Rotation, Schedule,
 };
-use crate::progress::{Delta, GoalState, Status};
+use crate::progress::{Delta, GoalState, PartState, Status};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -1084,4 +1084,94 @@ fn apply_explained_names_the_rule_that_ignored_the_event() {
     assert_eq!(same, Some(Ignored::Unchanged));
     assert_eq!(Ignored::Unchanged.reason(), None);
     assert_eq!(Ignored::DailyCap.reason(), Some("daily_cap"));
+}
+
+// ---- A catalog change (CONTRACT §9): rows judged by the new requirement ----
+
+fn with_progress(progress: i32, status: Status) -> GoalState {
+    GoalState {
+        progress,
+        status,
+        ..fresh()
+    }
+}
+
+#[test]
+fn rejudge_completes_a_row_the_lowered_target_now_meets() {
+    let lowered = goal(ProgressMode::Absolute, 5);
+    assert_eq!(
+        rejudge(&lowered, &with_progress(7, Status::InProgress)),
+        Status::Completed
+    );
+    assert_eq!(
+        rejudge(&lowered, &with_progress(5, Status::InProgress)),
+        Status::Completed
+    );
+    assert_eq!(
+        rejudge(&lowered, &with_progress(4, Status::InProgress)),
+        Status::InProgress
+    );
+    assert_eq!(
+        rejudge(&lowered, &with_progress(0, Status::NotStarted)),
+        Status::NotStarted
+    );
+}
+
+#[test]
+fn rejudge_keeps_what_was_earned_and_never_moves_a_row_back() {
+    let raised = goal(ProgressMode::Absolute, 100);
+    for done in [Status::Completed, Status::Claimed] {
+        assert_eq!(rejudge(&raised, &with_progress(10, done)), done);
+    }
+    assert_eq!(
+        rejudge(&raised, &with_progress(10, Status::InProgress)),
+        Status::InProgress
+    );
+}
+
+#[test]
+fn rejudge_reads_requirement_groups_from_the_parts() {
+    use crate::config::{Criterion, Groups, Operator};
+    let criterion = |stat: &str, target| Criterion {
+        stat_code: stat.into(),
+        operator: Operator::Ge,
+        target_value: target,
+        mode: ProgressMode::Absolute,
+    };
+    let mut g = goal(ProgressMode::Absolute, 3);
+    // (kills >= 3 AND wins >= 2) OR deaths >= 9
+    g.groups = Some(std::sync::Arc::new(Groups {
+        criteria: vec![
+            criterion("kills", 3),
+            criterion("wins", 2),
+            criterion("deaths", 9),
+        ],
+        groups: vec![vec![0, 1], vec![2]],
+    }));
+    let parts = |k: Option<i32>, w: Option<i32>, d: Option<i32>| GoalState {
+        parts: Some(
+            [k, w, d]
+                .into_iter()
+                .map(|value| PartState {
+                    value,
+                    baseline: None,
+                })
+                .collect(),
+        ),
+        ..with_progress(k.unwrap_or(0), Status::InProgress)
+    };
+    assert_eq!(
+        rejudge(&g, &parts(Some(3), Some(2), None)),
+        Status::Completed
+    );
+    assert_eq!(
+        rejudge(&g, &parts(Some(3), Some(1), None)),
+        Status::InProgress
+    );
+    assert_eq!(rejudge(&g, &parts(None, None, Some(9))), Status::Completed);
+    // A row no event reached yet has no parts: nothing is met.
+    assert_eq!(
+        rejudge(&g, &with_progress(0, Status::NotStarted)),
+        Status::NotStarted
+    );
 }
