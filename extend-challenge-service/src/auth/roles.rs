@@ -90,35 +90,21 @@ struct Known {
     fetched_at: Instant,
 }
 
-/// `model.RolePermissionResponseV3`.
+/// The field read of both answers: `model.RolePermissionResponseV3` (a namespace role) and
+/// `model.RoleResponseV3` (a global role). Both carry `permissions`.
 #[derive(Deserialize)]
-struct RolePermissionResponse {
+struct RolePermissions {
     #[serde(default)]
-    permissions: Option<Vec<NamespacePermission>>,
+    permissions: Option<Vec<RolePermission>>,
 }
 
-/// `accountcommon.Permission` (the fields read).
+/// `accountcommon.Permission` (`Resource`, `Action`) or `accountcommon.PermissionV3`
+/// (`resource`, `action`): the fields read.
 #[derive(Deserialize)]
-struct NamespacePermission {
-    #[serde(rename = "Resource", default)]
+struct RolePermission {
+    #[serde(alias = "Resource", default)]
     resource: String,
-    #[serde(rename = "Action", default)]
-    action: i64,
-}
-
-/// `model.RoleResponseV3` (the field read).
-#[derive(Deserialize)]
-struct RoleResponse {
-    #[serde(default)]
-    permissions: Option<Vec<GlobalPermission>>,
-}
-
-/// `accountcommon.PermissionV3` (the fields read).
-#[derive(Deserialize)]
-struct GlobalPermission {
-    #[serde(default)]
-    resource: String,
-    #[serde(default)]
+    #[serde(alias = "Action", default)]
     action: i64,
 }
 
@@ -268,23 +254,13 @@ impl RoleCache {
                     .bytes()
                     .await
                     .map_err(|e| format!("GET {path}: {e}"))?;
-                let permissions: Vec<Permission> = if global {
-                    serde_json::from_slice::<RoleResponse>(&body)
-                        .map_err(|e| format!("GET {path}: unreadable answer: {e}"))?
-                        .permissions
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|p| permission(p.resource, p.action))
-                        .collect()
-                } else {
-                    serde_json::from_slice::<RolePermissionResponse>(&body)
-                        .map_err(|e| format!("GET {path}: unreadable answer: {e}"))?
-                        .permissions
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|p| permission(p.resource, p.action))
-                        .collect()
-                };
+                let permissions: Vec<Permission> = serde_json::from_slice::<RolePermissions>(&body)
+                    .map_err(|e| format!("GET {path}: unreadable answer: {e}"))?
+                    .permissions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| permission(p.resource, p.action))
+                    .collect();
                 return Ok(permissions.into());
             }
             match status {
