@@ -1,6 +1,7 @@
 //! `challenges.json`: the raw serde model ([`raw`]), the resolved, validated model
 //! ([`model`]) both binaries use, and the loader/validator ([`loader`]).
 
+pub mod diff;
 pub mod loader;
 pub mod model;
 pub mod raw;
