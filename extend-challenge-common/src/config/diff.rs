@@ -45,8 +45,11 @@ impl GoalChange {
     }
 }
 
+/// Whether two versions of a goal agree on one field.
+type Same = fn(&Goal, &Goal) -> bool;
+
 /// The fields of a goal as `challenges.json` names them, each with its comparison.
-const FIELDS: &[(&str, fn(&Goal, &Goal) -> bool)] = &[
+const FIELDS: &[(&str, Same)] = &[
     ("name", |a, b| a.name == b.name),
     ("description", |a, b| a.description == b.description),
     ("tags", |a, b| a.tags == b.tags),
