@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::fake_ags::{FakeAgs, KEY_ID};
@@ -20,13 +18,10 @@ use extend_challenge_service::auth::{
     ACTION_CREATE, ACTION_READ, ACTION_UPDATE, AuthConfig, Authenticator,
 };
 use extend_challenge_service::client_token::ClientToken;
-use extend_challenge_service::server::{Application, Dependencies};
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 const KEY1_PEM: &[u8] = include_bytes!("fixtures/iam_key1.pem");
@@ -34,13 +29,6 @@ const KEY1_PEM: &[u8] = include_bytes!("fixtures/iam_key1.pem");
 const NS: &str = "test-ns";
 const RESOURCE: &str = "ADMIN:NAMESPACE:test-ns:CHALLENGE";
 const PLACEHOLDER: &str = "ADMIN:NAMESPACE:{namespace}:CHALLENGE";
-
-struct Running {
-    grpc: SocketAddr,
-    http: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
 
 /// The service with auth on (or off), its AGS the fake, wired as `server.rs` does.
 async fn start(pool: PgPool, ags: &FakeAgs, auth_enabled: bool) -> Running {
@@ -74,20 +62,7 @@ async fn start_with(
         }
     };
     let (clock, _hand) = Clock::manual(at(NOON));
-    let deps = Dependencies {
-        pool,
-        config: fixture_config(),
-        granter: Arc::new(CountingGranter::default()),
-        auth,
-        clock,
-    };
-    let app = Application::build(&settings, deps).await.unwrap();
-    Running {
-        grpc: app.grpc_addr(),
-        http: app.http_addr(),
-        stop: app.shutdown_token(),
-        task: tokio::spawn(app.run_until_stopped()),
-    }
+    serve(&settings, pool, auth, clock).await
 }
 
 impl Running {

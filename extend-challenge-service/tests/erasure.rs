@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use common::*;
 use extend_challenge_common::clock::Clock;
@@ -14,10 +12,8 @@ use extend_challenge_common::pb::service::service_client::ServiceClient;
 use extend_challenge_common::settings::CleanupSettings;
 use extend_challenge_service::auth::Authenticator;
 use extend_challenge_service::cleanup::{Cleanup, CleanupPass, CleanupReport};
-use extend_challenge_service::server::{Application, Dependencies};
 use http::StatusCode;
 use sqlx::{Connection, PgPool};
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 async fn count(pool: &PgPool, sql: &'static str, user: &str) -> i64 {
@@ -118,30 +114,11 @@ async fn rest_erasure_deletes_everything_once_a_minute_across_instances(pool: Pg
     assert_eq!(body["rowsDeleted"], 1);
 }
 
-struct Running {
-    grpc: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 async fn start(pool: PgPool, now: DateTime<Utc>) -> Running {
     let settings = settings(&[]);
     let (clock, _hand) = Clock::manual(now);
-    let deps = Dependencies {
-        pool,
-        config: fixture_config(),
-        granter: Arc::new(CountingGranter::default()),
-        auth: Authenticator::from_settings(&settings, reqwest::Client::new()),
-        clock,
-    };
-    let app = Application::build(&settings, deps).await.unwrap();
-    Running {
-        grpc: app.grpc_addr(),
-        http: app.http_addr(),
-        stop: app.shutdown_token(),
-        task: tokio::spawn(app.run_until_stopped()),
-    }
+    let auth = Authenticator::from_settings(&settings, reqwest::Client::new());
+    serve(&settings, pool, auth, clock).await
 }
 
 fn as_user<T>(user: &str, msg: T) -> tonic::Request<T> {

@@ -362,3 +362,36 @@ pub fn goal<'a>(challenge: &'a Value, goal_id: &str) -> &'a Value {
         .find(|g| g["goalId"] == goal_id)
         .unwrap_or_else(|| panic!("goal {goal_id} in {challenge}"))
 }
+
+/// The whole service on real sockets (ephemeral ports), serving until `stop` fires.
+pub struct Running {
+    pub grpc: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Builds the service as `server.rs` does (the fixture config, a counting granter) with
+/// `settings`, `auth` and `clock`, and runs it: [`Running`].
+pub async fn serve(
+    settings: &Settings,
+    pool: PgPool,
+    auth: Authenticator,
+    clock: Clock,
+) -> Running {
+    use extend_challenge_service::server::{Application, Dependencies};
+    let deps = Dependencies {
+        pool,
+        config: fixture_config(),
+        granter: Arc::new(CountingGranter::default()),
+        auth,
+        clock,
+    };
+    let app = Application::build(settings, deps).await.unwrap();
+    Running {
+        grpc: app.grpc_addr(),
+        http: app.http_addr(),
+        stop: app.shutdown_token(),
+        task: tokio::spawn(app.run_until_stopped()),
+    }
+}
