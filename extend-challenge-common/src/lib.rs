@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod config;
 pub mod grpc_end;
+pub mod live_catalog;
 pub mod metrics;
 pub mod migrations;
 pub mod ops;

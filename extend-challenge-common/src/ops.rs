@@ -28,6 +28,8 @@ struct HealthInner {
     serving: AtomicBool,
     reporter: HealthReporter,
     services: Vec<String>,
+    /// The catalog version served, shown in `/healthz`'s body (CONTRACT §9).
+    catalog_version: std::sync::OnceLock<Arc<dyn Fn() -> i64 + Send + Sync>>,
 }
 
 impl Health {
@@ -44,9 +46,20 @@ impl Health {
                 serving: AtomicBool::new(false),
                 reporter,
                 services: names,
+                catalog_version: std::sync::OnceLock::new(),
             }),
         };
         (health, server)
+    }
+
+    /// Shows `version()` as `catalogVersion` in `/healthz`'s body (set once).
+    pub fn show_catalog_version(&self, version: impl Fn() -> i64 + Send + Sync + 'static) {
+        let _ = self.inner.catalog_version.set(Arc::new(version));
+    }
+
+    /// The catalog version shown in `/healthz`, if one is set.
+    pub fn catalog_version(&self) -> Option<i64> {
+        self.inner.catalog_version.get().map(|v| v())
     }
 
     pub fn is_serving(&self) -> bool {
@@ -117,17 +130,16 @@ async fn metrics() -> impl IntoResponse {
 }
 
 async fn healthz(axum::extract::State(health): axum::extract::State<Health>) -> impl IntoResponse {
-    if health.is_serving() {
-        (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "healthy"})),
-        )
+    let (code, status) = if health.is_serving() {
+        (StatusCode::OK, "healthy")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unhealthy"})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    let mut body = serde_json::json!({ "status": status });
+    if let Some(v) = health.catalog_version() {
+        body["catalogVersion"] = v.into();
     }
+    (code, axum::Json(body))
 }
 
 /// Serves [`ops_router`] on `listener` until `shutdown` fires.

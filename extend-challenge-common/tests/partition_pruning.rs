@@ -522,13 +522,14 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     let before = counts(pool).await;
     assert!(before.iter().all(|n| *n > 0), "{before:?}");
 
-    // Down to 0011 (0013, the event trail, came after 0012) and up with 16: every per-user
-    // table is partitioned, its rows kept.
+    // Down to 0011 (0013, the event trail, and 0014, the catalog versions, came after 0012)
+    // and up with 16: every per-user table is partitioned, its rows kept.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![14]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![13]);
     let plain = schema(pool).await;
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![12]);
     assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
-    assert_eq!(migrations::up_with(pool, 16).await.unwrap(), vec![12, 13]);
+    assert_eq!(migrations::up_with(pool, 16).await.unwrap(), vec![12, 13, 14]);
     let layout = partitions::layout(pool).await.unwrap();
     assert_eq!(
         layout,

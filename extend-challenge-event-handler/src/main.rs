@@ -2,11 +2,10 @@
 //! operator's `dead-letters` subcommand (see `dead_letters`), `--help`, `--version`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::{config, startup, store, telemetry};
+use extend_challenge_common::{config, live_catalog, startup, store, telemetry};
 use extend_challenge_event_handler::dead_letters;
 use extend_challenge_event_handler::server::Builder;
 use tokio_util::sync::CancellationToken;
@@ -59,16 +58,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    // One start-up shape for both binaries: settings, pool, migrations, catalog, build, run.
     let settings = Settings::from_env()?;
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-event-handler");
-    let challenges = config::load_from_path(&settings.config_path)
-        .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
-    tracing::info!(
-        path = %settings.config_path,
-        challenges = challenges.challenges.len(),
-        goals = challenges.goal_count(),
-        "challenge config loaded"
-    );
     let shutdown = CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
 
@@ -79,7 +71,22 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     }
-    let app = Builder::new(settings, Arc::new(challenges), pool)
+    let Some(catalog) = live_catalog::load_at_startup(&pool, &settings.config_path, &shutdown)
+        .await
+        .with_context(|| format!("invalid challenge config {}", settings.config_path))?
+    else {
+        tracing::info!("shut down before the database became reachable");
+        return Ok(());
+    };
+    tracing::info!(
+        path = %settings.config_path,
+        version = catalog.version,
+        challenges = catalog.config.challenges.len(),
+        goals = catalog.config.goal_count(),
+        "challenge catalog loaded"
+    );
+    let app = Builder::new(settings, catalog.config, pool)
+        .catalog_version(catalog.version)
         .build()
         .await?;
     tracing::info!(grpc = %app.grpc_addr(), metrics = %app.metrics_addr(), "event handler listening");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::live_catalog::{self, Live};
 use extend_challenge_common::metrics::GrpcMetricsLayer;
 use extend_challenge_common::ops::{Health, serve_ops};
 use extend_challenge_common::settings::{Secret, Settings};
@@ -67,6 +68,8 @@ pub enum RunError {
 pub struct Builder {
     settings: Settings,
     config: Arc<ChallengeConfig>,
+    /// `Some(v)`: `config` is stored catalog version `v`, followed from then on.
+    catalog_version: Option<i64>,
     pool: PgPool,
     clock: Clock,
     options: EngineOptions,
@@ -119,6 +122,7 @@ impl Builder {
             clock: settings.clock(),
             settings,
             config,
+            catalog_version: None,
             pool,
             options,
             redis_prefix: None,
@@ -127,6 +131,13 @@ impl Builder {
             ledger_purge_interval: Duration::from_secs(600),
             bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
         }
+    }
+
+    /// `config` is stored catalog version `version`: the handler follows the active version
+    /// from then on (CONTRACT §9) and reports it (metric, `/healthz`).
+    pub fn catalog_version(mut self, version: i64) -> Self {
+        self.catalog_version = Some(version);
+        self
     }
 
     /// The clock for flush time and rotation (default: `Settings::clock()`).
@@ -222,8 +233,16 @@ impl Builder {
             "event handler configured"
         );
         let (health, health_server) = Health::new(self.pool.clone(), SERVICE_NAMES);
-        let engine = Arc::new(Engine::new(
-            self.config,
+        let catalogs = Arc::new(match self.catalog_version {
+            Some(v) => Live::serving(v, self.config),
+            None => Live::fixed(0, self.config),
+        });
+        {
+            let catalogs = catalogs.clone();
+            health.show_catalog_version(move || catalogs.version());
+        }
+        let engine = Arc::new(Engine::with_catalogs(
+            catalogs,
             self.pool,
             redis,
             self.clock,
@@ -240,6 +259,7 @@ impl Builder {
             health_server,
             health_interval: self.health_interval,
             ledger_purge_interval: self.ledger_purge_interval,
+            follow_catalog: self.catalog_version.is_some(),
         })
     }
 }
@@ -261,6 +281,8 @@ pub struct App {
     health_server: HealthServer<HealthService>,
     health_interval: Duration,
     ledger_purge_interval: Duration,
+    /// Follow the active catalog version ([`Builder::catalog_version`]).
+    follow_catalog: bool,
 }
 
 /// A clonable handle on a running (or built) handler, for tests and tools.
@@ -335,6 +357,7 @@ impl App {
             health_server,
             health_interval,
             ledger_purge_interval,
+            follow_catalog,
             ..
         } = self;
 
@@ -366,6 +389,15 @@ impl App {
             ops_stop.clone(),
         );
 
+        // Serves each newly applied catalog version (CONTRACT §9).
+        let catalog_watch = follow_catalog.then(|| {
+            live_catalog::watch(
+                engine.catalogs().clone(),
+                engine.pool().clone(),
+                ops_stop.clone(),
+            )
+        });
+
         let served = serve_grpc(grpc_listener, engine.clone(), health_server, shutdown).await;
         tracing::info!(
             pending_keys = engine.pending_keys(),
@@ -381,6 +413,9 @@ impl App {
         let _ = purger.await;
         let _ = trail.await;
         let _ = sampler.await;
+        if let Some(catalog_watch) = catalog_watch {
+            let _ = catalog_watch.await;
+        }
         if let Some(renewer) = renewer {
             let _ = renewer.await;
         }

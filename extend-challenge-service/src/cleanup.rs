@@ -12,11 +12,14 @@
 //! counted and logged, and the next cycle runs on time. A stalled cleanup shows as a
 //! `challenge_cleanup_last_heartbeat_seconds` that stops advancing.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::live_catalog::Live;
+
+use crate::app::Snapshot;
 use extend_challenge_common::settings::CleanupSettings;
 use extend_challenge_common::store::{
     self,
@@ -121,7 +124,8 @@ pub struct Cleanup {
     pool: PgPool,
     clock: Clock,
     settings: CleanupSettings,
-    guard: RetentionGuard,
+    /// The guard of the catalog version served now (computed at each run).
+    guard: Arc<dyn Fn() -> RetentionGuard + Send + Sync>,
     /// `EVENT_TRAIL_RETENTION_DAYS`.
     trail_retention_days: u32,
 }
@@ -137,9 +141,18 @@ impl Cleanup {
             pool,
             clock,
             settings,
-            guard: RetentionGuard::from_config(config),
+            guard: {
+                let guard = RetentionGuard::from_config(config);
+                Arc::new(move || guard.clone())
+            },
             trail_retention_days: 7,
         }
+    }
+
+    /// Guards the goals of whichever catalog version `catalogs` serves at each run.
+    pub fn following(mut self, catalogs: Arc<Live<Snapshot>>) -> Self {
+        self.guard = Arc::new(move || RetentionGuard::from_config(catalogs.load().config()));
+        self
     }
 
     /// Event trail entries are kept this many days (`EVENT_TRAIL_RETENTION_DAYS`).
@@ -196,8 +209,9 @@ impl Cleanup {
         let cutoff = now - chrono::Duration::days(i64::from(self.settings.retention_days));
         let batch = i64::from(self.settings.batch_size);
         let mut report = CleanupReport::default();
+        let guard = (self.guard)();
         loop {
-            let deleted = erasure::delete_expired_batch(&self.pool, cutoff, batch, &self.guard)
+            let deleted = erasure::delete_expired_batch(&self.pool, cutoff, batch, &guard)
                 .await
                 .map_err(|e| (report, e))?;
             report.rows_deleted += deleted;

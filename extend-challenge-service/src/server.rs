@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use extend_challenge_common::clock::Clock;
-use extend_challenge_common::config::{self, ChallengeConfig};
+use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::live_catalog::{self, Live};
 use extend_challenge_common::metrics::{GrpcMetricsLayer, track_http};
 use extend_challenge_common::ops::{self, Health};
 use extend_challenge_common::settings::Settings;
@@ -36,6 +37,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Dependencies {
     pub pool: PgPool,
     pub config: Arc<ChallengeConfig>,
+    /// `Some(v)`: `config` is stored catalog version `v`, and the service follows the active
+    /// version from then on (`live_catalog::watch`); `None`: `config` is served as it is.
+    pub catalog_version: Option<i64>,
     pub granter: Arc<dyn RewardGranter>,
     pub auth: Authenticator,
     pub clock: Clock,
@@ -50,8 +54,6 @@ impl Dependencies {
         settings: &Settings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Self>> {
-        let config = config::load_from_path(&settings.config_path)
-            .with_context(|| format!("loading {}", settings.config_path))?;
         let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
         let target = store::describe_target(&settings.db.connect);
         if !settings.db.migrate_on_start {
@@ -62,6 +64,11 @@ impl Dependencies {
         {
             return Ok(None);
         }
+        let Some(catalog) =
+            live_catalog::load_at_startup(&pool, &settings.config_path, shutdown).await?
+        else {
+            return Ok(None);
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -72,7 +79,8 @@ impl Dependencies {
             granter: rewards::from_settings(settings, http.clone(), token.clone()),
             auth: Authenticator::from_settings_with_token(settings, http, token),
             pool,
-            config: Arc::new(config),
+            config: catalog.config,
+            catalog_version: Some(catalog.version),
             clock: settings.clock(),
         }))
     }
@@ -93,6 +101,8 @@ pub struct Application {
     auto_claim_interval: Duration,
     /// `None` when `CLEANUP_ENABLED=false`.
     cleanup: Option<cleanup::Cleanup>,
+    /// Follow the active catalog version (`Dependencies::catalog_version`).
+    follow_catalog: bool,
     shutdown: CancellationToken,
 }
 
@@ -110,6 +120,14 @@ impl Application {
         let http = bind(settings.ports.http).await?;
         let ops = bind(settings.ports.metrics).await?;
         let (health, health_server) = Health::new(deps.pool.clone(), &["service.Service"]);
+        let catalogs = Arc::new(match deps.catalog_version {
+            Some(v) => Live::serving(v, deps.config.clone()),
+            None => Live::fixed(0, deps.config.clone()),
+        });
+        {
+            let catalogs = catalogs.clone();
+            health.show_catalog_version(move || catalogs.version());
+        }
         let cleanup = settings.cleanup.enabled.then(|| {
             cleanup::Cleanup::new(
                 deps.pool.clone(),
@@ -118,9 +136,10 @@ impl Application {
                 settings.cleanup.clone(),
             )
             .with_trail_retention(settings.live.trail_retention_days)
+            .following(catalogs.clone())
         });
-        let service = ChallengeService::new(
-            deps.config,
+        let service = ChallengeService::with_catalogs(
+            catalogs,
             deps.pool,
             deps.granter,
             deps.clock,
@@ -140,6 +159,7 @@ impl Application {
             reconcile_interval: settings.rewards.reconcile_interval,
             auto_claim_interval: settings.rewards.auto_claim_interval,
             cleanup,
+            follow_catalog: deps.catalog_version.is_some(),
             shutdown: CancellationToken::new(),
         })
     }
@@ -193,6 +213,14 @@ impl Application {
             .spawn_listener(self.service.pool().clone(), shutdown.clone());
         // Deletes expired rows and old erasure tombstones (one replica at a time).
         let cleanup = self.cleanup.map(|c| c.spawn(shutdown.clone()));
+        // Serves each newly applied catalog version (CONTRACT §9).
+        let catalog_watch = self.follow_catalog.then(|| {
+            live_catalog::watch(
+                self.service.catalogs().clone(),
+                self.service.pool().clone(),
+                shutdown.clone(),
+            )
+        });
 
         let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
         let reflection_v1alpha = reflection()
@@ -237,6 +265,9 @@ impl Application {
         let _ = listener.await;
         if let Some(cleanup) = cleanup {
             let _ = cleanup.await;
+        }
+        if let Some(catalog_watch) = catalog_watch {
+            let _ = catalog_watch.await;
         }
         g?;
         h?;

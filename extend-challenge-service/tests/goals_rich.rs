@@ -285,6 +285,7 @@ async fn rich_goals_over_the_grpc_transport(pool: PgPool) {
     let settings = settings(&[("AB_BASE_URL", "http://127.0.0.1:9")]);
     let (clock, _hand) = Clock::manual(at(NOON));
     let deps = Dependencies {
+        catalog_version: None,
         pool: pool.clone(),
         config: Arc::new(config::load_from_path(GOALS).unwrap()),
         granter: Arc::new(CountingGranter::default()),

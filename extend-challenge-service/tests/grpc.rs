@@ -39,6 +39,7 @@ async fn start(pool: PgPool, auth_enabled: bool) -> Running {
     let granter = Arc::new(CountingGranter::default());
     let (clock, _hand) = Clock::manual(at(NOON));
     let deps = Dependencies {
+        catalog_version: None,
         pool,
         config: fixture_config(),
         granter: granter.clone(),

@@ -79,6 +79,7 @@ async fn start(pool: PgPool) -> Running {
     let settings = settings(&[]);
     let (clock, _hand) = Clock::manual(at(NOON));
     let deps = Dependencies {
+        catalog_version: None,
         pool: pool.clone(),
         config: tagged_config(),
         granter: Arc::new(CountingGranter::default()),

@@ -396,7 +396,8 @@ async fn a_locked_auto_claim_goal_is_granted_when_its_prerequisite_completes(poo
         "completed"
     );
 
-    let config = h.service.catalog().config();
+    let snap = h.service.catalog();
+    let config = snap.config();
     let wakes = &config.goal("double").unwrap().auto_claim_wakes;
     assert_eq!(wakes, &["auto-crown".to_string()]);
     h.completed("ida", "double").await;

@@ -73,6 +73,7 @@ async fn server_spans_reach_zipkin_as_children_of_the_callers_context(pool: PgPo
 
     let (clock, _hand) = Clock::manual(at(NOON));
     let deps = Dependencies {
+        catalog_version: None,
         pool,
         config: fixture_config(),
         granter: Arc::new(CountingGranter::default()),

@@ -192,7 +192,8 @@ impl Engine {
         range: std::ops::Range<usize>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Flushed, FlushError> {
-        let defaults = self.opts.auto_initialize.then_some(&self.defaults);
+        let catalog = self.catalogs.load();
+        let defaults = self.opts.auto_initialize.then_some(&catalog.defaults);
         let items = &batch.items[offsets[range.start]..offsets[range.end]];
         let users = &batch.users[range];
         let mut res = Err(FlushError::TimedOut(self.opts.flush_timeout));

@@ -198,15 +198,16 @@ impl Engine {
             metrics::EVENT_AGE_SECONDS.observe(age.max(0.0));
         }
         let at = (at_time.timestamp_millis(), seq);
+        let catalog = self.catalogs.load();
         let deltas: Vec<(Arc<Goal>, Delta)> = match &ev.source {
-            Source::Login => self
+            Source::Login => catalog
                 .config
                 .login_goals()
                 .iter()
                 .map(|g| (g.clone(), progress::delta_for_login(g)))
                 .collect(),
             Source::Stat { code, value, inc } => {
-                let goals = self.config.stat_goals(code);
+                let goals = catalog.config.stat_goals(code);
                 if goals.is_empty() {
                     return Ok(Accepted::Skipped(Skip::NoMatchingGoal));
                 }
@@ -332,11 +333,13 @@ impl Engine {
         let received_at = self.clock.now();
         // Each goal the event reaches, with the rule that leaves it alone at the door.
         type Reached = Vec<(Arc<Goal>, Option<Ignored>)>;
+        let catalog = self.catalogs.load();
         let (login, value, goals): (bool, i32, Reached) = match &ev.source {
             Source::Login => (
                 true,
                 0,
-                self.config
+                catalog
+                    .config
                     .login_goals()
                     .iter()
                     .map(|g| (g.clone(), None))
@@ -345,7 +348,8 @@ impl Engine {
             Source::Stat { code, value, inc } => (
                 false,
                 *value,
-                self.config
+                catalog
+                    .config
                     .stat_goals(code)
                     .iter()
                     .map(|g| {

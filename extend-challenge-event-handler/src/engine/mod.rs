@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::live_catalog::{Derive, Live};
 use extend_challenge_common::settings::AckMode;
 use extend_challenge_common::store::implicit::Defaults;
 use parking_lot::Mutex;
@@ -85,9 +86,10 @@ pub struct EngineOptions {
 
 /// The pipeline shared by the gRPC services and the flush workers.
 pub struct Engine {
-    config: Arc<ChallengeConfig>,
-    /// The config's default goals, as a player's marker records them (`store::implicit`).
-    defaults: Defaults,
+    /// The catalog version served (swapped whole when another is applied, CONTRACT §9): an
+    /// event is matched to goals with the version it arrived under, a batch's markers record
+    /// the defaults of the version it is flushed under.
+    catalogs: Arc<Live<EngineCatalog>>,
     pool: PgPool,
     buffer: Buffer,
     redis: Option<RedisDedup>,
@@ -113,9 +115,39 @@ pub struct Engine {
     trail: Arc<TrailWriter>,
 }
 
+/// What the pipeline derives from one catalog version.
+#[derive(Debug)]
+pub struct EngineCatalog {
+    pub config: Arc<ChallengeConfig>,
+    /// The config's default goals, as a player's marker records them (`store::implicit`).
+    pub defaults: Defaults,
+}
+
+impl Derive for EngineCatalog {
+    fn derive(_version: i64, config: Arc<ChallengeConfig>) -> Self {
+        EngineCatalog {
+            defaults: Defaults::of(&config),
+            config,
+        }
+    }
+}
+
 impl Engine {
+    /// An engine serving `config` as it is.
     pub fn new(
         config: Arc<ChallengeConfig>,
+        pool: PgPool,
+        redis: Option<RedisDedup>,
+        clock: Clock,
+        opts: EngineOptions,
+    ) -> Self {
+        Self::with_catalogs(Arc::new(Live::fixed(0, config)), pool, redis, clock, opts)
+    }
+
+    /// An engine serving the catalog versions of `catalogs` (the binary's: followed by
+    /// `live_catalog::watch`).
+    pub fn with_catalogs(
+        catalogs: Arc<Live<EngineCatalog>>,
         pool: PgPool,
         redis: Option<RedisDedup>,
         clock: Clock,
@@ -138,8 +170,7 @@ impl Engine {
                 .checked_add_signed(ack_deadline)
                 .and_then(|t| t.checked_add_signed(UNTIMED_LEDGER_MARGIN))
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
-            defaults: Defaults::of(&config),
-            config,
+            catalogs,
             pool: pool.clone(),
             buffer,
             redis,
@@ -155,6 +186,11 @@ impl Engine {
             limiter: LogLimiter::default(),
             trail: Arc::new(TrailWriter::new(pool.clone())),
         }
+    }
+
+    /// The served catalog versions.
+    pub fn catalogs(&self) -> &Arc<Live<EngineCatalog>> {
+        &self.catalogs
     }
 
     /// The Redis de-duplication, when configured.

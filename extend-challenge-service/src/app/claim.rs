@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use extend_challenge_common::config::Goal;
+use extend_challenge_common::config::{ChallengeConfig, Goal};
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::progress::{self, Status};
 use extend_challenge_common::store::grants::{
@@ -68,10 +68,10 @@ impl ChallengeService {
         user_id: &str,
         req: pb::ClaimRewardRequest,
     ) -> Result<pb::ClaimRewardResponse> {
-        let goal = self
-            .inner
-            .catalog
-            .config()
+        // The claim works with the catalog version it started with, to its end.
+        let snap = self.snapshot();
+        let config = snap.config();
+        let goal = config
             .goal_in(&req.challenge_id, &req.goal_id)
             .ok_or_else(|| ServiceError::GoalNotFound {
                 goal_id: req.goal_id.clone(),
@@ -79,7 +79,7 @@ impl ChallengeService {
             })?
             .clone();
         let deadline = tokio::time::Instant::now() + self.claim_deadline;
-        let begun = tokio::time::timeout_at(deadline, self.begin_claim(user_id, &goal))
+        let begun = tokio::time::timeout_at(deadline, self.begin_claim(config, user_id, &goal))
             .await
             // Dropping the transaction rolls it back; nothing changed.
             .map_err(|_| ServiceError::ClaimTimedOut {
@@ -173,7 +173,12 @@ impl ChallengeService {
     /// Step 1: the row, checked, and the intent recorded or taken over. A row another
     /// transaction holds is retried briefly without holding a connection, then reported as
     /// a claim in progress.
-    async fn begin_claim(&self, user_id: &str, goal: &Goal) -> Result<Begun> {
+    async fn begin_claim(
+        &self,
+        config: &ChallengeConfig,
+        user_id: &str,
+        goal: &Goal,
+    ) -> Result<Begun> {
         let inner = &self.inner;
         let now = self.now();
         let limit = self.claim_deadline + SERVER_SIDE_MARGIN;
@@ -182,7 +187,7 @@ impl ChallengeService {
             match grants::lock_for_claim(&inner.pool, user_id, &goal.id, limit).await? {
                 ClaimLock::Locked(tx, row) => {
                     return self
-                        .claim_locked(tx, row.map(|r| *r), user_id, goal, now)
+                        .claim_locked(config, tx, row.map(|r| *r), user_id, goal, now)
                         .await;
                 }
                 ClaimLock::Busy => {
@@ -205,6 +210,7 @@ impl ChallengeService {
 
     async fn claim_locked(
         &self,
+        config: &ChallengeConfig,
         mut tx: player::ClaimTx,
         row: Option<PlayerGoalRow>,
         user_id: &str,
@@ -218,7 +224,7 @@ impl ChallengeService {
         let completed_at = self.check_claim(goal, row, now)?;
         // Every check runs before any recorded grant is looked at (CONTRACT §3.3): an
         // intent granted earlier in the period never answers for a claim that fails one.
-        self.check_prerequisites(&mut tx, goal, now).await?;
+        self.check_prerequisites(config, &mut tx, goal, now).await?;
         let existing = tx.intents(&goal.id, period_key).await?;
         if existing
             .iter()
@@ -362,6 +368,7 @@ impl ChallengeService {
     /// The last claim check: every prerequisite completed or claimed.
     async fn check_prerequisites(
         &self,
+        config: &ChallengeConfig,
         tx: &mut player::ClaimTx,
         goal: &Goal,
         now: DateTime<Utc>,
@@ -370,7 +377,6 @@ impl ChallengeService {
             return Ok(());
         }
         let rows = tx.rows(&goal.prerequisites).await?;
-        let config = self.inner.catalog.config();
         let status_of = |id: &str| {
             let row = rows.iter().find(|r| r.goal_id == id)?;
             let g = config.goal(id)?;

@@ -106,7 +106,8 @@ impl ChallengeService {
     /// The current `ETag` of `user_id`'s list for the raw query string `query`: one
     /// aggregate query; nothing is built.
     pub async fn list_etag(&self, user_id: &str, query: &str) -> Result<String> {
-        let basis = &self.inner.tag_basis;
+        let snap = self.snapshot();
+        let basis = &snap.tag_basis;
         let now = self.now();
         let mut goals: Vec<&str> = basis.windows.iter().map(|(g, _)| g.as_str()).collect();
         if !goals.is_empty() {
@@ -128,15 +129,16 @@ impl ChallengeService {
         req: &pb::GetChallengesRequest,
         query: &str,
     ) -> Result<(String, String)> {
+        let snap = self.snapshot();
         let plain = ListQuery::is_plain(&req.tags, &req.status, req.page_size, &req.page_token);
         // A bad parameter is refused before the database is read.
         let q = if plain {
             None
         } else {
-            Some(self.list_query(req)?)
+            Some(self.list_query(&snap, req)?)
         };
-        let basis = &self.inner.tag_basis;
-        let catalog = &self.inner.catalog;
+        let basis = &snap.tag_basis;
+        let catalog = &*snap;
         let now = self.now();
         let ((view, windows), v) = version::fold_goal_rows_versioned(
             &self.inner.pool,

@@ -5,8 +5,8 @@
 
 use extend_challenge_common::pb::service as pb;
 
-use super::{ChallengeService, Result};
-use crate::catalog::{ListQuery, PlayerView};
+use super::{challenge_index, ChallengeService, Result};
+use crate::catalog::{Catalog, ListQuery, PlayerView};
 use crate::error::ServiceError;
 
 fn plain(req: &pb::GetChallengesRequest) -> bool {
@@ -14,9 +14,12 @@ fn plain(req: &pb::GetChallengesRequest) -> bool {
 }
 
 impl ChallengeService {
-    pub(super) fn list_query(&self, req: &pb::GetChallengesRequest) -> Result<ListQuery> {
-        self.inner
-            .catalog
+    pub(super) fn list_query(
+        &self,
+        catalog: &Catalog,
+        req: &pb::GetChallengesRequest,
+    ) -> Result<ListQuery> {
+        catalog
             .list_query(
                 req.active_only,
                 &req.tags,
@@ -29,12 +32,13 @@ impl ChallengeService {
 
     /// `GET /v1/challenges` with every query parameter, as JSON.
     pub async fn list_json(&self, user_id: &str, req: &pb::GetChallengesRequest) -> Result<String> {
+        let snap = self.snapshot();
         if plain(req) {
             return self.challenges_json(user_id, req.active_only).await;
         }
-        let q = self.list_query(req)?;
-        let view = self.user_view(user_id).await?;
-        Ok(self.inner.catalog.list_json(&view, &q))
+        let q = self.list_query(&snap, req)?;
+        let view = self.user_view(&snap, user_id).await?;
+        Ok(snap.list_json(&view, &q))
     }
 
     /// `GetUserChallenges` as an encoded `GetChallengesResponse`.
@@ -43,12 +47,13 @@ impl ChallengeService {
         user_id: &str,
         req: &pb::GetChallengesRequest,
     ) -> Result<Vec<u8>> {
+        let snap = self.snapshot();
         if plain(req) {
             return self.challenges_proto(user_id, req.active_only).await;
         }
-        let q = self.list_query(req)?;
-        let view = self.user_view(user_id).await?;
-        Ok(self.inner.catalog.list_proto(&view, &q))
+        let q = self.list_query(&snap, req)?;
+        let view = self.user_view(&snap, user_id).await?;
+        Ok(snap.list_proto(&view, &q))
     }
 
     /// `GetUserChallenges` as prost structs, with the filters and page.
@@ -57,18 +62,22 @@ impl ChallengeService {
         user_id: &str,
         req: &pb::GetChallengesRequest,
     ) -> Result<pb::GetChallengesResponse> {
-        let q = self.list_query(req)?;
-        let view = self.user_view(user_id).await?;
-        Ok(self.inner.catalog.list_pb(&view, &q))
+        let snap = self.snapshot();
+        let q = self.list_query(&snap, req)?;
+        let view = self.user_view(&snap, user_id).await?;
+        Ok(snap.list_pb(&view, &q))
     }
 
     /// The filters of a one-challenge request (it has no page).
-    fn challenge_query(&self, req: &pb::GetChallengeRequest) -> Result<Option<ListQuery>> {
+    fn challenge_query(
+        &self,
+        catalog: &Catalog,
+        req: &pb::GetChallengeRequest,
+    ) -> Result<Option<ListQuery>> {
         if req.tags.is_empty() && req.status.is_empty() {
             return Ok(None);
         }
-        self.inner
-            .catalog
+        catalog
             .list_query(req.active_only, &req.tags, &req.status, 0, "")
             .map(Some)
             .map_err(|e| ServiceError::InvalidArgument(e.0))
@@ -80,15 +89,16 @@ impl ChallengeService {
         user_id: &str,
         req: &pb::GetChallengeRequest,
     ) -> Result<String> {
-        let Some(q) = self.challenge_query(req)? else {
+        let snap = self.snapshot();
+        let Some(q) = self.challenge_query(&snap, req)? else {
             return self
                 .challenge_json(user_id, &req.challenge_id, req.active_only)
                 .await;
         };
-        let ci = self.challenge_index(&req.challenge_id)?;
+        let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
-        Ok(self.inner.catalog.challenge_json_filtered(ci, &view, &q))
+        let view = PlayerView::new(&*snap, &rows, self.now());
+        Ok(snap.challenge_json_filtered(ci, &view, &q))
     }
 
     /// `GetUserChallenge` with tags or status, as prost structs.
@@ -97,14 +107,15 @@ impl ChallengeService {
         user_id: &str,
         req: &pb::GetChallengeRequest,
     ) -> Result<Option<pb::Challenge>> {
-        let Some(q) = self.challenge_query(req)? else {
+        let snap = self.snapshot();
+        let Some(q) = self.challenge_query(&snap, req)? else {
             return Ok(None);
         };
-        let ci = self.challenge_index(&req.challenge_id)?;
+        let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
+        let view = PlayerView::new(&*snap, &rows, self.now());
         Ok(Some(
-            self.inner.catalog.challenge_pb_filtered(ci, &view, &q),
+            snap.challenge_pb_filtered(ci, &view, &q),
         ))
     }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use extend_challenge_common::clock::Clock;
 use extend_challenge_common::config::ChallengeConfig;
+use extend_challenge_common::live_catalog::{Derive, Live};
 use sqlx::PgPool;
 
 use crate::catalog::Catalog;
@@ -82,18 +83,66 @@ impl InitializeGate {
 }
 
 struct Inner {
-    catalog: Catalog,
+    /// The catalog version served (swapped whole when another is applied, CONTRACT §9).
+    catalogs: Arc<Live<Snapshot>>,
     pool: PgPool,
     granter: Arc<dyn RewardGranter>,
     clock: Clock,
     namespace: String,
-    tag_basis: etag::TagBasis,
     live: Arc<LiveHub>,
 }
 
+/// What the API derives from one catalog version: the list index and the `ETag`'s basis.
+/// A request takes one ([`ChallengeService::snapshot`]) and uses it to its end. Reads as the
+/// [`Catalog`] it holds.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: i64,
+    pub catalog: Catalog,
+    tag_basis: etag::TagBasis,
+}
+
+impl Derive for Snapshot {
+    fn derive(version: i64, config: Arc<ChallengeConfig>) -> Self {
+        let catalog = Catalog::new(config);
+        Snapshot {
+            version,
+            tag_basis: etag::TagBasis::new(&catalog),
+            catalog,
+        }
+    }
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
 impl ChallengeService {
+    /// A service whose catalog is `config`, as version 0, unless changed through
+    /// [`ChallengeService::catalogs`].
     pub fn new(
         config: Arc<ChallengeConfig>,
+        pool: PgPool,
+        granter: Arc<dyn RewardGranter>,
+        clock: Clock,
+        namespace: impl Into<String>,
+    ) -> Self {
+        Self::with_catalogs(
+            Arc::new(Live::fixed(0, config)),
+            pool,
+            granter,
+            clock,
+            namespace,
+        )
+    }
+
+    /// A service serving the catalog versions of `catalogs` (the binary's: followed by
+    /// `live_catalog::watch`).
+    pub fn with_catalogs(
+        catalogs: Arc<Live<Snapshot>>,
         pool: PgPool,
         granter: Arc<dyn RewardGranter>,
         clock: Clock,
@@ -103,13 +152,11 @@ impl ChallengeService {
             pool.options().get_max_connections().max(1) as usize,
             pool.options().get_acquire_timeout(),
         );
-        let catalog = Catalog::new(config);
         ChallengeService {
             initialize_gate,
             inner: Arc::new(Inner {
-                tag_basis: etag::TagBasis::new(&catalog),
                 live: Arc::new(LiveHub::new(DEFAULT_MAX_STREAMS, DEFAULT_HEARTBEAT)),
-                catalog,
+                catalogs,
                 pool,
                 granter,
                 clock,
@@ -158,21 +205,33 @@ impl ChallengeService {
         &self.inner.pool
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+    /// The catalog version served now. Take it once per request: a request works with the
+    /// version it started with.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.catalogs.load()
+    }
+
+    /// Same as [`ChallengeService::snapshot`] (reads as the [`Catalog`]).
+    pub fn catalog(&self) -> Arc<Snapshot> {
+        self.snapshot()
+    }
+
+    /// The served catalog versions (the admin API installs and reports through it).
+    pub fn catalogs(&self) -> &Arc<Live<Snapshot>> {
+        &self.inner.catalogs
     }
 
     fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }
 
-    /// The position of `challenge_id` in the catalog, or `ChallengeNotFound`.
-    fn challenge_index(&self, challenge_id: &str) -> Result<usize> {
-        self.inner
-            .catalog
-            .challenge_index(challenge_id)
-            .ok_or_else(|| ServiceError::ChallengeNotFound(challenge_id.to_string()))
-    }
+}
+
+/// The position of `challenge_id` in `catalog`, or `ChallengeNotFound`.
+fn challenge_index(catalog: &Catalog, challenge_id: &str) -> Result<usize> {
+    catalog
+        .challenge_index(challenge_id)
+        .ok_or_else(|| ServiceError::ChallengeNotFound(challenge_id.to_string()))
 }
 
 /// A count as the `int32` of a response field.

@@ -9,28 +9,33 @@ use extend_challenge_common::progress;
 use extend_challenge_common::rotation;
 use extend_challenge_common::store::{self, player, player::PlayerGoalRow};
 
-use super::{ChallengeService, Result, count_i32};
-use crate::catalog::{ListQuery, PlayerView, requirement_pb, reward_pb};
+use super::{challenge_index, ChallengeService, Result, count_i32};
+use crate::catalog::{Catalog, ListQuery, PlayerView, requirement_pb, reward_pb};
 use crate::error::ServiceError;
 use crate::timefmt::{rfc3339, rfc3339_opt};
 
 impl ChallengeService {
     /// Every row of the player, viewed now.
-    pub(super) async fn user_view(&self, user_id: &str) -> Result<PlayerView<'_>> {
-        let catalog = &self.inner.catalog;
+    pub(super) async fn user_view<'c>(
+        &self,
+        catalog: &'c Catalog,
+        user_id: &str,
+    ) -> Result<PlayerView<'c>> {
         Ok(crate::rows::user_view(&self.inner.pool, catalog, user_id, self.now()).await?)
     }
 
     /// `GET /v1/challenges` as JSON, spliced from the pre-serialized config.
     pub async fn challenges_json(&self, user_id: &str, active_only: bool) -> Result<String> {
-        let view = self.user_view(user_id).await?;
-        Ok(self.inner.catalog.challenges_json(&view, active_only))
+        let snap = self.snapshot();
+        let view = self.user_view(&snap, user_id).await?;
+        Ok(snap.challenges_json(&view, active_only))
     }
 
     /// `GetUserChallenges` as an encoded `GetChallengesResponse` (the gRPC fast path).
     pub async fn challenges_proto(&self, user_id: &str, active_only: bool) -> Result<Vec<u8>> {
-        let view = self.user_view(user_id).await?;
-        Ok(self.inner.catalog.challenges_proto(&view, active_only))
+        let snap = self.snapshot();
+        let view = self.user_view(&snap, user_id).await?;
+        Ok(snap.challenges_proto(&view, active_only))
     }
 
     pub async fn get_user_challenges(
@@ -38,11 +43,12 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetChallengesRequest,
     ) -> Result<pb::GetChallengesResponse> {
+        let snap = self.snapshot();
         if !ListQuery::is_plain(&req.tags, &req.status, req.page_size, &req.page_token) {
             return self.list_pb(user_id, &req).await;
         }
-        let view = self.user_view(user_id).await?;
-        Ok(self.inner.catalog.challenges_pb(&view, req.active_only))
+        let view = self.user_view(&snap, user_id).await?;
+        Ok(snap.challenges_pb(&view, req.active_only))
     }
 
     pub(super) async fn challenge_view_rows(
@@ -50,7 +56,8 @@ impl ChallengeService {
         user_id: &str,
         ci: usize,
     ) -> Result<Vec<PlayerGoalRow>> {
-        let catalog = &self.inner.catalog;
+        let snap = self.snapshot();
+        let catalog = &*snap;
         let c = &catalog.challenges()[ci];
         let mut rows =
             player::challenge_rows(&self.inner.pool, user_id, &c.id, &c.external_prerequisites)
@@ -70,10 +77,11 @@ impl ChallengeService {
         challenge_id: &str,
         active_only: bool,
     ) -> Result<String> {
-        let ci = self.challenge_index(challenge_id)?;
+        let snap = self.snapshot();
+        let ci = challenge_index(&snap, challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
-        Ok(self.inner.catalog.challenge_json(ci, &view, active_only))
+        let view = PlayerView::new(&*snap, &rows, self.now());
+        Ok(snap.challenge_json(ci, &view, active_only))
     }
 
     pub async fn get_user_challenge(
@@ -81,13 +89,14 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetChallengeRequest,
     ) -> Result<pb::Challenge> {
+        let snap = self.snapshot();
         if let Some(filtered) = self.filtered_challenge_pb(user_id, &req).await? {
             return Ok(filtered);
         }
-        let ci = self.challenge_index(&req.challenge_id)?;
+        let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&self.inner.catalog, &rows, self.now());
-        Ok(self.inner.catalog.challenge_pb(ci, &view, req.active_only))
+        let view = PlayerView::new(&*snap, &rows, self.now());
+        Ok(snap.challenge_pb(ci, &view, req.active_only))
     }
 
     /// The challenge's rotation: the global periods, or — for per-player windows (CONTRACT
@@ -98,8 +107,9 @@ impl ChallengeService {
         user_id: &str,
         req: pb::GetRotationStatusRequest,
     ) -> Result<pb::GetRotationStatusResponse> {
-        let ci = self.challenge_index(&req.challenge_id)?;
-        let challenge = &self.inner.catalog.config().challenges[ci];
+        let snap = self.snapshot();
+        let ci = challenge_index(&snap, &req.challenge_id)?;
+        let challenge = &snap.config().challenges[ci];
         let now = self.now();
         let rotation = match challenge.rotation() {
             None => pb::RotationInfo {
@@ -153,6 +163,7 @@ impl ChallengeService {
     /// Assigns every default goal the player lacks (also goals added to the config since the
     /// player's first call) and returns every active goal.
     pub async fn initialize_player(&self, user_id: &str) -> Result<pb::InitializeResponse> {
+        let snap = self.snapshot();
         let gate = &self.initialize_gate;
         let _permit = match tokio::time::timeout(gate.wait, gate.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
@@ -160,7 +171,7 @@ impl ChallengeService {
             _ => return Err(ServiceError::Unavailable(sqlx::Error::PoolTimedOut)),
         };
         let now = self.now();
-        let catalog = &self.inner.catalog;
+        let catalog = &*snap;
         let done = player::initialize(
             &self.inner.pool,
             user_id,

@@ -30,7 +30,8 @@ impl ChallengeService {
         user_id: &str,
         req: pb::ClaimChallengeRewardsRequest,
     ) -> Result<pb::ClaimChallengeRewardsResponse> {
-        let config = self.inner.catalog.config();
+        let snap = self.snapshot();
+        let config = snap.config();
         let challenge = config
             .challenge(&req.challenge_id)
             .ok_or_else(|| ServiceError::ChallengeNotFound(req.challenge_id.clone()))?;

@@ -10,7 +10,7 @@ use extend_challenge_common::store::implicit::{self, Marker};
 use extend_challenge_common::store::{player, player::NewGoalRow, player::PlayerGoalRow};
 use rand::Rng;
 
-use super::{ChallengeService, Result, count_i32};
+use super::{challenge_index, ChallengeService, Result, count_i32};
 use crate::catalog::{PlayerView, requirement_pb, reward_pb};
 use crate::error::ServiceError;
 use crate::timefmt::rfc3339_opt;
@@ -21,7 +21,8 @@ impl ChallengeService {
         user_id: &str,
         req: pb::SetGoalActiveRequest,
     ) -> Result<pb::SetGoalActiveResponse> {
-        let catalog = &self.inner.catalog;
+        let snap = self.snapshot();
+        let catalog = &*snap;
         let goal = catalog
             .config()
             .goal_in(&req.challenge_id, &req.goal_id)
@@ -81,11 +82,12 @@ impl ChallengeService {
         user_id: &str,
         req: pb::BatchSelectRequest,
     ) -> Result<pb::GoalSelectionResponse> {
+        let snap = self.snapshot();
         if req.goal_ids.is_empty() {
             return Err(ServiceError::GoalIdsEmpty);
         }
-        let ci = self.challenge_index(&req.challenge_id)?;
-        let catalog = &self.inner.catalog;
+        let ci = challenge_index(&snap, &req.challenge_id)?;
+        let catalog = &*snap;
         let mut seen = HashSet::with_capacity(req.goal_ids.len());
         let mut selected = Vec::with_capacity(req.goal_ids.len());
         for id in &req.goal_ids {
@@ -109,13 +111,14 @@ impl ChallengeService {
         user_id: &str,
         req: pb::RandomSelectRequest,
     ) -> Result<pb::GoalSelectionResponse> {
+        let snap = self.snapshot();
         if req.count <= 0 {
             return Err(ServiceError::CountNotPositive);
         }
-        let ci = self.challenge_index(&req.challenge_id)?;
+        let ci = challenge_index(&snap, &req.challenge_id)?;
         let count = req.count;
         let exclude_active = req.exclude_active || req.replace_existing;
-        let goals = self.inner.catalog.challenges()[ci].goals.clone();
+        let goals = snap.challenges()[ci].goals.clone();
         let pick = move |view: &PlayerView<'_>| {
             let pool: Vec<usize> = goals
                 .clone()
@@ -145,7 +148,8 @@ impl ChallengeService {
     where
         F: FnOnce(&PlayerView<'_>) -> Result<Vec<usize>>,
     {
-        let catalog = &self.inner.catalog;
+        let snap = self.snapshot();
+        let catalog = &*snap;
         let challenge = &catalog.challenges()[ci];
         let now = self.now();
         let mut total_active = 0usize;

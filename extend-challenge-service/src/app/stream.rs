@@ -305,8 +305,9 @@ impl ChallengeService {
         all: bool,
         goals: &[String],
     ) -> Result<pb::ProgressUpdate> {
-        let view = self.user_view(user_id).await?;
-        let catalog = &self.inner.catalog;
+        let snap = self.snapshot();
+        let view = self.user_view(&snap, user_id).await?;
+        let catalog = &*snap;
         let mut indexes: Vec<usize> = if all {
             (0..catalog
                 .config()

@@ -5,7 +5,7 @@
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::store::trail;
 
-use super::{ChallengeService, Result};
+use super::{challenge_index, ChallengeService, Result};
 use crate::error::ServiceError;
 use crate::timefmt::rfc3339;
 
@@ -18,8 +18,9 @@ impl ChallengeService {
         challenge_id: &str,
         goal_id: &str,
     ) -> Result<pb::GetGoalEventsResponse> {
-        let ci = self.challenge_index(challenge_id)?;
-        if self.inner.catalog.goal_index_in(ci, goal_id).is_none() {
+        let snap = self.snapshot();
+        let ci = challenge_index(&snap, challenge_id)?;
+        if snap.goal_index_in(ci, goal_id).is_none() {
             return Err(ServiceError::GoalNotFound {
                 goal_id: goal_id.to_string(),
                 challenge_id: challenge_id.to_string(),

@@ -381,6 +381,7 @@ pub async fn serve(
 ) -> Running {
     use extend_challenge_service::server::{Application, Dependencies};
     let deps = Dependencies {
+        catalog_version: None,
         pool,
         config: fixture_config(),
         granter: Arc::new(CountingGranter::default()),

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS catalog_active;
+DROP TABLE IF EXISTS catalog_versions;
