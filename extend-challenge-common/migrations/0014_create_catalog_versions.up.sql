@@ -26,3 +26,8 @@ CREATE TABLE IF NOT EXISTS catalog_active (
     activated_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     CONSTRAINT check_catalog_active_singleton CHECK (singleton)
 );
+
+-- The admin reset (a QA tool): how many times the row was reset. A claim after a reset pays
+-- under a period key of its own (`<period>/r<resets>`), so the grant of the period before
+-- the reset, which AGS still holds under its key, is never mistaken for the new one.
+ALTER TABLE user_goal_progress ADD COLUMN IF NOT EXISTS resets INT NOT NULL DEFAULT 0;

@@ -29,7 +29,6 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ChallengeConfig, ConfigError, parse_and_validate};
-use crate::startup::Backoff;
 use crate::store;
 use crate::store::catalog::{CatalogError, Imported};
 
@@ -79,12 +78,6 @@ pub struct Loaded {
     pub config: Arc<ChallengeConfig>,
 }
 
-impl Derive for Loaded {
-    fn derive(version: i64, config: Arc<ChallengeConfig>) -> Self {
-        Loaded { version, config }
-    }
-}
-
 /// The served catalog, swapped whole.
 pub struct Live<T> {
     slot: RwLock<Arc<T>>,
@@ -94,6 +87,8 @@ pub struct Live<T> {
     /// Whether this one sets the process's catalog metrics (the binaries' own; tests run
     /// several in one process).
     report: bool,
+    /// A `challenges.json` to import once the database answers (it did not at start-up).
+    import: parking_lot::Mutex<Option<String>>,
 }
 
 impl<T: Derive> Live<T> {
@@ -104,6 +99,7 @@ impl<T: Derive> Live<T> {
             version: AtomicI64::new(version),
             failed: AtomicI64::new(0),
             report: false,
+            import: parking_lot::Mutex::new(None),
         }
     }
 
@@ -113,6 +109,13 @@ impl<T: Derive> Live<T> {
         live.report = true;
         live.set_metrics(None, version);
         live
+    }
+
+    /// Imports `challenges.json` at `path` when the database answers: the start-up import
+    /// could not reach it ([`load_at_startup`] served the file as version 0), [`watch`]
+    /// does it.
+    pub fn import_when_reachable(&self, path: String) {
+        *self.import.lock() = Some(path);
     }
 
     /// The version served now. Take it once per request or batch.
@@ -217,6 +220,16 @@ pub fn watch<T: Derive>(
                 }
                 _ = poll.tick() => {}
             }
+            let pending = live.import.lock().clone();
+            if let Some(path) = pending {
+                match import_file_at(&pool, &path).await {
+                    Ok(()) => *live.import.lock() = None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "catalog import deferred: retrying at the next poll");
+                        continue;
+                    }
+                }
+            }
             if let Err(e) = live.refresh(&pool).await {
                 tracing::debug!(error = %e, "catalog version check failed; retrying at the next poll");
             }
@@ -246,40 +259,49 @@ pub enum StartupError {
 /// The start-up catalog: `challenges.json` at `path` is read and validated (an error names
 /// the file, challenge, goal and field), imported as a new version when its content differs
 /// from the one last imported, and the active version is loaded — which is the file's,
-/// unless a version applied through the API or the CLI since is active. Waits (with capped
-/// backoff) while the database is unreachable; `Ok(None)` if `shutdown` fired first.
+/// unless a version applied through the API or the CLI since is active.
 ///
-/// Should the active version not load (a bug), the file is served as version 0 and the
-/// watcher keeps trying.
-pub async fn load_at_startup(
-    pool: &PgPool,
-    path: &str,
-    shutdown: &CancellationToken,
-) -> Result<Option<Loaded>, StartupError> {
+/// Start-up does not wait for the database (with `MIGRATE_ON_START=false` a replica serves
+/// while Postgres is away, as before): should it not answer, the file is served as version 0
+/// and [`watch`] imports it once it does ([`Live::import_when_reachable`]; check
+/// [`Loaded::version`]). Should the active version not load (a bug), the file is served as
+/// version 0 too, and the watcher keeps trying.
+pub async fn load_at_startup(pool: &PgPool, path: &str) -> Result<Loaded, StartupError> {
     let content = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         file: path.to_string(),
         source,
     })?;
     let file_config = Arc::new(parse_and_validate(path, &content)?);
-    let mut backoff = Backoff::new((Duration::from_millis(500), Duration::from_secs(10)));
-    loop {
-        match import_and_load(pool, path, &content, &file_config).await {
-            Ok(loaded) => return Ok(Some(loaded)),
-            Err(StartupError::Import {
-                source: CatalogError::Database(e),
-                ..
-            }) if store::is_connectivity(&e) => {
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
-                    "database not reachable yet; retrying the catalog import");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-            Err(e) => return Err(e),
+    match import_and_load(pool, path, &content, &file_config).await {
+        Err(StartupError::Import {
+            source: CatalogError::Database(e),
+            ..
+        }) if store::is_connectivity(&e) => {
+            tracing::warn!(error = %e, file = path,
+                "database not reachable: serving challenges.json until it is, then importing it");
+            Ok(Loaded {
+                version: 0,
+                config: file_config,
+            })
         }
+        other => other,
     }
+}
+
+/// The watcher's deferred import.
+async fn import_file_at(pool: &PgPool, path: &str) -> Result<(), StartupError> {
+    let content = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        file: path.to_string(),
+        source,
+    })?;
+    let config = parse_and_validate(path, &content)?;
+    store::catalog::import_file(pool, &content, &config)
+        .await
+        .map_err(|source| StartupError::Import {
+            file: path.to_string(),
+            source,
+        })?;
+    Ok(())
 }
 
 async fn import_and_load(

@@ -604,7 +604,7 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     assert!(text.contains("user_goal_progress (16)"), "{text}");
 
     // down: the plain tables again, the same schema, the same rows.
-    assert_eq!(migrations::down(pool, 2).await.unwrap(), vec![13, 12]);
+    assert_eq!(migrations::down(pool, 3).await.unwrap(), vec![14, 13, 12]);
     assert_eq!(schema(pool).await, plain);
     assert_eq!(counts(pool).await, before);
     assert_eq!(partitions::partitions(pool).await.unwrap(), 0);

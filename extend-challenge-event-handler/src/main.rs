@@ -71,13 +71,9 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     }
-    let Some(catalog) = live_catalog::load_at_startup(&pool, &settings.config_path, &shutdown)
+    let catalog = live_catalog::load_at_startup(&pool, &settings.config_path)
         .await
-        .with_context(|| format!("invalid challenge config {}", settings.config_path))?
-    else {
-        tracing::info!("shut down before the database became reachable");
-        return Ok(());
-    };
+        .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
     tracing::info!(
         path = %settings.config_path,
         version = catalog.version,

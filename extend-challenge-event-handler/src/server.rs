@@ -234,7 +234,13 @@ impl Builder {
         );
         let (health, health_server) = Health::new(self.pool.clone(), SERVICE_NAMES);
         let catalogs = Arc::new(match self.catalog_version {
-            Some(v) => Live::serving(v, self.config),
+            Some(v) => {
+                let live = Live::serving(v, self.config);
+                if v == 0 {
+                    live.import_when_reachable(self.settings.config_path.clone());
+                }
+                live
+            }
             None => Live::fixed(0, self.config),
         });
         {

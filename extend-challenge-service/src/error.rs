@@ -60,6 +60,16 @@ pub enum ServiceError {
         "INSUFFICIENT_GOALS: no goals available for selection (available: 0, requested: {requested})"
     )]
     InsufficientGoals { requested: i32 },
+    /// `expectedVersion` was not the active catalog version (CONTRACT §9).
+    #[error(
+        "catalog version {active} is active, not the expected {expected}: another version was applied meanwhile; dry-run against version {active} and apply again"
+    )]
+    CatalogConflict { expected: i64, active: i64 },
+    #[error("catalog version {0} does not exist")]
+    CatalogVersionNotFound(i64),
+    /// An admin reset while a grant of the goal is under way.
+    #[error("a reward grant of goal {goal_id} is in progress; reset it once the grant settles")]
+    ResetWhileGranting { goal_id: String },
     /// A malformed request (bad JSON body, bad query value).
     #[error("{0}")]
     InvalidArgument(String),
@@ -109,13 +119,18 @@ impl ServiceError {
             | ChallengeNotFound(_)
             | SelectedGoalNotFound(_)
             | RouteNotFound
+            | CatalogVersionNotFound(_)
             | OutsideBasePath(_) => Code::NotFound,
             GoalNotCompleted { .. }
             | GoalNotActive { .. }
             | GoalRotated { .. }
             | PrerequisitesNotMet { .. } => Code::FailedPrecondition,
             // 409 both; the contract's table maps only AlreadyExists to 409.
-            AlreadyClaimed { .. } | ClaimInProgress { .. } => Code::AlreadyExists,
+            AlreadyClaimed { .. } | ClaimInProgress { .. } | ResetWhileGranting { .. } => {
+                Code::AlreadyExists
+            }
+            // A lost race (409), as for a claim.
+            CatalogConflict { .. } => Code::Aborted,
             GoalIdsEmpty | CountNotPositive | InsufficientGoals { .. } | InvalidArgument(_) => {
                 Code::InvalidArgument
             }
@@ -171,6 +186,20 @@ pub fn http_status_of(code: Code) -> StatusCode {
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<extend_challenge_common::store::catalog::CatalogError> for ServiceError {
+    fn from(e: extend_challenge_common::store::catalog::CatalogError) -> Self {
+        use extend_challenge_common::store::catalog::CatalogError;
+        match e {
+            CatalogError::Invalid(problems) => ServiceError::InvalidArgument(problems.join("\n")),
+            CatalogError::Conflict { expected, active } => {
+                ServiceError::CatalogConflict { expected, active }
+            }
+            CatalogError::NoSuchVersion(v) => ServiceError::CatalogVersionNotFound(v),
+            CatalogError::Database(e) => e.into(),
+        }
     }
 }
 

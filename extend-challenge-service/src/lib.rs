@@ -10,6 +10,7 @@
 //!   binds every listener (port 0 gives an ephemeral port, for tests) →
 //!   [`server::Application::run_until_stopped`] serves until the shutdown token fires.
 
+pub mod admin_grpc;
 pub mod app;
 pub mod auth;
 pub mod catalog;

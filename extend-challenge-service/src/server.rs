@@ -64,11 +64,7 @@ impl Dependencies {
         {
             return Ok(None);
         }
-        let Some(catalog) =
-            live_catalog::load_at_startup(&pool, &settings.config_path, shutdown).await?
-        else {
-            return Ok(None);
-        };
+        let catalog = live_catalog::load_at_startup(&pool, &settings.config_path).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -121,7 +117,13 @@ impl Application {
         let ops = bind(settings.ports.metrics).await?;
         let (health, health_server) = Health::new(deps.pool.clone(), &["service.Service"]);
         let catalogs = Arc::new(match deps.catalog_version {
-            Some(v) => Live::serving(v, deps.config.clone()),
+            Some(v) => {
+                let live = Live::serving(v, deps.config.clone());
+                if v == 0 {
+                    live.import_when_reachable(settings.config_path.clone());
+                }
+                live
+            }
             None => Live::fixed(0, deps.config.clone()),
         });
         {
@@ -242,6 +244,10 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(grpc_service.into_server())
+            .add_service(
+                crate::admin_grpc::AdminAdapter::new(self.service.clone(), self.auth.clone())
+                    .into_server(),
+            )
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let router = http_router(self.service.clone(), self.auth.clone(), &self.base_path);
@@ -278,7 +284,7 @@ impl Application {
 
 /// Reflection advertising `service.Service` and health.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
-    startup::reflection(&["service.Service", "grpc.health.v1.Health"])
+    startup::reflection(&["service.Service", "service.Admin", "grpc.health.v1.Health"])
 }
 
 /// The REST app with request metrics.

@@ -19,8 +19,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Row as _, Transaction};
 
+use super::GOAL_ROW_COLUMNS;
 use super::columns::goal_row_list;
 use super::player::{ClaimTx, PlayerGoalRow};
 
@@ -144,7 +145,7 @@ pub enum ClaimLock {
 /// [`lock_for_claim`]'s statement.
 static LOCK_FOR_CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 \
+        "SELECT {}, resets FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 \
          FOR UPDATE NOWAIT",
         goal_row_list("")
     )
@@ -160,17 +161,27 @@ pub async fn lock_for_claim(
     limit: Duration,
 ) -> Result<ClaimLock, sqlx::Error> {
     let mut tx = begin_limited(pool, limit).await?;
-    let row: Result<Option<PlayerGoalRow>, sqlx::Error> =
-        sqlx::query_as(LOCK_FOR_CLAIM_SQL.as_str())
-            .bind(user_id)
-            .bind(goal_id)
-            .fetch_optional(&mut *tx)
-            .await;
+    let row = sqlx::query(LOCK_FOR_CLAIM_SQL.as_str())
+        .bind(user_id)
+        .bind(goal_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|row| {
+            row.map(|r| {
+                let goal = PlayerGoalRow::from_row_at(&r, 0)?;
+                let resets: i32 = r.try_get(GOAL_ROW_COLUMNS.len())?;
+                Ok((goal, resets))
+            })
+            .transpose()
+        });
     match row {
-        Ok(row) => Ok(ClaimLock::Locked(
-            ClaimTx::new(tx, user_id),
-            row.map(Box::new),
-        )),
+        Ok(row) => {
+            let resets = row.as_ref().map_or(0, |r| r.1);
+            Ok(ClaimLock::Locked(
+                ClaimTx::new(tx, user_id).with_resets(resets),
+                row.map(|r| Box::new(r.0)),
+            ))
+        }
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
             // Dropping the transaction rolls it back and returns the connection.
             drop(tx);

@@ -20,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool};
 
 mod columns;
+pub mod admin;
 pub mod catalog;
 pub mod dead_letter;
 pub mod erasure;

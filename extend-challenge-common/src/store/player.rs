@@ -558,6 +558,7 @@ async fn activate(
 pub struct ClaimTx {
     pub(super) tx: Transaction<'static, Postgres>,
     pub(super) user_id: String,
+    resets: i32,
 }
 
 impl ClaimTx {
@@ -565,7 +566,19 @@ impl ClaimTx {
         ClaimTx {
             tx,
             user_id: user_id.to_string(),
+            resets: 0,
         }
+    }
+
+    pub(super) fn with_resets(mut self, resets: i32) -> Self {
+        self.resets = resets;
+        self
+    }
+
+    /// How many times an admin reset the locked row (0 without a row): a claim after a
+    /// reset pays under a period key of its own.
+    pub fn resets(&self) -> i32 {
+        self.resets
     }
 
     /// The player's rows for `goal_ids` (prerequisites), unlocked.

@@ -220,7 +220,10 @@ impl ChallengeService {
         let inner = &self.inner;
         let times_claimed = row.as_ref().map_or(0, |r| r.times_claimed);
         let assigned_at = row.as_ref().and_then(|r| r.assigned_at);
-        let period_key = &key::period_key(goal, times_claimed, assigned_at, now);
+        let period_key = &key::after_resets(
+            key::period_key(goal, times_claimed, assigned_at, now),
+            tx.resets(),
+        );
         let completed_at = self.check_claim(goal, row, now)?;
         // Every check runs before any recorded grant is looked at (CONTRACT §3.3): an
         // intent granted earlier in the period never answers for a claim that fails one.

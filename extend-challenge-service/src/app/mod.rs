@@ -13,6 +13,7 @@
 //! - [`auto_claim`], the claims of completed `autoClaim` goals, from the outbox;
 //! - [`erasure`], `DeleteUserData`, the erasure of all the player's records.
 
+pub mod admin;
 pub mod auto_claim;
 mod claim;
 mod erasure;

@@ -17,6 +17,8 @@ use extend_challenge_common::pb::service as pb;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod admin;
+
 use crate::app::ChallengeService;
 use crate::auth::{ACTION_READ, AuthUser, Authenticator};
 use crate::error::ServiceError;
@@ -91,7 +93,23 @@ const fn route(rpc: &'static str, method: Verb, path: &'static str, handler: Han
     }
 }
 
-/// Every REST route of `service.Service`.
+const fn admin_route(
+    rpc: &'static str,
+    method: Verb,
+    path: &'static str,
+    handler: Handler,
+) -> RouteSpec {
+    RouteSpec {
+        rpc,
+        method,
+        path,
+        authenticated: true,
+        admin: true,
+        handler,
+    }
+}
+
+/// Every REST route of `service.Service` and `service.Admin`.
 pub const ROUTES: &[RouteSpec] = &[
     route("GetUserChallenges", Verb::Get, "/v1/challenges", |m| {
         on(m, get_user_challenges)
@@ -164,6 +182,60 @@ pub const ROUTES: &[RouteSpec] = &[
         admin: true,
         handler: |m| on(m, admin_get_goal_events),
     },
+    admin_route("GetCatalog", Verb::Get, "/v1/admin/catalog", |m| {
+        on(m, admin::get_catalog)
+    }),
+    admin_route(
+        "ListCatalogVersions",
+        Verb::Get,
+        "/v1/admin/catalog/versions",
+        |m| on(m, admin::list_versions),
+    ),
+    admin_route(
+        "ValidateCatalog",
+        Verb::Post,
+        "/v1/admin/catalog/validate",
+        |m| on(m, admin::validate_catalog),
+    ),
+    admin_route(
+        "DryRunCatalog",
+        Verb::Post,
+        "/v1/admin/catalog/dry-run",
+        |m| on(m, admin::dry_run),
+    ),
+    admin_route("ApplyCatalog", Verb::Post, "/v1/admin/catalog", |m| {
+        on(m, admin::apply)
+    }),
+    admin_route(
+        "RollbackCatalog",
+        Verb::Post,
+        "/v1/admin/catalog/rollback",
+        |m| on(m, admin::rollback),
+    ),
+    admin_route(
+        "GetPlayerChallenges",
+        Verb::Get,
+        "/v1/admin/users/{user_id}/challenges",
+        |m| on(m, admin::player_challenges),
+    ),
+    admin_route(
+        "SetPlayerGoalProgress",
+        Verb::Put,
+        "/v1/admin/users/{user_id}/challenges/{challenge_id}/goals/{goal_id}/progress",
+        |m| on(m, admin::set_progress),
+    ),
+    admin_route(
+        "ResetPlayerGoal",
+        Verb::Post,
+        "/v1/admin/users/{user_id}/challenges/{challenge_id}/goals/{goal_id}/reset",
+        |m| on(m, admin::reset_goal),
+    ),
+    admin_route(
+        "UnenrollPlayer",
+        Verb::Delete,
+        "/v1/admin/users/{user_id}/goals",
+        |m| on(m, admin::unenroll),
+    ),
     route(
         "WatchProgress",
         Verb::Get,
@@ -247,14 +319,25 @@ async fn authenticate(State(state): State<RestState>, mut req: Request, next: Ne
     }
 }
 
-/// The support routes' middleware: as [`authenticate`], and the caller must hold the admin
-/// permission ([`Authenticator::admin_caller`]).
+/// The admin routes' middleware: as [`authenticate`], and the caller must hold the admin
+/// permission ([`Authenticator::admin_caller`]) with the route's CRUD bit
+/// ([`crate::admin_grpc::action_of`], as over gRPC).
 async fn authenticate_admin(
     State(state): State<RestState>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    match state.auth.admin_caller(req.headers(), ACTION_READ).await {
+    let matched = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let method = req.method().as_str().to_string();
+    let action = ROUTES
+        .iter()
+        .find(|r| r.admin && r.method.as_str() == method && matched.ends_with(r.path))
+        .map_or(ACTION_READ, |r| crate::admin_grpc::action_of(r.rpc));
+    match state.auth.admin_caller(req.headers(), action).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await

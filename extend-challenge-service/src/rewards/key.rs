@@ -41,6 +41,17 @@ pub fn period_key(
     }
 }
 
+/// The period key of a row an admin reset `resets` times (CONTRACT §9): its own key after
+/// each reset (`once/r1`, `daily:2025-11-04/r2`), so the grant AGS holds for the period
+/// before the reset is never taken for the new one.
+pub fn after_resets(period_key: String, resets: i32) -> String {
+    if resets > 0 {
+        format!("{period_key}/r{resets}")
+    } else {
+        period_key
+    }
+}
+
 /// `chl-` and 32 hex digits (128 bits) of the SHA-256 of namespace, user, challenge, goal
 /// and period. 36 characters, like a UUID: short enough for AGS's id-like fields (an
 /// entitlement's `grantedCode`, a fulfillment `transactionId` path segment).

@@ -17,6 +17,82 @@ use crate::error::ServiceError;
 use crate::rest::{ROUTES, RouteSpec};
 
 const SERVICE: &str = "service.Service";
+const ADMIN: &str = "service.Admin";
+
+/// The admin catalog routes carry the catalog as JSON over REST (`config_json`, its text,
+/// is gRPC's form): their bodies and answers are documented here.
+fn admin_catalog_doc(rpc: &str, op: &mut Value) {
+    let catalog = json!({"type": "object",
+        "description": "A challenges.json: {\"challenges\": [...]}, as CHALLENGE_CONFIG_PATH holds it."});
+    let impact = json!({"type": "object", "properties": {
+        "changes": {"type": "array", "items": {"type": "object", "properties": {
+            "challengeId": {"type": "string"}, "goalId": {"type": "string"},
+            "change": {"type": "string", "enum": ["added", "removed", "changed"]},
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "players": {"type": "integer"},
+            "statusChanges": {"type": "object", "additionalProperties": {"type": "integer"}}}}}}});
+    let body = |schema: Value| json!([{"name": "body", "in": "body", "required": true, "schema": schema}]);
+    match rpc {
+        "ValidateCatalog" => {
+            op["parameters"] = body(catalog);
+            op["responses"]["200"]["schema"] = json!({"type": "object", "properties": {
+                "valid": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "string"}},
+                "challenges": {"type": "integer"}, "goals": {"type": "integer"}}});
+        }
+        "DryRunCatalog" => {
+            op["parameters"] = body(catalog);
+            let mut schema = impact;
+            schema["properties"]["activeVersion"] = json!({"type": "integer"});
+            op["responses"]["200"]["schema"] = schema;
+        }
+        "ApplyCatalog" | "RollbackCatalog" => {
+            if rpc == "ApplyCatalog" {
+                op["parameters"] = body(json!({"type": "object", "required": ["config"], "properties": {
+                    "config": catalog,
+                    "expectedVersion": {"type": "integer", "description": "409 unless this is the active version"},
+                    "note": {"type": "string"}}}));
+            } else {
+                op["parameters"] = body(json!({"type": "object", "required": ["version"], "properties": {
+                    "version": {"type": "integer", "description": "the version whose content becomes a new version"},
+                    "expectedVersion": {"type": "integer"}}}));
+            }
+            let mut schema = impact;
+            schema["properties"]["version"] = json!({"type": "integer"});
+            schema["properties"]["previousVersion"] = json!({"type": "integer"});
+            op["responses"]["200"]["schema"] = schema;
+        }
+        "GetCatalog" => {
+            op["responses"]["200"]["schema"] = json!({"type": "object", "properties": {
+                "version": {"type": "integer"}, "sha256": {"type": "string"},
+                "source": {"type": "string"}, "activatedAt": {"type": "string"},
+                "servedVersion": {"type": "integer", "description": "the version this replica serves"},
+                "config": catalog}});
+        }
+        "ListCatalogVersions" => {
+            op["responses"]["200"]["schema"] = json!({"type": "object", "properties": {
+                "versions": {"type": "array", "items": {"type": "object", "properties": {
+                    "version": {"type": "integer"}, "sha256": {"type": "string"},
+                    "source": {"type": "string"}, "note": {"type": "string"},
+                    "createdAt": {"type": "string"}, "active": {"type": "boolean"}}}}}});
+        }
+        "SetPlayerGoalProgress" | "ResetPlayerGoal" | "UnenrollPlayer" => {
+            if rpc == "SetPlayerGoalProgress" {
+                if let Some(p) = op["parameters"].as_array_mut() {
+                    p.retain(|x| x["in"] != "body");
+                    p.push(json!({"name": "body", "in": "body", "required": true,
+                        "schema": {"type": "object", "required": ["progress"],
+                                   "properties": {"progress": {"type": "integer"}}}}));
+                }
+            }
+            if rpc == "ResetPlayerGoal" {
+                if let Some(p) = op["parameters"].as_array_mut() {
+                    p.retain(|x| x["in"] != "body");
+                }
+            }
+        }
+        _ => {}
+    }
+}
 
 /// Routes of the docs, relative to `BASE_PATH` (the REST router serves them beside the
 /// API; they need no state).
@@ -105,6 +181,28 @@ fn summary(rpc: &str) -> &'static str {
              `event: progress` with the changed goals; each `data:` is a ProgressUpdate as \
              JSON). gRPC: service.Service/WatchProgress (server stream)"
         }
+        "GetCatalog" => "The active catalog version and its challenges.json",
+        "ListCatalogVersions" => "Every catalog version, newest first",
+        "ValidateCatalog" => {
+            "Checks a challenges.json as start-up does (every problem, naming challenge, goal and field)"
+        }
+        "DryRunCatalog" => {
+            "What applying a challenges.json would do to live players: per added, removed or \
+             changed goal, the fields changed, the players with rows and the exact status changes"
+        }
+        "ApplyCatalog" => {
+            "Applies a challenges.json as a new catalog version (exactly what its dry-run \
+             reports, in one transaction); every replica serves it within 2 s. 409 when \
+             expectedVersion is not the active version"
+        }
+        "RollbackCatalog" => "A new catalog version with the content of an earlier one",
+        "GetPlayerChallenges" => "A player's challenge list, as the player sees it",
+        "SetPlayerGoalProgress" => "Sets a player's progress on a goal (QA; audited)",
+        "ResetPlayerGoal" => {
+            "Resets a player's goal to not started; its reward can be earned and paid again \
+             (QA; audited)"
+        }
+        "UnenrollPlayer" => "Removes a player's every goal row (QA; audited)",
         _ => "",
     }
 }
@@ -115,6 +213,7 @@ fn tag_of(spec: &RouteSpec) -> &'static str {
         "DeleteUserData" => "GDPR",
         "ClaimGoalReward" | "ClaimChallengeRewards" | "GetRewardHistory" => "Rewards",
         "GetGoalEvents" | "AdminGetGoalEvents" | "WatchProgress" => "Progress",
+        _ if spec.admin => "Admin",
         _ if spec.authenticated => "Challenges",
         _ => "Health",
     }
@@ -327,9 +426,13 @@ fn responses(rpc: &str, authenticated: bool, output: &str) -> Value {
 pub fn api_json(base_path: &str) -> Value {
     let pool = DescriptorPool::decode(extend_challenge_common::pb::FILE_DESCRIPTOR_SET)
         .expect("compiled descriptor set decodes");
-    let service = pool
-        .get_service_by_name(SERVICE)
-        .expect("service.Service is compiled");
+    let services: Vec<_> = [SERVICE, ADMIN]
+        .iter()
+        .map(|name| {
+            pool.get_service_by_name(name)
+                .unwrap_or_else(|| panic!("{name} is compiled"))
+        })
+        .collect();
     let mut defs = Map::new();
     defs.insert(
         "protobufAny".into(),
@@ -345,10 +448,12 @@ pub fn api_json(base_path: &str) -> Value {
     );
     let mut paths = Map::new();
     for spec in ROUTES {
-        let method = service
-            .methods()
+        let method = services
+            .iter()
+            .flat_map(|s| s.methods())
             .find(|m| m.name() == spec.rpc)
-            .unwrap_or_else(|| panic!("{} is not a method of {SERVICE}", spec.rpc));
+            .unwrap_or_else(|| panic!("{} is not a method of {SERVICE} or {ADMIN}", spec.rpc));
+        let service_name = method.parent_service().name().to_string();
         let input = method.input();
         let output = method.output();
         add_definition(&output, &mut defs);
@@ -385,7 +490,7 @@ pub fn api_json(base_path: &str) -> Value {
         }
         let mut op = json!({
             "summary": summary(spec.rpc),
-            "operationId": format!("Service_{}", spec.rpc),
+            "operationId": format!("{service_name}_{}", spec.rpc),
             "parameters": params,
             "responses": responses(spec.rpc, spec.authenticated, &definition_name(&output)),
             "tags": [tag_of(spec)],
@@ -419,6 +524,7 @@ pub fn api_json(base_path: &str) -> Value {
             }
             _ => {}
         }
+        admin_catalog_doc(spec.rpc, &mut op);
         let swagger_path: String = spec
             .path
             .split('/')
@@ -442,7 +548,7 @@ pub fn api_json(base_path: &str) -> Value {
             "description": "Player API of the Extend Challenge service: challenge progress, goal selection and reward claims.",
             "version": "1.0"
         },
-        "tags": [{"name": "Challenges"}, {"name": "Rewards"}, {"name": "Progress"}, {"name": "GDPR"}, {"name": "Health"}],
+        "tags": [{"name": "Challenges"}, {"name": "Rewards"}, {"name": "Progress"}, {"name": "GDPR"}, {"name": "Admin", "description": "Live operations (CONTRACT §9): the catalog versions and the player QA tools; ADMIN:NAMESPACE:{namespace}:CHALLENGE with the route's CRUD bit."}, {"name": "Health"}],
         "basePath": if base_path.is_empty() { "/" } else { base_path },
         "consumes": ["application/json"],
         "produces": ["application/json"],
