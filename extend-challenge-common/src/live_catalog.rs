@@ -165,8 +165,10 @@ impl<T: Derive> Live<T> {
         let Some(stored) = store::catalog::active(pool).await? else {
             return Ok(false);
         };
-        match parse_and_validate(&format!("catalog version {}", stored.version), &stored.content)
-        {
+        match parse_and_validate(
+            &format!("catalog version {}", stored.version),
+            &stored.content,
+        ) {
             Ok(config) => {
                 self.install(stored.version, Arc::new(config));
                 self.failed.store(0, Ordering::Relaxed);
@@ -341,7 +343,10 @@ async fn import_and_load(
             config: file_config.clone(),
         });
     }
-    match parse_and_validate(&format!("catalog version {}", active.version), &active.content) {
+    match parse_and_validate(
+        &format!("catalog version {}", active.version),
+        &active.content,
+    ) {
         Ok(config) => Ok(Loaded {
             version: active.version,
             config: Arc::new(config),

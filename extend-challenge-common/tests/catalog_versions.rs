@@ -142,7 +142,10 @@ async fn the_file_is_imported_once_per_content(pool: PgPool) {
     assert_eq!(first.version, 1);
     let active = catalog::active(&pool).await.unwrap().unwrap();
     assert_eq!(active.source, format!("file:{}", sha256_hex(&v1.0)));
-    assert_eq!(active.file_sha256.as_deref(), Some(sha256_hex(&v1.0).as_str()));
+    assert_eq!(
+        active.file_sha256.as_deref(),
+        Some(sha256_hex(&v1.0).as_str())
+    );
 
     // Same file again (a restart, another replica): nothing new.
     assert_eq!(

@@ -529,7 +529,10 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     let plain = schema(pool).await;
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![12]);
     assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
-    assert_eq!(migrations::up_with(pool, 16).await.unwrap(), vec![12, 13, 14]);
+    assert_eq!(
+        migrations::up_with(pool, 16).await.unwrap(),
+        vec![12, 13, 14]
+    );
     let layout = partitions::layout(pool).await.unwrap();
     assert_eq!(
         layout,

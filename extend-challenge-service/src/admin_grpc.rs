@@ -100,7 +100,12 @@ fn state_pb(s: Option<RowState>) -> Option<pb::PlayerGoalState> {
     })
 }
 
-fn change_pb(user_id: String, challenge_id: String, goal_id: String, c: RowChange) -> pb::PlayerGoalChange {
+fn change_pb(
+    user_id: String,
+    challenge_id: String,
+    goal_id: String,
+    c: RowChange,
+) -> pb::PlayerGoalChange {
     pb::PlayerGoalChange {
         user_id,
         challenge_id,
@@ -155,20 +160,22 @@ impl Admin for AdminAdapter {
         &self,
         request: Request<pb::CatalogContent>,
     ) -> Result<Response<pb::ValidateCatalogResponse>, Status> {
-        Ok(Response::new(match validate(&request.get_ref().config_json) {
-            Ok(config) => pb::ValidateCatalogResponse {
-                valid: true,
-                errors: Vec::new(),
-                challenges: id(config.challenges.len() as i64),
-                goals: id(config.goal_count() as i64),
+        Ok(Response::new(
+            match validate(&request.get_ref().config_json) {
+                Ok(config) => pb::ValidateCatalogResponse {
+                    valid: true,
+                    errors: Vec::new(),
+                    challenges: id(config.challenges.len() as i64),
+                    goals: id(config.goal_count() as i64),
+                },
+                Err(errors) => pb::ValidateCatalogResponse {
+                    valid: false,
+                    errors,
+                    challenges: 0,
+                    goals: 0,
+                },
             },
-            Err(errors) => pb::ValidateCatalogResponse {
-                valid: false,
-                errors,
-                challenges: 0,
-                goals: 0,
-            },
-        }))
+        ))
     }
 
     async fn dry_run_catalog(
@@ -194,7 +201,12 @@ impl Admin for AdminAdapter {
         let note = (!req.note.is_empty()).then_some(req.note);
         let applied = self
             .service
-            .admin_apply(&who, &req.config_json, req.expected_version.map(i64::from), note)
+            .admin_apply(
+                &who,
+                &req.config_json,
+                req.expected_version.map(i64::from),
+                note,
+            )
             .await?;
         Ok(Response::new(applied_pb(applied)))
     }
@@ -238,7 +250,12 @@ impl Admin for AdminAdapter {
             .service
             .admin_set_progress(&who, &r.user_id, &r.challenge_id, &r.goal_id, r.progress)
             .await?;
-        Ok(Response::new(change_pb(r.user_id, r.challenge_id, r.goal_id, change)))
+        Ok(Response::new(change_pb(
+            r.user_id,
+            r.challenge_id,
+            r.goal_id,
+            change,
+        )))
     }
 
     async fn reset_player_goal(
@@ -251,7 +268,12 @@ impl Admin for AdminAdapter {
             .service
             .admin_reset_goal(&who, &r.user_id, &r.challenge_id, &r.goal_id)
             .await?;
-        Ok(Response::new(change_pb(r.user_id, r.challenge_id, r.goal_id, change)))
+        Ok(Response::new(change_pb(
+            r.user_id,
+            r.challenge_id,
+            r.goal_id,
+            change,
+        )))
     }
 
     async fn unenroll_player(

@@ -378,3 +378,154 @@ async fn with_auth_disabled_admin_routes_are_open(pool: PgPool) {
     assert!(role_lookups(&ags).is_empty());
     svc.stop().await;
 }
+
+/// Every admin route of CONTRACT §9 asks for its own CRUD bit: READ to look, validate and
+/// dry-run, CREATE to apply or roll back, UPDATE to set progress or reset, DELETE to
+/// unenroll; a player gets 403 everywhere; a role from IAM grants its bit.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn each_admin_route_needs_its_crud_bit(pool: PgPool) {
+    use extend_challenge_common::pb::service::admin_client::AdminClient;
+    use extend_challenge_service::auth::ACTION_DELETE;
+    let ags = FakeAgs::start().await;
+    ags.state()
+        .add_role(NS, "qa", &[(PLACEHOLDER, ACTION_UPDATE)]);
+    let svc = start(pool, &ags, true).await;
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+    let routes: [(&str, &str, Option<Value>, u32); 10] = [
+        ("GET", "catalog", None, ACTION_READ),
+        ("GET", "catalog/versions", None, ACTION_READ),
+        (
+            "POST",
+            "catalog/validate",
+            Some(fixture.clone()),
+            ACTION_READ,
+        ),
+        (
+            "POST",
+            "catalog/dry-run",
+            Some(fixture.clone()),
+            ACTION_READ,
+        ),
+        (
+            "POST",
+            "catalog",
+            Some(json!({"config": fixture})),
+            ACTION_CREATE,
+        ),
+        (
+            "POST",
+            "catalog/rollback",
+            Some(json!({"version": 1})),
+            ACTION_CREATE,
+        ),
+        ("GET", "users/amy/challenges", None, ACTION_READ),
+        (
+            "PUT",
+            "users/amy/challenges/winter/goals/kill-10/progress",
+            Some(json!({"progress": 1})),
+            ACTION_UPDATE,
+        ),
+        (
+            "POST",
+            "users/amy/challenges/winter/goals/kill-10/reset",
+            Some(json!({})),
+            ACTION_UPDATE,
+        ),
+        ("DELETE", "users/amy/goals", None, ACTION_DELETE),
+    ];
+    let call = |method: &str, path: &str, body: Option<Value>, token: String| {
+        let url = format!("http://{}/challenge/v1/admin/{path}", svc.http);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        async move {
+            let mut req = reqwest::Client::new()
+                .request(method, url)
+                .bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let with = |action: u32| {
+        token(
+            "ops-1",
+            json!({"permissions": [{"Resource": RESOURCE, "Action": action}]}),
+        )
+    };
+    for (method, path, body, bit) in routes {
+        // The route's own bit passes authorisation (whatever the route then answers).
+        let (s, text) = call(method, path, body.clone(), with(bit)).await;
+        assert_ne!(s, 403, "{method} {path} with its bit: {text}");
+        assert_ne!(s, 401, "{method} {path}: {text}");
+        // Every other bit alone is refused, naming the one needed.
+        let others = 15 & !bit;
+        let (s, text) = call(method, path, body.clone(), with(others)).await;
+        assert_eq!(s, 403, "{method} {path} without its bit: {text}");
+        let name = match bit {
+            ACTION_CREATE => "CREATE",
+            ACTION_READ => "READ",
+            ACTION_UPDATE => "UPDATE",
+            _ => "DELETE",
+        };
+        assert!(text.contains(&format!("[{name}]")), "{text}");
+        // A player holds none of them.
+        let (s, _) = call(method, path, body, token("player-1", json!({}))).await;
+        assert_eq!(s, 403, "{method} {path} as a player");
+    }
+    // The UPDATE bit through a role IAM knows: reset allowed, unenroll not.
+    let qa = token("qa-1", json!({"roles": ["qa"]}));
+    let (s, text) = call(
+        "POST",
+        "users/amy/challenges/winter/goals/kill-10/reset",
+        Some(json!({})),
+        qa.clone(),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(
+        call("DELETE", "users/amy/goals", None, qa.clone()).await.0,
+        403
+    );
+
+    // gRPC asks the same: dry-run with READ passes, apply with READ is refused.
+    let mut admin = AdminClient::connect(format!("http://{}", svc.grpc))
+        .await
+        .unwrap();
+    let authed = |msg| {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", with(ACTION_READ)).parse().unwrap(),
+        );
+        r
+    };
+    let err = admin
+        .apply_catalog(authed(pb::ApplyCatalogRequest {
+            config_json: fixture.to_string(),
+            expected_version: None,
+            note: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut r = tonic::Request::new(pb::CatalogContent {
+        config_json: fixture.to_string(),
+    });
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", with(ACTION_READ)).parse().unwrap(),
+    );
+    assert!(admin.dry_run_catalog(r).await.is_ok());
+    let mut r = tonic::Request::new(pb::PlayerRequest {
+        user_id: "amy".into(),
+    });
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {qa}").parse().unwrap());
+    assert_eq!(
+        admin.unenroll_player(r).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    svc.stop().await;
+}

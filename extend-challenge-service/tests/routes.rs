@@ -15,9 +15,12 @@ fn annotated() -> BTreeMap<String, (String, String, String)> {
         .get_extension_by_name("google.api.http")
         .expect("google.api.http is compiled in");
     let mut out = BTreeMap::new();
-    let methods = ["service.Service", "service.Admin"]
-        .iter()
-        .flat_map(|s| pool.get_service_by_name(s).unwrap().methods().collect::<Vec<_>>());
+    let methods = ["service.Service", "service.Admin"].iter().flat_map(|s| {
+        pool.get_service_by_name(s)
+            .unwrap()
+            .methods()
+            .collect::<Vec<_>>()
+    });
     for method in methods {
         let options = method.options();
         assert!(

@@ -74,13 +74,13 @@ pub async fn set_progress(
 ) -> Result<RowChange, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let before = sqlx::query(LOCK_ROW_SQL)
-    .bind(user_id)
-    .bind(&goal.id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .as_ref()
-    .map(row_state)
-    .transpose()?;
+        .bind(user_id)
+        .bind(&goal.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(row_state)
+        .transpose()?;
     let status = status_for(
         before.as_ref().map(|b| b.status.as_str()),
         progress,
@@ -108,8 +108,8 @@ pub async fn set_progress(
     .fetch_one(&mut *tx)
     .await?;
     let after = row_state(&after)?;
-    let newly_completed = after.status == "completed"
-        && before.as_ref().is_none_or(|b| b.status != "completed");
+    let newly_completed =
+        after.status == "completed" && before.as_ref().is_none_or(|b| b.status != "completed");
     if newly_completed && !goal.auto_claim_wakes.is_empty() {
         let users: Vec<&str> = goal.auto_claim_wakes.iter().map(|_| user_id).collect();
         sqlx::query(super::outbox::ENQUEUE_SQL)
@@ -150,13 +150,13 @@ pub async fn reset(
 ) -> Result<RowChange, ResetError> {
     let mut tx = pool.begin().await?;
     let before = sqlx::query(LOCK_ROW_SQL)
-    .bind(user_id)
-    .bind(&goal.id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .as_ref()
-    .map(row_state)
-    .transpose()?;
+        .bind(user_id)
+        .bind(&goal.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(row_state)
+        .transpose()?;
     let Some(_) = before else {
         return Ok(RowChange {
             before: None,

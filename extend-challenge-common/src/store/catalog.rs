@@ -297,7 +297,10 @@ fn stored_config(version: i64, content: &str) -> ChallengeConfig {
 
 /// The impact of making `new` active, against the active version (an empty catalog when
 /// none is). Reads without locking: a dry-run never holds up the event handler.
-pub async fn dry_run(pool: &PgPool, new: &ChallengeConfig) -> Result<(Option<i64>, Impact), CatalogError> {
+pub async fn dry_run(
+    pool: &PgPool,
+    new: &ChallengeConfig,
+) -> Result<(Option<i64>, Impact), CatalogError> {
     let mut conn = pool.acquire().await?;
     let current = sqlx::query_as::<_, (i64, String)>(
         "SELECT a.version, v.content FROM catalog_active a \

@@ -19,9 +19,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool};
 
-mod columns;
 pub mod admin;
 pub mod catalog;
+mod columns;
 pub mod dead_letter;
 pub mod erasure;
 pub mod flush;

@@ -26,7 +26,13 @@ fn validated(text: &str) -> Result<ChallengeConfig> {
 }
 
 /// One audit line per admin write.
-fn audit(who: &str, what: &str, target: serde_json::Value, before: &impl serde::Serialize, after: &impl serde::Serialize) {
+fn audit(
+    who: &str,
+    what: &str,
+    target: serde_json::Value,
+    before: &impl serde::Serialize,
+    after: &impl serde::Serialize,
+) {
     tracing::info!(
         audit = true,
         who,
@@ -180,7 +186,9 @@ impl ChallengeService {
         let change = admin::reset(&self.inner.pool, user_id, &goal, self.now())
             .await
             .map_err(|e| match e {
-                ResetError::GrantInProgress(goal_id) => ServiceError::ResetWhileGranting { goal_id },
+                ResetError::GrantInProgress(goal_id) => {
+                    ServiceError::ResetWhileGranting { goal_id }
+                }
                 ResetError::Database(e) => e.into(),
             })?;
         audit(

@@ -5,7 +5,7 @@
 
 use extend_challenge_common::pb::service as pb;
 
-use super::{challenge_index, ChallengeService, Result};
+use super::{ChallengeService, Result, challenge_index};
 use crate::catalog::{Catalog, ListQuery, PlayerView};
 use crate::error::ServiceError;
 
@@ -114,8 +114,6 @@ impl ChallengeService {
         let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
         let view = PlayerView::new(&*snap, &rows, self.now());
-        Ok(Some(
-            snap.challenge_pb_filtered(ci, &view, &q),
-        ))
+        Ok(Some(snap.challenge_pb_filtered(ci, &view, &q)))
     }
 }

@@ -225,7 +225,6 @@ impl ChallengeService {
     fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }
-
 }
 
 /// The position of `challenge_id` in `catalog`, or `ChallengeNotFound`.

@@ -9,7 +9,7 @@ use extend_challenge_common::progress;
 use extend_challenge_common::rotation;
 use extend_challenge_common::store::{self, player, player::PlayerGoalRow};
 
-use super::{challenge_index, ChallengeService, Result, count_i32};
+use super::{ChallengeService, Result, challenge_index, count_i32};
 use crate::catalog::{Catalog, ListQuery, PlayerView, requirement_pb, reward_pb};
 use crate::error::ServiceError;
 use crate::timefmt::{rfc3339, rfc3339_opt};

@@ -10,7 +10,7 @@ use extend_challenge_common::store::implicit::{self, Marker};
 use extend_challenge_common::store::{player, player::NewGoalRow, player::PlayerGoalRow};
 use rand::Rng;
 
-use super::{challenge_index, ChallengeService, Result, count_i32};
+use super::{ChallengeService, Result, challenge_index, count_i32};
 use crate::catalog::{PlayerView, requirement_pb, reward_pb};
 use crate::error::ServiceError;
 use crate::timefmt::rfc3339_opt;

@@ -5,7 +5,7 @@
 use extend_challenge_common::pb::service as pb;
 use extend_challenge_common::store::trail;
 
-use super::{challenge_index, ChallengeService, Result};
+use super::{ChallengeService, Result, challenge_index};
 use crate::error::ServiceError;
 use crate::timefmt::rfc3339;
 

@@ -34,7 +34,9 @@ pub(super) async fn get_catalog(State(s): State<RestState>) -> ApiResult {
     let Some(active) = s.service.admin_catalog().await? else {
         return Ok((
             StatusCode::NOT_FOUND,
-            json(&json!({"code": 5, "message": "no catalog version was applied yet", "details": []})),
+            json(
+                &json!({"code": 5, "message": "no catalog version was applied yet", "details": []}),
+            ),
         )
             .into_response());
     };
@@ -135,7 +137,12 @@ pub(super) async fn player_challenges(
     ))
 }
 
-fn change(user_id: &str, challenge_id: &str, goal_id: &str, c: &RowChange) -> axum::response::Response {
+fn change(
+    user_id: &str,
+    challenge_id: &str,
+    goal_id: &str,
+    c: &RowChange,
+) -> axum::response::Response {
     json(&json!({
         "userId": user_id,
         "challengeId": challenge_id,

@@ -31,7 +31,8 @@ fn admin_catalog_doc(rpc: &str, op: &mut Value) {
             "fields": {"type": "array", "items": {"type": "string"}},
             "players": {"type": "integer"},
             "statusChanges": {"type": "object", "additionalProperties": {"type": "integer"}}}}}}});
-    let body = |schema: Value| json!([{"name": "body", "in": "body", "required": true, "schema": schema}]);
+    let body =
+        |schema: Value| json!([{"name": "body", "in": "body", "required": true, "schema": schema}]);
     match rpc {
         "ValidateCatalog" => {
             op["parameters"] = body(catalog);
@@ -47,14 +48,18 @@ fn admin_catalog_doc(rpc: &str, op: &mut Value) {
         }
         "ApplyCatalog" | "RollbackCatalog" => {
             if rpc == "ApplyCatalog" {
-                op["parameters"] = body(json!({"type": "object", "required": ["config"], "properties": {
+                op["parameters"] = body(
+                    json!({"type": "object", "required": ["config"], "properties": {
                     "config": catalog,
                     "expectedVersion": {"type": "integer", "description": "409 unless this is the active version"},
-                    "note": {"type": "string"}}}));
+                    "note": {"type": "string"}}}),
+                );
             } else {
-                op["parameters"] = body(json!({"type": "object", "required": ["version"], "properties": {
+                op["parameters"] = body(
+                    json!({"type": "object", "required": ["version"], "properties": {
                     "version": {"type": "integer", "description": "the version whose content becomes a new version"},
-                    "expectedVersion": {"type": "integer"}}}));
+                    "expectedVersion": {"type": "integer"}}}),
+                );
             }
             let mut schema = impact;
             schema["properties"]["version"] = json!({"type": "integer"});

@@ -379,12 +379,33 @@ pub async fn serve(
     auth: Authenticator,
     clock: Clock,
 ) -> Running {
+    serve_with(
+        settings,
+        pool,
+        auth,
+        clock,
+        Arc::new(CountingGranter::default()),
+        None,
+    )
+    .await
+}
+
+/// [`serve`] with its granter, serving the fixture as stored catalog version
+/// `catalog_version` (then following the active version) or as it is (`None`).
+pub async fn serve_with(
+    settings: &Settings,
+    pool: PgPool,
+    auth: Authenticator,
+    clock: Clock,
+    granter: Arc<CountingGranter>,
+    catalog_version: Option<i64>,
+) -> Running {
     use extend_challenge_service::server::{Application, Dependencies};
     let deps = Dependencies {
-        catalog_version: None,
+        catalog_version,
         pool,
         config: fixture_config(),
-        granter: Arc::new(CountingGranter::default()),
+        granter,
         auth,
         clock,
     };
