@@ -14,6 +14,7 @@ pub mod admin_grpc;
 pub mod app;
 pub mod auth;
 pub mod catalog;
+pub mod catalog_cli;
 pub mod cleanup;
 pub mod client_token;
 pub mod error;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
 use extend_challenge_common::{migrations, startup, store, telemetry};
+use extend_challenge_service::catalog_cli;
 use extend_challenge_service::server::{Application, Dependencies};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +19,9 @@ usage:
                                               METRICS_PORT=8080)
   extend-challenge-service migrate up [--partitions N] | down [N] | status
                                               run the database migrations on their own
+  extend-challenge-service catalog validate | diff | apply [--dry-run] | history | rollback N
+                                              the challenge catalog's versions, against the
+                                              database (`catalog --help`)
   extend-challenge-service --help | --version
 
 Configuration is read from the environment (README \"Configuration\", .env.example);
@@ -36,6 +40,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("migrate") => return migrate(&args[1..]).await,
+        Some("catalog") => return catalog(&args[1..]).await,
         Some(other) => {
             eprintln!("extend-challenge-service: unknown argument {other:?}\n\n{HELP}");
             return ExitCode::from(2);
@@ -78,6 +83,44 @@ async fn migrate(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!(
                 "extend-challenge-service migrate: {e} (database {})",
+                store::describe_target(&settings.db.connect)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `catalog …`: exit 0 done, 1 refused or failed, 2 bad usage.
+async fn catalog(args: &[String]) -> ExitCode {
+    if args.first().is_some_and(|a| a == "--help" || a == "-h") {
+        println!("{}", catalog_cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let (command, json) = match catalog_cli::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "extend-challenge-service catalog: {e}\n\n{}",
+                catalog_cli::USAGE
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("extend-challenge-service catalog: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pool = store::connect_lazy(settings.db.connect.clone(), 2);
+    let mut out = std::io::stdout().lock();
+    match catalog_cli::run(&pool, command, json, &settings.config_path, &mut out).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!(
+                "extend-challenge-service catalog: {e:#} (database {})",
                 store::describe_target(&settings.db.connect)
             );
             ExitCode::FAILURE
