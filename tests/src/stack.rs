@@ -89,6 +89,8 @@ pub struct Stack {
     procs: Vec<Proc>,
     /// Event handler replicas started with [`Stack::add_handler`] (index 1 onwards).
     replicas: Vec<Replica>,
+    /// Metrics ports of the service processes started with [`Stack::add_service`].
+    service_replicas: Vec<u16>,
     generation: u32,
 }
 
@@ -121,6 +123,7 @@ impl Stack {
             log_dir,
             procs: Vec::new(),
             replicas: Vec::new(),
+            service_replicas: Vec::new(),
             generation: 0,
         };
         stack.spawn_and_wait().await;
@@ -362,7 +365,18 @@ impl Stack {
         if let Err(e) = self.wait_healthy(ports.metrics).await {
             panic!("{e}");
         }
+        self.service_replicas.push(ports.metrics);
         format!("http://127.0.0.1:{}/challenge", ports.http)
+    }
+
+    /// The metrics ports (`/healthz`, `/metrics`) of every process: the event handlers
+    /// (index 0 first), then the services (the stack's own first).
+    pub fn metrics_ports(&self) -> Vec<u16> {
+        std::iter::once(self.handler_ports.metrics)
+            .chain(self.replicas.iter().map(|r| r.ports.metrics))
+            .chain(std::iter::once(self.service_ports.metrics))
+            .chain(self.service_replicas.iter().copied())
+            .collect()
     }
 
     /// `host:port` of every event handler's gRPC server, index 0 first.

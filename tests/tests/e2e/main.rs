@@ -10,6 +10,7 @@ mod flows;
 mod gdpr;
 mod goals_rich;
 mod live;
+mod live_ops;
 mod observability;
 mod packaging;
 mod rewards;
