@@ -124,8 +124,17 @@ async fn run_dead_letters(command: dead_letters::Command) -> anyhow::Result<bool
             Ok(true)
         }
         dead_letters::Command::Replay(target) => {
-            let challenges = config::load_from_path(&settings.config_path)
-                .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
+            // The active catalog version, as the serving replicas have it; the file only
+            // when the database holds none.
+            let challenges = match store::catalog::active(&pool).await? {
+                Some(active) => config::parse_and_validate(
+                    &format!("catalog version {}", active.version),
+                    &active.content,
+                )?,
+                None => config::load_from_path(&settings.config_path).with_context(|| {
+                    format!("invalid challenge config {}", settings.config_path)
+                })?,
+            };
             let ctx = dead_letters::ReplayContext {
                 config: &challenges,
                 auto_initialize: settings.handler.auto_initialize_on_event,
