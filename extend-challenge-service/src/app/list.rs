@@ -97,7 +97,7 @@ impl ChallengeService {
         };
         let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&*snap, &rows, self.now());
+        let view = PlayerView::new(&snap, &rows, self.now());
         Ok(snap.challenge_json_filtered(ci, &view, &q))
     }
 
@@ -113,7 +113,7 @@ impl ChallengeService {
         };
         let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&*snap, &rows, self.now());
+        let view = PlayerView::new(&snap, &rows, self.now());
         Ok(Some(snap.challenge_pb_filtered(ci, &view, &q)))
     }
 }

@@ -80,7 +80,7 @@ impl ChallengeService {
         let snap = self.snapshot();
         let ci = challenge_index(&snap, challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&*snap, &rows, self.now());
+        let view = PlayerView::new(&snap, &rows, self.now());
         Ok(snap.challenge_json(ci, &view, active_only))
     }
 
@@ -95,7 +95,7 @@ impl ChallengeService {
         }
         let ci = challenge_index(&snap, &req.challenge_id)?;
         let rows = self.challenge_view_rows(user_id, ci).await?;
-        let view = PlayerView::new(&*snap, &rows, self.now());
+        let view = PlayerView::new(&snap, &rows, self.now());
         Ok(snap.challenge_pb(ci, &view, req.active_only))
     }
 

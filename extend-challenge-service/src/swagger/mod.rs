@@ -81,17 +81,12 @@ fn admin_catalog_doc(rpc: &str, op: &mut Value) {
                     "createdAt": {"type": "string"}, "active": {"type": "boolean"}}}}}});
         }
         "SetPlayerGoalProgress" | "ResetPlayerGoal" | "UnenrollPlayer" => {
-            if rpc == "SetPlayerGoalProgress" {
-                if let Some(p) = op["parameters"].as_array_mut() {
-                    p.retain(|x| x["in"] != "body");
+            if let Some(p) = op["parameters"].as_array_mut() {
+                p.retain(|x| x["in"] != "body");
+                if rpc == "SetPlayerGoalProgress" {
                     p.push(json!({"name": "body", "in": "body", "required": true,
                         "schema": {"type": "object", "required": ["progress"],
                                    "properties": {"progress": {"type": "integer"}}}}));
-                }
-            }
-            if rpc == "ResetPlayerGoal" {
-                if let Some(p) = op["parameters"].as_array_mut() {
-                    p.retain(|x| x["in"] != "body");
                 }
             }
         }
