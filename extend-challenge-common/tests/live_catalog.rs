@@ -86,7 +86,10 @@ async fn a_replica_follows_by_notification_and_by_the_poll(pool: PgPool) {
     // The notification: well under the poll's period.
     apply(&pool, &["a", "b"]).await;
     let took = until_served(&live, 2, Duration::from_secs(2)).await;
-    assert!(took < Duration::from_millis(500), "{took:?}: not by the notification");
+    assert!(
+        took < Duration::from_millis(500),
+        "{took:?}: not by the notification"
+    );
     assert_eq!(live.load().0, ["a", "b"]);
 
     // A version made active without a notification (one lost with a dropped listener
@@ -104,7 +107,12 @@ async fn a_replica_follows_by_notification_and_by_the_poll(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    until_served(&live, 3, live_catalog::POLL * 2 + Duration::from_millis(500)).await;
+    until_served(
+        &live,
+        3,
+        live_catalog::POLL * 2 + Duration::from_millis(500),
+    )
+    .await;
     assert_eq!(live.load().0, ["c"]);
     stop.cancel();
     watcher.await.unwrap();
@@ -152,6 +160,12 @@ async fn a_version_that_does_not_load_keeps_the_previous_one_serving(pool: PgPoo
     assert_eq!((live.version(), live.load().0.len()), (3, 2));
     let text = extend_challenge_common::metrics::render();
     assert!(text.contains("challenge_catalog_load_failing 0"), "{text}");
-    assert!(text.contains("challenge_catalog_version_info{version=\"3\"} 1"), "{text}");
-    assert!(!text.contains("challenge_catalog_version_info{version=\"1\"}"), "{text}");
+    assert!(
+        text.contains("challenge_catalog_version_info{version=\"3\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("challenge_catalog_version_info{version=\"1\"}"),
+        "{text}"
+    );
 }
