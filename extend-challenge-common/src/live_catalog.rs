@@ -35,6 +35,10 @@ use crate::store::catalog::{CatalogError, Imported};
 /// The fallback poll of the active version.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// How long start-up waits for the import before serving the file (the watcher imports it
+/// later).
+const STARTUP_IMPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
 static VERSION_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     prometheus::register_int_gauge_vec!(
         "challenge_catalog_version_info",
@@ -128,11 +132,17 @@ impl<T: Derive> Live<T> {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Serves `config` as version `version` from now on.
+    /// Serves `config` as version `version` from now on, unless a newer version is served
+    /// already (versions only grow, a rollback included: the admin API installs what it
+    /// applied while the watcher may still be loading the version before it).
     pub fn install(&self, version: i64, config: Arc<ChallengeConfig>) {
         let derived = Arc::new(T::derive(version, config));
         let old = {
             let mut slot = self.slot.write();
+            let current = self.version.load(Ordering::Acquire);
+            if current > version && version > 0 {
+                return;
+            }
             *slot = derived;
             self.version.swap(version, Ordering::AcqRel)
         };
@@ -203,37 +213,43 @@ pub fn watch<T: Derive>(
         let mut listener: Option<PgListener> = None;
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Every step, database calls included, gives way to the shutdown at once.
         loop {
-            if listener.is_none() {
-                listener = listen(&pool).await;
-            }
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
-                    None => std::future::pending().await,
+            let step = async {
+                if listener.is_none() {
+                    listener = listen(&pool).await;
+                }
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = notified => {
+                        if r.is_err() {
+                            listener = None;
+                        }
+                    }
+                    _ = poll.tick() => {}
+                }
+                let pending = live.import.lock().clone();
+                if let Some(path) = pending {
+                    match import_file_at(&pool, &path).await {
+                        Ok(()) => *live.import.lock() = None,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "catalog import deferred: retrying at the next poll");
+                            return;
+                        }
+                    }
+                }
+                if let Err(e) = live.refresh(&pool).await {
+                    tracing::debug!(error = %e, "catalog version check failed; retrying at the next poll");
                 }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = notified => {
-                    if r.is_err() {
-                        listener = None;
-                    }
-                }
-                _ = poll.tick() => {}
-            }
-            let pending = live.import.lock().clone();
-            if let Some(path) = pending {
-                match import_file_at(&pool, &path).await {
-                    Ok(()) => *live.import.lock() = None,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "catalog import deferred: retrying at the next poll");
-                        continue;
-                    }
-                }
-            }
-            if let Err(e) = live.refresh(&pool).await {
-                tracing::debug!(error = %e, "catalog version check failed; retrying at the next poll");
+                _ = step => {}
             }
         }
     })
@@ -268,25 +284,57 @@ pub enum StartupError {
 /// and [`watch`] imports it once it does ([`Live::import_when_reachable`]; check
 /// [`Loaded::version`]). Should the active version not load (a bug), the file is served as
 /// version 0 too, and the watcher keeps trying.
-pub async fn load_at_startup(pool: &PgPool, path: &str) -> Result<Loaded, StartupError> {
-    let content = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        file: path.to_string(),
-        source,
-    })?;
-    let file_config = Arc::new(parse_and_validate(path, &content)?);
-    match import_and_load(pool, path, &content, &file_config).await {
-        Err(StartupError::Import {
+pub async fn load_at_startup(pool: &PgPool, file: &CatalogFile) -> Result<Loaded, StartupError> {
+    let CatalogFile {
+        path,
+        content,
+        config: file_config,
+    } = file;
+    let unreachable = |why: &dyn std::fmt::Display| {
+        tracing::warn!(error = %why, file = %path,
+            "database not reachable: serving challenges.json until it is, then importing it");
+        Ok(Loaded {
+            version: 0,
+            config: file_config.clone(),
+        })
+    };
+    match tokio::time::timeout(
+        STARTUP_IMPORT_TIMEOUT,
+        import_and_load(pool, path, content, file_config),
+    )
+    .await
+    {
+        Err(_) => unreachable(&format!("no answer within {STARTUP_IMPORT_TIMEOUT:?}")),
+        Ok(Err(StartupError::Import {
             source: CatalogError::Database(e),
             ..
-        }) if store::is_connectivity(&e) => {
-            tracing::warn!(error = %e, file = path,
-                "database not reachable: serving challenges.json until it is, then importing it");
-            Ok(Loaded {
-                version: 0,
-                config: file_config,
-            })
-        }
-        other => other,
+        })) if store::is_connectivity(&e) => unreachable(&e),
+        Ok(other) => other,
+    }
+}
+
+/// `challenges.json`, read and validated: the first step of start-up, before the database
+/// is waited for, so a bad file fails the start at once (naming the file, challenge, goal
+/// and field).
+#[derive(Debug, Clone)]
+pub struct CatalogFile {
+    pub path: String,
+    pub content: String,
+    pub config: Arc<ChallengeConfig>,
+}
+
+impl CatalogFile {
+    pub fn read(path: &str) -> Result<Self, ConfigError> {
+        let content = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_string(),
+            source,
+        })?;
+        let config = Arc::new(parse_and_validate(path, &content)?);
+        Ok(CatalogFile {
+            path: path.to_string(),
+            content,
+            config,
+        })
     }
 }
 

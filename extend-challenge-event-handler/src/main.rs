@@ -58,9 +58,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    // One start-up shape for both binaries: settings, pool, migrations, catalog, build, run.
+    // One start-up shape for both binaries (docs/LIVE_OPS.md): settings (and the file,
+    // validated), pool, migrations, catalog, build, run.
     let settings = Settings::from_env()?;
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-event-handler");
+    let file = live_catalog::CatalogFile::read(&settings.config_path)
+        .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
     let shutdown = CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
 
@@ -71,9 +74,9 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     }
-    let catalog = live_catalog::load_at_startup(&pool, &settings.config_path)
+    let catalog = live_catalog::load_at_startup(&pool, &file)
         .await
-        .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
+        .with_context(|| format!("loading the challenge catalog ({})", settings.config_path))?;
     tracing::info!(
         path = %settings.config_path,
         version = catalog.version,

@@ -54,6 +54,8 @@ impl Dependencies {
         settings: &Settings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Self>> {
+        let file = live_catalog::CatalogFile::read(&settings.config_path)
+            .with_context(|| format!("loading {}", settings.config_path))?;
         let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
         let target = store::describe_target(&settings.db.connect);
         if !settings.db.migrate_on_start {
@@ -64,7 +66,7 @@ impl Dependencies {
         {
             return Ok(None);
         }
-        let catalog = live_catalog::load_at_startup(&pool, &settings.config_path).await?;
+        let catalog = live_catalog::load_at_startup(&pool, &file).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

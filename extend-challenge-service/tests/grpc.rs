@@ -412,7 +412,10 @@ async fn health_reflection_rest_and_ops_ports(pool: PgPool) {
         };
         let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
         names.sort();
-        assert_eq!(names, ["grpc.health.v1.Health", "service.Service"]);
+        assert_eq!(
+            names,
+            ["grpc.health.v1.Health", "service.Admin", "service.Service"]
+        );
     }
     {
         use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
