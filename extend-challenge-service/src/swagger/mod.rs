@@ -595,6 +595,45 @@ mod tests {
     }
 
     #[test]
+    fn admin_routes_are_under_their_own_tag_with_json_bodies() {
+        let spec = api_json("/challenge");
+        let paths = &spec["paths"];
+        let apply = &paths["/v1/admin/catalog"]["post"];
+        assert_eq!(apply["tags"], json!(["Admin"]));
+        assert_eq!(apply["operationId"], "Admin_ApplyCatalog");
+        let body = &apply["parameters"][0]["schema"];
+        assert_eq!(body["required"], json!(["config"]));
+        assert!(body["properties"]["expectedVersion"].is_object());
+        let dry = &paths["/v1/admin/catalog/dry-run"]["post"];
+        assert!(
+            dry["responses"]["200"]["schema"]["properties"]["changes"]["items"]["properties"]
+                ["statusChanges"]
+                .is_object()
+        );
+        let reset = &paths["/v1/admin/users/{userId}/challenges/{challengeId}/goals/{goalId}/reset"]
+            ["post"];
+        assert_eq!(reset["tags"], json!(["Admin"]));
+        assert!(
+            reset["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["in"] == "path")
+        );
+        assert_eq!(
+            paths["/v1/admin/users/{userId}/goals"]["delete"]["tags"],
+            json!(["Admin"])
+        );
+        assert!(
+            spec["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "Admin")
+        );
+    }
+
+    #[test]
     fn spec_has_every_route_and_the_base_path() {
         let spec = api_json("/challenge");
         assert_eq!(spec["basePath"], "/challenge");
