@@ -50,6 +50,22 @@ fn row_state(r: &sqlx::postgres::PgRow) -> Result<RowState, sqlx::Error> {
     })
 }
 
+/// Locks the player's row of `goal_id` (in `tx`) and reads its state; `None`: no row.
+async fn lock_row(
+    tx: &mut sqlx::PgConnection,
+    user_id: &str,
+    goal_id: &str,
+) -> Result<Option<RowState>, sqlx::Error> {
+    sqlx::query(LOCK_ROW_SQL)
+        .bind(user_id)
+        .bind(goal_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(row_state)
+        .transpose()
+}
+
 /// The status a row with `progress` gets from an admin: a claimed row stays claimed;
 /// otherwise completed once the target is met, in progress above 0, not started at 0.
 fn status_for(before: Option<&str>, progress: i32, target: i32) -> &'static str {
@@ -73,14 +89,7 @@ pub async fn set_progress(
     now: DateTime<Utc>,
 ) -> Result<RowChange, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let before = sqlx::query(LOCK_ROW_SQL)
-        .bind(user_id)
-        .bind(&goal.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(row_state)
-        .transpose()?;
+    let before = lock_row(&mut tx, user_id, &goal.id).await?;
     let status = status_for(
         before.as_ref().map(|b| b.status.as_str()),
         progress,
@@ -149,14 +158,7 @@ pub async fn reset(
     now: DateTime<Utc>,
 ) -> Result<RowChange, ResetError> {
     let mut tx = pool.begin().await?;
-    let before = sqlx::query(LOCK_ROW_SQL)
-        .bind(user_id)
-        .bind(&goal.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(row_state)
-        .transpose()?;
+    let before = lock_row(&mut tx, user_id, &goal.id).await?;
     let Some(_) = before else {
         return Ok(RowChange {
             before: None,
