@@ -148,3 +148,55 @@ mod tests {
         assert!(within(b.next_delay(), 100));
     }
 }
+
+/// What both binaries have before they build: the pool (migrated) and the catalog version to
+/// serve first.
+pub struct Prepared {
+    pub pool: PgPool,
+    pub catalog: crate::live_catalog::Loaded,
+}
+
+/// Why start-up could not prepare.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("invalid challenge config: {0}")]
+    File(#[from] crate::config::ConfigError),
+    #[error("applying database migrations to {target}: {source}")]
+    Migrate {
+        target: String,
+        #[source]
+        source: MigrateError,
+    },
+    #[error(transparent)]
+    Catalog(#[from] crate::live_catalog::StartupError),
+}
+
+/// The one start-up shape of both binaries, up to `build` (docs/LIVE_OPS.md): the
+/// `challenges.json` read and validated (a bad file fails before any wait), the pool, the
+/// migrations (`MIGRATE_ON_START`, waiting for an unreachable database until `shutdown`:
+/// `Ok(None)` then), the catalog (`live_catalog::load_at_startup`).
+pub async fn prepare(
+    settings: &crate::settings::Settings,
+    shutdown: &CancellationToken,
+) -> Result<Option<Prepared>, PrepareError> {
+    let file = crate::live_catalog::CatalogFile::read(&settings.config_path)?;
+    let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
+    let target = store::describe_target(&settings.db.connect);
+    if !settings.db.migrate_on_start {
+        tracing::info!(database = %target, "MIGRATE_ON_START=false: not applying database migrations");
+    } else if !migrate_with_retry(&pool, settings.db.partitions, shutdown)
+        .await
+        .map_err(|source| PrepareError::Migrate { target, source })?
+    {
+        return Ok(None);
+    }
+    let catalog = crate::live_catalog::load_at_startup(&pool, &file).await?;
+    tracing::info!(
+        path = %settings.config_path,
+        version = catalog.version,
+        challenges = catalog.config.challenges.len(),
+        goals = catalog.config.goal_count(),
+        "challenge catalog loaded"
+    );
+    Ok(Some(Prepared { pool, catalog }))
+}

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::{config, live_catalog, startup, store, telemetry};
+use extend_challenge_common::startup::Prepared;
+use extend_challenge_common::{config, startup, store, telemetry};
 use extend_challenge_event_handler::dead_letters;
 use extend_challenge_event_handler::server::Builder;
 use tokio_util::sync::CancellationToken;
@@ -58,32 +59,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    // One start-up shape for both binaries (docs/LIVE_OPS.md): settings (and the file,
-    // validated), pool, migrations, catalog, build, run.
+    // One start-up shape for both binaries (docs/LIVE_OPS.md): settings, then the file,
+    // pool, migrations and catalog (`startup::prepare`), then build, then run.
     let settings = Settings::from_env()?;
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-event-handler");
-    let file = live_catalog::CatalogFile::read(&settings.config_path)
-        .with_context(|| format!("invalid challenge config {}", settings.config_path))?;
     let shutdown = CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
-
-    let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
-    if !settings.db.migrate_on_start {
-        tracing::info!("MIGRATE_ON_START=false: not applying database migrations");
-    } else if !startup::migrate_with_retry(&pool, settings.db.partitions, &shutdown).await? {
+    let Some(Prepared { pool, catalog }) = startup::prepare(&settings, &shutdown).await? else {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
-    }
-    let catalog = live_catalog::load_at_startup(&pool, &file)
-        .await
-        .with_context(|| format!("loading the challenge catalog ({})", settings.config_path))?;
-    tracing::info!(
-        path = %settings.config_path,
-        version = catalog.version,
-        challenges = catalog.config.challenges.len(),
-        goals = catalog.config.goal_count(),
-        "challenge catalog loaded"
-    );
+    };
     let app = Builder::new(settings, catalog.config, pool)
         .catalog_version(catalog.version)
         .build()

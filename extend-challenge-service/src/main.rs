@@ -133,10 +133,13 @@ async fn serve() -> anyhow::Result<()> {
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-service");
     let shutdown = CancellationToken::new();
     startup::cancel_on_signal(shutdown.clone());
-    let Some(deps) = Dependencies::from_settings(&settings, &shutdown).await? else {
+    // One start-up shape for both binaries (docs/LIVE_OPS.md): settings, then the file,
+    // pool, migrations and catalog (`startup::prepare`), then build, then run.
+    let Some(prepared) = startup::prepare(&settings, &shutdown).await? else {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     };
+    let deps = Dependencies::from_prepared(&settings, prepared)?;
     let app = Application::build(&settings, deps).await?;
     tracing::info!(
         grpc = %app.grpc_addr(),

@@ -17,8 +17,7 @@ use extend_challenge_common::live_catalog::{self, Live};
 use extend_challenge_common::metrics::{GrpcMetricsLayer, track_http};
 use extend_challenge_common::ops::{self, Health};
 use extend_challenge_common::settings::Settings;
-use extend_challenge_common::startup;
-use extend_challenge_common::store;
+use extend_challenge_common::startup::{self, Prepared};
 use extend_challenge_common::telemetry::{GrpcTraceLayer, trace_http};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -46,41 +45,25 @@ pub struct Dependencies {
 }
 
 impl Dependencies {
-    /// The production wiring: config from `CHALLENGE_CONFIG_PATH`, a lazy pool, the
-    /// reward client and authenticator chosen by the settings. Applies the migrations
-    /// (unless `MIGRATE_ON_START=false`), waiting for an unreachable database until
-    /// `shutdown` fires: `Ok(None)` then.
-    pub async fn from_settings(
-        settings: &Settings,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<Option<Self>> {
-        let file = live_catalog::CatalogFile::read(&settings.config_path)
-            .with_context(|| format!("loading {}", settings.config_path))?;
-        let pool = store::connect_lazy(settings.db.connect.clone(), settings.db.max_open_conns);
-        let target = store::describe_target(&settings.db.connect);
-        if !settings.db.migrate_on_start {
-            tracing::info!(database = %target, "MIGRATE_ON_START=false: not applying database migrations");
-        } else if !startup::migrate_with_retry(&pool, settings.db.partitions, shutdown)
-            .await
-            .with_context(|| format!("applying database migrations to {target}"))?
-        {
-            return Ok(None);
-        }
-        let catalog = live_catalog::load_at_startup(&pool, &file).await?;
+    /// The production wiring around what start-up prepared (`startup::prepare`: the
+    /// migrated pool, the catalog version to serve first): the reward client and the
+    /// authenticator chosen by the settings.
+    pub fn from_prepared(settings: &Settings, prepared: Prepared) -> anyhow::Result<Self> {
+        let Prepared { pool, catalog } = prepared;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .context("building the HTTP client")?;
         // One client token for everything that calls AGS as the service.
         let token = ClientToken::from_settings(settings, http.clone());
-        Ok(Some(Dependencies {
+        Ok(Dependencies {
             granter: rewards::from_settings(settings, http.clone(), token.clone()),
             auth: Authenticator::from_settings_with_token(settings, http, token),
             pool,
             config: catalog.config,
             catalog_version: Some(catalog.version),
             clock: settings.clock(),
-        }))
+        })
     }
 }
 
