@@ -59,7 +59,7 @@ echo "scenario5: k6 for ${SECS}s (durable, AUTO_INITIALIZE_ON_EVENT=${AUTO_INITI
 hz=$(getconf CLK_TCK)
 h1=$(ticks $HANDLER) s1=$(ticks $SERVICE) p1=$(pg_ticks)
 k6_t1=$(awk '{print $16 + $17}' /proc/$$/stat)
-sed -n '/THRESHOLDS/,$p' "$OUT/k6.txt" | grep -v "^\s*$" | head -80
+sed -n '/THRESHOLDS/,$p' "$OUT/k6.txt" | grep -v "^\s*$" | head -80 || echo "(k6 printed no summary: it was stopped hard)"
 {
   echo "cpu seconds: handler $(( (h1 - h0) / hz )), service $(( (s1 - s0) / hz )), postgres $(( (p1 - p0) / hz )), k6 $(( (k6_t1 - k6_t0) / hz )) over ${SECS}s"
   psql "$DBURL" -tAc "select 'rows: '||count(*)||' ('||count(*) filter (where goal_id = '')||' markers, '||count(distinct user_id)||' players)' from user_goal_progress"

@@ -266,3 +266,49 @@ async fn the_trail_is_trimmed_by_age_and_by_count(pool: PgPool) {
     assert_eq!(deleted, 64 + 5);
     assert_eq!(trail_of(&pool, "ann", "login-total").await.len(), 5);
 }
+
+/// With auto-initialize off, a player with no state at all (never initialized) gets no
+/// trail entries: an event reaching 20 goals of such a player would write 20 rows
+/// explaining goals they do not have. A player with rows still gets `not_assigned`.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn a_player_with_no_state_leaves_no_trail_when_auto_initialize_is_off(pool: PgPool) {
+    let env: Vec<(&str, &str)> = BUFFERED
+        .iter()
+        .copied()
+        .chain([("AUTO_INITIALIZE_ON_EVENT", "false")])
+        .collect();
+    let h = start(pool.clone(), &env, |b| b).await;
+    let engine = h.handle.engine().clone();
+    // kim has a row (kills-10), so she is enrolled; stranger has nothing.
+    exec(
+        &pool,
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace) \
+         VALUES ('kim', 'kills-10', 'combat', 'test')",
+    )
+    .await;
+    for (user, id) in [("kim", "e1"), ("stranger", "e2")] {
+        let mut m = common::stat(user, "kills", 3.0, 3.0);
+        m.id = id.into();
+        h.stat_client().on_message(m).await.unwrap();
+    }
+    h.flush().await;
+    engine.trail().write_pending().await.unwrap();
+    assert_eq!(
+        trail_of(&pool, "kim", "kills-hidden").await,
+        [("e1".into(), "not_assigned".into(), 0, 0)]
+    );
+    assert_eq!(trail_of(&pool, "kim", "kills-10").await[0].1, "counted");
+    let stranger: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM goal_event_trail WHERE user_id = 'stranger'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stranger, 0, "no entries for a player with no state");
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_goal_progress WHERE user_id = 'stranger'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "not auto-initialized");
+    h.stop().await.unwrap();
+}

@@ -556,6 +556,11 @@ pub(super) async fn write_batch(
                     not_assigned(key.item, &mut results);
                 }
             }
+            // A player with no state at all (no marker, no row: never initialized, with
+            // auto-initialize off) has no goal to explain: the key is not assigned, but the
+            // trail gets no entry (an event fanning out to 20 goals of 10,000 such players
+            // would write 20 entries each; BENCHMARKS.md, scenario 5).
+            None if !key.has_rows => outcome.not_assigned += 1,
             _ => {
                 outcome.not_assigned += 1;
                 not_assigned(key.item, &mut results);

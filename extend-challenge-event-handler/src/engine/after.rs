@@ -92,7 +92,8 @@ impl Engine {
                                 .position(|i| i.goal.id == goal.id)
                                 .and_then(|k| results[k]),
                         };
-                        // No result: the user's data was erased after the event.
+                        // No result: the user's data was erased after the event, or the
+                        // user has no state at all (never initialized, auto-initialize off).
                         if let Some(result) = result {
                             entries.push(entry(&user.user_id, ev, goal, result));
                         }
