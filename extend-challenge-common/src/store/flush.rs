@@ -218,17 +218,27 @@ static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
 /// implicit or not assigned — its user's erasure tombstone, if any, its user's marker row
 /// (`store::implicit`: when the user was initialized and the goals that covered), and
 /// whether the user has any row at all (a user without is auto-initialized).
+///
+/// The user's facts are looked up once per user (`MATERIALIZED`), not once per key: an event
+/// reaching 20 goals of one player brings 20 keys of that user. The marker's text (the
+/// covered goal ids, kilobytes for a large catalog) comes with one key of each user only,
+/// `NULL` with the others ([`look_at_missing`] shares it).
 const MISSING_KEYS_SQL: &str = "\
+WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id)), \
+f AS MATERIALIZED (SELECT u.user_id, e.erased_at, m.user_id IS NOT NULL AS has_marker, \
+        m.assigned_at, m.req_state, \
+        m.user_id IS NOT NULL OR EXISTS (SELECT 1 FROM user_goal_progress p \
+            WHERE p.user_id = u.user_id) AS has_rows \
+    FROM (SELECT DISTINCT user_id FROM k) AS u \
+    LEFT JOIN user_erasures AS e ON e.user_id = u.user_id \
+    LEFT JOIN user_goal_progress AS m ON m.user_id = u.user_id AND m.goal_id = '') \
 SELECT k.user_id, k.goal_id, \
     EXISTS (SELECT 1 FROM user_goal_progress p \
         WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id), \
-    e.erased_at, \
-    m.user_id IS NOT NULL, m.assigned_at, m.req_state, \
-    m.user_id IS NOT NULL OR EXISTS (SELECT 1 FROM user_goal_progress p \
-        WHERE p.user_id = k.user_id) \
-FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id) \
-LEFT JOIN user_erasures AS e ON e.user_id = k.user_id \
-LEFT JOIN user_goal_progress AS m ON m.user_id = k.user_id AND m.goal_id = ''";
+    f.erased_at, f.has_marker, f.assigned_at, \
+    CASE WHEN row_number() OVER (PARTITION BY k.user_id) = 1 THEN f.req_state END, \
+    f.has_rows \
+FROM k JOIN f ON f.user_id = k.user_id";
 
 /// The batch's `BEGIN`, with `ROW EXCLUSIVE` on the progress table (which an erasure's
 /// `EXCLUSIVE` lock waits for, see [`super::erasure`]) taken before anything reads the
@@ -825,8 +835,18 @@ async fn look_at_missing<'a>(
         .bind(&goals)
         .fetch_all(&mut *tx)
         .await?;
+    // Each user's marker text comes with one of their keys: share it with the others.
+    let texts: HashMap<&str, &str, foldhash::fast::RandomState> = found
+        .iter()
+        .filter_map(|r| Some((r.0.as_str(), r.6.as_deref()?)))
+        .collect();
     let mut without_row = Vec::new();
-    for (u, g, exists, erased_at, has_marker, marker_at, marker_text, has_rows) in found {
+    for (u, g, exists, erased_at, has_marker, marker_at, marker_text, has_rows) in &found {
+        let (exists, erased_at, has_marker, has_rows) =
+            (*exists, *erased_at, *has_marker, *has_rows);
+        let marker_text = marker_text
+            .as_deref()
+            .or_else(|| texts.get(u.as_str()).copied());
         let Some(&i) = by_key.get(&(u.as_str(), g.as_str())) else {
             continue;
         };
@@ -841,7 +861,7 @@ async fn look_at_missing<'a>(
         }
         if !exists {
             let marker = has_marker
-                .then(|| Marker::from_parts("", marker_at, marker_text.as_deref()))
+                .then(|| Marker::from_parts("", *marker_at, marker_text))
                 .flatten();
             without_row.push(WithoutRow {
                 item: i,
