@@ -9,7 +9,7 @@
 # SUITE_DIR: a checkout of AccelByte/extend-challenge-suite (tests/loadtest/k6/
 # scenario2_event_load.js and tests/loadtest/fixtures/users.json); SERVICE_CONFIG: the
 # reference service's config/challenges.json. Env: REVS (default "78c52a4 HEAD": the builds,
-# each in its own worktree under target/), EPS (default 500), PIN=1 (k6 on CPU 1, handler and
+# each in its own worktree under target/; "." is the working tree's own release build), EPS (default 500), PIN=1 (k6 on CPU 1, handler and
 # Postgres on CPU 0). Prints, per build and round, k6's gRPC latency line and checks, and the
 # handler's ledger look-ups and flush figures.
 set -euo pipefail
@@ -22,7 +22,9 @@ OUT=${OUT:-/tmp/scenario2-$(date +%H%M%S)}
 mkdir -p "$OUT"
 K6=$(k6_bin)
 declare -A dir
-for rev in ${REVS:-78c52a4 HEAD}; do dir[$rev]=$(bins "$(git -C "$ROOT" rev-parse --short "$rev")"); done
+for rev in ${REVS:-78c52a4 HEAD}; do
+  if [[ "$rev" == . ]]; then dir[$rev]=$(bins ""); else dir[$rev]=$(bins "$(git -C "$ROOT" rev-parse --short "$rev")"); fi
+done
 
 lay=$(mktemp -d /tmp/scenario2-layout.XXXX)
 trap 'rm -rf "$lay"; for p in $(pgrep -x postgres); do taskset -pc 0-1 "$p" >/dev/null 2>&1 || true; done' EXIT
