@@ -35,7 +35,7 @@ cp -r "$ROOT/extend-challenge-common/proto" "$lay/tests/extend-challenge-event-h
 pin_h=() pin_k6=()
 if [[ "${PIN:-0}" == 1 ]]; then
   pin_h=(taskset -c 0) pin_k6=(taskset -c 1)
-  for p in $(pgrep -x postgres); do taskset -pc 0 "$p" >/dev/null; done
+  for p in $(pgrep -x postgres); do taskset -pc 0 "$p" >/dev/null 2>&1 || true; done
 fi
 
 for round in $(seq "$ROUNDS"); do

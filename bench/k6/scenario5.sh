@@ -36,7 +36,8 @@ DBURL="$PG/$DB"
 pin_pair=() pin_k6=()
 if [[ "${PIN:-0}" == 1 ]]; then
   pin_pair=(taskset -c 0) pin_k6=(taskset -c 1)
-  for p in $(pgrep -x postgres); do taskset -pc 0 "$p" >/dev/null; done
+  # A backend may exit between pgrep and taskset.
+  for p in $(pgrep -x postgres); do taskset -pc 0 "$p" >/dev/null 2>&1 || true; done
 fi
 common=(DATABASE_URL="$DBURL" AB_NAMESPACE=test CHALLENGE_CONFIG_PATH="$lay/challenges.json"
   CONFIG_PATH="$lay/challenges.json" LOG_LEVEL=warn)
