@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use extend_challenge_common::config::ChallengeConfig;
-use extend_challenge_common::store::catalog::{self, ApplyRequest, CatalogError, Impact};
+use extend_challenge_common::store::catalog::{self, Applied, ApplyRequest, CatalogError, Impact};
 use sqlx::PgPool;
 
 use crate::app::admin::validate;
@@ -156,6 +156,31 @@ fn print_impact(impact: &Impact, json: bool, out: &mut impl Write) -> std::io::R
     Ok(())
 }
 
+/// An apply's or a rollback's outcome: the new version (`what` after its number) and its
+/// impact, or the refusal.
+fn applied(
+    done: Result<Applied, CatalogError>,
+    what: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    match done {
+        Ok(applied) => {
+            if !json {
+                writeln!(
+                    out,
+                    "catalog version {} is active{what} (was {}):",
+                    applied.version,
+                    applied.previous.unwrap_or(0)
+                )?;
+            }
+            print_impact(&applied.impact, json, out)?;
+            Ok(true)
+        }
+        Err(e) => refused(e, out),
+    }
+}
+
 fn refused(e: CatalogError, out: &mut impl Write) -> anyhow::Result<bool> {
     match e {
         CatalogError::Database(e) => Err(e.into()),
@@ -230,21 +255,7 @@ pub async fn run(
                 expected,
                 file_sha256: None,
             };
-            match catalog::apply(pool, req).await {
-                Ok(applied) => {
-                    if !json {
-                        writeln!(
-                            out,
-                            "catalog version {} is active (was {}):",
-                            applied.version,
-                            applied.previous.unwrap_or(0)
-                        )?;
-                    }
-                    print_impact(&applied.impact, json, out)?;
-                    Ok(true)
-                }
-                Err(e) => refused(e, out),
-            }
+            applied(catalog::apply(pool, req).await, "", json, out)
         }
         Command::History => {
             let versions = catalog::versions(pool).await?;
@@ -267,21 +278,9 @@ pub async fn run(
             Ok(true)
         }
         Command::Rollback { version, expected } => {
-            match catalog::rollback(pool, version, "cli".into(), expected).await {
-                Ok(applied) => {
-                    if !json {
-                        writeln!(
-                            out,
-                            "catalog version {} is active, with the content of version {version} (was {}):",
-                            applied.version,
-                            applied.previous.unwrap_or(0)
-                        )?;
-                    }
-                    print_impact(&applied.impact, json, out)?;
-                    Ok(true)
-                }
-                Err(e) => refused(e, out),
-            }
+            let done = catalog::rollback(pool, version, "cli".into(), expected).await;
+            let what = format!(", with the content of version {version}");
+            applied(done, &what, json, out)
         }
     }
 }
