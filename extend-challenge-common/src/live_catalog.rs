@@ -340,12 +340,8 @@ impl CatalogFile {
 
 /// The watcher's deferred import.
 async fn import_file_at(pool: &PgPool, path: &str) -> Result<(), StartupError> {
-    let content = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        file: path.to_string(),
-        source,
-    })?;
-    let config = parse_and_validate(path, &content)?;
-    store::catalog::import_file(pool, &content, &config)
+    let file = CatalogFile::read(path)?;
+    store::catalog::import_file(pool, &file.content, &file.config)
         .await
         .map_err(|source| StartupError::Import {
             file: path.to_string(),

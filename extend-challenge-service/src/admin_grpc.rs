@@ -16,9 +16,8 @@ use tonic::{Request, Response, Status};
 
 use crate::app::ChallengeService;
 use crate::app::admin::validate;
-use crate::auth::{
-    ACTION_CREATE, ACTION_DELETE, ACTION_READ, ACTION_UPDATE, AuthUser, Authenticator,
-};
+use crate::auth::{ACTION_CREATE, ACTION_DELETE, ACTION_READ, ACTION_UPDATE, Authenticator};
+use crate::grpc::user;
 use crate::timefmt::rfc3339;
 
 /// The CRUD bit an admin method needs (both transports): READ to look (validate and
@@ -49,14 +48,6 @@ impl AdminAdapter {
             generated: AdminServer::new(self.clone()),
             adapter: self,
         }
-    }
-}
-
-/// The admin the router established.
-fn admin<T>(request: &mut Request<T>) -> Result<String, Status> {
-    match request.extensions_mut().remove::<AuthUser>() {
-        Some(AuthUser(user)) => Ok(user),
-        None => Err(Status::internal("the admin was not authenticated")),
     }
 }
 
@@ -196,7 +187,7 @@ impl Admin for AdminAdapter {
         &self,
         mut request: Request<pb::ApplyCatalogRequest>,
     ) -> Result<Response<pb::AppliedCatalog>, Status> {
-        let who = admin(&mut request)?;
+        let who = user(&mut request)?;
         let req = request.into_inner();
         let note = (!req.note.is_empty()).then_some(req.note);
         let applied = self
@@ -215,7 +206,7 @@ impl Admin for AdminAdapter {
         &self,
         mut request: Request<pb::RollbackCatalogRequest>,
     ) -> Result<Response<pb::AppliedCatalog>, Status> {
-        let who = admin(&mut request)?;
+        let who = user(&mut request)?;
         let req = request.into_inner();
         let applied = self
             .service
@@ -244,7 +235,7 @@ impl Admin for AdminAdapter {
         &self,
         mut request: Request<pb::SetPlayerGoalProgressRequest>,
     ) -> Result<Response<pb::PlayerGoalChange>, Status> {
-        let who = admin(&mut request)?;
+        let who = user(&mut request)?;
         let r = request.into_inner();
         let change = self
             .service
@@ -262,7 +253,7 @@ impl Admin for AdminAdapter {
         &self,
         mut request: Request<pb::PlayerGoalRequest>,
     ) -> Result<Response<pb::PlayerGoalChange>, Status> {
-        let who = admin(&mut request)?;
+        let who = user(&mut request)?;
         let r = request.into_inner();
         let change = self
             .service
@@ -280,7 +271,7 @@ impl Admin for AdminAdapter {
         &self,
         mut request: Request<pb::PlayerRequest>,
     ) -> Result<Response<pb::UnenrollPlayerResponse>, Status> {
-        let who = admin(&mut request)?;
+        let who = user(&mut request)?;
         let user_id = request.into_inner().user_id;
         let removed = self.service.admin_unenroll(&who, &user_id).await?;
         Ok(Response::new(pb::UnenrollPlayerResponse {

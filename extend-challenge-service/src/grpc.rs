@@ -47,9 +47,10 @@ impl GrpcAdapter {
     }
 }
 
-/// The caller [`ServiceRouter`] established for this request. Only methods listed in
-/// [`AUTHENTICATED`] ask, and the router authenticated every one of those before it ran.
-fn user<T>(request: &mut Request<T>) -> Result<String, Status> {
+/// The caller [`ServiceRouter`] (or `admin_grpc::AdminRouter`) established for this request.
+/// Only methods listed in [`AUTHENTICATED`] (and every admin method) ask, and the router
+/// authenticated every one of those before it ran.
+pub(crate) fn user<T>(request: &mut Request<T>) -> Result<String, Status> {
     match request.extensions_mut().remove::<AuthUser>() {
         Some(AuthUser(user)) => Ok(user),
         // Unreachable through `ServiceRouter`; refuse rather than serve an unknown caller.

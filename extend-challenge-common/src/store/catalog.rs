@@ -281,10 +281,23 @@ async fn judge(
     Ok((Impact { changes: report }, completing))
 }
 
-/// The catalog a stored version's content resolves to; an unreadable one (a version stored
-/// by a build whose rules were looser) counts as empty, so every goal of the new one is
-/// judged as added.
-fn stored_config(version: i64, content: &str) -> ChallengeConfig {
+/// The active version's number and content, if any, read through `conn`.
+async fn active_row(conn: &mut PgConnection) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.version, v.content FROM catalog_active a \
+         JOIN catalog_versions v ON v.version = a.version",
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The catalog the active version (`active_row`) resolves to: empty when there is none, or
+/// when its content no longer loads (a version stored by a build whose rules were looser),
+/// so every goal of the new one is judged as added.
+fn stored_config(active: Option<&(i64, String)>) -> ChallengeConfig {
+    let Some((version, content)) = active else {
+        return ChallengeConfig::new(Vec::new());
+    };
     parse_and_validate(&format!("catalog version {version}"), content).unwrap_or_else(|e| {
         tracing::warn!(
             version,
@@ -302,16 +315,8 @@ pub async fn dry_run(
     new: &ChallengeConfig,
 ) -> Result<(Option<i64>, Impact), CatalogError> {
     let mut conn = pool.acquire().await?;
-    let current = sqlx::query_as::<_, (i64, String)>(
-        "SELECT a.version, v.content FROM catalog_active a \
-         JOIN catalog_versions v ON v.version = a.version",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let old = match &current {
-        Some((v, c)) => stored_config(*v, c),
-        None => ChallengeConfig::new(Vec::new()),
-    };
+    let current = active_row(&mut conn).await?;
+    let old = stored_config(current.as_ref());
     let (impact, _) = judge(&mut conn, &old, new).await?;
     Ok((current.map(|c| c.0), impact))
 }
@@ -352,12 +357,7 @@ pub async fn apply(pool: &PgPool, req: ApplyRequest<'_>) -> Result<Applied, Cata
         .bind(APPLY_LOCK)
         .execute(&mut *tx)
         .await?;
-    let current = sqlx::query_as::<_, (i64, String)>(
-        "SELECT a.version, v.content FROM catalog_active a \
-         JOIN catalog_versions v ON v.version = a.version",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+    let current = active_row(&mut tx).await?;
     let previous = current.as_ref().map(|c| c.0);
     if let Some(expected) = req.expected {
         let active = previous.unwrap_or(0);
@@ -365,10 +365,7 @@ pub async fn apply(pool: &PgPool, req: ApplyRequest<'_>) -> Result<Applied, Cata
             return Err(CatalogError::Conflict { expected, active });
         }
     }
-    let old = match &current {
-        Some((v, c)) => stored_config(*v, c),
-        None => ChallengeConfig::new(Vec::new()),
-    };
+    let old = stored_config(current.as_ref());
     sqlx::query("LOCK TABLE user_goal_progress IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;

@@ -10,7 +10,7 @@ use extend_challenge_common::config::Goal;
 use extend_challenge_common::progress::{self, Delta, Ignored};
 use tonic::{Code, Status};
 
-use super::{Engine, after};
+use super::{Engine, EngineCatalog, after};
 use crate::buffer::{Contribution, Enqueued, TrailEvent};
 use crate::dedup::Claim;
 use crate::event::{Erasure, Event, EventKind, Invalid, Source};
@@ -151,13 +151,15 @@ impl Engine {
     pub async fn ingest(&self, ev: Event) -> Result<Accepted, IngestError> {
         let kind = ev.kind.as_str();
         let started = Instant::now();
-        let res = self.ingest_inner(&ev).await;
+        // One catalog version per event: the goals it is matched to and its trail agree.
+        let catalog = self.catalogs.load();
+        let res = self.ingest_inner(&catalog, &ev).await;
         metrics::EVENT_PROCESSING_SECONDS
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
         count_event(kind, &res);
         if self.trail.enabled() {
-            self.trail_at_the_door(&ev, &res);
+            self.trail_at_the_door(&catalog, &ev, &res);
         }
         match res {
             Ok(Accepted::Skipped(skip)) => {
@@ -186,7 +188,11 @@ impl Engine {
         res
     }
 
-    async fn ingest_inner(&self, ev: &Event) -> Result<Accepted, IngestError> {
+    async fn ingest_inner(
+        &self,
+        catalog: &EngineCatalog,
+        ev: &Event,
+    ) -> Result<Accepted, IngestError> {
         if !self.opts.namespace.is_empty() && ev.namespace != self.opts.namespace {
             return Ok(Accepted::Skipped(Skip::NamespaceMismatch));
         }
@@ -198,7 +204,6 @@ impl Engine {
             metrics::EVENT_AGE_SECONDS.observe(age.max(0.0));
         }
         let at = (at_time.timestamp_millis(), seq);
-        let catalog = self.catalogs.load();
         let deltas: Vec<(Arc<Goal>, Delta)> = match &ev.source {
             Source::Login => catalog
                 .config
@@ -324,7 +329,12 @@ impl Engine {
     /// The trail entries decided before any row is read: a redelivery (`duplicate`, for
     /// each goal the event feeds) and, for an accepted stat event, each goal its negative
     /// value leaves alone (`negative_value`, the rule of `progress::stat_delta`).
-    fn trail_at_the_door(&self, ev: &Event, res: &Result<Accepted, IngestError>) {
+    fn trail_at_the_door(
+        &self,
+        catalog: &EngineCatalog,
+        ev: &Event,
+        res: &Result<Accepted, IngestError>,
+    ) {
         let (duplicate, accepted) = match res {
             Ok(Accepted::Skipped(Skip::Duplicate)) => (true, false),
             Ok(Accepted::Applied) | Ok(Accepted::Skipped(Skip::NoEffect)) => (false, true),
@@ -333,7 +343,6 @@ impl Engine {
         let received_at = self.clock.now();
         // Each goal the event reaches, with the rule that leaves it alone at the door.
         type Reached = Vec<(Arc<Goal>, Option<Ignored>)>;
-        let catalog = self.catalogs.load();
         let (login, value, goals): (bool, i32, Reached) = match &ev.source {
             Source::Login => (
                 true,
