@@ -8,6 +8,8 @@
 #   bench/run.sh k6                 the reference's own k6 scenario 2, unmodified, against our handler
 #   bench/run.sh profile            perf profile of the handler at PROFILE_EPS (250) events/s
 #   bench/run.sh streams            STREAMS (10000) idle live progress streams: the service's memory
+#   bench/run.sh tail               durable events at EPS (5000)/s with Postgres, handler and scheduler
+#                                   instruments: where the p99 goes (issue 22 part 1)
 #   bench/run.sh all                everything above (but profile), in that order
 #
 # Knobs (env): DUR (s per run, 20), USERS (10000), EPS_LIST, RPS, EPS, CHALLENGES_PER_USER (10 =
@@ -50,7 +52,7 @@ case "$LAYOUT" in
   *) echo "LAYOUT=$LAYOUT: expected reference or light" >&2; exit 2 ;;
 esac
 case "$LAYOUT:${1:-all}" in
-  light:s2 | light:profile | light:build | reference:*) ;;
+  light:s2 | light:profile | light:tail | light:build | reference:*) ;;
   *) echo "LAYOUT=light is for s2 and profile only" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
@@ -194,7 +196,7 @@ start_handler() { # ack_mode [log-name suffix]
     CONFIG_PATH="$FIXTURE" CHALLENGE_CONFIG_PATH="$FIXTURE" ACK_MODE="$1" LOG_LEVEL=warn \
     BUFFER_FLUSH_INTERVAL_MS=${BUFFER_FLUSH_INTERVAL_MS:-100} BUFFER_MAX_SIZE=${BUFFER_MAX_SIZE:-10000} \
     FLUSH_WORKERS=${FLUSH_WORKERS:-4} \
-    timeout 1800 "$HANDLER" > "$OUT/handler-$1${2:-}.log" 2>&1 &
+    timeout 1800 ${HANDLER_WRAP:-} "$HANDLER" > "$OUT/handler-$1${2:-}.log" 2>&1 &
   HANDLER_PID=$(child_of $!)
   wait_port 127.0.0.1:$HPORT
   # WARMUP (s, default 0): let the handler pass its start-up window first (for 5 s after a
@@ -397,6 +399,105 @@ profile_handler() {
   stop $HANDLER_PID handler "profile run ${PROFILE_EPS:-250}/s$LSFX"
 }
 
+# Issue 22 part 1: where the durable path's tail goes at EPS (5000) events/s, with real
+# instruments, in one run:
+# - Postgres: pg_stat_statements (per statement: calls, mean and max time), the statements
+#   over 25 ms, lock waits over 5 ms (log_lock_waits, deadlock_timeout), checkpoints and
+#   autovacuum from its log, pg_stat_wal and pg_stat_bgwriter deltas. Needs a restart of the
+#   cluster to preload pg_stat_statements; the settings are reset (and the cluster restarted)
+#   at the end.
+# - the handler: challenge_flush_phase_seconds (each batch's time split by round trip).
+# - the scheduler: run-queue wait (/proc/*/schedstat) of the handler's threads, of every
+#   Postgres process and of the load generator, against their CPU time; and, when perf is
+#   there, `perf sched latency` over SCHED_SECS (5) seconds in the middle of the run.
+# PIN_LG=1 runs the load generator alone on CPU 1 and the handler and Postgres on CPU 0.
+PG_TAIL_SETTINGS="log_min_duration_statement=25 log_lock_waits=on deadlock_timeout=5ms log_checkpoints=on log_autovacuum_min_duration=0 track_io_timing=on track_wal_io_timing=on"
+pg_restart() { pg_ctlcluster 15 main restart; for _ in $(seq 100); do psql "$PG/postgres" -qtAc 'select 1' >/dev/null 2>&1 && return; sleep 0.2; done; }
+pg_instruments() { # on | off
+  local kv
+  if [ "$1" = on ]; then
+    psql "$PG/postgres" -qc "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+    for kv in $PG_TAIL_SETTINGS; do psql "$PG/postgres" -qc "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'"; done
+  else
+    psql "$PG/postgres" -qc "ALTER SYSTEM RESET shared_preload_libraries"
+    for kv in $PG_TAIL_SETTINGS; do psql "$PG/postgres" -qc "ALTER SYSTEM RESET ${kv%%=*}"; done
+  fi
+  pg_restart
+}
+# Sum of (CPU ns, run-queue wait ns) over the threads of the given pids.
+sched_sum() { local p t; for p in "$@"; do for t in /proc/$p/task/*/schedstat; do cat "$t" 2>/dev/null; done; done |
+  awk '{c += $1; w += $2} END {printf "%d %d\n", c, w}'; }
+sched_line() { # label "before" "after"
+  awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    c = (y[1] - x[1]) / 1e9; w = (y[2] - x[2]) / 1e9;
+    printf "%-10s CPU %7.1f s, waiting for a CPU %7.1f s (%.0f ms per CPU second)\n", l, c, w, (c > 0 ? w * 1000 / c : 0) }'; }
+tail_bench() {
+  local eps=${EPS:-5000} pgl=/var/log/postgresql/postgresql-15-main.log
+  local pin_lg=() pin_pair=()
+  [ "${PIN_LG:-0}" = 1 ] && pin_lg=(taskset -c 1) pin_pair=(taskset -c 0)
+  trap 'pg_instruments off || true; for p in $(pgrep -x postgres); do taskset -pc 0-1 $p >/dev/null 2>&1 || true; done' EXIT
+  pg_instruments on
+  fresh_db
+  psql "$DBURL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+  HANDLER_WRAP="${pin_pair[*]:-}" start_handler durable "-tail-$eps"
+  [ "${PIN_LG:-0}" = 1 ] && for p in $(pgrep -x postgres); do taskset -pc 0 $p >/dev/null 2>&1 || true; done
+  local label="tail: durable ${eps}/s$LSFX${PIN_LG:+ PIN_LG=$PIN_LG}"
+  psql "$DBURL" -qtAc "select pg_stat_statements_reset(); select pg_stat_reset_shared('wal'); select pg_stat_reset_shared('bgwriter')" >/dev/null
+  local log0; log0=$(stat -c %s "$pgl" 2>/dev/null || echo 0)
+  local pgp; pgp=$(pgrep -x postgres | tr '\n' ' ')
+  local h0 p0; h0=$(sched_sum $HANDLER_PID); p0=$(sched_sum $pgp)
+  log "$label for ${DUR}s"
+  "${pin_lg[@]}" "$LG" events --grpc 127.0.0.1:$HPORT --rate "$eps" --duration "$DUR" --users "$USERS" --max-in-flight 500 \
+    --layout "$LAYOUT" --database-url "$DBURL" --label "$label" --pids "handler=$HANDLER_PID" \
+    --out "$RESULTS" > "$OUT/tail-$eps.json" &
+  local lg=$! l0; sleep 0.5; l0=$(sched_sum $lg)
+  if command -v perf >/dev/null; then
+    sleep $(( DUR / 2 - ${SCHED_SECS:-5} / 2 ))
+    perf sched record -a -o "$OUT/sched.data" -- sleep "${SCHED_SECS:-5}" > "$OUT/perf-sched-record.log" 2>&1 || true
+  fi
+  local l1; l1=$(sched_sum $lg)
+  wait $lg || log "$label: run failed or invalid (see json)"
+  local h1 p1; h1=$(sched_sum $HANDLER_PID); p1=$(sched_sum $pgp)
+  {
+    echo "== $label"
+    jq -r '.result | "ok/s \(.achieved_ok_per_sec | floor), errors \(.errors)  p50 \(.all.p50_ms) p95 \(.all.p95_ms) p99 \(.all.p99_ms) max \(.all.max_ms) ms"' "$OUT/tail-$eps.json" 2>/dev/null || true
+    echo "-- scheduler (schedstat; load generator from 0.5 s in until the perf window ends)"
+    sched_line handler "$h0" "$h1"; sched_line postgres "$p0" "$p1"; sched_line loadgen "$l0" "$l1"
+    echo "-- the handler's batches, by phase (count, mean ms, share over 25 ms)"
+    curl -s "127.0.0.1:$HMPORT/metrics" | awk '
+      /^challenge_flush_phase_seconds_(sum|count)/ { match($0, /phase="[a-z_]+"/); ph = substr($0, RSTART + 7, RLENGTH - 8);
+        if ($0 ~ /_sum/) sum[ph] = $2; else cnt[ph] = $2 }
+      /^challenge_flush_phase_seconds_bucket/ && /le="0.025"/ { match($0, /phase="[a-z_]+"/); ph = substr($0, RSTART + 7, RLENGTH - 8); le25[ph] = $2 }
+      /^challenge_flush_duration_seconds_bucket\{.*result="ok"/ && /le="0.025"/ { d25 = $2 }
+      /^challenge_flush_duration_seconds_count\{result="ok"/ { dc = $2 } /^challenge_flush_duration_seconds_sum\{result="ok"/ { ds = $2 }
+      END { for (p in cnt) printf "%-14s %8d batches, mean %6.2f ms, over 25 ms %5.2f %%\n", p, cnt[p], sum[p] * 1000 / cnt[p], (cnt[p] - le25[p]) * 100 / cnt[p];
+        if (dc) printf "%-14s %8d batches, mean %6.2f ms, over 25 ms %5.2f %%\n", "whole batch", dc, ds * 1000 / dc, (dc - d25) * 100 / dc }'
+    echo "-- pg_stat_statements (top by total time)"
+    psql "$DBURL" -P pager=off -c "select calls, round(total_exec_time::numeric, 0) as total_ms, round(mean_exec_time::numeric, 2) as mean_ms,
+        round(max_exec_time::numeric, 1) as max_ms, round(stddev_exec_time::numeric, 2) as sd_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 70) as query
+      from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
+      order by total_exec_time desc limit 12"
+    echo "-- WAL and checkpoints"
+    psql "$DBURL" -P pager=off -c "select wal_records, wal_fpi, pg_size_pretty(wal_bytes) as wal, wal_buffers_full, wal_write, wal_sync,
+        round(wal_write_time::numeric, 0) as write_ms, round(wal_sync_time::numeric, 0) as sync_ms from pg_stat_wal" \
+      -c "select checkpoints_timed, checkpoints_req, round(checkpoint_write_time::numeric, 0) as cp_write_ms, buffers_backend, buffers_backend_fsync from pg_stat_bgwriter"
+    echo "-- Postgres log during the run: slow statements (>25 ms), lock waits (>5 ms), checkpoints, autovacuum"
+    tail -c +$((log0 + 1)) "$pgl" 2>/dev/null > "$OUT/pg-tail.log" || true
+    printf "slow statements %s, lock waits %s, checkpoints %s, autovacuum/analyze %s\n" \
+      "$(grep -c 'duration:' "$OUT/pg-tail.log")" "$(grep -c 'still waiting for' "$OUT/pg-tail.log")" \
+      "$(grep -c 'checkpoint complete' "$OUT/pg-tail.log")" "$(grep -c 'automatic \(vacuum\|analyze\)' "$OUT/pg-tail.log")"
+    grep 'still waiting for' "$OUT/pg-tail.log" | sed 's/.*still waiting for/waiting for/; s/ after .*//' | sort | uniq -c | sort -rn | head -5
+    grep 'duration:' "$OUT/pg-tail.log" | sed -E 's/.*duration: ([0-9.]+) ms +(statement|execute [^:]*): (.{0,60}).*/\3/' | sort | uniq -c | sort -rn | head -8
+    if [ -s "$OUT/sched.data" ]; then
+      echo "-- perf sched latency over ${SCHED_SECS:-5} s (worst scheduling delays)"
+      perf sched latency -i "$OUT/sched.data" --sort max 2>/dev/null | grep -E 'Task|postgres|challenge|extend|loadgen|tokio' | head -16
+    fi
+  } 2>&1 | tee "$OUT/tail-$eps.txt" >&2
+  stop $HANDLER_PID handler "$label"
+  pg_instruments off
+  trap - EXIT
+}
+
 machine
 case "${1:-all}" in
   build) build ;;
@@ -410,8 +511,9 @@ case "${1:-all}" in
   k6) k6_check ;;
   profile) profile_handler ;;
   streams) streams_bench ;;
+  tail) tail_bench ;;
   all) build; ceilings; s2; s1; init_ramp; s3; s4; k6_check ;;
-  *) echo "usage: $0 [build|ceilings|s1|s2|s3|s4|init|k6|streams|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|ceilings|s1|s2|s3|s4|init|k6|streams|tail|all]" >&2; exit 2 ;;
 esac
 drop_db
 log "results: $RESULTS"

@@ -9,7 +9,9 @@
 # SUITE_DIR: a checkout of AccelByte/extend-challenge-suite (tests/loadtest/k6/
 # scenario2_event_load.js and tests/loadtest/fixtures/users.json); SERVICE_CONFIG: the
 # reference service's config/challenges.json. Env: REVS (default "78c52a4 HEAD": the builds,
-# each in its own worktree under target/; "." is the working tree's own release build), EPS (default 500), PIN=1 (k6 on CPU 1, handler and
+# each in its own worktree under target/; "." is the working tree's own release build; an entry
+# may carry handler settings after a colon, comma-separated: ".:EVENT_TRAIL_ENABLED=false"),
+# EPS (default 500), PIN=1 (k6 on CPU 1, handler and
 # Postgres on CPU 0). Prints, per build and round, k6's gRPC latency line and checks, and the
 # handler's ledger look-ups and flush figures.
 set -euo pipefail
@@ -22,7 +24,9 @@ OUT=${OUT:-/tmp/scenario2-$(date +%H%M%S)}
 mkdir -p "$OUT"
 K6=$(k6_bin)
 declare -A dir
-for rev in ${REVS:-78c52a4 HEAD}; do
+for entry in ${REVS:-78c52a4 HEAD}; do
+  rev=${entry%%:*}
+  [[ -n "${dir[$rev]:-}" ]] && continue
   if [[ "$rev" == . ]]; then dir[$rev]=$(bins ""); else dir[$rev]=$(bins "$(git -C "$ROOT" rev-parse --short "$rev")"); fi
 done
 
@@ -39,21 +43,24 @@ if [[ "${PIN:-0}" == 1 ]]; then
 fi
 
 for round in $(seq "$ROUNDS"); do
-  for rev in ${REVS:-78c52a4 HEAD}; do
+  for entry in ${REVS:-78c52a4 HEAD}; do
+    rev=${entry%%:*}
+    settings=()
+    [[ "$entry" == *:* ]] && IFS=, read -ra settings <<< "${entry#*:}"
+    tag=${entry//[^A-Za-z0-9_.=-]/_}
     fresh_db scenario2_bench
-    env DATABASE_URL="$PG/scenario2_bench" AB_NAMESPACE=test CHALLENGE_CONFIG_PATH="$CONFIG" \
+    env "${settings[@]}" DATABASE_URL="$PG/scenario2_bench" AB_NAMESPACE=test CHALLENGE_CONFIG_PATH="$CONFIG" \
       CONFIG_PATH="$CONFIG" GRPC_PORT=16600 METRICS_PORT=18600 LOG_LEVEL=warn \
-      "${pin_h[@]}" "${dir[$rev]}/extend-challenge-event-handler" > "$OUT/handler-$rev-$round.log" 2>&1 &
+      "${pin_h[@]}" "${dir[$rev]}/extend-challenge-event-handler" > "$OUT/handler-$tag-$round.log" 2>&1 &
     h=$!
     wait_port 16600
-    h0=$(ticks $h)
-    (cd "$lay/tests/loadtest/k6" && EVENT_HANDLER_ADDR=127.0.0.1:16600 TARGET_EPS=${EPS:-500} NAMESPACE=test \
-      timeout -s INT "$((SECS + 15))" "${pin_k6[@]}" "$K6" run --no-usage-report scenario2_event_load.js) \
-      > "$OUT/k6-$rev-$round.txt" 2>&1 || true
-    h1=$(ticks $h)
+    h0=$(ticks $h) p0=$(pg_ticks)
+    (cd "$lay/tests/loadtest/k6" && export EVENT_HANDLER_ADDR=127.0.0.1:16600 TARGET_EPS=${EPS:-500} NAMESPACE=test &&
+      k6_run "$((SECS + 15))" 16699 "$OUT/k6-$tag-$round.txt" -- "${pin_k6[@]}" "$K6" run --no-usage-report scenario2_event_load.js)
+    h1=$(ticks $h) p1=$(pg_ticks)
     {
-      echo "== $rev round $round: handler $(( (h1 - h0) / $(getconf CLK_TCK) )) CPU s"
-      grep -E "grpc_req_duration|checks\.|✓ checks|✗ checks" "$OUT/k6-$rev-$round.txt" | head -3
+      echo "== $entry round $round: handler $(( (h1 - h0) / $(getconf CLK_TCK) )) CPU s, Postgres $(( (p1 - p0) / $(getconf CLK_TCK) )) CPU s"
+      grep -E "grpc_req_duration|checks\.|✓ checks|✗ checks" "$OUT/k6-$tag-$round.txt" | head -3
       curl -s localhost:18600/metrics | grep -E '^challenge_dedup_ledger_lookups_total|^challenge_flush_duration_seconds_(sum|count)'
     } | tee -a "$OUT/summary.txt"
     kill $h; wait $h 2>/dev/null || true

@@ -9,7 +9,8 @@
 #
 # Env: BASE=<git rev> to run another build (built in its own worktree under target/);
 # AUTO_INITIALIZE_ON_EVENT (default true); PIN=1 to run k6 on CPU 1 and the pair plus
-# Postgres on CPU 0 with taskset (default: no pinning); OUT (default /tmp/scenario5-<time>).
+# Postgres on CPU 0 with taskset (default: no pinning); OUT (default /tmp/scenario5-<time>);
+# SPLIT (30): seconds of the opening window of the per-route p95 (see below); PERF=1.
 # Prints k6's summary, the CPU seconds each process used (the split), the rows written, and
 # the handler's flush figures.
 set -euo pipefail
@@ -53,16 +54,28 @@ trap 'kill $HANDLER $SERVICE 2>/dev/null || true; for p in $(pgrep -x postgres);
 wait_port 16566; wait_port 18000
 h0=$(ticks $HANDLER) s0=$(ticks $SERVICE) p0=$(pg_ticks)
 k6_t0=$(awk '{print $16 + $17}' /proc/$$/stat)
+# The service's latency histograms at SPLIT (30) seconds and at the end: the API's p95 after
+# the opening burst (every VU initializes at second 0) apart from the whole run's.
+( sleep "${SPLIT:-30}"; curl -s localhost:18565/metrics > "$OUT/service-metrics-split.txt" ) &
+# PERF=1: a CPU profile of the handler for 20 s from second 60 (top symbols in perf-top.txt).
+if [[ "${PERF:-0}" == 1 ]]; then
+  ( sleep 60; perf record -F 499 -g -p "$HANDLER" -o "$OUT/perf.data" -- sleep 20 > "$OUT/perf-record.log" 2>&1
+    perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null |
+      grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt" ) &
+fi
 echo "scenario5: k6 for ${SECS}s (durable, AUTO_INITIALIZE_ON_EVENT=${AUTO_INITIALIZE_ON_EVENT:-true}, PIN=${PIN:-0}) -> $OUT" >&2
-(cd "$lay/tests/loadtest/k6" && BASE_URL=http://127.0.0.1:18000/challenge EVENT_HANDLER_ADDR=127.0.0.1:16566 \
-  NAMESPACE=test timeout -s INT "$SECS" "${pin_k6[@]}" "$K6" run --no-usage-report \
-  scenario5_m5_rotation.js) > "$OUT/k6.txt" 2>&1 || true
+(cd "$lay/tests/loadtest/k6" && export BASE_URL=http://127.0.0.1:18000/challenge \
+  EVENT_HANDLER_ADDR=127.0.0.1:16566 NAMESPACE=test &&
+  k6_run "$SECS" 16699 "$OUT/k6.txt" -- "${pin_k6[@]}" "$K6" run --no-usage-report scenario5_m5_rotation.js)
+curl -s localhost:18565/metrics > "$OUT/service-metrics-end.txt"
 hz=$(getconf CLK_TCK)
 h1=$(ticks $HANDLER) s1=$(ticks $SERVICE) p1=$(pg_ticks)
 k6_t1=$(awk '{print $16 + $17}' /proc/$$/stat)
-sed -n '/THRESHOLDS/,$p' "$OUT/k6.txt" | grep -v "^\s*$" | head -80 || echo "(k6 printed no summary: it was stopped hard)"
+sed -n '/THRESHOLDS/,$p' "$OUT/k6.txt" | grep -v "^\s*$" | head -80 || echo "(k6 printed no summary)"
 {
   echo "cpu seconds: handler $(( (h1 - h0) / hz )), service $(( (s1 - s0) / hz )), postgres $(( (p1 - p0) / hz )), k6 $(( (k6_t1 - k6_t0) / hz )) over ${SECS}s"
   psql "$DBURL" -tAc "select 'rows: '||count(*)||' ('||count(*) filter (where goal_id = '')||' markers, '||count(distinct user_id)||' players)' from user_goal_progress"
   curl -s localhost:18566/metrics | grep -E '^challenge_flush_duration_seconds_(sum|count)|^challenge_flush_lost_races_total|^challenge_dedup_ledger_lookups_total'
+  echo "REST p95 by route (bucket upper bound, the service's own histogram): first ${SPLIT:-30} s | after"
+  python3 "$ROOT/bench/k6/window_p95.py" "$OUT/service-metrics-split.txt" "$OUT/service-metrics-end.txt"
 } | tee "$OUT/summary.txt"

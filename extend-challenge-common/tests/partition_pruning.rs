@@ -12,8 +12,10 @@
 //! retention cleanup, which selects by expiry across all players, is the control: the same
 //! check finds it scanning every partition.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,53 +26,14 @@ use extend_challenge_common::store::flush::{BatchItem, BatchUser, flush_batch};
 use extend_challenge_common::store::grants::{self, ClaimLock, Lease, NewIntent};
 use extend_challenge_common::store::{partitions, player};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor as _, PgConnection, PgPool};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use sqlx::{Executor as _, PgPool};
+use support::explain;
 
 const PARTITIONS: u16 = 16;
 const NAMESPACE: &str = "ns";
 
-/// The plans (auto_explain notices) received since the last [`take_plans`].
-static PLANS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// One test at a time: the notices of every connection go to one list.
 static SERIAL: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(Default::default);
-
-struct Notices;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Notices {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != "sqlx::postgres::notice" {
-            return;
-        }
-        struct Message(Option<String>);
-        impl Visit for Message {
-            fn record_str(&mut self, field: &Field, value: &str) {
-                if field.name() == "message" {
-                    self.0 = Some(value.to_string());
-                }
-            }
-            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = Some(format!("{value:?}"));
-                }
-            }
-        }
-        let mut m = Message(None);
-        event.record(&mut m);
-        if let Some(text) = m.0.filter(|t| t.contains("plan:")) {
-            PLANS.lock().unwrap().push(text);
-        }
-    }
-}
-
-fn capture_notices() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let subscriber = tracing_subscriber::registry().with(Notices);
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-    });
-}
 
 /// One executed statement: its text and, per partitioned table, the partitions it scanned.
 #[derive(Debug)]
@@ -80,12 +43,9 @@ struct Executed {
 }
 
 fn take_plans() -> Vec<Executed> {
-    let plans = std::mem::take(&mut *PLANS.lock().unwrap());
-    plans
+    explain::take_plans()
         .iter()
-        .map(|text| {
-            let json = &text[text.find('{').expect("a JSON plan")..];
-            let v: serde_json::Value = serde_json::from_str(json).expect("auto_explain JSON");
+        .map(|v| {
             let mut scanned = BTreeMap::new();
             walk(&v["Plan"], &mut scanned);
             Executed {
@@ -186,24 +146,7 @@ impl TestDb {
             .connect_with(options.clone())
             .await
             .unwrap();
-        let explained = PgPoolOptions::new()
-            .max_connections(2)
-            .after_connect(|conn: &mut PgConnection, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "LOAD 'auto_explain'; \
-                         SET auto_explain.log_min_duration = 0; \
-                         SET auto_explain.log_analyze = on; \
-                         SET auto_explain.log_timing = off; \
-                         SET auto_explain.log_format = 'json'; \
-                         SET auto_explain.log_nested_statements = on; \
-                         SET auto_explain.log_level = 'notice'",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(options);
+        let explained = explain::explained_pool(options, 2);
         TestDb {
             admin,
             name,
@@ -311,7 +254,7 @@ async fn players_in_distinct_partitions(pool: &PgPool) -> Vec<String> {
 #[tokio::test]
 async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_partitions() {
     let _serial = SERIAL.lock().await;
-    capture_notices();
+    explain::capture_notices();
     let db = TestDb::new("routes").await;
     let config = config();
     seed(&db, &config, 2000).await;

@@ -8,6 +8,7 @@
 //! - [`buffer`]: the partitioned buffer and its group-commit generations.
 //! - [`dedup`]: cross-replica de-duplication: Redis leases, the Postgres event ledger.
 //! - [`ledger`]: coalesced ledger look-ups at ingest.
+//! - [`live`]: the live progress notifier (one statement per round trip, not per batch).
 //! - [`dead_letters`]: the operator's `dead-letters list | replay` subcommand.
 //! - [`grpc`]: the three OnMessage services.
 //! - [`server`]: the lifecycle: build (bind listeners, wire) and run (serve, drain, final
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod event;
 pub mod grpc;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod trail;

@@ -198,6 +198,7 @@ pub fn init() {
     LazyLock::force(&EVENTS_TOTAL);
     LazyLock::force(&BUFFER_SIZE);
     LazyLock::force(&FLUSH_DURATION_SECONDS);
+    LazyLock::force(&FLUSH_PHASE_SECONDS);
     LazyLock::force(&FLUSH_ROWS_TOTAL);
     LazyLock::force(&FLUSH_BATCH_KEYS);
     LazyLock::force(&FLUSH_ERRORS_TOTAL);
@@ -214,7 +215,25 @@ pub fn init() {
     LazyLock::force(&LEDGER_PURGED_TOTAL);
 }
 
-/// Live progress notifications (`LISTEN/NOTIFY` payloads) by result (`sent`, `failed`).
+/// Wall time of each step of a committed batch (`store::flush::FlushTimings`), by phase:
+/// `acquire_begin`, `select`, `missing`, `rules`, `write`, `commit`. Which round trip a
+/// slow batch spent its time in.
+pub static FLUSH_PHASE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        HistogramOpts::new(
+            "challenge_flush_phase_seconds",
+            "Wall time of each step of a committed batch flush, by phase"
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0
+        ]),
+        &["phase"]
+    )
+    .expect("register challenge_flush_phase_seconds")
+});
+
+/// Live progress notifications (`LISTEN/NOTIFY` payloads) by result (`sent`, `failed`;
+/// `dropped` counts players whose changes did not fit the notifier's queue).
 pub static LIVE_NOTIFICATIONS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         Opts::new(

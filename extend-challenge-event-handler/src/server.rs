@@ -16,7 +16,7 @@ use extend_challenge_common::ops::{Health, serve_ops};
 use extend_challenge_common::settings::{Secret, Settings};
 use extend_challenge_common::startup;
 use extend_challenge_common::store::flush::{FlushError, FlushOutcome};
-use extend_challenge_common::store::ledger;
+use extend_challenge_common::store::{self, ledger};
 use extend_challenge_common::telemetry::GrpcTraceLayer;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -385,9 +385,11 @@ impl App {
             ledger_purge_interval,
             ops_stop.clone(),
         );
+        let plan_watch = spawn_plan_watch(engine.pool().clone(), ops_stop.clone());
         let ops = tokio::spawn(serve_ops(ops_listener, health.clone(), ops_stop.clone()));
         // The event trail's writer: its last write follows the final flush.
         let trail = engine.trail().clone().spawn(ops_stop.clone());
+        let notifier = engine.live().clone().spawn(ops_stop.clone());
         // The pool gauges between batches too (the flush samples them after each batch).
         let sampler = extend_challenge_common::metrics::spawn_db_pool_sampler(
             engine.pool().clone(),
@@ -417,7 +419,9 @@ impl App {
         ops_stop.cancel();
         let _ = watcher.await;
         let _ = purger.await;
+        let _ = plan_watch.await;
         let _ = trail.await;
+        let _ = notifier.await;
         let _ = sampler.await;
         if let Some(catalog_watch) = catalog_watch {
             let _ = catalog_watch.await;
@@ -471,6 +475,49 @@ fn spawn_health_watcher(
 
 /// Deletes ledger rows older than [`LEDGER_TTL`] every `interval`, in bounded batches, on one
 /// replica at a time (an advisory lock).
+/// How often the handler looks whether the progress table has statistics yet.
+const PLAN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Plans each batch afresh until the progress table has statistics, then lets connections
+/// cache their plans (`store::flush::set_plan_each_batch` tells why). Warns once when
+/// autovacuum is off: the table is then never analyzed, and batches keep planning.
+fn spawn_plan_watch(pool: PgPool, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Ok(setting) = sqlx::query_scalar::<_, String>("SHOW autovacuum")
+            .fetch_one(&pool)
+            .await
+            && setting == "off"
+        {
+            tracing::warn!(
+                "Postgres has autovacuum off: the progress table is never analyzed, so \
+                 every batch plans its statements (slower); turn autovacuum on (the default)"
+            );
+        }
+        loop {
+            match store::flush::progress_has_statistics(&pool).await {
+                Ok(has) if has == store::flush::plan_each_batch() => {
+                    store::flush::set_plan_each_batch(!has);
+                    tracing::info!(
+                        plan_each_batch = !has,
+                        "progress table statistics {}",
+                        if has {
+                            "present: batches use cached plans"
+                        } else {
+                            "absent: batches plan each statement"
+                        }
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "progress table statistics not read"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PLAN_WATCH_INTERVAL) => {}
+            }
+        }
+    })
+}
+
 fn spawn_ledger_purger(
     pool: PgPool,
     interval: Duration,

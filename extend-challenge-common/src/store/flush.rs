@@ -4,7 +4,9 @@
 //! A batch is a set of collapsed deltas keyed by (user, goal). [`flush_batch`] runs, in one
 //! transaction and, for a batch whose users all have rows, four round trips:
 //!
-//! 1. `BEGIN` with `LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE` (one simple query);
+//! 1. `BEGIN` with `LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE` (one simple query;
+//!    while the table has no statistics, it also plans each statement afresh:
+//!    [`set_plan_each_batch`]);
 //! 2. one `SELECT … ORDER BY user_id, goal_id FOR NO KEY UPDATE SKIP LOCKED` of the batch's
 //!    rows, each with its user's erasure tombstone (`LEFT JOIN user_erasures`);
 //! 3. only for keys it did not return: one unlocked look telling rows another transaction
@@ -64,8 +66,9 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -150,6 +153,40 @@ pub struct Flushed {
     /// Per item of the batch, what the rules made of it (the event trail and the live
     /// progress push read it); `None` for items not judged (deferred or erased users).
     pub results: Vec<Option<ItemResult>>,
+    /// Where the batch's time went (`challenge_flush_phase_seconds`).
+    pub timings: FlushTimings,
+}
+
+/// The wall time of each step of one batch ([`flush_batch`]): its round trips, and the
+/// rules applied in Rust between them. `missing` is zero when every key had a row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushTimings {
+    /// A pooled connection, then `BEGIN` with the table lock (one round trip).
+    pub acquire_begin: Duration,
+    /// The locking select of the batch's rows.
+    pub select: Duration,
+    /// The look at keys without a row.
+    pub missing: Duration,
+    /// The progress rules and the statement's arrays, in Rust.
+    pub rules: Duration,
+    /// The write statement (updates, inserts, ledger, outbox).
+    pub write: Duration,
+    /// `COMMIT` (the WAL flush, in durable settings).
+    pub commit: Duration,
+}
+
+impl FlushTimings {
+    /// (phase label, duration), in order.
+    pub fn phases(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("acquire_begin", self.acquire_begin),
+            ("select", self.select),
+            ("missing", self.missing),
+            ("rules", self.rules),
+            ("write", self.write),
+            ("commit", self.commit),
+        ]
+    }
 }
 
 /// What a committed batch did to one item: the row's progress before and after, whether
@@ -244,6 +281,49 @@ FROM k JOIN f ON f.user_id = k.user_id";
 /// `EXCLUSIVE` lock waits for, see [`super::erasure`]) taken before anything reads the
 /// tombstones: one round trip (simple query protocol).
 const BEGIN_SQL: &str = "BEGIN; LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE";
+
+/// [`BEGIN_SQL`] while the progress table has no statistics ([`plan_each_batch`]): the
+/// batch's statements are planned for the table as it is now.
+const BEGIN_PLANNING_SQL: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; \
+LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE";
+
+/// Whether batches plan their statements each time instead of using the connection's
+/// cached generic plans ([`set_plan_each_batch`]). On until the handler sees statistics.
+static PLAN_EACH_BATCH: AtomicBool = AtomicBool::new(true);
+
+/// Plans each batch's statements afresh (`plan_cache_mode = force_custom_plan`, for the
+/// batch's transaction only) while `on`.
+///
+/// Why: a connection caches a generic plan of a prepared statement after five executions,
+/// and replans it only when the table's statistics change. A deployment starts with an
+/// empty progress table, never analyzed (`pg_class.reltuples = -1`), so the plan it caches
+/// then is one for an empty table: a full index scan joined by filter and a sequential scan
+/// of `user_goal_progress`. Until autovacuum first analyzes the table (a minute or more
+/// after start, never when autovacuum is off), every batch ran that plan over a growing
+/// table: 32 ms for 30 keys over 25,000 rows, against 0.4 ms planning plus 0.4 ms
+/// execution for a fresh plan (BENCHMARKS.md, issue 22 part 0). The event handler turns
+/// this off once the table has statistics ([`progress_has_statistics`]); an `ANALYZE`
+/// invalidates the cached plans, so the next ones are made with real sizes.
+pub fn set_plan_each_batch(on: bool) {
+    PLAN_EACH_BATCH.store(on, Ordering::Relaxed);
+}
+
+/// See [`set_plan_each_batch`].
+pub fn plan_each_batch() -> bool {
+    PLAN_EACH_BATCH.load(Ordering::Relaxed)
+}
+
+/// Whether the progress table (each partition, when it is partitioned) has been analyzed
+/// or vacuumed at least once, so the planner knows its size.
+pub async fn progress_has_statistics(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(bool_and(c.reltuples >= 0), false) FROM pg_class c \
+         WHERE c.relkind = 'r' AND (c.oid = 'user_goal_progress'::regclass OR c.oid IN \
+             (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'user_goal_progress'::regclass))",
+    )
+    .fetch_one(pool)
+    .await
+}
 
 /// For callers of [`write_batch`] other than [`flush_batch`]: the table lock alone.
 pub(super) const LOCK_SQL: &str = "LOCK TABLE user_goal_progress IN ROW EXCLUSIVE MODE";
@@ -404,17 +484,29 @@ pub async fn flush_batch(
     }
     let work = async {
         // One round trip: BEGIN and the table lock against erasures.
-        let mut tx = pool.begin_with(BEGIN_SQL).await?;
-        let (flushed, xid) = write_batch(&mut tx, items, users, defaults, now).await?;
+        let started = Instant::now();
+        let begin = if plan_each_batch() {
+            BEGIN_PLANNING_SQL
+        } else {
+            BEGIN_SQL
+        };
+        let mut tx = pool.begin_with(begin).await?;
+        let acquire_begin = started.elapsed();
+        let (mut flushed, xid) = write_batch(&mut tx, items, users, defaults, now).await?;
+        flushed.timings.acquire_begin = acquire_begin;
         Ok::<_, sqlx::Error>((tx, xid, flushed))
     };
-    let (tx, xid, flushed) = match tokio::time::timeout(timeout, work).await {
+    let (tx, xid, mut flushed) = match tokio::time::timeout(timeout, work).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return Err(FlushError::NotWritten(e)),
         Err(_) => return Err(FlushError::TimedOut(timeout)),
     };
+    let committing = Instant::now();
     let reason = match tokio::time::timeout(timeout, tx.commit()).await {
-        Ok(Ok(())) => return Ok(flushed),
+        Ok(Ok(())) => {
+            flushed.timings.commit = committing.elapsed();
+            return Ok(flushed);
+        }
         // The server answered the COMMIT with an error (a deferred constraint, say): the
         // transaction rolled back.
         Ok(Err(e @ sqlx::Error::Database(_))) => return Err(FlushError::NotWritten(e)),
@@ -480,18 +572,27 @@ pub(super) async fn write_batch(
     }
     more.sort_unstable();
 
+    let mut timings = FlushTimings::default();
+    let mut mark = Instant::now();
+    let mut lap = || {
+        let now = Instant::now();
+        std::mem::replace(&mut mark, now).elapsed()
+    };
     let rows: Vec<LockedRow> = if key_users.is_empty() {
         Vec::new()
     } else {
         lock_rows(&mut *tx, &key_users, &goal_ids).await?
     };
+    timings.select = lap();
     let mut locked = vec![false; items.len()];
     note_locked(&rows, &by_key, &mut locked, &mut facts);
 
     // Keys not returned: a row another transaction holds, or no row. A look at them also
     // brings the tombstones of users none of whose rows were locked.
     let missing = missing_keys(&key_users, &goal_ids, &by_key, &locked);
+    let rules_before = lap();
     let without_row = look_at_missing(&mut *tx, &missing, &by_key, items, &mut facts).await?;
+    timings.missing = lap();
 
     // The users whose tombstone is not older than their oldest event: none of their items
     // is written (their event ids are still recorded as done).
@@ -681,9 +782,10 @@ pub(super) async fn write_batch(
         .bind(&inserts.req_states)
         .bind(&marker_users)
         .bind(&marker_namespaces)
-        .bind(defaults.map_or("", |d| d.marker_text()))
-        .fetch_one(&mut *tx)
-        .await?;
+        .bind(defaults.map_or("", |d| d.marker_text()));
+    timings.rules = rules_before + lap();
+    let row = row.fetch_one(&mut *tx).await?;
+    timings.write = lap();
     let xid: i64 = row.try_get(0)?;
     outcome.updated = row.try_get::<i64, _>(1)? as u64;
     let recorded = row.try_get::<i64, _>(2)? as u64;
@@ -694,6 +796,7 @@ pub(super) async fn write_batch(
             outcome,
             deferred,
             results,
+            timings,
         },
         xid,
     ))

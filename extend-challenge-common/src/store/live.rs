@@ -6,9 +6,11 @@
 //! a change reaches every listener the moment the sender commits. Both binaries already
 //! hold a pool; the service adds one listening connection per replica.
 //!
-//! The writer sends after its own transaction committed, in a transaction of its own with
+//! The writer sends after its own transaction committed, in a statement of its own with
 //! `synchronous_commit = off`: the batch's commit does not wait on the notification queue's
-//! lock, and the notification does not wait for a disk flush. A notification lost to a
+//! lock, and the notification does not wait for a disk flush. The event handler coalesces:
+//! one statement carries every change of the batches committed while the previous one was
+//! in flight (`extend_challenge_event_handler::live`). A notification lost to a
 //! crash in the instant after a commit costs a stream one push (the next change, or the
 //! client's own read, shows the state); progress itself is never at stake.
 //!
@@ -66,21 +68,22 @@ pub fn decode(payload: &str) -> impl Iterator<Item = (&str, Vec<&str>)> {
     })
 }
 
-/// Sends `payloads` on [`CHANNEL`] in one transaction that does not wait for the disk.
+/// Sends `payloads` on [`CHANNEL`] in one statement (one round trip, its own implicit
+/// transaction) whose commit does not wait for the disk: `set_config(…, true)` lasts until
+/// the end of that transaction, and the commit record is written before it ends.
 pub async fn notify(pool: &PgPool, payloads: &[String]) -> Result<(), sqlx::Error> {
     if payloads.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-        .bind(CHANNEL)
-        .bind(payloads)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
+    sqlx::query(
+        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, p) \
+         FROM unnest($2::text[]) AS p",
+    )
+    .bind(CHANNEL)
+    .bind(payloads)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// A connection listening on [`CHANNEL`] (with the pool's options, outside the pool).

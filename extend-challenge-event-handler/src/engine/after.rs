@@ -3,17 +3,14 @@
 //! the batch's transaction, and neither delays an acknowledgement.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use extend_challenge_common::config::Goal;
 use extend_challenge_common::progress::Ignored;
 use extend_challenge_common::store::flush::ItemResult;
-use extend_challenge_common::store::live;
 use extend_challenge_common::store::trail::TrailEntry;
 
 use super::Engine;
 use crate::buffer::{Batch, Fate, TrailEvent};
-use crate::metrics;
 
 /// The trail's `eventType` of an event.
 pub(super) fn event_type(login: bool) -> &'static str {
@@ -54,8 +51,8 @@ pub(super) fn ignored(why: Ignored) -> ItemResult {
 impl Engine {
     /// After a batch (committed, or partly dead-lettered): tells the service replicas
     /// which players' goals changed, and queues the trail entries of the batch's events.
-    /// The notification is sent by a task of its own, so the flush worker goes on with the
-    /// next batch.
+    /// Both are queued: the notifier (`crate::live`) and the trail writer send them, so the
+    /// flush worker goes on with the next batch.
     pub(super) fn after_commit(
         &self,
         batch: &Batch,
@@ -108,20 +105,6 @@ impl Engine {
         if changed.is_empty() {
             return;
         }
-        let payloads = Arc::new(live::encode(changed));
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            match live::notify(&pool, &payloads).await {
-                Ok(()) => metrics::LIVE_NOTIFICATIONS_TOTAL
-                    .with_label_values(&["sent"])
-                    .inc_by(payloads.len() as u64),
-                Err(e) => {
-                    metrics::LIVE_NOTIFICATIONS_TOTAL
-                        .with_label_values(&["failed"])
-                        .inc_by(payloads.len() as u64);
-                    tracing::debug!(error = %e, "live progress notification not sent");
-                }
-            }
-        });
+        self.live.push(changed);
     }
 }

@@ -221,6 +221,13 @@ impl Engine {
                 _ => break,
             }
         }
+        if let Ok(flushed) = &res {
+            for (phase, took) in flushed.timings.phases() {
+                metrics::FLUSH_PHASE_SECONDS
+                    .with_label_values(&[phase])
+                    .observe(took.as_secs_f64());
+            }
+        }
         match res {
             Err(FlushError::CommitUnconfirmed {
                 xid,

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::buffer::Buffer;
 use crate::dedup::RedisDedup;
 use crate::ledger::LedgerLookups;
+use crate::live::LiveNotifier;
 use crate::trail::TrailWriter;
 
 mod after;
@@ -113,6 +114,8 @@ pub struct Engine {
     limiter: LogLimiter,
     /// The event trail's writer (CONTRACT §10).
     trail: Arc<TrailWriter>,
+    /// The live progress notifier (CONTRACT §10).
+    live: Arc<LiveNotifier>,
 }
 
 /// What the pipeline derives from one catalog version.
@@ -185,6 +188,7 @@ impl Engine {
             opts,
             limiter: LogLimiter::default(),
             trail: Arc::new(TrailWriter::new(pool.clone())),
+            live: Arc::new(LiveNotifier::new(pool.clone())),
         }
     }
 
@@ -206,6 +210,11 @@ impl Engine {
     /// `flush_once`.
     pub fn trail(&self) -> &Arc<TrailWriter> {
         &self.trail
+    }
+
+    /// The live progress notifier: `spawn` runs it; tests call `send_pending`.
+    pub fn live(&self) -> &Arc<LiveNotifier> {
+        &self.live
     }
 
     /// Users this engine moved to the dead-letter table (the process-wide count is a
