@@ -10,7 +10,9 @@
 //! all but empty, then 20,000 rows added (no `ANALYZE`, as before autovacuum's first pass),
 //! then one more batch, whose executed plans (`auto_explain`) must read a few rows per key,
 //! not the table. The control case, with planning per batch off, shows that the check sees
-//! the problem.
+//! the problem; the two others are the handler's remedies: planning per batch while the
+//! table has no statistics, and analyzing a small table that doubled (which makes the
+//! session's cached plans again).
 
 mod support;
 
@@ -90,7 +92,7 @@ async fn batch(
 
 /// Runs the case with planning per batch `on`; returns the most rows one scan of the
 /// progress table read in the last batch.
-async fn case(tag: &str, on: bool) -> u64 {
+async fn case(tag: &str, on: bool, analyze: bool) -> u64 {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let admin = PgPoolOptions::new()
@@ -148,6 +150,14 @@ async fn case(tag: &str, on: bool) -> u64 {
         )
         .await
         .unwrap();
+    if analyze {
+        // What the handler's watch does every 10 s.
+        let stats = flush::progress_statistics(&plain).await.unwrap();
+        assert!(stats.stale(), "the grown table is stale: {stats:?}");
+        flush::analyze_progress(&plain).await.unwrap();
+        let after = flush::progress_statistics(&plain).await.unwrap();
+        assert!(after.analyzed && !after.stale(), "{after:?}");
+    }
     explain::take_plans();
     let last = batch(&explained, &goals, &defaults, tag, 6).await;
     assert_eq!(last.outcome.initialized, 10, "{last:?}");
@@ -172,17 +182,23 @@ async fn case(tag: &str, on: bool) -> u64 {
 #[tokio::test]
 async fn the_first_batches_leave_no_plan_for_an_empty_table() {
     // One test: the setting is process-wide and the notices go to one list.
-    let control = case("cached", false).await;
+    let control = case("cached", false, false).await;
     assert!(
         control >= 10_000,
         "control: with cached plans the last batch scans the grown table ({control} rows)"
     );
-    let planned = case("planned", true).await;
+    let planned = case("planned", true, false).await;
+    let analyzed = case("analyzed", false, true).await;
     eprintln!(
-        "rows read by one scan of the progress table: cached plans {control}, planned per batch {planned}"
+        "rows read by one scan of the progress table: cached plans {control}, planned per \
+         batch {planned}, cached plans after the handler's analyze {analyzed}"
     );
     assert!(
         planned < 1_000,
         "planning per batch: the last batch reads a few rows per key, not {planned}"
+    );
+    assert!(
+        analyzed < 1_000,
+        "analyzed once grown: the cached plans were made again ({analyzed} rows)"
     );
 }

@@ -478,10 +478,14 @@ fn spawn_health_watcher(
 /// How often the handler looks whether the progress table has statistics yet.
 const PLAN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Plans each batch afresh until the progress table has statistics, then lets connections
-/// cache their plans (`store::flush::set_plan_each_batch` tells why). Warns once when
-/// autovacuum is off: the table is then never analyzed, and batches keep planning.
+/// Keeps the plans of batches right while the progress table is new
+/// (`store::flush::set_plan_each_batch` tells why): every [`PLAN_WATCH_INTERVAL`], a small
+/// table that doubled since the planner last saw it is analyzed (Postgres's autovacuum
+/// does it too, but a minute late, and never when it is off), and batches plan each
+/// statement while the table has no statistics at all (an `ANALYZE` refused, say). Warns
+/// once when autovacuum is off.
 fn spawn_plan_watch(pool: PgPool, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    use store::flush::{self, analyze_progress, progress_statistics};
     tokio::spawn(async move {
         if let Ok(setting) = sqlx::query_scalar::<_, String>("SHOW autovacuum")
             .fetch_one(&pool)
@@ -489,25 +493,43 @@ fn spawn_plan_watch(pool: PgPool, stop: CancellationToken) -> tokio::task::JoinH
             && setting == "off"
         {
             tracing::warn!(
-                "Postgres has autovacuum off: the progress table is never analyzed, so \
-                 every batch plans its statements (slower); turn autovacuum on (the default)"
+                "Postgres has autovacuum off: the handler analyzes the progress table while it \
+                 is small, and nothing analyzes or vacuums it after; turn autovacuum on (the default)"
             );
         }
+        let mut analyze_refused = false;
         loop {
-            match store::flush::progress_has_statistics(&pool).await {
-                Ok(has) if has == store::flush::plan_each_batch() => {
-                    store::flush::set_plan_each_batch(!has);
-                    tracing::info!(
-                        plan_each_batch = !has,
-                        "progress table statistics {}",
-                        if has {
-                            "present: batches use cached plans"
-                        } else {
-                            "absent: batches plan each statement"
+            match progress_statistics(&pool).await {
+                Ok(mut stats) => {
+                    if stats.stale() && !analyze_refused {
+                        match analyze_progress(&pool).await {
+                            Ok(()) => {
+                                tracing::info!(
+                                    pages = stats.pages,
+                                    analyzed_pages = stats.analyzed_pages,
+                                    "progress table grew: analyzed it, so batches plan for its size"
+                                );
+                                stats = progress_statistics(&pool).await.unwrap_or(stats);
+                            }
+                            Err(e) => {
+                                analyze_refused = true;
+                                tracing::warn!(error = %e, "could not analyze the progress table");
+                            }
                         }
-                    );
+                    }
+                    if stats.analyzed == flush::plan_each_batch() {
+                        flush::set_plan_each_batch(!stats.analyzed);
+                        tracing::info!(
+                            plan_each_batch = !stats.analyzed,
+                            "progress table statistics {}",
+                            if stats.analyzed {
+                                "present: batches use cached plans"
+                            } else {
+                                "absent: batches plan each statement"
+                            }
+                        );
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "progress table statistics not read"),
             }
             tokio::select! {

@@ -302,8 +302,9 @@ static PLAN_EACH_BATCH: AtomicBool = AtomicBool::new(true);
 /// after start, never when autovacuum is off), every batch ran that plan over a growing
 /// table: 32 ms for 30 keys over 25,000 rows, against 0.4 ms planning plus 0.4 ms
 /// execution for a fresh plan (BENCHMARKS.md, issue 22 part 0). The event handler turns
-/// this off once the table has statistics ([`progress_has_statistics`]); an `ANALYZE`
-/// invalidates the cached plans, so the next ones are made with real sizes.
+/// this off once the table has statistics ([`progress_statistics`]), and analyzes a small
+/// table that doubled itself ([`ProgressStatistics::stale`], [`analyze_progress`]): an
+/// `ANALYZE` invalidates the cached plans, so the next ones are made with real sizes.
 pub fn set_plan_each_batch(on: bool) {
     PLAN_EACH_BATCH.store(on, Ordering::Relaxed);
 }
@@ -313,16 +314,60 @@ pub fn plan_each_batch() -> bool {
     PLAN_EACH_BATCH.load(Ordering::Relaxed)
 }
 
-/// Whether the progress table (each partition, when it is partitioned) has been analyzed
-/// or vacuumed at least once, so the planner knows its size.
-pub async fn progress_has_statistics(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT coalesce(bool_and(c.reltuples >= 0), false) FROM pg_class c \
+/// What the planner knows of the progress table (summed over its partitions when it is
+/// partitioned), beside its size now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgressStatistics {
+    /// Analyzed or vacuumed at least once (every partition).
+    pub analyzed: bool,
+    /// Pages at the last analyze or vacuum (`pg_class.relpages`).
+    pub analyzed_pages: i64,
+    /// Pages now.
+    pub pages: i64,
+}
+
+impl ProgressStatistics {
+    /// Pages below which a table's statistics are refreshed by the handler when it doubles
+    /// ([`ProgressStatistics::stale`]): beyond, plans of key look-ups no longer change
+    /// with its size, and autovacuum keeps the figures.
+    pub const SMALL_TABLE_PAGES: i64 = 1_000;
+
+    /// Whether the table grew enough since the planner last saw it that plans cached
+    /// meanwhile may be the wrong shape: a small table (a new deployment's) that at least
+    /// doubled, from at least 8 pages.
+    pub fn stale(&self) -> bool {
+        self.analyzed_pages < Self::SMALL_TABLE_PAGES
+            && self.pages >= 8
+            && self.pages > 2 * self.analyzed_pages
+    }
+}
+
+/// See [`ProgressStatistics`].
+pub async fn progress_statistics(pool: &PgPool) -> Result<ProgressStatistics, sqlx::Error> {
+    let (analyzed, analyzed_pages, pages): (bool, i64, i64) = sqlx::query_as(
+        "SELECT coalesce(bool_and(c.reltuples >= 0), false), coalesce(sum(c.relpages), 0)::bigint, \
+             coalesce(sum(pg_relation_size(c.oid) / current_setting('block_size')::bigint), 0)::bigint \
+         FROM pg_class c \
          WHERE c.relkind = 'r' AND (c.oid = 'user_goal_progress'::regclass OR c.oid IN \
              (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'user_goal_progress'::regclass))",
     )
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok(ProgressStatistics {
+        analyzed,
+        analyzed_pages,
+        pages,
+    })
+}
+
+/// `ANALYZE user_goal_progress` (every partition): the planner learns the table's size, and
+/// the plans sessions cached are made again. It reads a sample, never blocks writers, and
+/// needs the table's owner (the role that migrates).
+pub async fn analyze_progress(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("ANALYZE user_goal_progress")
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
 
 /// For callers of [`write_batch`] other than [`flush_batch`]: the table lock alone.
@@ -997,4 +1042,26 @@ pub(super) async fn record_applied(
         .execute(&mut *tx)
         .await?;
     Ok(ids.len() as u64 - done.rows_affected().min(ids.len() as u64))
+}
+
+#[cfg(test)]
+mod statistics_tests {
+    use super::ProgressStatistics;
+
+    fn stats(analyzed_pages: i64, pages: i64) -> ProgressStatistics {
+        ProgressStatistics {
+            analyzed: analyzed_pages > 0,
+            analyzed_pages,
+            pages,
+        }
+    }
+
+    #[test]
+    fn a_small_table_is_stale_once_it_doubled() {
+        assert!(!stats(0, 7).stale(), "too small to matter");
+        assert!(stats(0, 8).stale(), "never analyzed, 8 pages");
+        assert!(!stats(100, 200).stale(), "grew, not doubled");
+        assert!(stats(100, 201).stale());
+        assert!(!stats(1_000, 5_000).stale(), "large: autovacuum's");
+    }
 }
