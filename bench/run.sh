@@ -409,10 +409,14 @@ profile_handler() {
 # - the handler: challenge_flush_phase_seconds (each batch's time split by round trip).
 # - the scheduler: run-queue wait (/proc/*/schedstat) of the handler's threads, of every
 #   Postgres process and of the load generator, against their CPU time; and, when perf is
-#   there, `perf sched latency` over SCHED_SECS (5) seconds in the middle of the run.
+#   there, `perf sched latency` over SCHED_SECS (5; 0: none) seconds in the middle of the run
+#   (it traces every context switch: the run's own latency is worse while it records).
 # PIN_LG=1 runs the load generator alone on CPU 1 and the handler and Postgres on CPU 0.
 PG_TAIL_SETTINGS="log_min_duration_statement=25 log_lock_waits=on deadlock_timeout=5ms log_checkpoints=on log_autovacuum_min_duration=0 track_io_timing=on track_wal_io_timing=on"
-pg_restart() { pg_ctlcluster 15 main restart; for _ in $(seq 100); do psql "$PG/postgres" -qtAc 'select 1' >/dev/null 2>&1 && return; sleep 0.2; done; }
+# The restarted server must not inherit this script's open files: under `flock`, it would
+# hold the lock for as long as it runs.
+pg_restart() { bash -c 'for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+    exec pg_ctlcluster 15 main restart'; for _ in $(seq 100); do psql "$PG/postgres" -qtAc 'select 1' >/dev/null 2>&1 && return; sleep 0.2; done; }
 pg_instruments() { # on | off
   local kv
   if [ "$1" = on ]; then
@@ -451,7 +455,7 @@ tail_bench() {
     --layout "$LAYOUT" --database-url "$DBURL" --label "$label" --pids "handler=$HANDLER_PID" \
     --out "$RESULTS" > "$OUT/tail-$eps.json" &
   local lg=$! l0; sleep 0.5; l0=$(sched_sum $lg)
-  if command -v perf >/dev/null; then
+  if [ "${SCHED_SECS:-5}" -gt 0 ] && command -v perf >/dev/null; then
     sleep $(( DUR / 2 - ${SCHED_SECS:-5} / 2 ))
     perf sched record -a -o "$OUT/sched.data" -- sleep "${SCHED_SECS:-5}" > "$OUT/perf-sched-record.log" 2>&1 || true
   fi
@@ -459,6 +463,7 @@ tail_bench() {
   wait $lg || log "$label: run failed or invalid (see json)"
   local h1 p1; h1=$(sched_sum $HANDLER_PID); p1=$(sched_sum $pgp)
   {
+    set +e  # a report line that finds nothing must not end the run
     echo "== $label"
     jq -r '.result | "ok/s \(.achieved_ok_per_sec | floor), errors \(.errors)  p50 \(.all.p50_ms) p95 \(.all.p95_ms) p99 \(.all.p99_ms) max \(.all.max_ms) ms"' "$OUT/tail-$eps.json" 2>/dev/null || true
     echo "-- scheduler (schedstat; load generator from 0.5 s in until the perf window ends)"
