@@ -22,9 +22,8 @@ use std::time::Duration;
 use chrono::Utc;
 use extend_challenge_common::config::Goal;
 use extend_challenge_common::config::load_from_path;
-use extend_challenge_common::progress::Delta;
 use extend_challenge_common::store::MIGRATOR;
-use extend_challenge_common::store::flush::{self, BatchItem, BatchUser, Flushed, flush_batch};
+use extend_challenge_common::store::flush::{self, Flushed, flush_batch};
 use extend_challenge_common::store::implicit::Defaults;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor as _, PgPool};
@@ -58,26 +57,7 @@ async fn batch(
 ) -> Flushed {
     let now = Utc::now();
     let players: Vec<String> = (0..10).map(|i| format!("{tag}-b{n}-p{i}")).collect();
-    let items: Vec<BatchItem> = players
-        .iter()
-        .flat_map(|u| {
-            goals.iter().map(move |g| BatchItem {
-                user_id: Arc::from(u.as_str()),
-                goal: g.clone(),
-                namespace: Arc::from("ns"),
-                delta: Delta::Count(1),
-            })
-        })
-        .collect();
-    let users: Vec<BatchUser> = players
-        .iter()
-        .map(|u| BatchUser {
-            user_id: Arc::from(u.as_str()),
-            keys: goals.len(),
-            event_ids: vec![Arc::from(format!("event-{u}").as_str())],
-            oldest_at: Some(now),
-        })
-        .collect();
+    let (items, users) = support::batch_of(&players, goals, "ns", now);
     flush_batch(
         pool,
         &items,

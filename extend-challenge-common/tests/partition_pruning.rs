@@ -15,14 +15,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::Utc;
 use extend_challenge_common::config::{ChallengeConfig, load_from_path};
-use extend_challenge_common::progress::Delta;
 use extend_challenge_common::store::erasure::{self, Erasure, RetentionGuard};
-use extend_challenge_common::store::flush::{BatchItem, BatchUser, flush_batch};
+use extend_challenge_common::store::flush::flush_batch;
 use extend_challenge_common::store::grants::{self, ClaimLock, Lease, NewIntent};
 use extend_challenge_common::store::{partitions, player};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -280,24 +279,7 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
     // The flush: one batch of three users in three partitions.
     let now = Utc::now();
     let goal = config.default_goals()[0].clone();
-    let items: Vec<BatchItem> = players
-        .iter()
-        .map(|u| BatchItem {
-            user_id: Arc::from(u.as_str()),
-            goal: goal.clone(),
-            namespace: Arc::from(NAMESPACE),
-            delta: Delta::Count(1),
-        })
-        .collect();
-    let users: Vec<BatchUser> = players
-        .iter()
-        .map(|u| BatchUser {
-            user_id: Arc::from(u.as_str()),
-            keys: 1,
-            event_ids: vec![Arc::from(format!("event-{u}").as_str())],
-            oldest_at: Some(now),
-        })
-        .collect();
+    let (items, users) = support::batch_of(&players, std::slice::from_ref(&goal), NAMESPACE, now);
     let flushed = flush_batch(pool, &items, &users, None, now, Duration::from_secs(10))
         .await
         .unwrap();

@@ -512,7 +512,12 @@ fn spawn_plan_watch(pool: PgPool, stop: CancellationToken) -> tokio::task::JoinH
                                 stats = progress_statistics(&pool).await.unwrap_or(stats);
                             }
                             Err(e) => {
-                                analyze_refused = true;
+                                // Not the table's owner: do not ask again. Anything else
+                                // (the database away): the next look retries.
+                                analyze_refused = e
+                                    .as_database_error()
+                                    .and_then(|d| d.code())
+                                    .is_some_and(|c| c == "42501");
                                 tracing::warn!(error = %e, "could not analyze the progress table");
                             }
                         }
