@@ -25,7 +25,6 @@ use extend_challenge_common::config::load_from_path;
 use extend_challenge_common::store::MIGRATOR;
 use extend_challenge_common::store::flush::{self, Flushed, flush_batch};
 use extend_challenge_common::store::implicit::Defaults;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor as _, PgPool};
 use support::explain;
 
@@ -73,29 +72,11 @@ async fn batch(
 /// Runs the case with planning per batch `on`; returns the most rows one scan of the
 /// progress table read in the last batch.
 async fn case(tag: &str, on: bool, analyze: bool) -> u64 {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("Postgres at DATABASE_URL");
-    let name = format!("flush_plans_{tag}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-    }
-    let options: PgConnectOptions = url.parse::<PgConnectOptions>().unwrap().database(&name);
-    let plain = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
+    let db = support::FreshDb::new(&format!("flush_plans_{tag}")).await;
+    let plain = db.pool(1).await;
     MIGRATOR.run(&plain).await.unwrap();
     // One session: the prepared statements and their cached plans are this session's.
-    let explained = explain::explained_pool(options, 1);
+    let explained = explain::explained_pool(db.options.clone(), 1);
 
     let config = load_from_path(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -150,12 +131,7 @@ async fn case(tag: &str, on: bool, analyze: bool) -> u64 {
         .unwrap_or(0);
     explained.close().await;
     plain.close().await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
+    db.drop().await;
     worst
 }
 

@@ -24,7 +24,6 @@ use extend_challenge_common::store::erasure::{self, Erasure, RetentionGuard};
 use extend_challenge_common::store::flush::flush_batch;
 use extend_challenge_common::store::grants::{self, ClaimLock, Lease, NewIntent};
 use extend_challenge_common::store::{partitions, player};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor as _, PgPool};
 use support::explain;
 
@@ -111,8 +110,7 @@ fn assert_pruned(phase: &str, executed: &[Executed], allowed: &BTreeSet<u32>, ex
 }
 
 struct TestDb {
-    admin: PgPool,
-    name: String,
+    db: support::FreshDb,
     /// Sessions with auto_explain.
     explained: PgPool,
     /// Sessions without (seeding, looking).
@@ -121,34 +119,11 @@ struct TestDb {
 
 impl TestDb {
     async fn new(tag: &str) -> TestDb {
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .expect("Postgres at DATABASE_URL");
-        let name = format!("schema_prune_{tag}_{}", std::process::id());
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await
-            .unwrap();
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let options: PgConnectOptions = url.parse::<PgConnectOptions>().unwrap().database(&name);
-        let plain = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.clone())
-            .await
-            .unwrap();
-        let explained = explain::explained_pool(options, 2);
+        let db = support::FreshDb::new(&format!("schema_prune_{tag}")).await;
+        let plain = db.pool(2).await;
+        let explained = explain::explained_pool(db.options.clone(), 2);
         TestDb {
-            admin,
-            name,
+            db,
             explained,
             plain,
         }
@@ -157,13 +132,7 @@ impl TestDb {
     async fn drop(self) {
         self.explained.close().await;
         self.plain.close().await;
-        self.admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .await
-            .unwrap();
+        self.db.drop().await;
     }
 }
 
