@@ -11,10 +11,10 @@
 //! not fit, or a statement that fails, is counted and lost (a stream misses one push; the
 //! next change or the client's own read shows the state).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use extend_challenge_common::store::live;
+use indexmap::IndexMap;
 use parking_lot::Mutex;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -25,12 +25,8 @@ use crate::metrics;
 /// Players with changes the queue holds at most.
 pub const MAX_QUEUED_PLAYERS: usize = 100_000;
 
-#[derive(Default)]
-struct Queue {
-    /// Player → changed goal ids, in arrival order of players.
-    goals: HashMap<String, Vec<String>>,
-    order: Vec<String>,
-}
+/// Player → changed goal ids, players in arrival order.
+type Queue = IndexMap<String, Vec<String>>;
 
 pub struct LiveNotifier {
     pool: PgPool,
@@ -42,7 +38,7 @@ impl LiveNotifier {
     pub fn new(pool: PgPool) -> Self {
         LiveNotifier {
             pool,
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue::new()),
             wake: Notify::new(),
         }
     }
@@ -53,14 +49,16 @@ impl LiveNotifier {
         {
             let mut q = self.queue.lock();
             for (user, goals) in changes {
-                if !q.goals.contains_key(user) {
-                    if q.order.len() >= MAX_QUEUED_PLAYERS {
+                let full = q.len() >= MAX_QUEUED_PLAYERS;
+                let i = match q.get_index_of(user) {
+                    Some(i) => i,
+                    None if full => {
                         dropped += 1;
                         continue;
                     }
-                    q.order.push(user.to_string());
-                }
-                let have = q.goals.entry(user.to_string()).or_default();
+                    None => q.insert_full(user.to_string(), Vec::new()).0,
+                };
+                let have = &mut q[i];
                 for g in goals {
                     if !have.iter().any(|h| h == g) {
                         have.push(g.to_string());
@@ -78,19 +76,20 @@ impl LiveNotifier {
 
     /// Players queued, not yet sent.
     pub fn queued(&self) -> usize {
-        self.queue.lock().order.len()
+        self.queue.lock().len()
     }
 
     /// Sends what is queued now, in one statement. Returns the payloads sent.
     pub async fn send_pending(&self) -> Result<usize, sqlx::Error> {
-        let Queue { goals, order } = std::mem::take(&mut *self.queue.lock());
-        if order.is_empty() {
+        let queued = std::mem::take(&mut *self.queue.lock());
+        if queued.is_empty() {
             return Ok(0);
         }
-        let payloads = live::encode(order.iter().map(|u| {
-            let g = goals.get(u).map(|g| g.iter().map(String::as_str).collect());
-            (u.as_str(), g.unwrap_or_default())
-        }));
+        let payloads = live::encode(
+            queued
+                .iter()
+                .map(|(u, g)| (u.as_str(), g.iter().map(String::as_str).collect())),
+        );
         let result = live::notify(&self.pool, &payloads).await;
         let label = if result.is_ok() { "sent" } else { "failed" };
         metrics::LIVE_NOTIFICATIONS_TOTAL
@@ -137,8 +136,8 @@ mod tests {
         n.push([("ann", vec!["b", "c"])]);
         {
             let q = n.queue.lock();
-            assert_eq!(q.order, ["ann", "bob"]);
-            assert_eq!(q.goals["ann"], ["a", "b", "c"]);
+            assert_eq!(q.keys().collect::<Vec<_>>(), ["ann", "bob"]);
+            assert_eq!(q["ann"], ["a", "b", "c"]);
         }
         let many: Vec<String> = (0..MAX_QUEUED_PLAYERS + 5)
             .map(|i| format!("u{i}"))
@@ -147,6 +146,6 @@ mod tests {
         assert_eq!(n.queued(), MAX_QUEUED_PLAYERS);
         // A player already queued still gets its new goals when the queue is full.
         n.push([("ann", vec!["d"])]);
-        assert_eq!(n.queue.lock().goals["ann"], ["a", "b", "c", "d"]);
+        assert_eq!(n.queue.lock()["ann"], ["a", "b", "c", "d"]);
     }
 }
