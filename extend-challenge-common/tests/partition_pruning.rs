@@ -23,7 +23,7 @@ use extend_challenge_common::config::{ChallengeConfig, load_from_path};
 use extend_challenge_common::store::erasure::{self, Erasure, RetentionGuard};
 use extend_challenge_common::store::flush::flush_batch;
 use extend_challenge_common::store::grants::{self, ClaimLock, Lease, NewIntent};
-use extend_challenge_common::store::{partitions, player};
+use extend_challenge_common::store::{partitions, player, trail};
 use sqlx::{Executor as _, PgPool};
 use support::explain;
 
@@ -75,7 +75,7 @@ fn walk(node: &serde_json::Value, out: &mut BTreeMap<String, BTreeSet<String>>) 
 fn partition_of(rel: &str) -> Option<(String, u32)> {
     let (table, n) = rel.rsplit_once("_p")?;
     let n = n.parse().ok()?;
-    partitions::PARTITIONED_TABLES
+    partitions::PER_USER_TABLES
         .contains(&table)
         .then(|| (table.to_string(), n))
 }
@@ -152,7 +152,7 @@ async fn seed(db: &TestDb, config: &ChallengeConfig, users: usize) {
         .await
         .unwrap();
     let layout = partitions::layout(&db.plain).await.unwrap();
-    assert_eq!(layout.len(), partitions::PARTITIONED_TABLES.len());
+    assert_eq!(layout.len(), partitions::PER_USER_TABLES.len());
     assert!(
         layout.iter().all(|(_, n)| *n == i64::from(PARTITIONS)),
         "{layout:?}"
@@ -187,6 +187,10 @@ async fn seed(db: &TestDb, config: &ChallengeConfig, users: usize) {
          SELECT 'gone-' || i, 'ns', now() - interval '1 day' FROM generate_series(1, 2000) AS i",
         "INSERT INTO event_dead_letters (user_id, namespace, event_ids, payload, error) \
          SELECT 'player-' || i, 'ns', '{}', '{}', 'seeded' FROM generate_series(1, 2000) AS i",
+        "INSERT INTO event_trail (user_id, received_at, event_id, event_type, goal_ids, \
+           reasons, progress_before, progress_after) \
+         SELECT 'player-' || i, now() - interval '1 hour', 'seeded-' || i, 'login', \
+           '{seeded-goal}', '{NULL}', '{0}', '{1}' FROM generate_series(1, 2000) AS i",
         "ANALYZE",
     ] {
         conn.execute(sql).await.unwrap();
@@ -245,6 +249,12 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
     assert!(list.len() >= 6, "{list:#?}");
     assert_pruned("list", &list, &own, &["user_goal_progress"]);
 
+    // The event trail's read (`GET …/goals/{g}/events`), six times as the list.
+    for _ in 0..6 {
+        trail::recent(pool, one, "seeded-goal").await.unwrap();
+    }
+    assert_pruned("trail", &take_plans(), &own, &["event_trail"]);
+
     // The flush: one batch of three users in three partitions.
     let now = Utc::now();
     let goal = config.default_goals()[0].clone();
@@ -262,6 +272,25 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
         &theirs,
         &["user_goal_progress", "user_erasures"],
     );
+
+    // The trail's write after the batch: an entry per player, the tombstones looked up.
+    let entries: Vec<trail::TrailEntry> = players
+        .iter()
+        .map(|p| trail::TrailEntry {
+            user_id: p.clone(),
+            goal_id: goal.id.clone(),
+            received_at: now,
+            event_id: format!("flushed-{p}"),
+            event_type: "login",
+            stat_code: String::new(),
+            value: 0,
+            reason: None,
+            progress_before: 0,
+            progress_after: 1,
+        })
+        .collect();
+    assert_eq!(trail::record(pool, &entries).await.unwrap(), 3);
+    assert_pruned("trail write", &take_plans(), &theirs, &["user_erasures"]);
 
     // The claim: lock the row, read the intents, record one, settle it.
     let limit = Duration::from_secs(10);
@@ -336,6 +365,7 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
             "reward_grants",
             "event_dead_letters",
             "reward_outbox",
+            "event_trail",
         ],
     );
 
@@ -416,8 +446,10 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     let before = counts(pool).await;
     assert!(before.iter().all(|n| *n > 0), "{before:?}");
 
-    // Down to 0011 (0013, the event trail, and 0014, the catalog versions, came after 0012)
-    // and up with 16: every per-user table is partitioned, its rows kept.
+    // Down to 0011 (0013, the event trail, 0014, the catalog versions, and 0015, the trail
+    // per event, came after 0012) and up with 16: every per-user table is partitioned, its
+    // rows kept, and the trail that 0015 creates is partitioned alike.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![15]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![14]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![13]);
     let plain = schema(pool).await;
@@ -425,12 +457,12 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
     assert_eq!(
         migrations::up_with(pool, 16).await.unwrap(),
-        vec![12, 13, 14]
+        vec![12, 13, 14, 15]
     );
     let layout = partitions::layout(pool).await.unwrap();
     assert_eq!(
         layout,
-        partitions::PARTITIONED_TABLES
+        partitions::PER_USER_TABLES
             .iter()
             .map(|t| (t.to_string(), 16))
             .collect::<Vec<_>>()
@@ -501,7 +533,10 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     assert!(text.contains("user_goal_progress (16)"), "{text}");
 
     // down: the plain tables again, the same schema, the same rows.
-    assert_eq!(migrations::down(pool, 3).await.unwrap(), vec![14, 13, 12]);
+    assert_eq!(
+        migrations::down(pool, 4).await.unwrap(),
+        vec![15, 14, 13, 12]
+    );
     assert_eq!(schema(pool).await, plain);
     assert_eq!(counts(pool).await, before);
     assert_eq!(partitions::partitions(pool).await.unwrap(), 0);

@@ -169,7 +169,7 @@ async fn every_ignore_reason_is_recorded_by_the_rule_that_decided_it(pool: PgPoo
 
     // Nothing but the rules' reasons and `counted` was written.
     let reasons: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT DISTINCT reason FROM goal_event_trail ORDER BY 1")
+        sqlx::query_scalar("SELECT DISTINCT r FROM event_trail, unnest(reasons) AS r ORDER BY 1")
             .fetch_all(&pool)
             .await
             .unwrap();
@@ -299,7 +299,7 @@ async fn a_player_with_no_state_leaves_no_trail_when_auto_initialize_is_off(pool
     );
     assert_eq!(trail_of(&pool, "kim", "kills-10").await[0].1, "counted");
     let stranger: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM goal_event_trail WHERE user_id = 'stranger'")
+        sqlx::query_scalar("SELECT count(*) FROM event_trail WHERE user_id = 'stranger'")
             .fetch_one(&pool)
             .await
             .unwrap();
@@ -311,4 +311,52 @@ async fn a_player_with_no_state_leaves_no_trail_when_auto_initialize_is_off(pool
             .unwrap();
     assert_eq!(rows, 0, "not auto-initialized");
     h.stop().await.unwrap();
+}
+
+/// One row per event: an event's entries for several goals share a row, each goal reads
+/// back its own result and progress, and goal ids and reasons survive the array literal
+/// whatever they hold (quotes, backslashes, commas, braces, the word NULL).
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn an_events_goals_share_one_row_and_read_back_apart(pool: PgPool) {
+    let odd = [
+        "plain",
+        "a,b",
+        "{x}",
+        "q\"uote",
+        "back\\slash",
+        "NULL",
+        "sp ace",
+    ];
+    let received = at("2025-11-05T11:00:00Z");
+    let entries: Vec<trail::TrailEntry> = odd
+        .iter()
+        .enumerate()
+        .map(|(i, goal)| trail::TrailEntry {
+            user_id: "ann".into(),
+            goal_id: (*goal).into(),
+            received_at: received,
+            event_id: "e1".into(),
+            event_type: "statistic",
+            stat_code: "kills".into(),
+            value: 7,
+            reason: (i % 2 == 1).then_some("not_active"),
+            progress_before: i as i32,
+            progress_after: 10 * i as i32,
+        })
+        .collect();
+    assert_eq!(trail::record(&pool, &entries).await.unwrap(), 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM event_trail")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "one row for the event");
+    for (i, goal) in odd.iter().enumerate() {
+        let want = if i % 2 == 1 { "not_active" } else { "counted" };
+        assert_eq!(
+            trail_of(&pool, "ann", goal).await,
+            [("e1".into(), want.into(), i as i32, 10 * i as i32)],
+            "goal {goal:?}"
+        );
+    }
+    assert!(trail_of(&pool, "ann", "other").await.is_empty());
 }

@@ -60,7 +60,18 @@ pub async fn migrate_with(pool: &PgPool, partitions: u16) -> Result<(), MigrateE
     Ok(())
 }
 
-/// Each table of [`PARTITIONED_TABLES`] that exists, with its number of partitions (0: a
+/// Every per-user table partitioned by `user_id`: those of [`PARTITIONED_TABLES`], and the
+/// event trail, which migration 0015 creates partitioned as the progress table is.
+pub const PER_USER_TABLES: [&str; 6] = [
+    "user_goal_progress",
+    "reward_grants",
+    "reward_outbox",
+    "user_erasures",
+    "event_dead_letters",
+    "event_trail",
+];
+
+/// Each table of [`PER_USER_TABLES`] that exists, with its number of partitions (0: a
 /// plain table).
 pub async fn layout(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as(
@@ -69,7 +80,7 @@ pub async fn layout(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
          JOIN pg_class c ON c.oid = to_regclass(t.name) \
          ORDER BY t.n",
     )
-    .bind(PARTITIONED_TABLES)
+    .bind(PER_USER_TABLES)
     .fetch_all(pool)
     .await
 }
