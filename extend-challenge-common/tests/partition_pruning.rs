@@ -446,9 +446,11 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     let before = counts(pool).await;
     assert!(before.iter().all(|n| *n > 0), "{before:?}");
 
-    // Down to 0011 (0013, the event trail, 0014, the catalog versions, and 0015, the trail
-    // per event, came after 0012) and up with 16: every per-user table is partitioned, its
-    // rows kept, and the trail that 0015 creates is partitioned alike.
+    // Down to 0011 (0013, the event trail, 0014, the catalog versions, 0015, the trail per
+    // event, and 0016, an index dropped, came after 0012) and up with 16: every per-user
+    // table is partitioned, its rows kept, and the trail that 0015 creates is partitioned
+    // alike.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![16]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![15]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![14]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![13]);
@@ -457,7 +459,7 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
     assert_eq!(
         migrations::up_with(pool, 16).await.unwrap(),
-        vec![12, 13, 14, 15]
+        vec![12, 13, 14, 15, 16]
     );
     let layout = partitions::layout(pool).await.unwrap();
     assert_eq!(
@@ -534,8 +536,8 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
 
     // down: the plain tables again, the same schema, the same rows.
     assert_eq!(
-        migrations::down(pool, 4).await.unwrap(),
-        vec![15, 14, 13, 12]
+        migrations::down(pool, 5).await.unwrap(),
+        vec![16, 15, 14, 13, 12]
     );
     assert_eq!(schema(pool).await, plain);
     assert_eq!(counts(pool).await, before);
