@@ -8,20 +8,22 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use extend_challenge_common::store::trail::{self, TrailEntry};
+use extend_challenge_common::store::trail::{self, EventRow};
 use parking_lot::Mutex;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 
-/// Entries the queue holds at most: about a second of the benchmark's durable event rate
-/// times its goals per event. Beyond it new entries are dropped (counted).
+/// Entries (an event's result for one goal) the queue holds at most: about a second of the
+/// benchmark's durable event rate times its goals per event. Beyond it new events are
+/// dropped (their entries counted).
 pub const QUEUE_CAPACITY: usize = 100_000;
 
 pub struct TrailWriter {
     pool: PgPool,
-    queue: Mutex<Vec<TrailEntry>>,
+    /// The queued events, and the entries they hold.
+    queue: Mutex<(Vec<EventRow>, usize)>,
     enabled: AtomicBool,
     /// Serializes writes (the loop's and a test's), so entries land in queue order.
     writing: tokio::sync::Mutex<()>,
@@ -31,7 +33,7 @@ impl TrailWriter {
     pub fn new(pool: PgPool) -> Self {
         TrailWriter {
             pool,
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new((Vec::new(), 0)),
             enabled: AtomicBool::new(true),
             writing: tokio::sync::Mutex::new(()),
         }
@@ -46,18 +48,20 @@ impl TrailWriter {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Queues `entries` (dropping what does not fit).
-    pub fn push(&self, entries: impl IntoIterator<Item = TrailEntry>) {
+    /// Queues `rows` (dropping the events that do not fit).
+    pub fn push(&self, rows: impl IntoIterator<Item = EventRow>) {
         if !self.enabled() {
             return;
         }
         let mut q = self.queue.lock();
         let mut dropped = 0u64;
-        for e in entries {
-            if q.len() < QUEUE_CAPACITY {
-                q.push(e);
+        for row in rows {
+            let n = row.entries();
+            if q.1 + n <= QUEUE_CAPACITY {
+                q.0.push(row);
+                q.1 += n;
             } else {
-                dropped += 1;
+                dropped += n as u64;
             }
         }
         drop(q);
@@ -70,31 +74,23 @@ impl TrailWriter {
 
     /// Entries queued, not yet written.
     pub fn queued(&self) -> usize {
-        self.queue.lock().len()
+        self.queue.lock().1
     }
 
     /// Writes what is queued now. A failed write loses its entries (counted): the trail
     /// explains, it is not a record to retry forever.
     pub async fn write_pending(&self) -> Result<u64, sqlx::Error> {
         let _serial = self.writing.lock().await;
-        let entries = std::mem::take(&mut *self.queue.lock());
-        if entries.is_empty() {
+        let (rows, entries) = std::mem::take(&mut *self.queue.lock());
+        if rows.is_empty() {
             return Ok(0);
         }
-        match trail::record(&self.pool, &entries).await {
-            Ok(n) => {
-                metrics::TRAIL_ENTRIES_TOTAL
-                    .with_label_values(&["written"])
-                    .inc_by(entries.len() as u64);
-                Ok(n)
-            }
-            Err(e) => {
-                metrics::TRAIL_ENTRIES_TOTAL
-                    .with_label_values(&["failed"])
-                    .inc_by(entries.len() as u64);
-                Err(e)
-            }
-        }
+        let outcome = trail::record_rows(&self.pool, &rows).await;
+        let result = if outcome.is_ok() { "written" } else { "failed" };
+        metrics::TRAIL_ENTRIES_TOTAL
+            .with_label_values(&[result])
+            .inc_by(entries as u64);
+        outcome
     }
 
     /// Writes every interval until `stop`, then once more.

@@ -79,36 +79,72 @@ fn push_element(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// One event's row: its entries' goals, reasons and progress as array literals.
-#[derive(Default)]
-struct Row {
+/// One event's trail row, built goal by goal: the event, and the goals it reached with
+/// each one's result and progress as Postgres array literals, so queuing an event that
+/// reaches 20 goals costs a handful of allocations, not 20 entries.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    user_id: String,
+    received_at: DateTime<Utc>,
+    event_id: String,
+    event_type: &'static str,
+    stat_code: String,
+    value: i64,
     goals: String,
     reasons: String,
     before: String,
     after: String,
+    entries: usize,
 }
 
-impl Row {
-    fn push(&mut self, e: &TrailEntry) {
-        let first = self.goals.is_empty();
+impl EventRow {
+    /// An event with no goal yet.
+    pub fn new(
+        user_id: &str,
+        received_at: DateTime<Utc>,
+        event_id: &str,
+        event_type: &'static str,
+        stat_code: &str,
+        value: i64,
+    ) -> EventRow {
+        EventRow {
+            user_id: user_id.to_string(),
+            received_at,
+            event_id: event_id.to_string(),
+            event_type,
+            stat_code: stat_code.to_string(),
+            value,
+            goals: String::new(),
+            reasons: String::new(),
+            before: String::new(),
+            after: String::new(),
+            entries: 0,
+        }
+    }
+
+    /// Adds the event's result for `goal_id`: `reason` `None` when counted. Each literal
+    /// stays closed (`{…}`) between calls: the closing brace is taken off and put back.
+    pub fn push_goal(&mut self, goal_id: &str, reason: Option<&str>, before: i32, after: i32) {
+        use std::fmt::Write as _;
         for part in [
             &mut self.goals,
             &mut self.reasons,
             &mut self.before,
             &mut self.after,
         ] {
-            part.push(if first { '{' } else { ',' });
+            if part.pop().is_some() {
+                part.push(',');
+            } else {
+                part.push('{');
+            }
         }
-        push_element(&mut self.goals, &e.goal_id);
-        match e.reason {
+        push_element(&mut self.goals, goal_id);
+        match reason {
             Some(r) => push_element(&mut self.reasons, r),
             None => self.reasons.push_str("NULL"),
         }
-        self.before.push_str(&e.progress_before.to_string());
-        self.after.push_str(&e.progress_after.to_string());
-    }
-
-    fn close(mut self) -> Row {
+        let _ = write!(self.before, "{before}");
+        let _ = write!(self.after, "{after}");
         for part in [
             &mut self.goals,
             &mut self.reasons,
@@ -117,56 +153,72 @@ impl Row {
         ] {
             part.push('}');
         }
-        self
+        self.entries += 1;
     }
-}
 
-/// Whether `a` and `b` are entries of the same event (one row).
-fn same_event(a: &TrailEntry, b: &TrailEntry) -> bool {
-    a.user_id == b.user_id
-        && a.event_id == b.event_id
-        && a.received_at == b.received_at
-        && a.event_type == b.event_type
-        && a.stat_code == b.stat_code
-        && a.value == b.value
-}
+    /// The goals added: the trail entries this row stands for.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
 
-/// Inserts `entries` in one statement, in a transaction that does not wait for the disk
-/// (see the module docs): one row per event, consecutive entries of the same event (as the
-/// handler queues them) sharing it. Returns the rows (events) written.
-pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::Error> {
-    // NUL cannot be stored in text; validation refuses such ids at the door.
-    let stored = entries.iter().filter(|e| {
-        ![&e.user_id, &e.goal_id, &e.event_id, &e.stat_code]
+    /// Whether any of the row's ids holds NUL, which text cannot store (validation refuses
+    /// such ids at the door; a row that slipped through is skipped, not an error).
+    fn storable(&self) -> bool {
+        ![&self.user_id, &self.event_id, &self.stat_code, &self.goals]
             .iter()
             .any(|t| t.contains('\0'))
-    });
-    let mut events: Vec<(&TrailEntry, Row)> = Vec::new();
-    for e in stored {
-        match events.last_mut() {
-            Some((first, row)) if same_event(first, e) => row.push(e),
-            _ => {
-                let mut row = Row::default();
-                row.push(e);
-                events.push((e, row));
-            }
+    }
+}
+
+/// Whether `e` belongs to the row of `row`'s event.
+fn same_event(row: &EventRow, e: &TrailEntry) -> bool {
+    row.user_id == e.user_id
+        && row.event_id == e.event_id
+        && row.received_at == e.received_at
+        && row.event_type == e.event_type
+        && row.stat_code == e.stat_code
+        && row.value == e.value
+}
+
+/// Groups `entries` into rows, consecutive entries of the same event sharing one.
+pub fn rows_of(entries: &[TrailEntry]) -> Vec<EventRow> {
+    let mut rows: Vec<EventRow> = Vec::new();
+    for e in entries {
+        if !rows.last().is_some_and(|r| same_event(r, e)) {
+            rows.push(EventRow::new(
+                &e.user_id,
+                e.received_at,
+                &e.event_id,
+                e.event_type,
+                &e.stat_code,
+                e.value,
+            ));
+        }
+        if let Some(row) = rows.last_mut() {
+            row.push_goal(&e.goal_id, e.reason, e.progress_before, e.progress_after);
         }
     }
-    if events.is_empty() {
+    rows
+}
+
+/// Inserts `entries`, one row per event ([`rows_of`]); see [`record_rows`].
+pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::Error> {
+    record_rows(pool, &rows_of(entries)).await
+}
+
+/// Inserts `rows` in one statement, in a transaction that does not wait for the disk (see
+/// the module docs). Rows without a goal are skipped. Returns the rows (events) written.
+pub async fn record_rows(pool: &PgPool, rows: &[EventRow]) -> Result<u64, sqlx::Error> {
+    let rows: Vec<&EventRow> = rows
+        .iter()
+        .filter(|r| r.entries > 0 && r.storable())
+        .collect();
+    if rows.is_empty() {
         return Ok(0);
     }
-    let (heads, rows): (Vec<&TrailEntry>, Vec<Row>) = events
-        .into_iter()
-        .map(|(head, row)| (head, row.close()))
-        .unzip();
-    let text = |f: fn(&TrailEntry) -> &str| heads.iter().map(|e| f(e)).collect::<Vec<&str>>();
-    let users = text(|e| &e.user_id);
-    let ids = text(|e| &e.event_id);
-    let types = text(|e| e.event_type);
-    let codes = text(|e| &e.stat_code);
-    let received: Vec<DateTime<Utc>> = heads.iter().map(|e| e.received_at).collect();
-    let values: Vec<i64> = heads.iter().map(|e| e.value).collect();
-    let part = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let text = |f: fn(&EventRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
+    let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.received_at).collect();
+    let values: Vec<i64> = rows.iter().map(|r| r.value).collect();
     // The flush's lock (see `super::erasure`): an erasure committing meanwhile either waits
     // for this insert (and deletes its entries) or is seen by it (its tombstone skips them).
     let mut tx = pool.begin().await?;
@@ -177,16 +229,16 @@ pub async fn record(pool: &PgPool, entries: &[TrailEntry]) -> Result<u64, sqlx::
     .execute(&mut *tx)
     .await?;
     let done = sqlx::query(INSERT_SQL)
-        .bind(&users)
+        .bind(text(|r| &r.user_id))
         .bind(&received)
-        .bind(&ids)
-        .bind(&types)
-        .bind(&codes)
+        .bind(text(|r| &r.event_id))
+        .bind(text(|r| r.event_type))
+        .bind(text(|r| &r.stat_code))
         .bind(&values)
-        .bind(part(|r| &r.goals))
-        .bind(part(|r| &r.reasons))
-        .bind(part(|r| &r.before))
-        .bind(part(|r| &r.after))
+        .bind(text(|r| &r.goals))
+        .bind(text(|r| &r.reasons))
+        .bind(text(|r| &r.before))
+        .bind(text(|r| &r.after))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

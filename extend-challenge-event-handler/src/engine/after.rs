@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use extend_challenge_common::config::Goal;
 use extend_challenge_common::progress::Ignored;
 use extend_challenge_common::store::flush::ItemResult;
-use extend_challenge_common::store::trail::TrailEntry;
+use extend_challenge_common::store::trail::EventRow;
 
 use super::Engine;
 use crate::buffer::{Batch, Fate, TrailEvent};
@@ -17,25 +17,26 @@ pub(super) fn event_type(login: bool) -> &'static str {
     if login { "login" } else { "statistic" }
 }
 
-/// A trail entry for `goal` of `ev` with `result` (`None`: judged nowhere, e.g. a
-/// redelivery or a negative value, which reach no row).
-pub(super) fn entry(user_id: &str, ev: &TrailEvent, goal: &Goal, result: ItemResult) -> TrailEntry {
-    TrailEntry {
-        user_id: user_id.to_string(),
-        goal_id: goal.row_goal_id().to_string(),
-        received_at: ev.received_at,
-        event_id: ev.id.to_string(),
-        event_type: event_type(ev.login),
-        stat_code: if ev.login {
-            String::new()
-        } else {
-            goal.requirement.stat_code.clone()
-        },
-        value: i64::from(ev.value),
-        reason: result.ignored.and_then(Ignored::reason),
-        progress_before: result.before,
-        progress_after: result.after,
-    }
+/// The trail row of `ev` of `user_id`, without goals yet.
+pub(super) fn event_row(user_id: &str, ev: &TrailEvent, stat_code: &str) -> EventRow {
+    EventRow::new(
+        user_id,
+        ev.received_at,
+        &ev.id,
+        event_type(ev.login),
+        if ev.login { "" } else { stat_code },
+        i64::from(ev.value),
+    )
+}
+
+/// Adds `goal`'s `result` to `row`.
+pub(super) fn push_result(row: &mut EventRow, goal: &Goal, result: ItemResult) {
+    row.push_goal(
+        goal.row_goal_id(),
+        result.ignored.and_then(Ignored::reason),
+        result.before,
+        result.after,
+    );
 }
 
 /// A result that reached no row.
@@ -81,6 +82,10 @@ impl Engine {
             }
             if trail_on && *fate != Fate::Back {
                 for ev in batch.trails.get(u).into_iter().flatten() {
+                    let Some(first) = ev.goals.first() else {
+                        continue;
+                    };
+                    let mut row = event_row(&user.user_id, ev, &first.requirement.stat_code);
                     for goal in ev.goals.iter() {
                         let result = match fate {
                             Fate::DeadLettered => Some(ignored(Ignored::DeadLettered)),
@@ -92,8 +97,11 @@ impl Engine {
                         // No result: the user's data was erased after the event, or the
                         // user has no state at all (never initialized, auto-initialize off).
                         if let Some(result) = result {
-                            entries.push(entry(&user.user_id, ev, goal, result));
+                            push_result(&mut row, goal, result);
                         }
+                    }
+                    if row.entries() > 0 {
+                        entries.push(row);
                     }
                 }
             }

@@ -377,22 +377,22 @@ impl Engine {
             received_at,
             goals: Box::new([]),
         };
-        let entries: Vec<_> = goals
-            .iter()
-            .filter_map(|(g, why)| match (duplicate, accepted, why) {
-                (true, _, None) => Some(after::entry(
-                    &ev.user_id,
-                    &tev,
-                    g,
-                    after::ignored(Ignored::Duplicate),
-                )),
-                (_, true, Some(why)) => {
-                    Some(after::entry(&ev.user_id, &tev, g, after::ignored(*why)))
+        let Some((first, _)) = goals.first() else {
+            return;
+        };
+        let mut row = after::event_row(&ev.user_id, &tev, &first.requirement.stat_code);
+        for (g, why) in goals.iter() {
+            match (duplicate, accepted, why) {
+                (true, _, None) => {
+                    after::push_result(&mut row, g, after::ignored(Ignored::Duplicate))
                 }
-                _ => None,
-            })
-            .collect();
-        self.trail.push(entries);
+                (_, true, Some(why)) => after::push_result(&mut row, g, after::ignored(*why)),
+                _ => {}
+            }
+        }
+        if row.entries() > 0 {
+            self.trail.push([row]);
+        }
     }
 
     /// IAM's GDPR deletion request (CONTRACT §3.6): erases the user's data at once and
