@@ -68,6 +68,7 @@ echo "scenario5: k6 for ${SECS}s (durable, AUTO_INITIALIZE_ON_EVENT=${AUTO_INITI
   EVENT_HANDLER_ADDR=127.0.0.1:16566 NAMESPACE=test &&
   k6_run "$SECS" 16699 "$OUT/k6.txt" -- "${pin_k6[@]}" "$K6" run --no-usage-report scenario5_m5_rotation.js)
 curl -s localhost:18565/metrics > "$OUT/service-metrics-end.txt"
+curl -s localhost:18566/metrics > "$OUT/handler-metrics-end.txt"
 hz=$(getconf CLK_TCK)
 h1=$(ticks $HANDLER) s1=$(ticks $SERVICE) p1=$(pg_ticks)
 k6_t1=$(awk '{print $16 + $17}' /proc/$$/stat)
@@ -75,7 +76,9 @@ sed -n '/THRESHOLDS/,$p' "$OUT/k6.txt" | grep -v "^\s*$" | head -80 || echo "(k6
 {
   echo "cpu seconds: handler $(( (h1 - h0) / hz )), service $(( (s1 - s0) / hz )), postgres $(( (p1 - p0) / hz )), k6 $(( (k6_t1 - k6_t0) / hz )) over ${SECS}s"
   psql "$DBURL" -tAc "select 'rows: '||count(*)||' ('||count(*) filter (where goal_id = '')||' markers, '||count(distinct user_id)||' players)' from user_goal_progress"
-  curl -s localhost:18566/metrics | grep -E '^challenge_flush_duration_seconds_(sum|count)|^challenge_flush_lost_races_total|^challenge_dedup_ledger_lookups_total'
+  grep -E '^challenge_flush_duration_seconds_(sum|count)|^challenge_flush_lost_races_total|^challenge_dedup_ledger_lookups_total' "$OUT/handler-metrics-end.txt"
+  echo "flush time by phase (seconds, summed over batches):"
+  grep -E '^challenge_flush_phase_seconds_sum' "$OUT/handler-metrics-end.txt" | sed 's/^challenge_flush_phase_seconds_sum/  /'
   echo "REST p95 by route (bucket upper bound, the service's own histogram): first ${SPLIT:-30} s | after"
   python3 "$ROOT/bench/k6/window_p95.py" "$OUT/service-metrics-split.txt" "$OUT/service-metrics-end.txt"
 } | tee "$OUT/summary.txt"

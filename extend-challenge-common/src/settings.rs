@@ -153,6 +153,10 @@ pub struct DbSettings {
     pub connect: PgConnectOptions,
     /// `DB_MAX_OPEN_CONNS` (default 25).
     pub max_open_conns: u32,
+    /// `DB_WARM_CONNS` (default: `max_open_conns`; at most it): connections the service
+    /// opens as soon as it starts, so the first burst of requests does not pay for opening
+    /// them ([`crate::store::warm_up`]). 0: none.
+    pub warm_conns: u32,
     /// `MIGRATE_ON_START` (default `true`): apply the embedded migrations at start-up. Set
     /// `false` when a Job or an operator runs `extend-challenge-service migrate up`.
     pub migrate_on_start: bool,
@@ -170,6 +174,7 @@ impl std::fmt::Debug for DbSettings {
             .field("user", &self.connect.get_username())
             .field("ssl_mode", &self.connect.get_ssl_mode())
             .field("max_open_conns", &self.max_open_conns)
+            .field("warm_conns", &self.warm_conns)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("partitions", &self.partitions)
             .finish_non_exhaustive()
@@ -387,6 +392,9 @@ impl Settings {
         let db = DbSettings {
             connect: db,
             max_open_conns: db_max_open_conns,
+            warm_conns: env
+                .parse("DB_WARM_CONNS", db_max_open_conns)?
+                .min(db_max_open_conns),
             migrate_on_start: env.boolean("MIGRATE_ON_START", true)?,
             partitions: match env.parse(
                 "DB_PARTITIONS",
@@ -562,6 +570,16 @@ mod tests {
         assert_eq!(s.rewards.reconcile_interval, Duration::from_secs(30));
         assert_eq!(s.rewards.auto_claim_interval, Duration::from_millis(500));
         assert!(s.db.migrate_on_start);
+        // The warm-up opens the whole pool by default, never more than it.
+        assert_eq!((s.db.max_open_conns, s.db.warm_conns), (25, 25));
+        let db = settings(&[("DB_MAX_OPEN_CONNS", "8"), ("DB_WARM_CONNS", "50")])
+            .unwrap()
+            .db;
+        assert_eq!((db.max_open_conns, db.warm_conns), (8, 8));
+        assert_eq!(
+            settings(&[("DB_WARM_CONNS", "0")]).unwrap().db.warm_conns,
+            0
+        );
         assert!(
             !settings(&[("MIGRATE_ON_START", "false")])
                 .unwrap()
@@ -585,6 +603,7 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (k, v) in [
             ("GRPC_PORT", "abc"),
+            ("DB_WARM_CONNS", "-1"),
             ("ACK_MODE", "fast"),
             ("BUFFER_MAX_SIZE", "0"),
             ("PLUGIN_GRPC_SERVER_AUTH_ENABLED", "maybe"),

@@ -128,6 +128,9 @@ async fn catalog(args: &[String]) -> ExitCode {
     }
 }
 
+/// How long the start waits for `DB_WARM_CONNS` connections to open.
+const WARM_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("reading settings")?;
     let _telemetry = telemetry::init_with(&settings, "extend-challenge-service");
@@ -139,6 +142,15 @@ async fn serve() -> anyhow::Result<()> {
         tracing::info!("shut down before the database became reachable");
         return Ok(());
     };
+    // DB_WARM_CONNS: open the pool's connections before the ports open, for at most
+    // WARM_UP_LIMIT (a database slow to answer delays the start no longer than that).
+    let warm = settings.db.warm_conns;
+    if warm > 0 {
+        match tokio::time::timeout(WARM_UP_LIMIT, store::warm_up(&prepared.pool, warm)).await {
+            Ok(open) => tracing::debug!(open, "database connections opened at start"),
+            Err(_) => tracing::debug!("database connections still opening; serving anyway"),
+        }
+    }
     let deps = Dependencies::from_prepared(&settings, prepared)?;
     let app = Application::build(&settings, deps).await?;
     tracing::info!(
