@@ -1,6 +1,11 @@
 //! Wiring only: settings → logs → config → pool → migrations → build → run; or the
 //! operator's `dead-letters` subcommand (see `dead_letters`), `--help`, `--version`.
 
+/// mimalloc instead of the system allocator: allocation was a tenth or more of the
+/// CPU profile (BENCHMARKS.md, issue 22).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;

@@ -1,6 +1,11 @@
 //! `extend-challenge-service`: reads the settings, wires the dependencies, serves until
 //! SIGTERM or Ctrl-C; or `migrate up | down [N] | status`, `--help`, `--version`.
 
+/// mimalloc instead of the system allocator: allocation was a tenth or more of the
+/// CPU profile (BENCHMARKS.md, issue 22).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
