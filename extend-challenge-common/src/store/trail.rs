@@ -8,7 +8,7 @@
 //! transaction (the rules of `progress`, through `flush::ItemResult`), and once the batch
 //! committed it queues the entries; a writer task inserts them every
 //! [`WRITE_INTERVAL`](crate::store::trail::WRITE_INTERVAL) in one statement, in a
-//! transaction with `synchronous_commit = off` ([`record`]). The durable path pays
+//! transaction with `synchronous_commit = off` ([`record_rows`]). The durable path pays
 //! nothing for it but building the entries: no statement, no WAL, no row in the batch's
 //! transaction. **Loss window:** entries queued or written in the last ~0.3 s before a
 //! crash (one write interval plus Postgres's `wal_writer_delay`, 200 ms by default) may
@@ -50,6 +50,9 @@ pub struct TrailEntry {
     pub progress_after: i32,
 }
 
+// `e.user_id = ANY($1)` restates the join for the planner: it prunes the tombstones'
+// partitions to the batch's players (tests/partition_pruning.rs), where the anti-join alone
+// scans every partition.
 const INSERT_SQL: &str = "\
 INSERT INTO event_trail (user_id, received_at, event_id, event_type, stat_code, value, \
     goal_ids, reasons, progress_before, progress_after) \
@@ -61,10 +64,6 @@ FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $
 WHERE NOT EXISTS (SELECT 1 FROM user_erasures e \
     WHERE e.user_id = ANY($1::text[]) AND e.user_id = u.user_id \
       AND e.erased_at >= u.received_at)";
-
-// `e.user_id = ANY($1)` restates the join for the planner: it prunes the tombstones'
-// partitions to the batch's players (tests/partition_pruning.rs), where the anti-join alone
-// scans every partition.
 
 /// Appends `text` to `out` as one element of a Postgres array literal: quoted, with `"`
 /// and `\` escaped, so any text (commas, braces, spaces, the word NULL) is taken as is.
@@ -281,7 +280,9 @@ pub async fn recent(
 /// Deletes at most `batch` events older than `before`, and at most `batch` events of the
 /// players that took an entry since `since` which are, for every goal they hold, beyond
 /// that goal's newest [`KEEP_PER_GOAL`]. Returns the events deleted (the caller repeats
-/// while it deletes a full batch).
+/// while it deletes a full batch). The count ranks every (event, goal) of those players:
+/// 3.4 s for 120,000 events of 10,000 players reaching 20 goals each (AccelByte's scenario
+/// 5 for four minutes; measured with `EXPLAIN ANALYZE`, nothing to delete), once per cleanup.
 pub async fn trim(
     pool: &PgPool,
     before: DateTime<Utc>,
