@@ -473,8 +473,6 @@ fn spawn_health_watcher(
     })
 }
 
-/// Deletes ledger rows older than [`LEDGER_TTL`] every `interval`, in bounded batches, on one
-/// replica at a time (an advisory lock).
 /// How often the handler looks whether the progress table has statistics yet.
 const PLAN_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -545,6 +543,8 @@ fn spawn_plan_watch(pool: PgPool, stop: CancellationToken) -> tokio::task::JoinH
     })
 }
 
+/// Deletes ledger rows older than [`LEDGER_TTL`] every `interval`, in bounded batches, on one
+/// replica at a time (an advisory lock).
 fn spawn_ledger_purger(
     pool: PgPool,
     interval: Duration,

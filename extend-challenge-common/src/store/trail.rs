@@ -180,7 +180,7 @@ fn same_event(row: &EventRow, e: &TrailEntry) -> bool {
 }
 
 /// Groups `entries` into rows, consecutive entries of the same event sharing one.
-pub fn rows_of(entries: &[TrailEntry]) -> Vec<EventRow> {
+fn rows_of(entries: &[TrailEntry]) -> Vec<EventRow> {
     let mut rows: Vec<EventRow> = Vec::new();
     for e in entries {
         if !rows.last().is_some_and(|r| same_event(r, e)) {

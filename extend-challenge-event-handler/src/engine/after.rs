@@ -10,22 +10,30 @@ use extend_challenge_common::store::flush::ItemResult;
 use extend_challenge_common::store::trail::EventRow;
 
 use super::Engine;
-use crate::buffer::{Batch, Fate, TrailEvent};
+use crate::buffer::{Batch, Fate};
 
 /// The trail's `eventType` of an event.
 pub(super) fn event_type(login: bool) -> &'static str {
     if login { "login" } else { "statistic" }
 }
 
-/// The trail row of `ev` of `user_id`, without goals yet.
-pub(super) fn event_row(user_id: &str, ev: &TrailEvent, stat_code: &str) -> EventRow {
+/// The trail row of an event of `user_id` (`stat_code` is ignored for a login), without
+/// goals yet.
+pub(super) fn event_row(
+    user_id: &str,
+    event_id: &str,
+    login: bool,
+    stat_code: &str,
+    value: i32,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> EventRow {
     EventRow::new(
         user_id,
-        ev.received_at,
-        &ev.id,
-        event_type(ev.login),
-        if ev.login { "" } else { stat_code },
-        i64::from(ev.value),
+        received_at,
+        event_id,
+        event_type(login),
+        if login { "" } else { stat_code },
+        i64::from(value),
     )
 }
 
@@ -62,7 +70,7 @@ impl Engine {
         _now: chrono::DateTime<chrono::Utc>,
     ) {
         let mut changed: HashMap<&str, Vec<&str>> = HashMap::new();
-        let mut entries = Vec::new();
+        let mut trail_rows = Vec::new();
         let trail_on = self.trail.enabled();
         let mut start = 0;
         for (u, (user, fate)) in batch.users.iter().zip(fates).enumerate() {
@@ -85,7 +93,14 @@ impl Engine {
                     let Some(first) = ev.goals.first() else {
                         continue;
                     };
-                    let mut row = event_row(&user.user_id, ev, &first.requirement.stat_code);
+                    let mut row = event_row(
+                        &user.user_id,
+                        &ev.id,
+                        ev.login,
+                        &first.requirement.stat_code,
+                        ev.value,
+                        ev.received_at,
+                    );
                     for goal in ev.goals.iter() {
                         let result = match fate {
                             Fate::DeadLettered => Some(ignored(Ignored::DeadLettered)),
@@ -101,14 +116,14 @@ impl Engine {
                         }
                     }
                     if row.entries() > 0 {
-                        entries.push(row);
+                        trail_rows.push(row);
                     }
                 }
             }
             start = end;
         }
-        if !entries.is_empty() {
-            self.trail.push(entries);
+        if !trail_rows.is_empty() {
+            self.trail.push(trail_rows);
         }
         if changed.is_empty() {
             return;

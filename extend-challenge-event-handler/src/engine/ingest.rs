@@ -370,17 +370,17 @@ impl Engine {
                     .collect(),
             ),
         };
-        let tev = TrailEvent {
-            id: Arc::from(ev.id.as_str()),
-            login,
-            value,
-            received_at,
-            goals: Box::new([]),
-        };
         let Some((first, _)) = goals.first() else {
             return;
         };
-        let mut row = after::event_row(&ev.user_id, &tev, &first.requirement.stat_code);
+        let mut row = after::event_row(
+            &ev.user_id,
+            &ev.id,
+            login,
+            &first.requirement.stat_code,
+            value,
+            received_at,
+        );
         for (g, why) in goals.iter() {
             match (duplicate, accepted, why) {
                 (true, _, None) => {
