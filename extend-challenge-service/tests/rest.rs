@@ -214,6 +214,64 @@ async fn one_challenge_and_unknown_challenge(pool: PgPool) {
     );
 }
 
+/// REST's initialize answer is written by hand from pre-serialized parts of the catalog:
+/// byte for byte what serde writes for gRPC's message (grpc-gateway's encoding), for a new
+/// player, then for one with progress, a completed goal, a deactivated goal and a daily goal
+/// rolled over, on a catalog whose strings need escaping.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn initialize_json_is_the_messages_encoding_byte_for_byte(pool: PgPool) {
+    let mut raw: Value = serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+    let first = &mut raw["challenges"][0]["goals"][0];
+    first["name"] = json!("Hunter \"Novice\" \\ caf\u{e9} \u{1F3AF} \u{1}\t</b>");
+    first["description"] = json!("line\nbreak, \"quoted\", back\\slash");
+    first["reward"]["rewardId"] = json!("sword \"+1\"");
+    let config = std::sync::Arc::new(
+        extend_challenge_common::config::parse_and_validate("odd.json", &raw.to_string()).unwrap(),
+    );
+    let h = Harness::with_config(pool, config, None);
+    // `amy` over REST (the hand-written JSON), `bob` over the message, the same steps at
+    // the same clock.
+    async fn both(h: &Harness) -> (String, String) {
+        let (s, rest) = h.call_raw("POST", INIT, "amy", Some("{}")).await;
+        assert_eq!(s, StatusCode::OK);
+        let message = h.service.initialize_player("bob").await.unwrap();
+        (rest, serde_json::to_string(&message).unwrap())
+    }
+    let (rest, message) = both(&h).await;
+    assert!(rest.contains(r#"\"Novice\" \\ caf"#), "{rest}");
+    assert_eq!(rest, message);
+
+    for user in ["amy", "bob"] {
+        h.set_row(user, "kill-10", 4, "in_progress", None).await;
+        h.set_row(user, "login-3", 3, "completed", Some(NOON)).await;
+        for (path, active) in [
+            ("winter/goals/win-5", true),
+            ("daily/goals/daily-play", true),
+            ("daily/goals/daily-login", false),
+        ] {
+            let (s, _) = h
+                .call(
+                    "PUT",
+                    &format!("{LIST}/{path}/active"),
+                    user,
+                    Some(&format!(r#"{{"isActive":{active}}}"#)),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{path}");
+        }
+        h.set_row(user, "daily-play", 2, "in_progress", None).await;
+    }
+    // Into the next day: the daily goals roll over.
+    h.clock.advance(Duration::hours(13));
+    let (rest, message) = both(&h).await;
+    let body: Value = serde_json::from_str(&rest).unwrap();
+    assert_eq!(body["newAssignments"], 0);
+    assert!(rest.contains(r#""goalId":"win-5""#), "{rest}");
+    assert!(!rest.contains(r#""goalId":"daily-login""#), "{rest}");
+    assert!(rest.contains(r#""status":"completed""#), "{rest}");
+    assert_eq!(rest, message);
+}
+
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn initialize_assigns_defaults_once_and_catches_up(pool: PgPool) {
     let h = Harness::new(pool);

@@ -161,8 +161,57 @@ impl ChallengeService {
     }
 
     /// Assigns every default goal the player lacks (also goals added to the config since the
-    /// player's first call) and returns every active goal.
+    /// player's first call) and returns every active goal (gRPC's answer).
     pub async fn initialize_player(&self, user_id: &str) -> Result<pb::InitializeResponse> {
+        self.initialize_with(user_id, |catalog, view, active, assigned| {
+            let assigned_goals: Vec<pb::AssignedGoal> = active
+                .iter()
+                .map(|&gi| {
+                    let g = &catalog.goal(gi).goal;
+                    let d = view.display(gi);
+                    pb::AssignedGoal {
+                        challenge_id: g.challenge_id.clone(),
+                        goal_id: g.id.clone(),
+                        name: g.name.clone(),
+                        description: g.description.clone(),
+                        is_active: d.is_active,
+                        assigned_at: rfc3339_opt(d.assigned_at),
+                        expires_at: rfc3339_opt(d.expires_at),
+                        progress: d.progress,
+                        target: g.requirement.target_value,
+                        status: d.status.as_str().to_string(),
+                        requirement: Some(requirement_pb(g)),
+                        reward: Some(reward_pb(g)),
+                    }
+                })
+                .collect();
+            pb::InitializeResponse {
+                new_assignments: count_i32(assigned),
+                total_active: count_i32(assigned_goals.len()),
+                assigned_goals,
+            }
+        })
+        .await
+    }
+
+    /// [`Self::initialize_player`]'s answer as REST's JSON, written from the catalog's
+    /// pre-serialized goal fields (the same bytes grpc-gateway's encoding of the message
+    /// gives; a test holds the two together).
+    pub async fn initialize_json(&self, user_id: &str) -> Result<String> {
+        self.initialize_with(user_id, |catalog, view, active, assigned| {
+            catalog.initialize_json(view, active, count_i32(assigned))
+        })
+        .await
+    }
+
+    /// `InitializePlayer` up to its answer: admission, the assignment, the rollover of
+    /// stored rows whose period ended; then `render` gets the player's view, the active
+    /// goals (flat indexes, config order) and how many goals this call assigned.
+    async fn initialize_with<T>(
+        &self,
+        user_id: &str,
+        render: impl FnOnce(&Catalog, &PlayerView<'_>, &[usize], usize) -> T,
+    ) -> Result<T> {
         let snap = self.snapshot();
         let gate = &self.initialize_gate;
         let _permit = match tokio::time::timeout(gate.wait, gate.permits.acquire()).await {
@@ -199,42 +248,12 @@ impl ChallengeService {
             })
             .collect();
         player::persist_rollover(&self.inner.pool, user_id, &rollovers, now).await?;
-        let mut rows = done.rows;
-        catalog.complete_rows(&mut rows, |_| true);
-        let active_rows: Vec<PlayerGoalRow> = rows.into_iter().filter(|r| r.is_active).collect();
-        let view = PlayerView::new(catalog, &active_rows, now);
-        let mut active: Vec<usize> = active_rows
-            .iter()
-            .filter_map(|r| catalog.goal_index(&r.goal_id))
-            .collect();
+        // The stored rows and the marker's implicit ones, as the list sees them.
+        let view = PlayerView::new(catalog, &done.rows, now);
         // Config order, whatever order the rows came back in.
-        active.sort_unstable();
-        active.dedup();
-        let assigned_goals: Vec<pb::AssignedGoal> = active
-            .iter()
-            .map(|&gi| {
-                let g = &catalog.goal(gi).goal;
-                let d = view.display(gi);
-                pb::AssignedGoal {
-                    challenge_id: g.challenge_id.clone(),
-                    goal_id: g.id.clone(),
-                    name: g.name.clone(),
-                    description: g.description.clone(),
-                    is_active: d.is_active,
-                    assigned_at: rfc3339_opt(d.assigned_at),
-                    expires_at: rfc3339_opt(d.expires_at),
-                    progress: d.progress,
-                    target: g.requirement.target_value,
-                    status: d.status.as_str().to_string(),
-                    requirement: Some(requirement_pb(g)),
-                    reward: Some(reward_pb(g)),
-                }
-            })
+        let active: Vec<usize> = (0..catalog.goal_count())
+            .filter(|&gi| view.is_active(gi))
             .collect();
-        Ok(pb::InitializeResponse {
-            new_assignments: count_i32(done.assigned),
-            total_active: count_i32(assigned_goals.len()),
-            assigned_goals,
-        })
+        Ok(render(catalog, &view, &active, done.assigned))
     }
 }

@@ -64,7 +64,90 @@ pub(super) fn goal_tail(g: &Goal) -> String {
     format!(",\"rewards\":[{}]", rewards.join(","))
 }
 
+/// `{"challengeId":…,"goalId":…,"name":…,"description":…,"isActive":`
+pub(super) fn assigned_head(g: &Goal) -> String {
+    format!(
+        "{{\"challengeId\":{},\"goalId\":{},\"name\":{},\"description\":{},\"isActive\":",
+        json_str(&g.challenge_id),
+        json_str(&g.id),
+        json_str(&g.name),
+        json_str(&g.description)
+    )
+}
+
+/// `,"requirement":{"statCode":…,"operator":…,"targetValue":…},"reward":{"type":…,"rewardId":…,"quantity":…}}`
+pub(super) fn assigned_tail(g: &Goal) -> String {
+    format!(
+        ",\"requirement\":{{\"statCode\":{},\"operator\":{},\"targetValue\":{}}},\
+         \"reward\":{{\"type\":{},\"rewardId\":{},\"quantity\":{}}}}}",
+        json_str(&g.requirement.stat_code),
+        json_str(&g.requirement.operator),
+        g.requirement.target_value,
+        json_str(g.reward.reward_type.as_str()),
+        json_str(&g.reward.reward_id),
+        g.reward.quantity
+    )
+}
+
 impl Catalog {
+    /// Writes initialize's answer, `{"assignedGoals":[…],"newAssignments":…,"totalActive":…}`,
+    /// for the goals `active` (flat indexes, in the order given) as `view` shows them.
+    pub fn initialize_json(
+        &self,
+        view: &PlayerView<'_>,
+        active: &[usize],
+        new_assignments: i32,
+    ) -> String {
+        /// The per-player middle: `isActive` … `status`, at most about this long.
+        const MIDDLE_MAX: usize = 160;
+        let len: usize = active
+            .iter()
+            .map(|&gi| {
+                let e = &self.goals[gi];
+                e.assigned_head.len() + e.assigned_tail.len() + MIDDLE_MAX
+            })
+            .sum();
+        let mut out = String::with_capacity(len + 80);
+        out.push_str("{\"assignedGoals\":[");
+        for (i, &gi) in active.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let e = &self.goals[gi];
+            let d = view.display(gi);
+            out.push_str(&e.assigned_head);
+            out.push_str(if d.is_active {
+                "true,\"assignedAt\":\""
+            } else {
+                "false,\"assignedAt\":\""
+            });
+            if let Some(t) = d.assigned_at {
+                write_rfc3339(&mut out, t);
+            }
+            out.push_str("\",\"expiresAt\":\"");
+            if let Some(t) = d.expires_at {
+                write_rfc3339(&mut out, t);
+            }
+            out.push_str("\",\"progress\":");
+            write_i64(&mut out, d.progress.into());
+            out.push_str(",\"target\":");
+            write_i64(&mut out, e.goal.requirement.target_value.into());
+            out.push_str(",\"status\":\"");
+            out.push_str(d.status.as_str());
+            out.push('"');
+            out.push_str(&e.assigned_tail);
+        }
+        out.push_str("],\"newAssignments\":");
+        write_i64(&mut out, new_assignments.into());
+        out.push_str(",\"totalActive\":");
+        write_i64(
+            &mut out,
+            i32::try_from(active.len()).unwrap_or(i32::MAX).into(),
+        );
+        out.push('}');
+        out
+    }
+
     /// Writes `{"challenges":[…]}` for the player.
     pub fn challenges_json(&self, view: &PlayerView<'_>, active_only: bool) -> String {
         let mut out =

@@ -47,6 +47,11 @@ pub struct GoalEntry {
     json_tail: Box<str>,
     /// Field 15 (`rewards`) in protobuf encoding.
     proto_rewards: Box<[u8]>,
+    /// `{"challengeId":…,"goalId":…,"name":…,"description":…,"isActive":`: the static head
+    /// of the goal's `AssignedGoal` (initialize's answer).
+    assigned_head: Box<str>,
+    /// `,"requirement":{…},"reward":{…}}`: the static tail of its `AssignedGoal`.
+    assigned_tail: Box<str>,
     /// `maxTimes` (0: unlimited or not repeatable).
     max_times: i32,
     /// Flat indexes of the prerequisites, in config order; `None` for an id missing from
@@ -130,6 +135,8 @@ impl Catalog {
                     proto_head: proto_head.into_boxed_slice(),
                     json_tail: json_tail.into_boxed_str(),
                     proto_rewards: proto_rewards.into_boxed_slice(),
+                    assigned_head: json::assigned_head(g).into_boxed_str(),
+                    assigned_tail: json::assigned_tail(g).into_boxed_str(),
                     max_times: proto::max_times(g),
                     prerequisites,
                     tags: list::tag_set(&mut tag_ids, c.tags.iter().chain(&g.tags)),
@@ -184,6 +191,11 @@ impl Catalog {
 
     pub fn goal(&self, index: usize) -> &GoalEntry {
         &self.goals[index]
+    }
+
+    /// How many goals the catalog has (flat indexes run `0..goal_count()`).
+    pub fn goal_count(&self) -> usize {
+        self.goals.len()
     }
 
     pub fn goal_index(&self, goal_id: &str) -> Option<usize> {

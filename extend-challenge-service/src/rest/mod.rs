@@ -410,7 +410,7 @@ async fn initialize_player(
     body: Bytes,
 ) -> ApiResult {
     let _: pb::InitializeRequest = parse_body(&body)?;
-    Ok(json(&s.service.initialize_player(&user).await?))
+    Ok(json_text(s.service.initialize_json(&user).await?))
 }
 
 async fn set_goal_active(
