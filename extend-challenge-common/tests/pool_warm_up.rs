@@ -55,3 +55,44 @@ async fn idle(pool: &sqlx::PgPool, n: usize) {
     .await
     .unwrap_or_else(|_| panic!("{} of {n} connections idle", pool.num_idle()));
 }
+
+/// On a migrated database each warmed connection holds the player API's first statements
+/// prepared (initialize's insert, the player's rows), and the warm-up leaves no row.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn warm_up_prepares_the_first_statements_and_leaves_nothing(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = store::connect_lazy(options, 2);
+    assert_eq!(store::warm_up(&pool, 2).await, 2);
+    idle(&pool, 2).await;
+    let mut held = futures::future::try_join_all((0..2).map(|_| pool.acquire()))
+        .await
+        .unwrap();
+    assert_eq!(pool.size(), 2, "the warmed connections, no new one");
+    for conn in &mut held {
+        let prepared: Vec<String> =
+            sqlx::query_scalar("SELECT statement FROM pg_prepared_statements")
+                .fetch_all(&mut **conn)
+                .await
+                .unwrap();
+        assert!(
+            prepared
+                .iter()
+                .any(|s| s.contains("WITH ins AS") && s.contains("user_goal_progress")),
+            "{prepared:?}"
+        );
+        assert!(
+            prepared
+                .iter()
+                .any(|s| s.starts_with("SELECT") && s.ends_with("WHERE user_id = $1")),
+            "{prepared:?}"
+        );
+    }
+    drop(held);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM user_goal_progress")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the warm-up rolled back");
+}

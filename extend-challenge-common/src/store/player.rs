@@ -350,6 +350,25 @@ pub async fn initialize(
     Ok(Initialized { rows, assigned })
 }
 
+/// Runs the player API's first statements ([`initialize`]'s and the list's) once on `conn`,
+/// for no player (the empty id, which no token carries), in a transaction rolled back:
+/// the connection keeps them prepared, and its Postgres backend loads the catalog entries
+/// of the table, its indexes and the statements' types, work the first real call on a new
+/// connection would otherwise do ([`super::warm_up`]). Leaves nothing behind.
+pub async fn warm(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await?;
+    sqlx::query(sql(&INITIALIZE_SQL))
+        .bind("")
+        .bind("")
+        .bind(Utc::now())
+        .bind("")
+        .fetch_all(&mut *tx)
+        .await?;
+    all_rows(&mut *tx, "").await?;
+    tx.rollback().await
+}
+
 /// Every row of the player, the marker included.
 async fn all_rows<'e>(
     executor: impl sqlx::PgExecutor<'e>,
