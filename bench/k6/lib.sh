@@ -1,6 +1,11 @@
 # Shared by bench/k6/*.sh: the binaries of a build, k6, port waits, CPU ticks.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
+# The pair's connections to Postgres: without TLS by default, as AccelByte's .env.template
+# runs the reference (DB_SSLMODE=disable) and as docker-compose's Postgres (no TLS) gives.
+# This machine's Postgres offers TLS, which sqlx's default (prefer) takes: PG_SSLMODE=prefer
+# measures that (10-20 % more CPU per statement on both sides, BENCHMARKS.md).
+PG_DB_QUERY="?sslmode=${PG_SSLMODE:-disable}"
 
 # bins REV: builds the release pair of git revision REV (empty: the working tree) and prints
 # the directory holding the binaries. Another revision is built in its own worktree under

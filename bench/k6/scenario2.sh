@@ -49,7 +49,7 @@ for round in $(seq "$ROUNDS"); do
     [[ "$entry" == *:* ]] && IFS=, read -ra settings <<< "${entry#*:}"
     tag=${entry//[^A-Za-z0-9_.=-]/_}
     fresh_db scenario2_bench
-    env "${settings[@]}" DATABASE_URL="$PG/scenario2_bench" AB_NAMESPACE=test CHALLENGE_CONFIG_PATH="$CONFIG" \
+    env "${settings[@]}" DATABASE_URL="$PG/scenario2_bench$PG_DB_QUERY" AB_NAMESPACE=test CHALLENGE_CONFIG_PATH="$CONFIG" \
       CONFIG_PATH="$CONFIG" GRPC_PORT=16600 METRICS_PORT=18600 LOG_LEVEL=warn \
       "${pin_h[@]}" "${dir[$rev]}/extend-challenge-event-handler" > "$OUT/handler-$tag-$round.log" 2>&1 &
     h=$!

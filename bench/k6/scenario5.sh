@@ -8,7 +8,7 @@
 #   bench/k6/scenario5.sh SUITE_DIR [k6 seconds, default 240]
 #
 # Env: BASE=<git rev> to run another build (built in its own worktree under target/);
-# AUTO_INITIALIZE_ON_EVENT (default true); PIN=1 to run k6 on CPU 1 and the pair plus
+# AUTO_INITIALIZE_ON_EVENT (default true); PG_SSLMODE (default disable, lib.sh); PIN=1 to run k6 on CPU 1 and the pair plus
 # Postgres on CPU 0 with taskset (default: no pinning); OUT (default /tmp/scenario5-<time>);
 # SPLIT (30): seconds of the opening window of the per-route p95 (see below); PERF=1.
 # Prints k6's summary, the CPU seconds each process used (the split), the rows written, and
@@ -33,7 +33,7 @@ cp -r "$ROOT/extend-challenge-common/proto" "$lay/extend-challenge-event-handler
 python3 "$ROOT/bench/k6/m5_catalog.py" 50 > "$lay/challenges.json"
 
 fresh_db $DB
-DBURL="$PG/$DB"
+DBURL="$PG/$DB$PG_DB_QUERY"
 pin_pair=() pin_k6=()
 if [[ "${PIN:-0}" == 1 ]]; then
   pin_pair=(taskset -c 0) pin_k6=(taskset -c 1)
