@@ -19,7 +19,7 @@
 # REPEAT (1: each measured run is repeated that many times; bench/summarize.py prints medians),
 # HANDLER_GRPC_PORT / HANDLER_METRICS_PORT (16565 / 18081), STOP_WAIT (30: seconds a server
 # gets after SIGTERM before SIGKILL; the time it took is logged and appended to results.jsonl
-# as a "shutdown" line), MODES (s2: "buffered durable"), HANDLER_BIN / SERVICE_BIN (measure
+# as a "shutdown" line), MODES (s2: "buffered durable"), HANDLER_BIN / SERVICE_BIN / LOADGEN_BIN (measure
 # another build, e.g. an older commit's, with this script and load generator), WARMUP (0: seconds
 # between the handler's start and the load, to measure past its 5 s start-up ledger window).
 # DB_PARTITIONS (the seed's migration 0012: hash partitions by user; 0 = none).
@@ -27,7 +27,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LG="$ROOT/target/release/loadgen"
+LG=${LOADGEN_BIN:-$ROOT/target/release/loadgen}  # LOADGEN_BIN: another build's (it seeds with its migrations)
 HANDLER=${HANDLER_BIN:-$ROOT/target/release/extend-challenge-event-handler}  # HANDLER_BIN / SERVICE_BIN: A/B
 SERVICE=${SERVICE_BIN:-$ROOT/target/release/extend-challenge-service}        # against another build
 DB=${BENCH_DB:-bench_loadgen}

@@ -446,10 +446,24 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     let before = counts(pool).await;
     assert!(before.iter().all(|n| *n > 0), "{before:?}");
 
+    // 0017: the id columns compare byte by byte.
+    for (table, column) in [
+        ("user_goal_progress", "user_id"),
+        ("user_goal_progress", "goal_id"),
+        ("event_ledger", "event_id"),
+        ("event_trail", "user_id"),
+        ("user_erasures", "user_id"),
+        ("reward_grants", "grant_key"),
+    ] {
+        assert_eq!(collation(pool, table, column).await.as_deref(), Some("C"));
+    }
+
     // Down to 0011 (0013, the event trail, 0014, the catalog versions, 0015, the trail per
-    // event, and 0016, an index dropped, came after 0012) and up with 16: every per-user
-    // table is partitioned, its rows kept, and the trail that 0015 creates is partitioned
+    // event, 0016, an index dropped, and 0017, the id columns' collation, came after 0012)
+    // and up with 16: every per-user table is partitioned, its rows kept, and the trail
+    // that 0015 creates is partitioned
     // alike.
+    assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![17]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![16]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![15]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![14]);
@@ -459,7 +473,7 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     assert_eq!(schema(pool).await, plain, "0012 alone added nothing");
     assert_eq!(
         migrations::up_with(pool, 16).await.unwrap(),
-        vec![12, 13, 14, 15, 16]
+        vec![12, 13, 14, 15, 16, 17]
     );
     let layout = partitions::layout(pool).await.unwrap();
     assert_eq!(
@@ -471,6 +485,16 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     );
     assert_eq!(counts(pool).await, before);
     assert_ne!(schema(pool).await, plain);
+    // A partition key keeps its collation (Postgres cannot change it); the other ids change.
+    assert_eq!(collation(pool, "user_goal_progress", "user_id").await, None);
+    assert_eq!(collation(pool, "event_trail", "user_id").await, None);
+    for (table, column) in [
+        ("user_goal_progress", "goal_id"),
+        ("event_ledger", "event_id"),
+        ("reward_grants", "grant_key"),
+    ] {
+        assert_eq!(collation(pool, table, column).await.as_deref(), Some("C"));
+    }
     // The storage settings of 0007 are on every partition.
     let fill: Vec<Option<Vec<String>>> = sqlx::query_scalar(
         "SELECT c.reloptions::text[] FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
@@ -536,8 +560,8 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
 
     // down: the plain tables again, the same schema, the same rows.
     assert_eq!(
-        migrations::down(pool, 5).await.unwrap(),
-        vec![16, 15, 14, 13, 12]
+        migrations::down(pool, 6).await.unwrap(),
+        vec![17, 16, 15, 14, 13, 12]
     );
     assert_eq!(schema(pool).await, plain);
     assert_eq!(counts(pool).await, before);
@@ -570,4 +594,17 @@ async fn seed_rows(pool: &PgPool, config: &ChallengeConfig) {
             .await
             .unwrap();
     }
+}
+
+/// The collation a column declares (`None`: the database's default).
+async fn collation(pool: &PgPool, table: &str, column: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT collation_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
