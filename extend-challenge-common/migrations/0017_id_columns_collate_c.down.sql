@@ -1,4 +1,5 @@
--- Back to the database's collation for the id columns 0017 changed (indexes rebuilt).
+-- Back to the database's collation for the columns 0017 declared COLLATE "C" (their indexes
+-- are rebuilt). On a partitioned table the parent's change reaches its partitions.
 DO $$
 DECLARE
     r record;
@@ -7,19 +8,12 @@ BEGIN
         SELECT c.relname,
                string_agg(format('ALTER COLUMN %I TYPE %s COLLATE "default"', a.attname,
                                  format_type(a.atttypid, a.atttypmod)), ', ') AS changes
-          FROM (VALUES ('user_goal_progress', 'user_id'), ('user_goal_progress', 'goal_id'),
-                       ('event_ledger', 'event_id'),
-                       ('event_trail', 'user_id'),
-                       ('user_erasures', 'user_id'),
-                       ('reward_grants', 'user_id'), ('reward_grants', 'goal_id'),
-                       ('reward_grants', 'period_key'), ('reward_grants', 'grant_key'),
-                       ('reward_outbox', 'user_id'), ('reward_outbox', 'goal_id'))
-               AS v(tbl, col)
-          JOIN pg_class c ON c.relname = v.tbl
-                         AND c.relnamespace = current_schema()::regnamespace
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = v.col
-         WHERE NOT EXISTS (SELECT 1 FROM pg_partitioned_table p
-                            WHERE p.partrelid = c.oid AND a.attnum = ANY (p.partattrs::int2[]))
+          FROM pg_class c
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE c.relname = ANY ('{user_goal_progress, event_ledger, event_trail, user_erasures,
+                                  reward_grants, reward_outbox}'::text[])
+           AND c.relnamespace = current_schema()::regnamespace
+           AND a.attcollation = 'pg_catalog."C"'::regcollation
          GROUP BY c.relname
     LOOP
         EXECUTE format('ALTER TABLE %I %s', r.relname, r.changes);
