@@ -67,7 +67,8 @@ pub fn connect_lazy(options: PgConnectOptions, max_connections: u32) -> PgPool {
 /// calls in its first second: opened first, its p95 went from ~310 to ~200 ms on one core
 /// (BENCHMARKS.md). Each then runs the player API's first statements once, leaving nothing
 /// behind ([`player::warm`]): a new connection's backend spends about 2 ms loading what
-/// they need, and the burst's p95 went from ~130 to ~90 ms more (BENCHMARKS.md). The pool
+/// they need, which the first burst paid (150 concurrent first calls on one core: p95
+/// 121–193 ms before, 100–130 ms with it; BENCHMARKS.md). The pool
 /// keeps them until its idle timeout. Returns how many were open at once; one that fails to
 /// open (the database not up yet) is logged and skipped: requests open connections as they
 /// need them anyway.
