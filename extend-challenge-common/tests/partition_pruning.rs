@@ -461,8 +461,7 @@ async fn partitioning_is_chosen_at_migrate_time_and_reverts_to_the_same_schema()
     // Down to 0011 (0013, the event trail, 0014, the catalog versions, 0015, the trail per
     // event, 0016, an index dropped, and 0017, the id columns' collation, came after 0012)
     // and up with 16: every per-user table is partitioned, its rows kept, and the trail
-    // that 0015 creates is partitioned
-    // alike.
+    // that 0015 creates is partitioned alike.
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![17]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![16]);
     assert_eq!(migrations::down(pool, 1).await.unwrap(), vec![15]);
