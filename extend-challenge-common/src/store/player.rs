@@ -292,6 +292,21 @@ impl InitRow {
     }
 }
 
+/// [`INITIALIZE_SQL`] with its arguments: the marker `user_id` gets, covering
+/// `marker_text`, if they have none. [`initialize`] and [`warm`] run the same statement.
+fn initialize_query<'q>(
+    user_id: &'q str,
+    namespace: &'q str,
+    now: DateTime<Utc>,
+    marker_text: &'q str,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql(&INITIALIZE_SQL))
+        .bind(user_id)
+        .bind(namespace)
+        .bind(now)
+        .bind(marker_text)
+}
+
 /// Assigns the player every default goal they lack, in one statement in the usual case:
 /// a player without a marker gets one, covering `defaults` (their default goals without a
 /// row become implicit, assigned at `now`); a player whose marker predates default goals
@@ -304,11 +319,7 @@ pub async fn initialize(
     defaults: &Defaults,
     now: DateTime<Utc>,
 ) -> Result<Initialized, sqlx::Error> {
-    let found: Vec<InitRow> = sqlx::query(sql(&INITIALIZE_SQL))
-        .bind(user_id)
-        .bind(namespace)
-        .bind(now)
-        .bind(defaults.marker_text())
+    let found: Vec<InitRow> = initialize_query(user_id, namespace, now, defaults.marker_text())
         .try_map(InitRow::decode)
         .fetch_all(pool)
         .await?;
@@ -358,11 +369,7 @@ pub async fn initialize(
 pub async fn warm(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     use sqlx::Connection as _;
     let mut tx = conn.begin().await?;
-    sqlx::query(sql(&INITIALIZE_SQL))
-        .bind("")
-        .bind("")
-        .bind(Utc::now())
-        .bind("")
+    initialize_query("", "", Utc::now(), "")
         .fetch_all(&mut *tx)
         .await?;
     all_rows(&mut *tx, "").await?;
