@@ -4,7 +4,7 @@
 //! order are grpc-gateway's (camelCase, every field present).
 
 use chrono::{DateTime, Utc};
-use extend_challenge_common::config::{Challenge, Goal};
+use extend_challenge_common::config::{Challenge, Goal, Reward};
 
 use super::{Catalog, PlayerView};
 use crate::timefmt::{write_i64, write_rfc3339};
@@ -26,41 +26,44 @@ pub(super) fn challenge_head(c: &Challenge) -> String {
     )
 }
 
+/// `{"type":…,"rewardId":…,"quantity":…}`
+fn reward_json(r: &Reward) -> String {
+    format!(
+        "{{\"type\":{},\"rewardId\":{},\"quantity\":{}}}",
+        json_str(r.reward_type.as_str()),
+        json_str(&r.reward_id),
+        r.quantity
+    )
+}
+
+/// `"requirement":{"statCode":…,"operator":…,"targetValue":…},"reward":{…}`: the goal's
+/// requirement and first reward, as the list's goals and initialize's both carry them.
+fn requirement_and_reward(g: &Goal) -> String {
+    format!(
+        "\"requirement\":{{\"statCode\":{},\"operator\":{},\"targetValue\":{}}},\"reward\":{}",
+        json_str(&g.requirement.stat_code),
+        json_str(&g.requirement.operator),
+        g.requirement.target_value,
+        reward_json(&g.reward)
+    )
+}
+
 /// `{"goalId":…,"name":…,"description":…,"requirement":{…},"reward":{…},"prerequisites":[…],`
 pub(super) fn goal_head(g: &Goal) -> String {
     let prerequisites: Vec<String> = g.prerequisites.iter().map(|p| json_str(p)).collect();
     format!(
-        "{{\"goalId\":{},\"name\":{},\"description\":{},\
-         \"requirement\":{{\"statCode\":{},\"operator\":{},\"targetValue\":{}}},\
-         \"reward\":{{\"type\":{},\"rewardId\":{},\"quantity\":{}}},\
-         \"prerequisites\":[{}],",
+        "{{\"goalId\":{},\"name\":{},\"description\":{},{},\"prerequisites\":[{}],",
         json_str(&g.id),
         json_str(&g.name),
         json_str(&g.description),
-        json_str(&g.requirement.stat_code),
-        json_str(&g.requirement.operator),
-        g.requirement.target_value,
-        json_str(g.reward.reward_type.as_str()),
-        json_str(&g.reward.reward_id),
-        g.reward.quantity,
+        requirement_and_reward(g),
         prerequisites.join(",")
     )
 }
 
 /// `,"rewards":[{…}…]`: the goal's static field after the per-player ones.
 pub(super) fn goal_tail(g: &Goal) -> String {
-    let rewards: Vec<String> = g
-        .rewards
-        .iter()
-        .map(|r| {
-            format!(
-                "{{\"type\":{},\"rewardId\":{},\"quantity\":{}}}",
-                json_str(r.reward_type.as_str()),
-                json_str(&r.reward_id),
-                r.quantity
-            )
-        })
-        .collect();
+    let rewards: Vec<String> = g.rewards.iter().map(reward_json).collect();
     format!(",\"rewards\":[{}]", rewards.join(","))
 }
 
@@ -75,18 +78,9 @@ pub(super) fn assigned_head(g: &Goal) -> String {
     )
 }
 
-/// `,"requirement":{"statCode":…,"operator":…,"targetValue":…},"reward":{"type":…,"rewardId":…,"quantity":…}}`
+/// `,"requirement":{…},"reward":{…}}`
 pub(super) fn assigned_tail(g: &Goal) -> String {
-    format!(
-        ",\"requirement\":{{\"statCode\":{},\"operator\":{},\"targetValue\":{}}},\
-         \"reward\":{{\"type\":{},\"rewardId\":{},\"quantity\":{}}}}}",
-        json_str(&g.requirement.stat_code),
-        json_str(&g.requirement.operator),
-        g.requirement.target_value,
-        json_str(g.reward.reward_type.as_str()),
-        json_str(&g.reward.reward_id),
-        g.reward.quantity
-    )
+    format!(",{}}}", requirement_and_reward(g))
 }
 
 impl Catalog {
