@@ -57,7 +57,8 @@ async fn idle(pool: &sqlx::PgPool, n: usize) {
 }
 
 /// On a migrated database each warmed connection holds the player API's first statements
-/// prepared (initialize's insert, the player's rows), and the warm-up leaves no row.
+/// prepared (initialize's insert, the player's rows) with their generic plans chosen, so
+/// the first real calls skip the planner, and the warm-up leaves no row.
 #[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
 async fn warm_up_prepares_the_first_statements_and_leaves_nothing(
     _: PgPoolOptions,
@@ -70,24 +71,29 @@ async fn warm_up_prepares_the_first_statements_and_leaves_nothing(
         .await
         .unwrap();
     assert_eq!(pool.size(), 2, "the warmed connections, no new one");
+    let is_initialize = |s: &str| s.contains("WITH ins AS") && s.contains("user_goal_progress");
+    let is_rows = |s: &str| s.starts_with("SELECT") && s.ends_with("WHERE user_id = $1");
     for conn in &mut held {
-        let prepared: Vec<String> =
-            sqlx::query_scalar("SELECT statement FROM pg_prepared_statements")
-                .fetch_all(&mut **conn)
-                .await
-                .unwrap();
-        assert!(
-            prepared
+        let prepared: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements",
+        )
+        .fetch_all(&mut **conn)
+        .await
+        .unwrap();
+        for wanted in [&is_initialize as &dyn Fn(&str) -> bool, &is_rows] {
+            let (statement, generic, custom) = prepared
                 .iter()
-                .any(|s| s.contains("WITH ins AS") && s.contains("user_goal_progress")),
-            "{prepared:?}"
-        );
-        assert!(
-            prepared
-                .iter()
-                .any(|s| s.starts_with("SELECT") && s.ends_with("WHERE user_id = $1")),
-            "{prepared:?}"
-        );
+                .find(|(s, ..)| wanted(s))
+                .unwrap_or_else(|| panic!("not prepared: {prepared:?}"));
+            // Planned five times, then the generic plan, kept: later calls skip the planner.
+            assert_eq!(*custom, 5, "{statement}");
+            assert!(*generic >= 1, "no generic plan yet: {statement}");
+            assert_eq!(
+                (*generic + *custom) as usize,
+                store::player::WARM_RUNS,
+                "{statement}"
+            );
+        }
     }
     drop(held);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM user_goal_progress")

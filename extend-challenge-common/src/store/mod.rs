@@ -68,7 +68,9 @@ pub fn connect_lazy(options: PgConnectOptions, max_connections: u32) -> PgPool {
 /// (BENCHMARKS.md). Each then runs the player API's first statements once, leaving nothing
 /// behind ([`player::warm`]): a new connection's backend spends about 2 ms loading what
 /// they need, which the first burst paid (150 concurrent first calls on one core: p95
-/// 121–193 ms before, 100–130 ms with it; BENCHMARKS.md). The pool
+/// 121–193 ms before, 100–130 ms with it; BENCHMARKS.md). It runs them enough times for
+/// Postgres to settle on their generic plans, so the burst's calls are not planned one by
+/// one either (round-1 p95 80–87 → 56–64 ms on this pass's machine). The pool
 /// keeps them until its idle timeout. Returns how many were open at once; one that fails to
 /// open (the database not up yet) is logged and skipped: requests open connections as they
 /// need them anyway.

@@ -361,18 +361,29 @@ pub async fn initialize(
     Ok(Initialized { rows, assigned })
 }
 
-/// Runs the player API's first statements ([`initialize`]'s and the list's) once on `conn`,
-/// for no player (the empty id, which no token carries), in a transaction rolled back:
-/// the connection keeps them prepared, and its Postgres backend loads the catalog entries
-/// of the table, its indexes and the statements' types, work the first real call on a new
-/// connection would otherwise do ([`super::warm_up`]). Leaves nothing behind.
+/// How many times [`warm`] runs each statement: Postgres plans a prepared statement afresh
+/// for its first five executions on a connection (custom plans), then builds the generic
+/// plan and keeps it when it costs no more (`plan_cache_mode = auto`). Both statements are
+/// primary-key reads and a one-row insert, so the generic plan wins, and from the sixth
+/// execution on a call skips the planner. Planning was a fifth of Postgres's time in a
+/// burst of first `initialize` calls (BENCHMARKS.md, "Issue 22 part 0, fourth pass").
+pub const WARM_RUNS: usize = 6;
+
+/// Runs the player API's first statements ([`initialize`]'s and the list's) [`WARM_RUNS`]
+/// times on `conn`, for no player (the empty id, which no token carries), in a transaction
+/// rolled back: the connection keeps them prepared, with their generic plans chosen, and
+/// its Postgres backend loads the catalog entries of the table, its indexes and the
+/// statements' types, work the first real calls on a new connection would otherwise do
+/// ([`super::warm_up`]). Leaves nothing behind.
 pub async fn warm(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     use sqlx::Connection as _;
     let mut tx = conn.begin().await?;
-    initialize_query("", "", Utc::now(), "")
-        .fetch_all(&mut *tx)
-        .await?;
-    all_rows(&mut *tx, "").await?;
+    for _ in 0..WARM_RUNS {
+        initialize_query("", "", Utc::now(), "")
+            .fetch_all(&mut *tx)
+            .await?;
+        all_rows(&mut *tx, "").await?;
+    }
     tx.rollback().await
 }
 
