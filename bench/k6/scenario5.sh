@@ -10,7 +10,8 @@
 # Env: BASE=<git rev> to run another build (built in its own worktree under target/);
 # AUTO_INITIALIZE_ON_EVENT (default true); PG_SSLMODE (default disable, lib.sh); PIN=1 to run k6 on CPU 1 and the pair plus
 # Postgres on CPU 0 with taskset (default: no pinning); OUT (default /tmp/scenario5-<time>);
-# SPLIT (30): seconds of the opening window of the per-route p95 (see below); PERF=1.
+# SPLIT (30): seconds of the opening window of the per-route p95 (see below); PERF=1;
+# TIMELINE=1; WIRE=1 (needs tcpdump).
 # Prints k6's summary, the CPU seconds each process used (the split), the rows written, and
 # the handler's flush figures.
 set -euo pipefail
@@ -63,6 +64,18 @@ if [[ "${PERF:-0}" == 1 ]]; then
     perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null |
       grep -E '^ +[0-9]' | head -40 > "$OUT/perf-top.txt" ) &
 fi
+# TIMELINE=1: each process group's CPU every 0.25 s over the first 25 s (k6's VU
+# initialization, then the opening burst; bench/cpu_timeline.py) in cpu-timeline.txt.
+if [[ "${TIMELINE:-0}" == 1 ]]; then
+  python3 "$ROOT/bench/cpu_timeline.py" 25 0.25 handler=$HANDLER service=$SERVICE \
+    postgres=comm:postgres k6=comm:k6 > "$OUT/cpu-timeline.txt" &
+fi
+# WIRE=1: the API's packets over the first 30 s (tcpdump on lo, headers only), for the
+# latency the wire saw (bench/wire_latency.py), beside k6's and the service's.
+if [[ "${WIRE:-0}" == 1 ]]; then
+  timeout 40 tcpdump -i lo -s 128 -w "$OUT/api.pcap" tcp port 18000 2>/dev/null &
+  sleep 1
+fi
 echo "scenario5: k6 for ${SECS}s (durable, AUTO_INITIALIZE_ON_EVENT=${AUTO_INITIALIZE_ON_EVENT:-true}, PIN=${PIN:-0}) -> $OUT" >&2
 (cd "$lay/tests/loadtest/k6" && export BASE_URL=http://127.0.0.1:18000/challenge \
   EVENT_HANDLER_ADDR=127.0.0.1:16566 NAMESPACE=test &&
@@ -81,4 +94,8 @@ sed -n '/THRESHOLDS/,$p' "$OUT/k6.txt" | grep -v "^\s*$" | head -80 || echo "(k6
   grep -E '^challenge_flush_phase_seconds_sum' "$OUT/handler-metrics-end.txt" | sed 's/^challenge_flush_phase_seconds_sum/  /'
   echo "REST p95 by route (bucket upper bound, the service's own histogram): first ${SPLIT:-30} s | after"
   python3 "$ROOT/bench/k6/window_p95.py" "$OUT/service-metrics-split.txt" "$OUT/service-metrics-end.txt"
+  if [[ -s "$OUT/api.pcap" ]]; then
+    echo "REST latency on the wire, first 40 s (bench/wire_latency.py):"
+    python3 "$ROOT/bench/wire_latency.py" "$OUT/api.pcap" 18000
+  fi
 } | tee "$OUT/summary.txt"

@@ -625,6 +625,85 @@ async fn flush_batch_defers_locked_rows_and_drops_unassigned_keys(pool: PgPool) 
     assert_eq!(ledger(&pool).await, ["cal-1", "zoe-1"]);
 }
 
+/// Keys without a row of their own, told apart per user (one look at each user's rows):
+/// for an initialized player, a default goal without a row is implicit (its first row is
+/// inserted), a non-default goal never activated is not assigned (dropped), and an
+/// activated one whose row another transaction holds defers the whole user.
+#[sqlx::test(migrator = "extend_challenge_common::store::MIGRATOR")]
+async fn keys_without_a_row_are_implicit_not_assigned_or_held_per_user(pool: PgPool) {
+    use extend_challenge_common::store::flush::{BatchItem, BatchUser, flush_batch};
+    use extend_challenge_common::store::{implicit::Defaults, player};
+    let config = fixture_config();
+    let defaults = Defaults::of(&config);
+    let now = at("2025-11-05T12:00:00Z");
+    for user in ["ivy", "max"] {
+        player::initialize(&pool, user, NAMESPACE, &defaults, now)
+            .await
+            .unwrap();
+    }
+    // ivy activated the hidden (non-default) goal; max did not.
+    assign(&pool, "ivy", &["kills-hidden"], now).await;
+    let item = |user: &str, goal: &str| {
+        let goal = config.goal(goal).unwrap().clone();
+        BatchItem {
+            user_id: user.into(),
+            namespace: NAMESPACE.into(),
+            delta: extend_challenge_common::progress::delta_for_stat(&goal, 4, 4, (0, 1)).unwrap(),
+            goal,
+        }
+    };
+    let items = [
+        item("ivy", "kills-10"),
+        item("ivy", "kills-hidden"),
+        item("max", "kills-10"),
+        item("max", "kills-hidden"),
+    ];
+    let user = |id: &str, event: &str| BatchUser {
+        user_id: id.into(),
+        keys: 2,
+        event_ids: vec![event.into()],
+        oldest_at: None,
+    };
+    let users = [user("ivy", "ivy-1"), user("max", "max-1")];
+    let claim = lock_row(&pool, "ivy", "kills-hidden").await;
+    let five = Duration::from_secs(5);
+
+    let flushed = flush_batch(&pool, &items, &users, Some(&defaults), now, five)
+        .await
+        .unwrap();
+    assert_eq!(
+        flushed.deferred,
+        vec![0, 1],
+        "ivy's row is held: all of ivy waits"
+    );
+    assert_eq!(
+        flushed.outcome.updated, 1,
+        "max's implicit kills-10: {flushed:?}"
+    );
+    assert_eq!(
+        flushed.outcome.not_assigned, 1,
+        "max never activated kills-hidden"
+    );
+    assert_eq!(flushed.outcome.initialized, 0, "both have markers");
+    assert_eq!(progress(&pool, "max", "kills-10").await, Some(4));
+    assert_eq!(progress(&pool, "max", "kills-hidden").await, None);
+    assert_eq!(
+        progress(&pool, "ivy", "kills-10").await,
+        None,
+        "still implicit"
+    );
+    claim.rollback().await.unwrap();
+
+    let retry = flush_batch(&pool, &items[..2], &users[..1], Some(&defaults), now, five)
+        .await
+        .unwrap();
+    assert!(retry.deferred.is_empty());
+    assert_eq!(retry.outcome.updated, 2, "{retry:?}");
+    assert_eq!(progress(&pool, "ivy", "kills-10").await, Some(4));
+    assert_eq!(progress(&pool, "ivy", "kills-hidden").await, Some(4));
+    assert_eq!(ledger(&pool).await, ["ivy-1", "max-1"]);
+}
+
 async fn ledger(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT event_id FROM event_ledger ORDER BY event_id")
         .fetch_all(pool)

@@ -75,7 +75,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use super::columns::StateColumns;
-use super::implicit::{self, Defaults, Marker};
+use super::implicit::{self, Defaults, MARKER_GOAL_ID, Marker};
 use super::{DbFault, GOAL_ROW_COLUMNS, GoalRow, classify};
 use crate::config::Goal;
 use crate::progress::{self, Delta};
@@ -250,32 +250,27 @@ static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Of the given keys (those the locking select did not return), whether each has a row —
-/// read without locking: such a row is held by another transaction; without one the goal is
-/// implicit or not assigned — its user's erasure tombstone, if any, its user's marker row
-/// (`store::implicit`: when the user was initialized and the goals that covered), and
-/// whether the user has any row at all (a user without is auto-initialized).
+/// For the users of the keys the locking select did not return, what tells those keys
+/// apart, one row per user: the ids of every row the user has, read without locking (a
+/// missing key whose goal is among them has a row another transaction holds; one not
+/// among them has no row: the goal is implicit or not assigned), the user's erasure
+/// tombstone, if any, and the user's marker row (`store::implicit`: when the user was
+/// initialized and the goals that covered). A user with no row at all is
+/// auto-initialized.
 ///
-/// The user's facts are looked up once per user (`MATERIALIZED`), not once per key: an event
-/// reaching 20 goals of one player brings 20 keys of that user. The marker's text (the
-/// covered goal ids, kilobytes for a large catalog) comes with one key of each user only,
-/// `NULL` with the others ([`look_at_missing`] shares it).
-const MISSING_KEYS_SQL: &str = "\
-WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(user_id, goal_id)), \
-f AS MATERIALIZED (SELECT u.user_id, e.erased_at, m.user_id IS NOT NULL AS has_marker, \
-        m.assigned_at, m.req_state, \
-        m.user_id IS NOT NULL OR EXISTS (SELECT 1 FROM user_goal_progress p \
-            WHERE p.user_id = u.user_id) AS has_rows \
-    FROM (SELECT DISTINCT user_id FROM k) AS u \
-    LEFT JOIN user_erasures AS e ON e.user_id = u.user_id \
-    LEFT JOIN user_goal_progress AS m ON m.user_id = u.user_id AND m.goal_id = '') \
-SELECT k.user_id, k.goal_id, \
-    EXISTS (SELECT 1 FROM user_goal_progress p \
-        WHERE p.user_id = k.user_id AND p.goal_id = k.goal_id), \
-    f.erased_at, f.has_marker, f.assigned_at, \
-    CASE WHEN row_number() OVER (PARTITION BY k.user_id) = 1 THEN f.req_state END, \
-    f.has_rows \
-FROM k JOIN f ON f.user_id = k.user_id";
+/// Per user, not per key: an event fans out to every goal of its stat code, and most of
+/// them may be goals the player never activated. In AccelByte's M5 catalog a stat feeds
+/// 120 goals of which 20 are default-assigned: 83 % of a scenario-5 batch's keys had no
+/// row, and a look up each of them cost 14 ms for a batch of 4,800 keys of 40 players
+/// against 1.3 ms for one range scan of each player's primary-key entries (BENCHMARKS.md,
+/// "Issue 22 part 0, fourth pass").
+const MISSING_USERS_SQL: &str = "\
+SELECT u.user_id, \
+    ARRAY(SELECT p.goal_id FROM user_goal_progress p WHERE p.user_id = u.user_id), \
+    e.erased_at, m.user_id IS NOT NULL, m.assigned_at, m.req_state \
+FROM unnest($1::text[]) AS u(user_id) \
+LEFT JOIN user_erasures AS e ON e.user_id = u.user_id \
+LEFT JOIN user_goal_progress AS m ON m.user_id = u.user_id AND m.goal_id = ''";
 
 /// The batch's `BEGIN`, with `ROW EXCLUSIVE` on the progress table (which an erasure's
 /// `EXCLUSIVE` lock waits for, see [`super::erasure`]) taken before anything reads the
@@ -949,24 +944,23 @@ fn missing_keys<'a>(
 /// and whether its user has any row.
 struct WithoutRow {
     item: usize,
-    marker: Option<Marker>,
+    marker: Option<Arc<Marker>>,
     has_rows: bool,
 }
 
-/// A row of [`MISSING_KEYS_SQL`].
-type MissingRow = (
+/// A row of [`MISSING_USERS_SQL`].
+type MissingUserRow = (
     String,
-    String,
-    bool,
+    Vec<String>,
     Option<DateTime<Utc>>,
     bool,
     Option<DateTime<Utc>>,
     Option<String>,
-    bool,
 );
 
-/// Runs [`MISSING_KEYS_SQL`] for `missing`: marks the users with a row held elsewhere
-/// deferred, records the tombstones it reads, and returns the keys without a row.
+/// Runs [`MISSING_USERS_SQL`] for the users of `missing`: marks the users with a row held
+/// elsewhere deferred, records the tombstones it reads, and returns the keys without a
+/// row.
 async fn look_at_missing<'a>(
     tx: &mut sqlx::PgConnection,
     missing: &[(&str, &str)],
@@ -977,44 +971,46 @@ async fn look_at_missing<'a>(
     if missing.is_empty() {
         return Ok(Vec::new());
     }
-    let (users, goals): (Vec<&str>, Vec<&str>) = missing.iter().copied().unzip();
-    let found: Vec<MissingRow> = sqlx::query_as(MISSING_KEYS_SQL)
+    // Missing keys come user after user (a batch lists its users' items together).
+    let mut users: Vec<&str> = missing.iter().map(|(u, _)| *u).collect();
+    users.dedup();
+    let found: Vec<MissingUserRow> = sqlx::query_as(MISSING_USERS_SQL)
         .bind(&users)
-        .bind(&goals)
         .fetch_all(&mut *tx)
         .await?;
-    // Each user's marker text comes with one of their keys: share it with the others.
-    let texts: HashMap<&str, &str, foldhash::fast::RandomState> = found
-        .iter()
-        .filter_map(|r| Some((r.0.as_str(), r.6.as_deref()?)))
-        .collect();
+    // Per user: its rows' goal ids, its marker (built once, shared by its keys), its
+    // tombstone.
+    type Seen<'r> = (
+        HashSet<&'r str, foldhash::fast::RandomState>,
+        Option<Arc<Marker>>,
+    );
+    let mut seen: HashMap<&str, Seen<'_>, foldhash::fast::RandomState> = HashMap::default();
+    for (u, present, erased_at, has_marker, marker_at, marker_text) in &found {
+        if let Some(f) = facts.get_mut(u.as_str())
+            && erased_at.is_some()
+        {
+            f.erased_at = *erased_at;
+        }
+        let marker = has_marker
+            .then(|| Marker::from_parts(MARKER_GOAL_ID, *marker_at, marker_text.as_deref()))
+            .flatten()
+            .map(Arc::new);
+        seen.insert(u, (present.iter().map(String::as_str).collect(), marker));
+    }
     let mut without_row = Vec::new();
-    for (u, g, exists, erased_at, has_marker, marker_at, marker_text, has_rows) in &found {
-        let (exists, erased_at, has_marker, has_rows) =
-            (*exists, *erased_at, *has_marker, *has_rows);
-        let marker_text = marker_text
-            .as_deref()
-            .or_else(|| texts.get(u.as_str()).copied());
-        let Some(&i) = by_key.get(&(u.as_str(), g.as_str())) else {
+    for &(u, g) in missing {
+        let (Some(&i), Some((present, marker))) = (by_key.get(&(u, g)), seen.get(u)) else {
             continue;
         };
-        let user = &*items[i].user_id;
-        if let Some(f) = facts.get_mut(user) {
-            if exists {
+        if present.contains(g) {
+            if let Some(f) = facts.get_mut(&*items[i].user_id) {
                 f.deferred = true;
             }
-            if erased_at.is_some() {
-                f.erased_at = erased_at;
-            }
-        }
-        if !exists {
-            let marker = has_marker
-                .then(|| Marker::from_parts("", *marker_at, marker_text))
-                .flatten();
+        } else {
             without_row.push(WithoutRow {
                 item: i,
-                marker,
-                has_rows,
+                marker: marker.clone(),
+                has_rows: !present.is_empty(),
             });
         }
     }
