@@ -255,20 +255,32 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
     }
     assert_pruned("trail", &take_plans(), &own, &["event_trail"]);
 
-    // The flush: one batch of three users in three partitions.
+    // The flush: one batch of three users in three partitions, each with a goal they have
+    // a row for and one they never activated (no row: the look at keys without a row runs).
     let now = Utc::now();
     let goal = config.default_goals()[0].clone();
-    let (items, users) = support::batch_of(&players, std::slice::from_ref(&goal), NAMESPACE, now);
+    let inactive = config
+        .goal("winter-snowmen-25")
+        .filter(|g| !g.default_assigned)
+        .expect("a goal not assigned by default")
+        .clone();
+    let (items, users) = support::batch_of(&players, &[goal.clone(), inactive], NAMESPACE, now);
     let flushed = flush_batch(pool, &items, &users, None, now, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(flushed.outcome.updated, 3, "{flushed:?}");
+    assert_eq!(flushed.outcome.not_assigned, 3, "{flushed:?}");
     let three: Vec<&str> = players.iter().map(String::as_str).collect();
     let theirs = partitions_of(&db.plain, &three).await;
     assert_eq!(theirs.len(), 3);
+    let plans = take_plans();
+    assert!(
+        plans.iter().any(|p| p.query.contains("ARRAY(SELECT p.goal_id")),
+        "the look at keys without a row ran: {plans:#?}"
+    );
     assert_pruned(
         "flush",
-        &take_plans(),
+        &plans,
         &theirs,
         &["user_goal_progress", "user_erasures"],
     );

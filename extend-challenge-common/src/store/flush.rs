@@ -264,13 +264,19 @@ static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
 /// row, and a look up each of them cost 14 ms for a batch of 4,800 keys of 40 players
 /// against 1.3 ms for one range scan of each player's primary-key entries (BENCHMARKS.md,
 /// "Issue 22 part 0, fourth pass").
+///
+/// Each look-up is a subquery correlated on the user, so each is an index scan for one user
+/// (on a partitioned layout, of one partition, chosen at run time): a join on the unnested
+/// ids may be planned as a hash join scanning every partition of `user_erasures`
+/// (`tests/partition_pruning.rs`).
 const MISSING_USERS_SQL: &str = "\
 SELECT u.user_id, \
     ARRAY(SELECT p.goal_id FROM user_goal_progress p WHERE p.user_id = u.user_id), \
-    e.erased_at, m.user_id IS NOT NULL, m.assigned_at, m.req_state \
+    (SELECT e.erased_at FROM user_erasures e WHERE e.user_id = u.user_id), \
+    m.user_id IS NOT NULL, m.assigned_at, m.req_state \
 FROM unnest($1::text[]) AS u(user_id) \
-LEFT JOIN user_erasures AS e ON e.user_id = u.user_id \
-LEFT JOIN user_goal_progress AS m ON m.user_id = u.user_id AND m.goal_id = ''";
+LEFT JOIN LATERAL (SELECT m.user_id, m.assigned_at, m.req_state FROM user_goal_progress m \
+    WHERE m.user_id = u.user_id AND m.goal_id = '' LIMIT 1) AS m ON true";
 
 /// The batch's `BEGIN`, with `ROW EXCLUSIVE` on the progress table (which an erasure's
 /// `EXCLUSIVE` lock waits for, see [`super::erasure`]) taken before anything reads the
