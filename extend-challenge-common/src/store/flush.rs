@@ -9,9 +9,9 @@
 //!    [`set_plan_each_batch`]);
 //! 2. one `SELECT … ORDER BY user_id, goal_id FOR NO KEY UPDATE SKIP LOCKED` of the batch's
 //!    rows, each with its user's erasure tombstone (`LEFT JOIN user_erasures`);
-//! 3. only for keys it did not return: one unlocked look telling rows another transaction
-//!    holds (*deferred*) from keys without a row, with those users' tombstones and marker
-//!    rows (`store::implicit`);
+//! 3. only for keys it did not return: one unlocked look at those keys' users — the ids of
+//!    each user's rows, telling rows another transaction holds (*deferred*) from keys
+//!    without a row, with the users' tombstones and marker rows (`store::implicit`);
 //! 4. the progress rules, in Rust ([`progress::apply`]), then one statement that runs the
 //!    `UPDATE … FROM unnest(…)` of the changed rows, the `INSERT` of the first rows of the
 //!    implicit goals the batch changed and of the markers of the users it auto-initializes,
