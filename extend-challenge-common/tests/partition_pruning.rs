@@ -275,7 +275,9 @@ async fn the_list_the_flush_the_claim_and_the_erasure_scan_only_their_users_part
     assert_eq!(theirs.len(), 3);
     let plans = take_plans();
     assert!(
-        plans.iter().any(|p| p.query.contains("ARRAY(SELECT p.goal_id")),
+        plans
+            .iter()
+            .any(|p| p.query.contains("ARRAY(SELECT p.goal_id")),
         "the look at keys without a row ran: {plans:#?}"
     );
     assert_pruned(

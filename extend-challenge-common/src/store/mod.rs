@@ -52,12 +52,42 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     partitions::migrate_with(pool, partitions::DEFAULT_PARTITIONS).await
 }
 
+/// A pooled connection idle at least this long is pinged before it is handed out; one
+/// idle for less is handed out as it is ([`connect_lazy`]).
+pub const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens a lazily-connecting pool: start-up and health do not depend on Postgres being up
 /// at the moment the process starts.
+///
+/// sqlx pings a connection when it goes back to the pool and, by default, again when it
+/// comes out: a round trip before every transaction, which under load wakes both sides for
+/// nothing (the connection answered a moment ago). Here the second ping happens only for a
+/// connection idle for [`PING_IF_IDLE_FOR`] or longer, the case where the server may have
+/// gone away meanwhile. A connection that breaks in that second fails its statement the way
+/// one cut mid-statement does: the flush retries its batch, the service answers that request
+/// with an error, and sqlx drops the connection.
 pub fn connect_lazy(options: PgConnectOptions, max_connections: u32) -> PgPool {
+    connect_lazy_pinging(options, max_connections, PING_IF_IDLE_FOR)
+}
+
+/// [`connect_lazy`] with another idle time before a ping (tests).
+pub fn connect_lazy_pinging(
+    options: PgConnectOptions,
+    max_connections: u32,
+    ping_if_idle_for: std::time::Duration,
+) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ping_if_idle_for {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options)
 }
 
