@@ -8,10 +8,20 @@ use extend_challenge_common::store;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-/// The backend of the pool's one connection, killed while the connection sits idle.
-async fn kill_the_idle_backend(pool: &PgPool, admin: &PgPool) {
+/// A pool of one connection pinged after `ping_if_idle_for`, whose backend was killed
+/// (from another session) while the connection sat idle in the pool.
+async fn pool_with_a_dead_idle_connection(
+    options: PgConnectOptions,
+    ping_if_idle_for: Duration,
+) -> PgPool {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let pool = store::connect_lazy_pinging(options, 1, ping_if_idle_for);
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(pool)
+        .fetch_one(&pool)
         .await
         .unwrap();
     // The connection goes back to the idle queue on a task of sqlx's own.
@@ -20,10 +30,11 @@ async fn kill_the_idle_backend(pool: &PgPool, admin: &PgPool) {
     }
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
         .bind(pid)
-        .fetch_one(admin)
+        .fetch_one(&admin)
         .await
         .unwrap();
     assert!(killed, "backend {pid} did not end");
+    pool
 }
 
 #[sqlx::test(migrations = false)]
@@ -31,14 +42,8 @@ async fn an_idle_connection_is_pinged_and_a_dead_one_replaced(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
     let idle_for = Duration::from_millis(50);
-    let pool = store::connect_lazy_pinging(options, 1, idle_for);
-    kill_the_idle_backend(&pool, &admin).await;
+    let pool = pool_with_a_dead_idle_connection(options, idle_for).await;
     // The pool's clock: the connection must have been idle this long to be pinged.
     tokio::time::sleep(idle_for * 2).await;
     let one: i32 = sqlx::query_scalar("SELECT 1")
@@ -53,13 +58,7 @@ async fn a_connection_used_a_moment_ago_is_handed_out_without_a_ping(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    let pool = store::connect_lazy_pinging(options, 1, Duration::from_secs(3600));
-    kill_the_idle_backend(&pool, &admin).await;
+    let pool = pool_with_a_dead_idle_connection(options, Duration::from_secs(3600)).await;
     // No ping: the statement is what finds the connection gone, as one cut mid-statement
     // would be (with sqlx's default ping before each acquire, it would have succeeded).
     let err = sqlx::query_scalar::<_, i32>("SELECT 1")
